@@ -1,0 +1,111 @@
+#include "attncache/kernels/cpu/ops.h"
+
+#include <dnnl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace attncache::cpu {
+namespace {
+
+// Cody–Waite range reduction x = n·ln2 + r, |r| ≤ ln2/2, then a degree-6 polynomial for e^r
+// (the Cephes expf coefficients) and 2^n built in the exponent bits.
+inline float exp_approx(float x) {
+  x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
+  float n = std::nearbyint(x * 1.44269504088896341f);
+  float r = std::fma(n, -0.693359375f, x);
+  r = std::fma(n, 2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = std::fma(p, r, 1.3981999507e-3f);
+  p = std::fma(p, r, 8.3334519073e-3f);
+  p = std::fma(p, r, 4.1665795894e-2f);
+  p = std::fma(p, r, 1.6666665459e-1f);
+  p = std::fma(p, r, 5.0000001201e-1f);
+  p = std::fma(p * r, r, r) + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// erf by Abramowitz & Stegun 7.1.26 refined: |error| < 1.5e-7, enough for fp32 GELU.
+inline float erf_approx(float x) {
+  float ax = std::fabs(x);
+  float t = 1.0f / std::fma(0.3275911f, ax, 1.0f);
+  float poly = 1.061405429f;
+  poly = std::fma(poly, t, -1.453152027f);
+  poly = std::fma(poly, t, 1.421413741f);
+  poly = std::fma(poly, t, -0.284496736f);
+  poly = std::fma(poly, t, 0.254829592f);
+  float y = 1.0f - poly * t * exp_approx(-ax * ax);
+  return std::copysign(y, x);
+}
+
+}  // namespace
+
+void linear(const float* a, const float* w, float* c, int m, int n, int k, bool accumulate) {
+  if (m == 0) return;
+  dnnl_status_t status =
+      dnnl_sgemm('N', 'T', m, n, k, 1.0f, a, k, w, k, accumulate ? 1.0f : 0.0f, c, n);
+  if (status != dnnl_success) core::throw_internal("oneDNN sgemm failed with status ", status);
+}
+
+void bias_gelu(float* x, const float* bias, int rows, int cols) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    float* row = x + static_cast<size_t>(r) * cols;
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) {
+      float v = row[c] + bias[c];
+      row[c] = 0.5f * v * (1.0f + erf_approx(v * 0.70710678118654752f));
+    }
+  }
+}
+
+namespace {
+
+inline void normalize_row(float* row, const float* gamma, const float* beta, float eps, int cols) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int c = 0; c < cols; ++c) sum += row[c];
+  float mean = sum / cols;
+  float var = 0.0f;
+#pragma omp simd reduction(+ : var)
+  for (int c = 0; c < cols; ++c) {
+    float d = row[c] - mean;
+    var += d * d;
+  }
+  float inv = 1.0f / std::sqrt(var / cols + eps);
+#pragma omp simd
+  for (int c = 0; c < cols; ++c) row[c] = (row[c] - mean) * inv * gamma[c] + beta[c];
+}
+
+}  // namespace
+
+void bias_residual_layernorm(const float* x, const float* bias, const float* residual,
+                             const float* gamma, const float* beta, float eps, float* out,
+                             int rows, int cols) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const size_t offset = static_cast<size_t>(r) * cols;
+    float* row = out + offset;
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) row[c] = x[offset + c] + bias[c] + residual[offset + c];
+    normalize_row(row, gamma, beta, eps, cols);
+  }
+}
+
+void layernorm(float* x, const float* gamma, const float* beta, float eps, int rows, int cols) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) normalize_row(x + static_cast<size_t>(r) * cols, gamma, beta, eps, cols);
+}
+
+void exp_inplace(float* x, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) x[i] = exp_approx(x[i]);
+}
+
+}  // namespace attncache::cpu

@@ -1,0 +1,158 @@
+#include "attncache/model/bert.h"
+
+#include <cstring>
+#include <filesystem>
+
+#include "attncache/kernels/cpu/attention.h"
+#include "attncache/kernels/cpu/ops.h"
+#include "core/error.h"
+
+namespace attncache {
+
+BertModel::Param BertModel::param(const std::string& name, std::vector<int64_t> shape) const {
+  const TensorView& t = file_.get(prefix_ + name);
+  if (t.shape != shape) {
+    TensorView expected;
+    expected.shape = shape;
+    core::throw_bad_input(file_.path(), ": tensor '", t.name, "' has shape ", t.shape_string(),
+                          " but config.json implies ", expected.shape_string());
+  }
+  if (t.dtype != core::DType::kF32 && t.dtype != core::DType::kF16 &&
+      t.dtype != core::DType::kBF16) {
+    core::throw_bad_input(file_.path(), ": tensor '", t.name, "' has dtype ",
+                          core::dtype_name(t.dtype), "; expected F32, F16 or BF16");
+  }
+  Param p;
+  if (t.dtype == core::DType::kF32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) {
+    p.data = reinterpret_cast<const float*>(t.data);
+  } else {
+    p.owned.resize(static_cast<size_t>(t.numel()));
+    core::convert_to_f32(t.dtype, t.data, p.owned.size(), p.owned.data());
+    p.data = p.owned.data();
+  }
+  return p;
+}
+
+void BertModel::append(const std::string& name, std::vector<int64_t> shape,
+                       std::vector<float>* out) const {
+  Param p = param(name, std::move(shape));
+  size_t n = 1;
+  for (int64_t d : file_.get(prefix_ + name).shape) n *= static_cast<size_t>(d);
+  out->insert(out->end(), p.data, p.data + n);
+}
+
+std::unique_ptr<BertModel> BertModel::load(const ModelConfig& config) {
+  auto model = std::unique_ptr<BertModel>(new BertModel());
+  model->config_ = config.bert;
+  std::string path = (std::filesystem::path(config.dir) / "model.safetensors").string();
+  model->file_ = SafeTensors::open(path);
+  if (model->file_.find("embeddings.word_embeddings.weight") == nullptr &&
+      model->file_.find("bert.embeddings.word_embeddings.weight") != nullptr) {
+    model->prefix_ = "bert.";
+  }
+  const BertConfig& c = model->config_;
+  const int64_t d = c.hidden_size;
+  const int64_t ff = c.intermediate_size;
+  model->word_emb_ = model->param("embeddings.word_embeddings.weight", {c.vocab_size, d});
+  model->pos_emb_ =
+      model->param("embeddings.position_embeddings.weight", {c.max_position_embeddings, d});
+  model->type_emb_ = model->param("embeddings.token_type_embeddings.weight", {c.type_vocab_size, d});
+  model->emb_ln_g_ = model->param("embeddings.LayerNorm.weight", {d});
+  model->emb_ln_b_ = model->param("embeddings.LayerNorm.bias", {d});
+  model->layers_.resize(c.num_layers);
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string p = "encoder.layer." + std::to_string(i) + ".";
+    Layer& l = model->layers_[i];
+    for (const char* name : {"query", "key", "value"}) {
+      model->append(p + "attention.self." + name + ".weight", {d, d}, &l.qkv_w);
+      model->append(p + "attention.self." + name + ".bias", {d}, &l.qkv_b);
+    }
+    l.out_w = model->param(p + "attention.output.dense.weight", {d, d});
+    l.out_b = model->param(p + "attention.output.dense.bias", {d});
+    l.ln1_g = model->param(p + "attention.output.LayerNorm.weight", {d});
+    l.ln1_b = model->param(p + "attention.output.LayerNorm.bias", {d});
+    l.inter_w = model->param(p + "intermediate.dense.weight", {ff, d});
+    l.inter_b = model->param(p + "intermediate.dense.bias", {ff});
+    l.ffn_out_w = model->param(p + "output.dense.weight", {d, ff});
+    l.ffn_out_b = model->param(p + "output.dense.bias", {d});
+    l.ln2_g = model->param(p + "output.LayerNorm.weight", {d});
+    l.ln2_b = model->param(p + "output.LayerNorm.bias", {d});
+  }
+  return model;
+}
+
+const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32_t>>& batch,
+                                             BertWorkspace& ws, AttentionHook* hook) const {
+  const BertConfig& c = config_;
+  const int d = c.hidden_size;
+  const int ff = c.intermediate_size;
+  std::vector<cpu::AttentionSeq> seqs(batch.size());
+  int total = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const int n = static_cast<int>(batch[s].size());
+    if (n == 0) core::throw_bad_input("sequence ", s, " of the batch is empty");
+    if (n > c.max_position_embeddings) {
+      core::throw_bad_input("sequence ", s, " has ", n, " tokens; the model takes at most ",
+                            c.max_position_embeddings);
+    }
+    for (int32_t id : batch[s]) {
+      if (id < 0 || id >= c.vocab_size) {
+        core::throw_bad_input("token id ", id, " is outside the vocabulary (", c.vocab_size, ")");
+      }
+    }
+    seqs[s].offset = total;
+    seqs[s].length = n;
+    total += n;
+  }
+  const size_t rows = static_cast<size_t>(total);
+  ws.hidden.resize(rows * d);
+  ws.qkv.resize(rows * 3 * d);
+  ws.ctx.resize(rows * d);
+  ws.tmp.resize(rows * d);
+  ws.inter.resize(rows * ff);
+
+  // Embeddings: word + position + token type 0, then LayerNorm.
+  for (size_t s = 0; s < batch.size(); ++s) {
+    for (int i = 0; i < seqs[s].length; ++i) {
+      float* row = ws.hidden.data() + static_cast<size_t>(seqs[s].offset + i) * d;
+      const float* w = word_emb_.data + static_cast<size_t>(batch[s][i]) * d;
+      const float* p = pos_emb_.data + static_cast<size_t>(i) * d;
+      for (int k = 0; k < d; ++k) row[k] = w[k] + p[k] + type_emb_.data[k];
+    }
+  }
+  cpu::layernorm(ws.hidden.data(), emb_ln_g_.data, emb_ln_b_.data, c.layer_norm_eps, total, d);
+
+  for (int li = 0; li < c.num_layers; ++li) {
+    const Layer& l = layers_[li];
+    cpu::linear(ws.hidden.data(), l.qkv_w.data(), ws.qkv.data(), total, 3 * d, d);
+    for (size_t r = 0; r < rows; ++r) {
+      float* row = ws.qkv.data() + r * 3 * d;
+      for (int k = 0; k < 3 * d; ++k) row[k] += l.qkv_b[k];
+    }
+    for (size_t s = 0; s < batch.size(); ++s) {
+      seqs[s].record = nullptr;
+      seqs[s].stored = nullptr;
+      if (hook != nullptr) {
+        const int seq = static_cast<int>(s);
+        seqs[s].record = hook->record(li, seq, seqs[s].length);
+        StoredProbs stored = hook->stored(li, seq, seqs[s].length);
+        seqs[s].stored = stored.data;
+        seqs[s].stored_dtype = stored.dtype;
+        seqs[s].stored_heads = stored.heads;
+      }
+    }
+    cpu::attention(ws.qkv.data(), ws.ctx.data(), seqs.data(), static_cast<int>(seqs.size()),
+                   c.num_heads, c.head_dim());
+    cpu::linear(ws.ctx.data(), l.out_w.data, ws.tmp.data(), total, d, d);
+    cpu::bias_residual_layernorm(ws.tmp.data(), l.out_b.data, ws.hidden.data(), l.ln1_g.data,
+                                 l.ln1_b.data, c.layer_norm_eps, ws.hidden.data(), total, d);
+    cpu::linear(ws.hidden.data(), l.inter_w.data, ws.inter.data(), total, ff, d);
+    cpu::bias_gelu(ws.inter.data(), l.inter_b.data, total, ff);
+    cpu::linear(ws.inter.data(), l.ffn_out_w.data, ws.tmp.data(), total, d, ff);
+    cpu::bias_residual_layernorm(ws.tmp.data(), l.ffn_out_b.data, ws.hidden.data(), l.ln2_g.data,
+                                 l.ln2_b.data, c.layer_norm_eps, ws.hidden.data(), total, d);
+  }
+  return ws.hidden;
+}
+
+}  // namespace attncache

@@ -1,0 +1,52 @@
+// Element types of stored tensors and their conversion to fp32. fp16 and bf16 are stored as raw
+// 16-bit patterns; conversion is exact (every fp16/bf16 value is representable in fp32).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+namespace core {
+
+enum class DType { kF32, kF16, kBF16, kI64, kI32 };
+
+size_t dtype_size(DType dtype);
+std::string_view dtype_name(DType dtype);
+
+inline float bf16_to_f32(uint16_t bits) {
+  uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+inline float f16_to_f32(uint16_t bits) {
+  uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
+  uint32_t exponent = (bits >> 10) & 0x1fu;
+  uint32_t mantissa = bits & 0x3ffu;
+  uint32_t u;
+  if (exponent == 0x1f) {
+    u = sign | 0x7f800000u | (mantissa << 13);  // inf / nan
+  } else if (exponent != 0) {
+    u = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {
+    u = sign;  // signed zero
+  } else {
+    // Subnormal: renormalize.
+    int shift = 0;
+    while ((mantissa & 0x400u) == 0) {
+      mantissa <<= 1;
+      ++shift;
+    }
+    u = sign | (static_cast<uint32_t>(113 - shift) << 23) | ((mantissa & 0x3ffu) << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Converts `count` elements of a floating-point `dtype` at `src` (any alignment) to fp32.
+void convert_to_f32(DType dtype, const void* src, size_t count, float* dst);
+
+}  // namespace core

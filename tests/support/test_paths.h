@@ -1,0 +1,16 @@
+// Paths the tests need, fixed at configure time.
+#pragma once
+
+#include <string>
+
+namespace testing_paths {
+
+inline std::string source_dir() { return ATTNCACHE_SOURCE_DIR; }
+inline std::string data_dir() { return source_dir() + "/tests/data"; }
+// The real model directory that scripts/fetch-models.sh fills (tests fail, not skip, without it:
+// scripts/test.sh always fetches it).
+inline std::string model_dir(const std::string& name = "all-MiniLM-L6-v2") {
+  return source_dir() + "/models/" + name;
+}
+
+}  // namespace testing_paths
