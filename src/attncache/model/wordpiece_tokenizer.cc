@@ -3,6 +3,7 @@
 #include <utf8proc.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "core/error.h"
 #include "core/json_file.h"
@@ -10,34 +11,28 @@
 namespace attncache {
 namespace {
 
-// Rust's char::is_whitespace (the Unicode White_Space property), which the reference uses.
-bool is_whitespace(char32_t c) {
-  switch (c) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20: case 0x85: case 0xA0:
-    case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
-      return true;
-    default:
-      return c >= 0x2000 && c <= 0x200A;
-  }
-}
+// How the reference classifies characters. Its tables predate current Unicode, so the classes
+// are probed from the reference itself (scripts/reference/make_unicode_table.py), not taken
+// from utf8proc's categories.
+enum class CharClass : uint8_t { kOther, kControl, kWhitespace, kMark, kPunctuation };
 
-utf8proc_category_t category(char32_t c) {
-  return static_cast<utf8proc_category_t>(utf8proc_category(static_cast<utf8proc_int32_t>(c)));
-}
+struct CharRange {
+  char32_t first;
+  char32_t last;
+  CharClass cls;
+};
 
-// Unicode general category C* (Cc, Cf, Cs, Co, Cn); tab, newline and carriage return excepted.
-bool is_control(char32_t c) {
-  if (c == '\t' || c == '\n' || c == '\r') return false;
-  switch (category(c)) {
-    case UTF8PROC_CATEGORY_CC:
-    case UTF8PROC_CATEGORY_CF:
-    case UTF8PROC_CATEGORY_CS:
-    case UTF8PROC_CATEGORY_CO:
-    case UTF8PROC_CATEGORY_CN:
-      return true;
-    default:
-      return false;
-  }
+constexpr CharRange kCharRanges[] = {
+#include "attncache/model/bert_unicode_table.inc"
+};
+
+CharClass classify(char32_t c) {
+  const CharRange* end = std::end(kCharRanges);
+  const CharRange* it = std::upper_bound(std::begin(kCharRanges), end, c,
+                                         [](char32_t v, const CharRange& r) { return v < r.first; });
+  if (it == std::begin(kCharRanges)) return CharClass::kOther;
+  --it;
+  return c <= it->last ? it->cls : CharClass::kOther;
 }
 
 // The ranges the reference calls Chinese characters (including its 0x2B920 lower bound).
@@ -46,24 +41,6 @@ bool is_chinese_char(char32_t c) {
          (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
          (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
          (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
-}
-
-// ASCII punctuation or any Unicode P* category.
-bool is_punctuation(char32_t c) {
-  if (c < 128) return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
-                      (c >= 123 && c <= 126);
-  switch (category(c)) {
-    case UTF8PROC_CATEGORY_PC:
-    case UTF8PROC_CATEGORY_PD:
-    case UTF8PROC_CATEGORY_PS:
-    case UTF8PROC_CATEGORY_PE:
-    case UTF8PROC_CATEGORY_PI:
-    case UTF8PROC_CATEGORY_PF:
-    case UTF8PROC_CATEGORY_PO:
-      return true;
-    default:
-      return false;
-  }
 }
 
 // Full (unconditional) lower-case mapping, as Rust's char::to_lowercase: utf8proc's simple
@@ -90,7 +67,7 @@ void append_nfd_without_marks(char32_t c, std::u32string* out) {
   // (combining classes > 0 are Mn or Mc; Mc are rare and kept in decomposition order).
   for (utf8proc_ssize_t i = 0; i < n; ++i) {
     char32_t d = static_cast<char32_t>(buffer[i]);
-    if (category(d) != UTF8PROC_CATEGORY_MN) out->push_back(d);
+    if (classify(d) != CharClass::kMark) out->push_back(d);
   }
 }
 
@@ -221,8 +198,8 @@ WordPieceTokenizer WordPieceTokenizer::from_file(const std::string& path) {
   std::sort(by_id.begin(), by_id.end());
   for (auto& [id, token] : by_id) h = fnv1a(fnv1a(h, *token), std::to_string(id));
   for (auto& a : t.added_) h = fnv1a(h, a.content + "=" + std::to_string(a.id));
-  for (int32_t id : t.prefix_) h = fnv1a(h, "p" + std::to_string(id));
-  for (int32_t id : t.suffix_) h = fnv1a(h, "s" + std::to_string(id));
+  for (int32_t id : t.prefix_) h = fnv1a(h, core::cat("p", id));
+  for (int32_t id : t.suffix_) h = fnv1a(h, core::cat("s", id));
   std::string options = core::cat(t.clean_text_, t.handle_chinese_chars_, t.strip_accents_,
                                   t.lowercase_, t.continuing_prefix_, t.max_input_chars_per_word_);
   t.fingerprint_ = fnv1a(h, options);
@@ -283,8 +260,9 @@ void WordPieceTokenizer::normalize_and_split(std::u32string_view text,
   normalized.reserve(text.size() + 8);
   for (char32_t c : text) {
     if (clean_text_) {
-      if (c == 0 || c == 0xFFFD || is_control(c)) continue;
-      if (is_whitespace(c)) c = U' ';
+      CharClass cls = classify(c);
+      if (cls == CharClass::kControl) continue;
+      if (cls == CharClass::kWhitespace) c = U' ';
     }
     if (handle_chinese_chars_ && is_chinese_char(c)) {
       normalized.push_back(U' ');
@@ -312,11 +290,11 @@ void WordPieceTokenizer::normalize_and_split(std::u32string_view text,
     if (end > start) word_piece(std::u32string_view(normalized).substr(start, end - start), ids);
   };
   for (size_t i = 0; i < normalized.size(); ++i) {
-    char32_t c = normalized[i];
-    if (is_whitespace(c)) {
+    CharClass cls = classify(normalized[i]);
+    if (cls == CharClass::kWhitespace) {
       flush(i);
       start = i + 1;
-    } else if (is_punctuation(c)) {
+    } else if (cls == CharClass::kPunctuation) {
       flush(i);
       word_piece(std::u32string_view(normalized).substr(i, 1), ids);
       start = i + 1;

@@ -1,0 +1,150 @@
+#include "attncache/kernels/cpu/attention.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace attncache::cpu {
+namespace {
+
+constexpr int kHeads = 3;
+constexpr int kHeadDim = 32;
+constexpr int kHidden = kHeads * kHeadDim;
+
+struct Batch {
+  std::vector<int> lengths;
+  std::vector<AttentionSeq> seqs;
+  std::vector<float> qkv;
+  int total = 0;
+};
+
+// Lengths cover the kernel's edge cases: one token, partial row and column blocks, several blocks.
+Batch make_batch(std::vector<int> lengths, unsigned seed = 7) {
+  Batch b;
+  b.lengths = std::move(lengths);
+  for (int n : b.lengths) {
+    AttentionSeq s;
+    s.offset = b.total;
+    s.length = n;
+    b.seqs.push_back(s);
+    b.total += n;
+  }
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.5f);
+  b.qkv.resize(static_cast<size_t>(b.total) * 3 * kHidden);
+  for (float& v : b.qkv) v = dist(rng);
+  return b;
+}
+
+// Straightforward double-precision attention: P = softmax(QKᵀ/√d), O = P·V.
+void reference(const Batch& b, std::vector<double>* out, std::vector<std::vector<double>>* probs) {
+  out->assign(static_cast<size_t>(b.total) * kHidden, 0.0);
+  probs->clear();
+  for (const AttentionSeq& s : b.seqs) {
+    const int n = s.length;
+    std::vector<double> p(static_cast<size_t>(kHeads) * n * n);
+    for (int h = 0; h < kHeads; ++h) {
+      for (int i = 0; i < n; ++i) {
+        const float* q = &b.qkv[(s.offset + i) * 3 * kHidden + h * kHeadDim];
+        double mx = -1e300;
+        std::vector<double> row(n);
+        for (int j = 0; j < n; ++j) {
+          const float* k = &b.qkv[(s.offset + j) * 3 * kHidden + kHidden + h * kHeadDim];
+          double dot = 0;
+          for (int d = 0; d < kHeadDim; ++d) dot += double(q[d]) * k[d];
+          row[j] = dot / std::sqrt(double(kHeadDim));
+          mx = std::max(mx, row[j]);
+        }
+        double sum = 0;
+        for (double& v : row) sum += v = std::exp(v - mx);
+        for (int j = 0; j < n; ++j) {
+          p[(size_t(h) * n + i) * n + j] = row[j] / sum;
+          const float* v = &b.qkv[(s.offset + j) * 3 * kHidden + 2 * kHidden + h * kHeadDim];
+          for (int d = 0; d < kHeadDim; ++d) {
+            (*out)[(s.offset + i) * kHidden + h * kHeadDim + d] += row[j] / sum * v[d];
+          }
+        }
+      }
+    }
+    probs->push_back(std::move(p));
+  }
+}
+
+TEST(Attention, FusedKernelMatchesReferenceOnMixedLengths) {
+  Batch b = make_batch({1, 7, 8, 63, 64, 65, 130});
+  std::vector<double> ref;
+  std::vector<std::vector<double>> ref_probs;
+  reference(b, &ref, &ref_probs);
+  std::vector<float> ctx(static_cast<size_t>(b.total) * kHidden);
+  std::vector<std::vector<float>> recorded(b.seqs.size());
+  for (size_t s = 0; s < b.seqs.size(); ++s) {
+    recorded[s].resize(ref_probs[s].size());
+    b.seqs[s].record = recorded[s].data();
+  }
+  attention(b.qkv.data(), ctx.data(), b.seqs.data(), static_cast<int>(b.seqs.size()), kHeads,
+            kHeadDim);
+  for (size_t i = 0; i < ctx.size(); ++i) ASSERT_NEAR(ctx[i], ref[i], 2e-5) << i;
+  for (size_t s = 0; s < b.seqs.size(); ++s) {
+    for (size_t i = 0; i < recorded[s].size(); ++i) {
+      ASSERT_NEAR(recorded[s][i], ref_probs[s][i], 1e-6) << "seq " << s << " element " << i;
+    }
+  }
+}
+
+TEST(Attention, ReusingOwnProbabilitiesReproducesTheExactPath) {
+  Batch b = make_batch({5, 70});
+  std::vector<float> exact(static_cast<size_t>(b.total) * kHidden);
+  std::vector<std::vector<float>> probs(2);
+  for (int s = 0; s < 2; ++s) {
+    probs[s].resize(static_cast<size_t>(kHeads) * b.lengths[s] * b.lengths[s]);
+    b.seqs[s].record = probs[s].data();
+  }
+  attention(b.qkv.data(), exact.data(), b.seqs.data(), 2, kHeads, kHeadDim);
+
+  // Replace with the recorded maps, and corrupt Q and K so any recomputation would show.
+  Batch reuse = b;
+  for (int t = 0; t < reuse.total; ++t) {
+    for (int c = 0; c < 2 * kHidden; ++c) reuse.qkv[t * 3 * kHidden + c] = 100.0f;
+  }
+  for (int s = 0; s < 2; ++s) {
+    reuse.seqs[s].record = nullptr;
+    reuse.seqs[s].stored = probs[s].data();
+  }
+  std::vector<float> reused(exact.size());
+  attention(reuse.qkv.data(), reused.data(), reuse.seqs.data(), 2, kHeads, kHeadDim);
+  for (size_t i = 0; i < exact.size(); ++i) ASSERT_FLOAT_EQ(reused[i], exact[i]);
+}
+
+TEST(Attention, ReuseHonoursDTypeAndHeadMask) {
+  Batch b = make_batch({9});
+  std::vector<float> exact(static_cast<size_t>(b.total) * kHidden);
+  std::vector<float> probs(kHeads * 81);
+  b.seqs[0].record = probs.data();
+  attention(b.qkv.data(), exact.data(), b.seqs.data(), 1, kHeads, kHeadDim);
+
+  // Uniform bf16 maps for head 1 only: 1/9 is not exact in bf16, so compare loosely there.
+  std::vector<uint16_t> uniform(kHeads * 81, 0x3DE4);  // bf16(0.111328125)
+  b.seqs[0].record = nullptr;
+  b.seqs[0].stored = uniform.data();
+  b.seqs[0].stored_dtype = core::DType::kBF16;
+  b.seqs[0].stored_heads = 1u << 1;
+  std::vector<float> mixed(exact.size());
+  attention(b.qkv.data(), mixed.data(), b.seqs.data(), 1, kHeads, kHeadDim);
+  for (int i = 0; i < 9; ++i) {
+    for (int d = 0; d < kHeadDim; ++d) {
+      // Heads 0 and 2 are computed exactly.
+      EXPECT_FLOAT_EQ(mixed[i * kHidden + d], exact[i * kHidden + d]);
+      EXPECT_FLOAT_EQ(mixed[i * kHidden + 2 * kHeadDim + d], exact[i * kHidden + 2 * kHeadDim + d]);
+      // Head 1 averages V over all tokens with weight 0.111328125.
+      double mean = 0;
+      for (int j = 0; j < 9; ++j) mean += 0.111328125 * b.qkv[j * 3 * kHidden + 2 * kHidden + kHeadDim + d];
+      EXPECT_NEAR(mixed[i * kHidden + kHeadDim + d], mean, 1e-5);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace attncache::cpu

@@ -1,0 +1,248 @@
+// `attncache` end to end as a user runs it, including every kind of bad input: each must give a
+// clear message naming the problem and exit code 2, never a crash or a half-written output.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "attncache/embedder.h"
+#include "support/safetensors_writer.h"
+#include "support/temp_dir.h"
+#include "support/test_paths.h"
+
+namespace attncache {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_support::f32_tensor;
+using testing_support::TestTensor;
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+Result run(const std::string& args) {
+  std::string cmd = std::string(ATTNCACHE_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  Result r{-1, ""};
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
+  int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+void write(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+// A one-layer BERT with hidden size 8 and the real MiniLM tokenizer, so that corrupted weight
+// files are cheap to build.
+nlohmann::json tiny_config() {
+  return {{"model_type", "bert"}, {"hidden_size", 8}, {"num_hidden_layers", 1},
+          {"num_attention_heads", 2}, {"intermediate_size", 16}, {"vocab_size", 30522},
+          {"max_position_embeddings", 16}, {"type_vocab_size", 2}, {"layer_norm_eps", 1e-12},
+          {"hidden_act", "gelu"}};
+}
+
+std::vector<TestTensor> tiny_tensors() {
+  std::vector<TestTensor> t = {
+      f32_tensor("embeddings.word_embeddings.weight", {30522, 8}),
+      f32_tensor("embeddings.position_embeddings.weight", {16, 8}),
+      f32_tensor("embeddings.token_type_embeddings.weight", {2, 8}),
+      f32_tensor("embeddings.LayerNorm.weight", {8}, 1.0f, 0.0f),
+      f32_tensor("embeddings.LayerNorm.bias", {8})};
+  const std::string p = "encoder.layer.0.";
+  for (const char* m : {"query", "key", "value"}) {
+    t.push_back(f32_tensor(p + "attention.self." + m + ".weight", {8, 8}));
+    t.push_back(f32_tensor(p + "attention.self." + m + ".bias", {8}));
+  }
+  t.push_back(f32_tensor(p + "attention.output.dense.weight", {8, 8}));
+  t.push_back(f32_tensor(p + "attention.output.dense.bias", {8}));
+  t.push_back(f32_tensor(p + "attention.output.LayerNorm.weight", {8}, 1.0f, 0.0f));
+  t.push_back(f32_tensor(p + "attention.output.LayerNorm.bias", {8}));
+  t.push_back(f32_tensor(p + "intermediate.dense.weight", {16, 8}));
+  t.push_back(f32_tensor(p + "intermediate.dense.bias", {16}));
+  t.push_back(f32_tensor(p + "output.dense.weight", {8, 16}));
+  t.push_back(f32_tensor(p + "output.dense.bias", {8}));
+  t.push_back(f32_tensor(p + "output.LayerNorm.weight", {8}, 1.0f, 0.0f));
+  t.push_back(f32_tensor(p + "output.LayerNorm.bias", {8}));
+  return t;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = dir_.path("tiny");
+    fs::create_directories(model_);
+    fs::copy_file(testing_paths::model_dir() + "/tokenizer.json", model_ + "/tokenizer.json");
+    write(model_ + "/config.json", tiny_config().dump());
+    write_weights(testing_support::safetensors_bytes(tiny_tensors()));
+    write(dir_.path("in.txt"), "A sentence.\nAnother one, longer than the first.\n");
+  }
+  void write_weights(const std::string& bytes) { write(model_ + "/model.safetensors", bytes); }
+  Result embed(const std::string& extra = "") {
+    return run("embed --model " + model_ + " --input " + dir_.path("in.txt") + " " + extra);
+  }
+  void expect_bad_input(const Result& r, const std::string& message) {
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;
+  }
+
+  testing_support::TempDir dir_;
+  std::string model_;
+};
+
+TEST_F(CliTest, TinyModelEmbedsToJsonLines) {
+  Result r = embed();
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::istringstream lines(r.output);
+  std::string line;
+  int count = 0;
+  while (std::getline(lines, line)) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["index"], count);
+    EXPECT_EQ(j["embedding"].size(), 8u);
+    ++count;
+  }
+  EXPECT_EQ(count, 2);
+}
+
+TEST_F(CliTest, HelpExplainsTheCommand) {
+  Result r = run("embed --help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* flag : {"--model", "--input", "--output", "--batch", "--threads",
+                           "--max-length", "--no-truncate"}) {
+    EXPECT_NE(r.output.find(flag), std::string::npos) << flag;
+  }
+  expect_bad_input(run("embed --batch 0"), "--batch");
+  expect_bad_input(run("frobnicate"), "subcommand");
+}
+
+TEST_F(CliTest, MissingModel) {
+  expect_bad_input(run("embed --model /nonexistent/model-dir"), "not found");
+  expect_bad_input(run("embed --model no-such-model"), "model 'no-such-model' not found");
+  fs::remove(model_ + "/config.json");
+  expect_bad_input(embed(), "config.json");
+}
+
+TEST_F(CliTest, TruncatedWeights) {
+  std::string bytes = testing_support::safetensors_bytes(tiny_tensors());
+  write_weights(bytes.substr(0, bytes.size() / 2));
+  expect_bad_input(embed(), "outside the data section");
+  write_weights(bytes.substr(0, 5));
+  expect_bad_input(embed(), "truncated safetensors file");
+}
+
+TEST_F(CliTest, HeaderLengthPastEndOfFile) {
+  write_weights(testing_support::safetensors_bytes(tiny_tensors(), 1ll << 40));
+  expect_bad_input(embed(), "runs past the end of the file");
+}
+
+TEST_F(CliTest, TensorOffsetsOutOfRange) {
+  std::string bytes = testing_support::safetensors_bytes(tiny_tensors());
+  // Point the first tensor's range far past the data section, keeping the header length.
+  size_t pos = bytes.find("[0,976704]");
+  ASSERT_NE(pos, std::string::npos);
+  bytes.replace(pos, 10, "[0,999999]");
+  write_weights(bytes);
+  expect_bad_input(embed(), "outside the data section");
+}
+
+TEST_F(CliTest, ShapeOrDTypeNotMatchingConfig) {
+  nlohmann::json config = tiny_config();
+  config["intermediate_size"] = 32;
+  write(model_ + "/config.json", config.dump());
+  expect_bad_input(embed(), "has shape [16,8] but config.json implies [32,8]");
+
+  write(model_ + "/config.json", tiny_config().dump());
+  auto tensors = tiny_tensors();
+  tensors[3].dtype = "I32";
+  write_weights(testing_support::safetensors_bytes(tensors));
+  expect_bad_input(embed(), "'embeddings.LayerNorm.weight' has dtype I32");
+
+  tensors = tiny_tensors();
+  tensors.pop_back();
+  write_weights(testing_support::safetensors_bytes(tensors));
+  expect_bad_input(embed(), "missing tensor 'encoder.layer.0.output.LayerNorm.bias'");
+
+  config = tiny_config();
+  config["model_type"] = "gpt2";
+  write(model_ + "/config.json", config.dump());
+  expect_bad_input(embed(), "model_type 'gpt2' is not supported");
+}
+
+TEST_F(CliTest, MalformedTokenizer) {
+  write(model_ + "/tokenizer.json", "{\"model\": {\"type\": \"WordPiece\", ");
+  expect_bad_input(embed(), "tokenizer.json: malformed JSON");
+}
+
+TEST_F(CliTest, InvalidUtf8Input) {
+  write(dir_.path("in.txt"), "fine\nbroken \xff\xfe text\n");
+  expect_bad_input(embed(), "line 2: invalid UTF-8 at byte 7");
+}
+
+TEST_F(CliTest, EmptyLines) {
+  write(dir_.path("in.txt"), "first\n\nthird\n");
+  expect_bad_input(embed(), "line 2 is empty");
+  Result r = embed("--allow-empty");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST_F(CliTest, OverlongInputsTruncateOnceOrFail) {
+  write(dir_.path("in.txt"),
+        "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen\n"
+        "short\n"
+        "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron\n");
+  Result r = embed("--output " + dir_.path("out.jsonl"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("note: 2 text(s) longer than 16 tokens were truncated (first: line 1)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("note:", r.output.find("note:") + 1), std::string::npos);
+  fs::remove(dir_.path("out.jsonl"));
+  expect_bad_input(embed("--no-truncate --output " + dir_.path("out.jsonl")),
+                   "line 1 is longer than 16 tokens");
+  EXPECT_FALSE(fs::exists(dir_.path("out.jsonl")));  // no half-written output
+  expect_bad_input(embed("--max-length 17"), "exceeds the model's 16 positions");
+}
+
+TEST(CliRealModel, EmbedMatchesTheLibraryAndSimilarityPrintsATable) {
+  testing_support::TempDir dir;
+  write(dir.path("in.txt"), "The cat sits on the mat.\nA feline rests on a rug.\nStocks fell.\n");
+  Result r = run("embed --model " + testing_paths::model_dir() + " --input " + dir.path("in.txt") +
+                 " --output " + dir.path("out.jsonl") + " --batch 2 --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  Embedder embedder = Embedder::load(testing_paths::model_dir());
+  std::vector<float> expected = embedder.embed(
+      {embedder.tokenize("The cat sits on the mat.", 256).ids,
+       embedder.tokenize("A feline rests on a rug.", 256).ids,
+       embedder.tokenize("Stocks fell.", 256).ids});
+  std::ifstream out(dir.path("out.jsonl"));
+  std::string line;
+  size_t i = 0;
+  while (std::getline(out, line)) {
+    auto e = nlohmann::json::parse(line)["embedding"].get<std::vector<float>>();
+    ASSERT_EQ(e.size(), 384u);
+    for (size_t k = 0; k < e.size(); ++k) ASSERT_NEAR(e[k], expected[i * 384 + k], 1e-6);
+    ++i;
+  }
+  EXPECT_EQ(i, 3u);
+  r = run("similarity --model " + testing_paths::model_dir() + " --input " + dir.path("in.txt"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("Cosine similarity"), std::string::npos);
+  EXPECT_NE(r.output.find("The cat sits on the mat.  <->  A feline rests on a rug."),
+            std::string::npos)
+      << r.output;
+}
+
+}  // namespace
+}  // namespace attncache
