@@ -21,6 +21,7 @@ class Embedder {
   const ModelConfig& config() const { return config_; }
   const WordPieceTokenizer& tokenizer() const { return tokenizer_; }
   const BertModel& model() const { return *model_; }
+  BertWorkspace& workspace() { return workspace_; }
   int dim() const { return config_.bert.hidden_size; }
 
   Encoding tokenize(std::string_view text, int max_tokens) const {

@@ -11,8 +11,14 @@ namespace attncache::cpu {
 namespace {
 
 constexpr int kHeads = 3;
-constexpr int kHeadDim = 32;
-constexpr int kHidden = kHeads * kHeadDim;
+// Most tests use MiniLM's head size; the reference test covers every specialization.
+int kHeadDim = 32;
+int kHidden = kHeads * kHeadDim;
+
+void set_head_dim(int dh) {
+  kHeadDim = dh;
+  kHidden = kHeads * dh;
+}
 
 struct Batch {
   std::vector<int> lengths;
@@ -73,8 +79,14 @@ void reference(const Batch& b, std::vector<double>* out, std::vector<std::vector
   }
 }
 
-TEST(Attention, FusedKernelMatchesReferenceOnMixedLengths) {
-  Batch b = make_batch({1, 7, 8, 63, 64, 65, 130});
+class AttentionHeadDim : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override { set_head_dim(GetParam()); }
+  void TearDown() override { set_head_dim(32); }
+};
+
+TEST_P(AttentionHeadDim, FusedKernelMatchesReferenceOnMixedLengths) {
+  Batch b = make_batch({1, 3, 7, 8, 31, 33, 63, 64, 65, 130});
   std::vector<double> ref;
   std::vector<std::vector<double>> ref_probs;
   reference(b, &ref, &ref_probs);
@@ -93,6 +105,8 @@ TEST(Attention, FusedKernelMatchesReferenceOnMixedLengths) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(SupportedHeadSizes, AttentionHeadDim, ::testing::Values(16, 32, 64, 128));
 
 TEST(Attention, ReusingOwnProbabilitiesReproducesTheExactPath) {
   Batch b = make_batch({5, 70});

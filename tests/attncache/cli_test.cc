@@ -43,37 +43,37 @@ void write(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-// A one-layer BERT with hidden size 8 and the real MiniLM tokenizer, so that corrupted weight
+// A one-layer BERT with hidden size 32 (two heads of 16) and the real MiniLM tokenizer, so that corrupted weight
 // files are cheap to build.
 nlohmann::json tiny_config() {
-  return {{"model_type", "bert"}, {"hidden_size", 8}, {"num_hidden_layers", 1},
-          {"num_attention_heads", 2}, {"intermediate_size", 16}, {"vocab_size", 30522},
+  return {{"model_type", "bert"}, {"hidden_size", 32}, {"num_hidden_layers", 1},
+          {"num_attention_heads", 2}, {"intermediate_size", 64}, {"vocab_size", 30522},
           {"max_position_embeddings", 16}, {"type_vocab_size", 2}, {"layer_norm_eps", 1e-12},
           {"hidden_act", "gelu"}};
 }
 
 std::vector<TestTensor> tiny_tensors() {
   std::vector<TestTensor> t = {
-      f32_tensor("embeddings.word_embeddings.weight", {30522, 8}),
-      f32_tensor("embeddings.position_embeddings.weight", {16, 8}),
-      f32_tensor("embeddings.token_type_embeddings.weight", {2, 8}),
-      f32_tensor("embeddings.LayerNorm.weight", {8}, 1.0f, 0.0f),
-      f32_tensor("embeddings.LayerNorm.bias", {8})};
+      f32_tensor("embeddings.word_embeddings.weight", {30522, 32}),
+      f32_tensor("embeddings.position_embeddings.weight", {16, 32}),
+      f32_tensor("embeddings.token_type_embeddings.weight", {2, 32}),
+      f32_tensor("embeddings.LayerNorm.weight", {32}, 1.0f, 0.0f),
+      f32_tensor("embeddings.LayerNorm.bias", {32})};
   const std::string p = "encoder.layer.0.";
   for (const char* m : {"query", "key", "value"}) {
-    t.push_back(f32_tensor(p + "attention.self." + m + ".weight", {8, 8}));
-    t.push_back(f32_tensor(p + "attention.self." + m + ".bias", {8}));
+    t.push_back(f32_tensor(p + "attention.self." + m + ".weight", {32, 32}));
+    t.push_back(f32_tensor(p + "attention.self." + m + ".bias", {32}));
   }
-  t.push_back(f32_tensor(p + "attention.output.dense.weight", {8, 8}));
-  t.push_back(f32_tensor(p + "attention.output.dense.bias", {8}));
-  t.push_back(f32_tensor(p + "attention.output.LayerNorm.weight", {8}, 1.0f, 0.0f));
-  t.push_back(f32_tensor(p + "attention.output.LayerNorm.bias", {8}));
-  t.push_back(f32_tensor(p + "intermediate.dense.weight", {16, 8}));
-  t.push_back(f32_tensor(p + "intermediate.dense.bias", {16}));
-  t.push_back(f32_tensor(p + "output.dense.weight", {8, 16}));
-  t.push_back(f32_tensor(p + "output.dense.bias", {8}));
-  t.push_back(f32_tensor(p + "output.LayerNorm.weight", {8}, 1.0f, 0.0f));
-  t.push_back(f32_tensor(p + "output.LayerNorm.bias", {8}));
+  t.push_back(f32_tensor(p + "attention.output.dense.weight", {32, 32}));
+  t.push_back(f32_tensor(p + "attention.output.dense.bias", {32}));
+  t.push_back(f32_tensor(p + "attention.output.LayerNorm.weight", {32}, 1.0f, 0.0f));
+  t.push_back(f32_tensor(p + "attention.output.LayerNorm.bias", {32}));
+  t.push_back(f32_tensor(p + "intermediate.dense.weight", {64, 32}));
+  t.push_back(f32_tensor(p + "intermediate.dense.bias", {64}));
+  t.push_back(f32_tensor(p + "output.dense.weight", {32, 64}));
+  t.push_back(f32_tensor(p + "output.dense.bias", {32}));
+  t.push_back(f32_tensor(p + "output.LayerNorm.weight", {32}, 1.0f, 0.0f));
+  t.push_back(f32_tensor(p + "output.LayerNorm.bias", {32}));
   return t;
 }
 
@@ -110,7 +110,7 @@ TEST_F(CliTest, TinyModelEmbedsToJsonLines) {
   while (std::getline(lines, line)) {
     nlohmann::json j = nlohmann::json::parse(line);
     EXPECT_EQ(j["index"], count);
-    EXPECT_EQ(j["embedding"].size(), 8u);
+    EXPECT_EQ(j["embedding"].size(), 32u);
     ++count;
   }
   EXPECT_EQ(count, 2);
@@ -150,18 +150,23 @@ TEST_F(CliTest, HeaderLengthPastEndOfFile) {
 TEST_F(CliTest, TensorOffsetsOutOfRange) {
   std::string bytes = testing_support::safetensors_bytes(tiny_tensors());
   // Point the first tensor's range far past the data section, keeping the header length.
-  size_t pos = bytes.find("[0,976704]");
+  size_t pos = bytes.find("[0,3906816]");
   ASSERT_NE(pos, std::string::npos);
-  bytes.replace(pos, 10, "[0,999999]");
+  bytes.replace(pos, 11, "[0,9999999]");
   write_weights(bytes);
   expect_bad_input(embed(), "outside the data section");
 }
 
 TEST_F(CliTest, ShapeOrDTypeNotMatchingConfig) {
   nlohmann::json config = tiny_config();
-  config["intermediate_size"] = 32;
+  config["intermediate_size"] = 128;
   write(model_ + "/config.json", config.dump());
-  expect_bad_input(embed(), "has shape [16,8] but config.json implies [32,8]");
+  expect_bad_input(embed(), "has shape [64,32] but config.json implies [128,32]");
+
+  config = tiny_config();
+  config["num_attention_heads"] = 8;
+  write(model_ + "/config.json", config.dump());
+  expect_bad_input(embed(), "head size 4 with 8 heads is not supported");
 
   write(model_ + "/config.json", tiny_config().dump());
   auto tensors = tiny_tensors();

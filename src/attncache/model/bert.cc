@@ -6,8 +6,27 @@
 #include "attncache/kernels/cpu/attention.h"
 #include "attncache/kernels/cpu/ops.h"
 #include "core/error.h"
+#include "core/stopwatch.h"
 
 namespace attncache {
+namespace {
+
+// Adds the time since the last mark to one BertProfile counter (no-op unless profiling).
+class PhaseTimer {
+ public:
+  explicit PhaseTimer(BertWorkspace& ws) : ws_(ws) {}
+  void mark(double BertProfile::*counter) {
+    if (!ws_.profile) return;
+    ws_.timings.*counter += watch_.seconds();
+    watch_.reset();
+  }
+
+ private:
+  BertWorkspace& ws_;
+  core::Stopwatch watch_;
+};
+
+}  // namespace
 
 BertModel::Param BertModel::param(const std::string& name, std::vector<int64_t> shape) const {
   const TensorView& t = file_.get(prefix_ + name);
@@ -111,6 +130,13 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
   ws.tmp.resize(rows * d);
   ws.inter.resize(rows * ff);
 
+  PhaseTimer timer(ws);
+  if (ws.profile) {
+    double attention_flops = 0;
+    for (const auto& s : seqs) attention_flops += 4.0 * s.length * s.length * d;
+    ws.timings.gemm_flops += 2.0 * total * (4.0 * d * d + 2.0 * d * ff) * c.num_layers;
+    ws.timings.attention_flops += attention_flops * c.num_layers;
+  }
   // Embeddings: word + position + token type 0, then LayerNorm.
   for (size_t s = 0; s < batch.size(); ++s) {
     for (int i = 0; i < seqs[s].length; ++i) {
@@ -124,7 +150,9 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
 
   for (int li = 0; li < c.num_layers; ++li) {
     const Layer& l = layers_[li];
+    timer.mark(&BertProfile::other_seconds);
     cpu::linear(ws.hidden.data(), l.qkv_w.data(), ws.qkv.data(), total, 3 * d, d);
+    timer.mark(&BertProfile::gemm_seconds);
     for (size_t r = 0; r < rows; ++r) {
       float* row = ws.qkv.data() + r * 3 * d;
       for (int k = 0; k < 3 * d; ++k) row[k] += l.qkv_b[k];
@@ -141,17 +169,25 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
         seqs[s].stored_heads = stored.heads;
       }
     }
+    timer.mark(&BertProfile::other_seconds);
     cpu::attention(ws.qkv.data(), ws.ctx.data(), seqs.data(), static_cast<int>(seqs.size()),
                    c.num_heads, c.head_dim());
+    timer.mark(&BertProfile::attention_seconds);
     cpu::linear(ws.ctx.data(), l.out_w.data, ws.tmp.data(), total, d, d);
+    timer.mark(&BertProfile::gemm_seconds);
     cpu::bias_residual_layernorm(ws.tmp.data(), l.out_b.data, ws.hidden.data(), l.ln1_g.data,
                                  l.ln1_b.data, c.layer_norm_eps, ws.hidden.data(), total, d);
+    timer.mark(&BertProfile::other_seconds);
     cpu::linear(ws.hidden.data(), l.inter_w.data, ws.inter.data(), total, ff, d);
+    timer.mark(&BertProfile::gemm_seconds);
     cpu::bias_gelu(ws.inter.data(), l.inter_b.data, total, ff);
+    timer.mark(&BertProfile::other_seconds);
     cpu::linear(ws.inter.data(), l.ffn_out_w.data, ws.tmp.data(), total, d, ff);
+    timer.mark(&BertProfile::gemm_seconds);
     cpu::bias_residual_layernorm(ws.tmp.data(), l.ffn_out_b.data, ws.hidden.data(), l.ln2_g.data,
                                  l.ln2_b.data, c.layer_norm_eps, ws.hidden.data(), total, d);
   }
+  timer.mark(&BertProfile::other_seconds);
   return ws.hidden;
 }
 

@@ -14,10 +14,21 @@
 
 namespace attncache {
 
+// Where forward time goes, accumulated over calls while BertWorkspace::profile is set.
+struct BertProfile {
+  double gemm_seconds = 0;
+  double attention_seconds = 0;
+  double other_seconds = 0;  // embeddings, bias, GELU, LayerNorm
+  double gemm_flops = 0;
+  double attention_flops = 0;  // QKᵀ and P·V
+};
+
 // Scratch memory reused across forward calls (one per thread calling forward).
 struct BertWorkspace {
   std::vector<float> qkv, ctx, tmp, inter;
   std::vector<float> hidden;  // the output of the last forward call, [T × hidden]
+  bool profile = false;
+  BertProfile timings;
 };
 
 class BertModel {

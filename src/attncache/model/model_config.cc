@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "attncache/kernels/cpu/attention.h"
 #include "core/error.h"
 #include "core/json_file.h"
 
@@ -58,9 +59,9 @@ BertConfig BertConfig::from_file(const std::string& path) {
     core::throw_bad_input(path, ": hidden_size ", c.hidden_size,
                           " is not divisible by num_attention_heads ", c.num_heads);
   }
-  if (c.head_dim() > kMaxHeadDim || c.num_heads > 64) {
-    core::throw_bad_input(path, ": head size ", c.head_dim(), " or head count ", c.num_heads,
-                          " exceeds this engine's limits (", kMaxHeadDim, ", 64)");
+  if (!cpu::attention_supports_head_dim(c.head_dim()) || c.num_heads > 64) {
+    core::throw_bad_input(path, ": head size ", c.head_dim(), " with ", c.num_heads,
+                          " heads is not supported (head size 16, 32, 64 or 128; at most 64 heads)");
   }
   return c;
 }
@@ -129,10 +130,12 @@ std::string resolve_model_dir(const std::string& name_or_dir) {
     for (auto& base : candidates) {
       fs::path p = base / name_or_dir;
       if (fs::is_directory(p)) return p.string();
-      tried += " " + p.string();
+      tried += ' ';
+      tried += p.string();
     }
   }
-  core::throw_bad_input("model '", name_or_dir, "' not found (tried:", tried.empty() ? " " + name_or_dir : tried,
+  if (tried.empty()) tried = core::cat(' ', name_or_dir);
+  core::throw_bad_input("model '", name_or_dir, "' not found (tried:", tried,
                         "); run scripts/fetch-models.sh or pass a model directory");
 }
 

@@ -8,7 +8,6 @@
 namespace attncache {
 
 struct BertConfig {
-  static constexpr int kMaxHeadDim = 128;  // the attention kernel's register tile
 
   int hidden_size = 0;
   int num_layers = 0;

@@ -6,54 +6,84 @@
 #include <vector>
 
 #include "attncache/kernels/cpu/ops.h"
+#include "core/error.h"
 
 namespace attncache::cpu {
 namespace {
 
-constexpr int kRowBlock = 8;   // query rows processed together (P·V reuses each V row 8×)
-constexpr int kColBlock = 64;  // key columns accumulated in registers for QKᵀ
+// 16 floats in one vector register (one zmm with AVX-512, split by the compiler otherwise).
+typedef float v16 __attribute__((vector_size(64)));
+
+inline v16 load(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+inline v16 broadcast(float x) { return v16{} + x; }
+
+constexpr int kScoreRows = 4;   // query rows per QKᵀ register tile
+constexpr int kScoreCols = 32;  // key columns per QKᵀ register tile (2 vectors)
+
+// Query rows sharing one pass over V in P·V: as many as keep the accumulators in registers.
+template <int DH>
+constexpr int pv_rows() {
+  return std::min(8, 256 / DH);
+}
 
 struct Scratch {
-  std::vector<float> kt;      // dh × N, K of one head transposed
-  std::vector<float> v;       // N × dh, V of one head packed
-  std::vector<float> scores;  // kRowBlock × N
-  void reserve(int n, int dh) {
-    size_t need = static_cast<size_t>(n) * dh;
-    if (kt.size() < need) {
-      kt.resize(need);
-      v.resize(need);
-    }
-    if (scores.size() < static_cast<size_t>(kRowBlock) * n) scores.resize(kRowBlock * n);
-  }
+  std::vector<float> kt;      // dh × n_pad: K of one head, transposed, zero-padded columns
+  std::vector<float> v;       // n × dh: V of one head, packed
+  std::vector<float> scores;  // rows × n_pad
 };
 
-// s[j] = scale · q·k_j for j in [0, n), with kt laid out dh × n.
-void query_scores(const float* q, const float* kt, int n, int dh, float scale, float* s) {
-  int j0 = 0;
-  for (; j0 + kColBlock <= n; j0 += kColBlock) {
-    float acc[kColBlock] = {};
-    for (int d = 0; d < dh; ++d) {
-      const float qd = q[d] * scale;
-      const float* krow = kt + static_cast<size_t>(d) * n + j0;
-#pragma omp simd
-      for (int j = 0; j < kColBlock; ++j) acc[j] += qd * krow[j];
-    }
-    std::memcpy(s + j0, acc, sizeof acc);
+// s[r][0, n_pad) = scale · q_r · K for kScoreRows query rows.
+template <int DH>
+void score_tile(const float* const* q, const float* kt, int n_pad, float scale, float* s) {
+  float qs[kScoreRows][DH];
+  for (int r = 0; r < kScoreRows; ++r) {
+    for (int d = 0; d < DH; ++d) qs[r][d] = q[r][d] * scale;
   }
-  if (j0 < n) {
-    const int rest = n - j0;
-    std::fill(s + j0, s + n, 0.0f);
-    for (int d = 0; d < dh; ++d) {
-      const float qd = q[d] * scale;
-      const float* krow = kt + static_cast<size_t>(d) * n + j0;
-#pragma omp simd
-      for (int j = 0; j < rest; ++j) s[j0 + j] += qd * krow[j];
+  for (int j0 = 0; j0 < n_pad; j0 += kScoreCols) {
+    v16 acc[kScoreRows][2] = {};
+    for (int d = 0; d < DH; ++d) {
+      const float* krow = kt + static_cast<size_t>(d) * n_pad + j0;
+      const v16 k0 = load(krow), k1 = load(krow + 16);
+      for (int r = 0; r < kScoreRows; ++r) {
+        const v16 qd = broadcast(qs[r][d]);
+        acc[r][0] += qd * k0;
+        acc[r][1] += qd * k1;
+      }
     }
+    for (int r = 0; r < kScoreRows; ++r) {
+      store(s + static_cast<size_t>(r) * n_pad + j0, acc[r][0]);
+      store(s + static_cast<size_t>(r) * n_pad + j0 + 16, acc[r][1]);
+    }
+  }
+}
+
+// out_r = Σ_j p[r][j] · V[j] for `rows` ≤ pv_rows<DH>() query rows.
+template <int DH>
+void pv_tile(const float* p, int ld_p, const float* v, int n, int rows, float* const* out) {
+  constexpr int R = pv_rows<DH>();
+  constexpr int V = DH / 16;
+  v16 acc[R][V] = {};
+  for (int j = 0; j < n; ++j) {
+    v16 vj[V];
+    for (int k = 0; k < V; ++k) vj[k] = load(v + static_cast<size_t>(j) * DH + 16 * k);
+    for (int r = 0; r < R; ++r) {
+      const v16 pr = broadcast(p[static_cast<size_t>(r) * ld_p + j]);
+      for (int k = 0; k < V; ++k) acc[r][k] += pr * vj[k];
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    for (int k = 0; k < V; ++k) store(out[r] + 16 * k, acc[r][k]);
   }
 }
 
 void softmax_row(float* s, int n) {
   float mx = s[0];
+#pragma omp simd reduction(max : mx)
   for (int j = 1; j < n; ++j) mx = std::max(mx, s[j]);
 #pragma omp simd
   for (int j = 0; j < n; ++j) s[j] -= mx;
@@ -66,68 +96,104 @@ void softmax_row(float* s, int n) {
   for (int j = 0; j < n; ++j) s[j] *= inv;
 }
 
+template <int DH>
 void attend_head(const float* qkv, float* ctx, const AttentionSeq& seq, int h, int num_heads,
-                 int dh, Scratch& scratch) {
+                 Scratch& scratch) {
+  constexpr int R = pv_rows<DH>();
+  static_assert(R % kScoreRows == 0 || R < kScoreRows);
   const int n = seq.length;
-  const int hidden = num_heads * dh;
+  const int n_pad = (n + kScoreCols - 1) / kScoreCols * kScoreCols;
+  const int hidden = num_heads * DH;
   const size_t ld_qkv = static_cast<size_t>(3) * hidden;
   const float* base = qkv + static_cast<size_t>(seq.offset) * ld_qkv;
   const bool reuse = seq.stored != nullptr && ((seq.stored_heads >> h) & 1u);
-  scratch.reserve(n, dh);
+  // Score rows are computed in tiles of kScoreRows, so keep at least that many (zero) rows.
+  const int score_rows = std::max(R, kScoreRows);
+  scratch.kt.assign(static_cast<size_t>(DH) * n_pad, 0.0f);
+  if (scratch.v.size() < static_cast<size_t>(n) * DH) scratch.v.resize(static_cast<size_t>(n) * DH);
+  if (scratch.scores.size() < static_cast<size_t>(score_rows) * n_pad) {
+    scratch.scores.resize(static_cast<size_t>(score_rows) * n_pad);
+  }
   float* kt = scratch.kt.data();
   float* v = scratch.v.data();
+  float* scores = scratch.scores.data();
   for (int j = 0; j < n; ++j) {
     const float* row = base + j * ld_qkv;
     if (!reuse) {
-      for (int d = 0; d < dh; ++d) kt[static_cast<size_t>(d) * n + j] = row[hidden + h * dh + d];
+      for (int d = 0; d < DH; ++d) kt[static_cast<size_t>(d) * n_pad + j] = row[hidden + h * DH + d];
     }
-    std::memcpy(v + static_cast<size_t>(j) * dh, row + 2 * hidden + h * dh, dh * sizeof(float));
+    std::memcpy(v + static_cast<size_t>(j) * DH, row + 2 * hidden + h * DH, DH * sizeof(float));
   }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(DH));
   const size_t head_probs = static_cast<size_t>(h) * n * n;
-  for (int i0 = 0; i0 < n; i0 += kRowBlock) {
-    const int rows = std::min(kRowBlock, n - i0);
-    for (int r = 0; r < rows; ++r) {
-      float* s = scratch.scores.data() + static_cast<size_t>(r) * n;
-      const size_t row_offset = head_probs + static_cast<size_t>(i0 + r) * n;
-      if (reuse) {
-        const auto* stored = static_cast<const unsigned char*>(seq.stored) +
-                             row_offset * core::dtype_size(seq.stored_dtype);
-        core::convert_to_f32(seq.stored_dtype, stored, n, s);
-      } else {
-        query_scores(base + (i0 + r) * ld_qkv + h * dh, kt, n, dh, scale, s);
-        softmax_row(s, n);
-      }
-      if (seq.record != nullptr) std::memcpy(seq.record + row_offset, s, n * sizeof(float));
-    }
-    float acc[kRowBlock][128] = {};
-    for (int j = 0; j < n; ++j) {
-      const float* vrow = v + static_cast<size_t>(j) * dh;
+  for (int i0 = 0; i0 < n; i0 += R) {
+    const int rows = std::min(R, n - i0);
+    if (reuse) {
       for (int r = 0; r < rows; ++r) {
-        const float p = scratch.scores[static_cast<size_t>(r) * n + j];
-#pragma omp simd
-        for (int d = 0; d < dh; ++d) acc[r][d] += p * vrow[d];
+        const auto* stored = static_cast<const unsigned char*>(seq.stored) +
+                             (head_probs + static_cast<size_t>(i0 + r) * n) *
+                                 core::dtype_size(seq.stored_dtype);
+        core::convert_to_f32(seq.stored_dtype, stored, n, scores + static_cast<size_t>(r) * n_pad);
+      }
+    } else {
+      for (int r0 = 0; r0 < rows; r0 += kScoreRows) {
+        const float* q[kScoreRows];
+        for (int r = 0; r < kScoreRows; ++r) {
+          // Rows past the end reuse the last row's query; their scores are never read.
+          q[r] = base + std::min(i0 + r0 + r, n - 1) * ld_qkv + h * DH;
+        }
+        score_tile<DH>(q, kt, n_pad, scale, scores + static_cast<size_t>(r0) * n_pad);
+      }
+      for (int r = 0; r < rows; ++r) softmax_row(scores + static_cast<size_t>(r) * n_pad, n);
+    }
+    if (seq.record != nullptr) {
+      for (int r = 0; r < rows; ++r) {
+        std::memcpy(seq.record + head_probs + static_cast<size_t>(i0 + r) * n,
+                    scores + static_cast<size_t>(r) * n_pad, n * sizeof(float));
       }
     }
-    for (int r = 0; r < rows; ++r) {
-      std::memcpy(ctx + static_cast<size_t>(seq.offset + i0 + r) * hidden + h * dh, acc[r],
-                  dh * sizeof(float));
+    // Rows past `rows` hold stale scores; their outputs are discarded by pv_tile.
+    float* out[R];
+    for (int r = 0; r < R; ++r) {
+      out[r] = ctx + static_cast<size_t>(seq.offset + i0 + std::min(r, rows - 1)) * hidden + h * DH;
     }
+    pv_tile<DH>(scores, n_pad, v, n, rows, out);
   }
 }
 
-}  // namespace
-
-void attention(const float* qkv, float* ctx, const AttentionSeq* seqs, int num_seqs, int num_heads,
-               int head_dim) {
+template <int DH>
+void attention_impl(const float* qkv, float* ctx, const AttentionSeq* seqs, int num_seqs,
+                    int num_heads) {
   const int tasks = num_seqs * num_heads;
 #pragma omp parallel
   {
     Scratch scratch;
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < tasks; ++t) {
-      attend_head(qkv, ctx, seqs[t / num_heads], t % num_heads, num_heads, head_dim, scratch);
+      attend_head<DH>(qkv, ctx, seqs[t / num_heads], t % num_heads, num_heads, scratch);
     }
+  }
+}
+
+}  // namespace
+
+bool attention_supports_head_dim(int head_dim) {
+  return head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
+}
+
+void attention(const float* qkv, float* ctx, const AttentionSeq* seqs, int num_seqs, int num_heads,
+               int head_dim) {
+  switch (head_dim) {
+    case 16:
+      return attention_impl<16>(qkv, ctx, seqs, num_seqs, num_heads);
+    case 32:
+      return attention_impl<32>(qkv, ctx, seqs, num_seqs, num_heads);
+    case 64:
+      return attention_impl<64>(qkv, ctx, seqs, num_seqs, num_heads);
+    case 128:
+      return attention_impl<128>(qkv, ctx, seqs, num_seqs, num_heads);
+    default:
+      core::throw_internal("attention: unsupported head size ", head_dim);
   }
 }
 

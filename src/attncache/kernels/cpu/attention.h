@@ -22,6 +22,9 @@ struct AttentionSeq {
   uint64_t stored_heads = ~0ull;        // bit h set: head h reuses `stored`
 };
 
+// Head sizes the kernel is specialized for (16, 32, 64, 128).
+bool attention_supports_head_dim(int head_dim);
+
 // qkv: [T × 3·H·dh] rows of (q | k | v), heads contiguous inside each; ctx: [T × H·dh].
 void attention(const float* qkv, float* ctx, const AttentionSeq* seqs, int num_seqs, int num_heads,
                int head_dim);

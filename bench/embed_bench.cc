@@ -1,0 +1,94 @@
+// Times the CPU encoder on fixed token sequences and reports throughput, latency and where the
+// time goes. Driven by bench/embed_compare.py, which runs the peers on the same ids.
+//
+//   embed_bench --model DIR --ids FILE --batch B [--threads T] [--min-seconds S]
+//
+// FILE has one sequence per line (space-separated token ids, special tokens included); the first
+// B lines form the batch. Prints one JSON object.
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "attncache/embedder.h"
+#include "core/error.h"
+#include "core/stopwatch.h"
+
+int main(int argc, char** argv) {
+  CLI::App app("Time the attncache CPU encoder on fixed token ids; prints JSON.");
+  std::string model, ids_path, embeddings_out;
+  int batch_size = 1, threads = 0, min_reps = 5;
+  double min_seconds = 2.0;
+  app.add_option("--model", model, "model directory")->required();
+  app.add_option("--ids", ids_path, "token ids, one sequence per line")->required();
+  app.add_option("--batch", batch_size, "sequences per forward pass")->required();
+  app.add_option("--threads", threads, "threads (0: all cores)");
+  app.add_option("--min-seconds", min_seconds, "keep timing at least this long");
+  app.add_option("--min-reps", min_reps, "and at least this many forward passes");
+  app.add_option("--embeddings-out", embeddings_out, "write the batch's embeddings (f32) here");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (threads > 0) omp_set_num_threads(threads);
+    std::ifstream in(ids_path);
+    if (!in) core::throw_bad_input("cannot open ", ids_path);
+    std::vector<std::vector<int32_t>> batch;
+    std::string line;
+    while (static_cast<int>(batch.size()) < batch_size && std::getline(in, line)) {
+      std::istringstream ss(line);
+      std::vector<int32_t> ids;
+      int32_t id;
+      while (ss >> id) ids.push_back(id);
+      batch.push_back(std::move(ids));
+    }
+    if (static_cast<int>(batch.size()) < batch_size) core::throw_bad_input(ids_path, ": too few lines");
+
+    attncache::Embedder embedder = attncache::Embedder::load(model);
+    for (int i = 0; i < 2; ++i) embedder.embed(batch);  // warm up: page in weights, size buffers
+    attncache::BertWorkspace& ws = embedder.workspace();
+    ws.profile = true;
+    ws.timings = {};
+    std::vector<double> latencies;
+    core::Stopwatch total;
+    std::vector<float> out;
+    while (static_cast<int>(latencies.size()) < min_reps || total.seconds() < min_seconds) {
+      core::Stopwatch one;
+      out = embedder.embed(batch);
+      latencies.push_back(one.seconds());
+    }
+    std::vector<double> sorted = latencies;
+    std::sort(sorted.begin(), sorted.end());
+    const double median = sorted[sorted.size() / 2];
+    const double reps = static_cast<double>(latencies.size());
+    const attncache::BertProfile& p = ws.timings;
+    const double forward = p.gemm_seconds + p.attention_seconds + p.other_seconds;
+    nlohmann::json result = {
+        {"engine", "attncache"},
+        {"batch", batch_size},
+        {"seq_len", batch[0].size()},
+        {"threads", omp_get_max_threads()},
+        {"reps", latencies.size()},
+        {"median_batch_seconds", median},
+        {"sentences_per_second", batch_size / median},
+        {"per_sentence_ms", median * 1e3 / batch_size},
+        {"profile",
+         {{"gemm_share", p.gemm_seconds / forward},
+          {"attention_share", p.attention_seconds / forward},
+          {"other_share", p.other_seconds / forward},
+          {"gemm_gflops", p.gemm_flops / p.gemm_seconds / 1e9},
+          {"attention_gflops", p.attention_flops / p.attention_seconds / 1e9},
+          {"forward_seconds_per_batch", forward / reps}}}};
+    std::printf("%s\n", result.dump().c_str());
+    if (!embeddings_out.empty()) {
+      std::ofstream f(embeddings_out, std::ios::binary);
+      f.write(reinterpret_cast<const char*>(out.data()), out.size() * sizeof(float));
+    }
+  } catch (const core::Error& e) {
+    std::fprintf(stderr, "embed_bench: %s\n", e.what());
+    return e.exit_code();
+  }
+  return 0;
+}
