@@ -8,6 +8,7 @@
 
 #include "attncache/embedder.h"
 #include "core/error.h"
+#include "support/safetensors_writer.h"
 #include "support/test_paths.h"
 
 namespace attncache {
@@ -47,21 +48,11 @@ class RecordReplayHook : public AttentionHook {
     if (!as_f16) return {maps[{layer, seq}].data(), core::DType::kF32};
     auto& m16 = maps16[{layer, seq}];
     if (m16.empty()) {
-      for (float p : maps[{layer, seq}]) m16.push_back(to_f16(p));
+      for (float p : maps[{layer, seq}]) m16.push_back(testing_support::f32_to_f16(p));
     }
     return {m16.data(), core::DType::kF16};
   }
 
- private:
-  static uint16_t to_f16(float p) {  // probabilities are in [0, 1]: no overflow, flush tiny to 0
-    if (p < 6.1035e-5f) return static_cast<uint16_t>(std::lround(p / 5.9604645e-8f));
-    int e;
-    float m = std::frexp(p, &e);  // p = m·2^e, m in [0.5, 1)
-    uint32_t mant = static_cast<uint32_t>(std::lround((m * 2 - 1) * 1024));
-    uint32_t exp = static_cast<uint32_t>(e - 1 + 15);
-    if (mant == 1024) mant = 0, ++exp;
-    return static_cast<uint16_t>((exp << 10) | mant);
-  }
 };
 
 double cosine(const float* a, const float* b, int n) {

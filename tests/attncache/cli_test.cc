@@ -116,6 +116,31 @@ TEST_F(CliTest, TinyModelEmbedsToJsonLines) {
   EXPECT_EQ(count, 2);
 }
 
+TEST_F(CliTest, HalfPrecisionWeightsLoadAndAgreeWithFp32) {
+  auto parse = [](const std::string& out) {
+    std::vector<float> all;
+    std::istringstream lines(out);
+    std::string line;
+    while (std::getline(lines, line)) {
+      auto e = nlohmann::json::parse(line)["embedding"].get<std::vector<float>>();
+      all.insert(all.end(), e.begin(), e.end());
+    }
+    return all;
+  };
+  Result fp32 = embed();
+  ASSERT_EQ(fp32.exit_code, 0) << fp32.output;
+  for (const char* dtype : {"F16", "BF16"}) {
+    std::vector<TestTensor> half;
+    for (const auto& t : tiny_tensors()) half.push_back(testing_support::to_half(t, dtype));
+    write_weights(testing_support::safetensors_bytes(half));
+    Result r = embed();
+    ASSERT_EQ(r.exit_code, 0) << dtype << ": " << r.output;
+    std::vector<float> a = parse(fp32.output), b = parse(r.output);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 2e-2) << dtype << " " << i;
+  }
+}
+
 TEST_F(CliTest, HelpExplainsTheCommand) {
   Result r = run("embed --help");
   EXPECT_EQ(r.exit_code, 0);

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <tuple>
@@ -188,7 +190,49 @@ void run_similarity(const EmbedOptions& o) {
   }
 }
 
+void run_tokenize(const std::string& model, const std::string& input, int max_length) {
+  std::vector<std::string> lines = core::read_lines(input);
+  ModelConfig config = ModelConfig::from_dir(resolve_model_dir(model));
+  WordPieceTokenizer tokenizer =
+      WordPieceTokenizer::from_file((std::filesystem::path(config.dir) / "tokenizer.json").string());
+  const size_t max_tokens = max_length > 0 ? static_cast<size_t>(max_length) : SIZE_MAX;
+  std::string out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    Encoding enc;
+    try {
+      enc = tokenizer.encode(lines[i], max_tokens);
+    } catch (const core::Error& e) {
+      core::throw_bad_input("line ", i + 1, ": ", e.what());
+    }
+    out.clear();
+    for (size_t k = 0; k < enc.ids.size(); ++k) {
+      if (k) out += ' ';
+      out += std::to_string(enc.ids[k]);
+    }
+    out += '\n';
+    std::fwrite(out.data(), 1, out.size(), stdout);
+  }
+}
+
 }  // namespace
+
+void add_tokenize_command(CLI::App& app) {
+  struct Options {
+    std::string model = "all-MiniLM-L6-v2";
+    std::string input = "-";
+    int max_length = 0;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand(
+      "tokenize", "Print the token ids of each line ([CLS] … [SEP] included), space-separated.");
+  cmd->add_option("-m,--model", o->model, "model name or directory")->capture_default_str();
+  cmd->add_option("-i,--input", o->input, "text file, one text per line; '-' reads stdin")
+      ->capture_default_str();
+  cmd->add_option("--max-length", o->max_length, "truncate to this many tokens (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 30));
+  cmd->callback([o] { run_tokenize(o->model, o->input, o->max_length); });
+}
 
 void add_embed_command(CLI::App& app) {
   auto options = std::make_shared<EmbedOptions>();

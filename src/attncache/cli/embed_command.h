@@ -1,4 +1,5 @@
-// `attncache embed` and `attncache similarity`: text lines in, embeddings out.
+// Commands that take text lines: `attncache embed` and `similarity` (embeddings out) and
+// `tokenize` (token ids out).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -7,5 +8,6 @@ namespace attncache::cli {
 
 void add_embed_command(CLI::App& app);
 void add_similarity_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
 
 }  // namespace attncache::cli
