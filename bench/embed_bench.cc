@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
       while (ss >> id) ids.push_back(id);
       batch.push_back(std::move(ids));
     }
-    if (static_cast<int>(batch.size()) < batch_size) core::throw_bad_input(ids_path, ": too few lines");
+    if (static_cast<int>(batch.size()) < batch_size)
+      core::throw_bad_input(ids_path, ": too few lines");
 
     attncache::Embedder embedder = attncache::Embedder::load(model);
     for (int i = 0; i < 2; ++i) embedder.embed(batch);  // warm up: page in weights, size buffers

@@ -11,8 +11,8 @@ namespace attncache {
 Embedder Embedder::load(const std::string& model_dir) {
   Embedder e;
   e.config_ = ModelConfig::from_dir(model_dir);
-  e.tokenizer_ = WordPieceTokenizer::from_file(
-      (std::filesystem::path(model_dir) / "tokenizer.json").string());
+  e.tokenizer_ =
+      WordPieceTokenizer::from_file((std::filesystem::path(model_dir) / "tokenizer.json").string());
   if (e.tokenizer_.vocab_size() > static_cast<size_t>(e.config_.bert.vocab_size)) {
     core::throw_bad_input(model_dir, ": tokenizer has ", e.tokenizer_.vocab_size(),
                           " tokens but config.json vocab_size is ", e.config_.bert.vocab_size);

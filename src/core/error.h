@@ -1,5 +1,6 @@
 // Errors crossing module boundaries. Two kinds, because the command line maps them to two exit
-// codes: bad input (the user can fix it; exit 2) and internal failure (a bug or the system; exit 1).
+// codes: bad input (the user can fix it; exit 2) and internal failure (a bug or the system; exit
+// 1).
 #pragma once
 
 #include <sstream>

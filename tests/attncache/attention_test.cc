@@ -154,7 +154,8 @@ TEST(Attention, ReuseHonoursDTypeAndHeadMask) {
       EXPECT_FLOAT_EQ(mixed[i * kHidden + 2 * kHeadDim + d], exact[i * kHidden + 2 * kHeadDim + d]);
       // Head 1 averages V over all tokens with weight 0.111328125.
       double mean = 0;
-      for (int j = 0; j < 9; ++j) mean += 0.111328125 * b.qkv[j * 3 * kHidden + 2 * kHidden + kHeadDim + d];
+      for (int j = 0; j < 9; ++j)
+        mean += 0.111328125 * b.qkv[j * 3 * kHidden + 2 * kHidden + kHeadDim + d];
       EXPECT_NEAR(mixed[i * kHidden + kHeadDim + d], mean, 1e-5);
     }
   }

@@ -52,12 +52,12 @@ class RecordReplayHook : public AttentionHook {
     }
     return {m16.data(), core::DType::kF16};
   }
-
 };
 
 double cosine(const float* a, const float* b, int n) {
   double dot = 0, na = 0, nb = 0;
-  for (int i = 0; i < n; ++i) dot += double(a[i]) * b[i], na += double(a[i]) * a[i], nb += double(b[i]) * b[i];
+  for (int i = 0; i < n; ++i)
+    dot += double(a[i]) * b[i], na += double(a[i]) * a[i], nb += double(b[i]) * b[i];
   return dot / std::sqrt(na * nb);
 }
 

@@ -43,22 +43,21 @@ void write(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-// A one-layer BERT with hidden size 32 (two heads of 16) and the real MiniLM tokenizer, so that corrupted weight
-// files are cheap to build.
+// A one-layer BERT with hidden size 32 (two heads of 16) and the real MiniLM tokenizer, so that
+// corrupted weight files are cheap to build.
 nlohmann::json tiny_config() {
-  return {{"model_type", "bert"}, {"hidden_size", 32}, {"num_hidden_layers", 1},
-          {"num_attention_heads", 2}, {"intermediate_size", 64}, {"vocab_size", 30522},
-          {"max_position_embeddings", 16}, {"type_vocab_size", 2}, {"layer_norm_eps", 1e-12},
+  return {{"model_type", "bert"},          {"hidden_size", 32},       {"num_hidden_layers", 1},
+          {"num_attention_heads", 2},      {"intermediate_size", 64}, {"vocab_size", 30522},
+          {"max_position_embeddings", 16}, {"type_vocab_size", 2},    {"layer_norm_eps", 1e-12},
           {"hidden_act", "gelu"}};
 }
 
 std::vector<TestTensor> tiny_tensors() {
-  std::vector<TestTensor> t = {
-      f32_tensor("embeddings.word_embeddings.weight", {30522, 32}),
-      f32_tensor("embeddings.position_embeddings.weight", {16, 32}),
-      f32_tensor("embeddings.token_type_embeddings.weight", {2, 32}),
-      f32_tensor("embeddings.LayerNorm.weight", {32}, 1.0f, 0.0f),
-      f32_tensor("embeddings.LayerNorm.bias", {32})};
+  std::vector<TestTensor> t = {f32_tensor("embeddings.word_embeddings.weight", {30522, 32}),
+                               f32_tensor("embeddings.position_embeddings.weight", {16, 32}),
+                               f32_tensor("embeddings.token_type_embeddings.weight", {2, 32}),
+                               f32_tensor("embeddings.LayerNorm.weight", {32}, 1.0f, 0.0f),
+                               f32_tensor("embeddings.LayerNorm.bias", {32})};
   const std::string p = "encoder.layer.0.";
   for (const char* m : {"query", "key", "value"}) {
     t.push_back(f32_tensor(p + "attention.self." + m + ".weight", {32, 32}));
@@ -144,8 +143,8 @@ TEST_F(CliTest, HalfPrecisionWeightsLoadAndAgreeWithFp32) {
 TEST_F(CliTest, HelpExplainsTheCommand) {
   Result r = run("embed --help");
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* flag : {"--model", "--input", "--output", "--batch", "--threads",
-                           "--max-length", "--no-truncate"}) {
+  for (const char* flag : {"--model", "--input", "--output", "--batch", "--threads", "--max-length",
+                           "--no-truncate"}) {
     EXPECT_NE(r.output.find(flag), std::string::npos) << flag;
   }
   expect_bad_input(run("embed --batch 0"), "--batch");
@@ -252,10 +251,10 @@ TEST(CliRealModel, EmbedMatchesTheLibraryAndSimilarityPrintsATable) {
                  " --output " + dir.path("out.jsonl") + " --batch 2 --threads 1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   Embedder embedder = Embedder::load(testing_paths::model_dir());
-  std::vector<float> expected = embedder.embed(
-      {embedder.tokenize("The cat sits on the mat.", 256).ids,
-       embedder.tokenize("A feline rests on a rug.", 256).ids,
-       embedder.tokenize("Stocks fell.", 256).ids});
+  std::vector<float> expected =
+      embedder.embed({embedder.tokenize("The cat sits on the mat.", 256).ids,
+                      embedder.tokenize("A feline rests on a rug.", 256).ids,
+                      embedder.tokenize("Stocks fell.", 256).ids});
   std::ifstream out(dir.path("out.jsonl"));
   std::string line;
   size_t i = 0;

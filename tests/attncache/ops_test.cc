@@ -48,12 +48,13 @@ TEST(Ops, ResidualLayerNormMatchesDoublePrecision) {
     for (float& f : *v) f = dist(rng);
   }
   std::vector<float> out(rows * cols);
-  bias_residual_layernorm(x.data(), bias.data(), res.data(), g.data(), b.data(), 1e-12f,
-                          out.data(), rows, cols);
+  bias_residual_layernorm(x.data(), bias.data(), res.data(), g.data(), b.data(), 1e-12f, out.data(),
+                          rows, cols);
   for (int r = 0; r < rows; ++r) {
     double mean = 0, var = 0;
     std::vector<double> v(cols);
-    for (int c = 0; c < cols; ++c) mean += v[c] = double(x[r * cols + c]) + bias[c] + res[r * cols + c];
+    for (int c = 0; c < cols; ++c)
+      mean += v[c] = double(x[r * cols + c]) + bias[c] + res[r * cols + c];
     mean /= cols;
     for (int c = 0; c < cols; ++c) var += (v[c] - mean) * (v[c] - mean);
     var /= cols;

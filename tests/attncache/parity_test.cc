@@ -22,7 +22,8 @@ class ParityTest : public ::testing::Test {
     ASSERT_TRUE(std::filesystem::exists(testing_paths::model_dir() + "/model.safetensors"))
         << "run scripts/fetch-models.sh first";
     embedder_ = new Embedder(Embedder::load(testing_paths::model_dir()));
-    corpus_ = new std::vector<std::string>(core::read_lines(testing_paths::data_dir() + "/corpus.txt"));
+    corpus_ =
+        new std::vector<std::string>(core::read_lines(testing_paths::data_dir() + "/corpus.txt"));
   }
   static void TearDownTestSuite() {
     delete embedder_;

@@ -1,10 +1,9 @@
-#include "attncache/model/wordpiece_tokenizer.h"
-
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "attncache/model/wordpiece_tokenizer.h"
 #include "core/error.h"
 #include "core/json_file.h"
 #include "support/temp_dir.h"
@@ -50,7 +49,7 @@ TEST(WordPieceTokenizer, RejectsInvalidUtf8) {
     EXPECT_EQ(e.kind(), core::ErrorKind::kBadInput);
     EXPECT_NE(std::string(e.what()).find("invalid UTF-8 at byte 3"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(minilm().encode("\xED\xA0\x80", 512), core::Error);  // encoded surrogate
+  EXPECT_THROW(minilm().encode("\xED\xA0\x80", 512), core::Error);      // encoded surrogate
   EXPECT_THROW(minilm().encode("\xF4\x90\x80\x80", 512), core::Error);  // beyond U+10FFFF
 }
 

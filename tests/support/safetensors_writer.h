@@ -35,7 +35,8 @@ inline TestTensor f32_tensor(std::string name, std::vector<int64_t> shape, float
 inline uint16_t f32_to_f16(float value) {
   uint16_t sign = value < 0 ? 0x8000 : 0;
   float a = std::fabs(value);
-  if (a < 6.103515625e-5f) return sign | static_cast<uint16_t>(std::lround(a / 5.9604644775390625e-8f));
+  if (a < 6.103515625e-5f)
+    return sign | static_cast<uint16_t>(std::lround(a / 5.9604644775390625e-8f));
   int e;
   float m = std::frexp(a, &e);  // a = m·2^e, m in [0.5, 1)
   uint32_t mant = static_cast<uint32_t>(std::lround((m * 2 - 1) * 1024));
@@ -72,13 +73,15 @@ inline std::string safetensors_bytes(const std::vector<TestTensor>& tensors,
   nlohmann::json header = nlohmann::json::object();
   size_t offset = 0;
   for (auto& t : tensors) {
-    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape},
+    header[t.name] = {{"dtype", t.dtype},
+                      {"shape", t.shape},
                       {"data_offsets", {offset, offset + t.bytes.size()}}};
     offset += t.bytes.size();
   }
   std::string text = header.dump();
   while (text.size() % 8) text += ' ';
-  uint64_t len = header_len_override >= 0 ? static_cast<uint64_t>(header_len_override) : text.size();
+  uint64_t len =
+      header_len_override >= 0 ? static_cast<uint64_t>(header_len_override) : text.size();
   std::string out(8, '\0');
   std::memcpy(out.data(), &len, 8);
   out += text;

@@ -87,7 +87,8 @@ std::vector<float> embed_lines(const EmbedOptions& o, Embedder& embedder,
     ids[i] = std::move(enc.ids);
   }
   if (truncated > 0) {
-    std::fprintf(stderr, "note: %zu text(s) longer than %d tokens were truncated (first: line %zu)\n",
+    std::fprintf(stderr,
+                 "note: %zu text(s) longer than %d tokens were truncated (first: line %zu)\n",
                  truncated, max_tokens, first_truncated);
   }
   const int d = embedder.dim();
@@ -149,7 +150,8 @@ std::string label(const std::string& text, size_t width) {
 
 void run_similarity(const EmbedOptions& o) {
   std::vector<std::string> lines = core::read_lines(o.input);
-  if (lines.size() > 20) core::throw_bad_input("similarity takes at most 20 texts (got ", lines.size(), ")");
+  if (lines.size() > 20)
+    core::throw_bad_input("similarity takes at most 20 texts (got ", lines.size(), ")");
   Embedder embedder = load(o);
   std::vector<float> e = embed_lines(o, embedder, lines);
   const int d = embedder.dim();
@@ -186,15 +188,16 @@ void run_similarity(const EmbedOptions& o) {
   std::sort(pairs.rbegin(), pairs.rend());
   for (size_t p = 0; p < std::min<size_t>(3, pairs.size()); ++p) {
     auto [sim, i, j] = pairs[p];
-    std::printf("  %.3f  %s  <->  %s\n", sim, label(lines[i], 40).c_str(), label(lines[j], 40).c_str());
+    std::printf("  %.3f  %s  <->  %s\n", sim, label(lines[i], 40).c_str(),
+                label(lines[j], 40).c_str());
   }
 }
 
 void run_tokenize(const std::string& model, const std::string& input, int max_length) {
   std::vector<std::string> lines = core::read_lines(input);
   ModelConfig config = ModelConfig::from_dir(resolve_model_dir(model));
-  WordPieceTokenizer tokenizer =
-      WordPieceTokenizer::from_file((std::filesystem::path(config.dir) / "tokenizer.json").string());
+  WordPieceTokenizer tokenizer = WordPieceTokenizer::from_file(
+      (std::filesystem::path(config.dir) / "tokenizer.json").string());
   const size_t max_tokens = max_length > 0 ? static_cast<size_t>(max_length) : SIZE_MAX;
   std::string out;
   for (size_t i = 0; i < lines.size(); ++i) {

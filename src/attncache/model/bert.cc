@@ -75,7 +75,8 @@ std::unique_ptr<BertModel> BertModel::load(const ModelConfig& config) {
   model->word_emb_ = model->param("embeddings.word_embeddings.weight", {c.vocab_size, d});
   model->pos_emb_ =
       model->param("embeddings.position_embeddings.weight", {c.max_position_embeddings, d});
-  model->type_emb_ = model->param("embeddings.token_type_embeddings.weight", {c.type_vocab_size, d});
+  model->type_emb_ =
+      model->param("embeddings.token_type_embeddings.weight", {c.type_vocab_size, d});
   model->emb_ln_g_ = model->param("embeddings.LayerNorm.weight", {d});
   model->emb_ln_b_ = model->param("embeddings.LayerNorm.bias", {d});
   model->layers_.resize(c.num_layers);

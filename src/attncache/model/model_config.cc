@@ -60,8 +60,9 @@ BertConfig BertConfig::from_file(const std::string& path) {
                           " is not divisible by num_attention_heads ", c.num_heads);
   }
   if (!cpu::attention_supports_head_dim(c.head_dim()) || c.num_heads > 64) {
-    core::throw_bad_input(path, ": head size ", c.head_dim(), " with ", c.num_heads,
-                          " heads is not supported (head size 16, 32, 64 or 128; at most 64 heads)");
+    core::throw_bad_input(
+        path, ": head size ", c.head_dim(), " with ", c.num_heads,
+        " heads is not supported (head size 16, 32, 64 or 128; at most 64 heads)");
   }
   return c;
 }
@@ -72,7 +73,8 @@ SentenceConfig SentenceConfig::from_dir(const std::string& dir) {
   std::string pooling_dir;
   if (fs::exists(root / "modules.json")) {
     nlohmann::json modules = core::read_json_file(root / "modules.json");
-    if (!modules.is_array()) core::throw_bad_input((root / "modules.json").string(), ": not a list");
+    if (!modules.is_array())
+      core::throw_bad_input((root / "modules.json").string(), ": not a list");
     for (auto& m : modules) {
       std::string type = string_or(m, "type", "");
       if (type.ends_with(".Normalize")) c.normalize = true;

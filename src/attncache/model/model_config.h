@@ -8,7 +8,6 @@
 namespace attncache {
 
 struct BertConfig {
-
   int hidden_size = 0;
   int num_layers = 0;
   int num_heads = 0;

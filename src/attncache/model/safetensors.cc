@@ -84,8 +84,7 @@ SafeTensors SafeTensors::open(const std::string& path) {
     uint64_t expected = static_cast<uint64_t>(view.numel()) * core::dtype_size(view.dtype);
     if (end - begin != expected) {
       core::throw_bad_input(path, ": tensor '", name, "' has ", end - begin, " bytes but ",
-                            core::dtype_name(view.dtype), view.shape_string(), " needs ",
-                            expected);
+                            core::dtype_name(view.dtype), view.shape_string(), " needs ", expected);
     }
     view.data = data + begin;
     view.nbytes = end - begin;

@@ -28,8 +28,8 @@ constexpr CharRange kCharRanges[] = {
 
 CharClass classify(char32_t c) {
   const CharRange* end = std::end(kCharRanges);
-  const CharRange* it = std::upper_bound(std::begin(kCharRanges), end, c,
-                                         [](char32_t v, const CharRange& r) { return v < r.first; });
+  const CharRange* it = std::upper_bound(
+      std::begin(kCharRanges), end, c, [](char32_t v, const CharRange& r) { return v < r.first; });
   if (it == std::begin(kCharRanges)) return CharClass::kOther;
   --it;
   return c <= it->last ? it->cls : CharClass::kOther;
@@ -113,7 +113,8 @@ const nlohmann::json& require_object(const nlohmann::json& json, const char* key
 int32_t token_id(const std::unordered_map<std::string, int32_t>& vocab, const std::string& token,
                  const std::string& path) {
   auto it = vocab.find(token);
-  if (it == vocab.end()) core::throw_bad_input(path, ": token '", token, "' is not in the vocabulary");
+  if (it == vocab.end())
+    core::throw_bad_input(path, ": token '", token, "' is not in the vocabulary");
   return it->second;
 }
 

@@ -143,9 +143,9 @@ void attend_head(const float* qkv, float* ctx, const AttentionSeq& seq, int h, i
     const int rows = std::min(R, n - i0);
     if (reuse) {
       for (int r = 0; r < rows; ++r) {
-        const auto* stored = static_cast<const unsigned char*>(seq.stored) +
-                             (head_probs + static_cast<size_t>(i0 + r) * n) *
-                                 core::dtype_size(seq.stored_dtype);
+        const auto* stored =
+            static_cast<const unsigned char*>(seq.stored) +
+            (head_probs + static_cast<size_t>(i0 + r) * n) * core::dtype_size(seq.stored_dtype);
         core::convert_to_f32(seq.stored_dtype, stored, n, scores + static_cast<size_t>(r) * ld);
       }
     } else {

@@ -14,12 +14,12 @@
 namespace attncache::cpu {
 
 struct AttentionSeq {
-  int offset = 0;                       // first token row in the packed batch
-  int length = 0;                       // tokens N
-  float* record = nullptr;              // H×N×N fp32 destination, or null
-  const void* stored = nullptr;         // H×N×N probabilities to reuse, or null
+  int offset = 0;                // first token row in the packed batch
+  int length = 0;                // tokens N
+  float* record = nullptr;       // H×N×N fp32 destination, or null
+  const void* stored = nullptr;  // H×N×N probabilities to reuse, or null
   core::DType stored_dtype = core::DType::kF32;
-  uint64_t stored_heads = ~0ull;        // bit h set: head h reuses `stored`
+  uint64_t stored_heads = ~0ull;  // bit h set: head h reuses `stored`
 };
 
 // Head sizes the kernel is specialized for (16, 32, 64, 128).

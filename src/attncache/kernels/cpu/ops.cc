@@ -50,7 +50,8 @@ inline float erf_approx(float x) {
 
 namespace {
 
-void sgemm(const float* a, const float* w, float* c, int m, int n, int k, int ldc, bool accumulate) {
+void sgemm(const float* a, const float* w, float* c, int m, int n, int k, int ldc,
+           bool accumulate) {
   dnnl_status_t status =
       dnnl_sgemm('N', 'T', m, n, k, 1.0f, a, k, w, k, accumulate ? 1.0f : 0.0f, c, ldc);
   if (status != dnnl_success) core::throw_internal("oneDNN sgemm failed with status ", status);
@@ -113,8 +114,8 @@ inline void normalize_row(float* row, const float* gamma, const float* beta, flo
 }  // namespace
 
 void bias_residual_layernorm(const float* x, const float* bias, const float* residual,
-                             const float* gamma, const float* beta, float eps, float* out,
-                             int rows, int cols) {
+                             const float* gamma, const float* beta, float eps, float* out, int rows,
+                             int cols) {
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; ++r) {
     const size_t offset = static_cast<size_t>(r) * cols;
@@ -127,7 +128,8 @@ void bias_residual_layernorm(const float* x, const float* bias, const float* res
 
 void layernorm(float* x, const float* gamma, const float* beta, float eps, int rows, int cols) {
 #pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; ++r) normalize_row(x + static_cast<size_t>(r) * cols, gamma, beta, eps, cols);
+  for (int r = 0; r < rows; ++r)
+    normalize_row(x + static_cast<size_t>(r) * cols, gamma, beta, eps, cols);
 }
 
 void exp_inplace(float* x, size_t n) {

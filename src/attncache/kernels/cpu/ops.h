@@ -14,8 +14,8 @@ void bias_gelu(float* x, const float* bias, int rows, int cols);
 
 // out[rows×cols] = LayerNorm(x + bias + residual) · gamma + beta. `out` may alias `residual`.
 void bias_residual_layernorm(const float* x, const float* bias, const float* residual,
-                             const float* gamma, const float* beta, float eps, float* out,
-                             int rows, int cols);
+                             const float* gamma, const float* beta, float eps, float* out, int rows,
+                             int cols);
 
 // In-place LayerNorm of each row.
 void layernorm(float* x, const float* gamma, const float* beta, float eps, int rows, int cols);
