@@ -156,11 +156,14 @@ void run_similarity(const EmbedOptions& o) {
   std::vector<float> e = embed_lines(o, embedder, lines);
   const int d = embedder.dim();
   const size_t n = lines.size();
-  std::vector<double> norms(n);
+  auto dot = [&](size_t i, size_t j) {
+    double sum = 0;
+    for (int k = 0; k < d; ++k) sum += static_cast<double>(e[i * d + k]) * e[j * d + k];
+    return sum;
+  };
+  std::vector<double> cosine(n * n);
   for (size_t i = 0; i < n; ++i) {
-    double s = 0;
-    for (int k = 0; k < d; ++k) s += static_cast<double>(e[i * d + k]) * e[i * d + k];
-    norms[i] = std::sqrt(s);
+    for (size_t j = 0; j < n; ++j) cosine[i * n + j] = dot(i, j) / std::sqrt(dot(i, i) * dot(j, j));
   }
   std::printf("Cosine similarity (%s, %zu texts)\n\n", o.model.c_str(), n);
   for (size_t i = 0; i < n; ++i) std::printf("  [%zu] %s\n", i, lines[i].c_str());
@@ -169,21 +172,13 @@ void run_similarity(const EmbedOptions& o) {
   std::printf("\n");
   for (size_t i = 0; i < n; ++i) {
     std::printf("[%2zu] ", i);
-    for (size_t j = 0; j < n; ++j) {
-      double dot = 0;
-      for (int k = 0; k < d; ++k) dot += static_cast<double>(e[i * d + k]) * e[j * d + k];
-      std::printf(" %5.2f", dot / (norms[i] * norms[j]));
-    }
+    for (size_t j = 0; j < n; ++j) std::printf(" %5.2f", cosine[i * n + j]);
     std::printf("\n");
   }
   std::printf("\nMost similar pairs:\n");
   std::vector<std::tuple<double, size_t, size_t>> pairs;
   for (size_t i = 0; i < n; ++i) {
-    for (size_t j = i + 1; j < n; ++j) {
-      double dot = 0;
-      for (int k = 0; k < d; ++k) dot += static_cast<double>(e[i * d + k]) * e[j * d + k];
-      pairs.emplace_back(dot / (norms[i] * norms[j]), i, j);
-    }
+    for (size_t j = i + 1; j < n; ++j) pairs.emplace_back(cosine[i * n + j], i, j);
   }
   std::sort(pairs.rbegin(), pairs.rend());
   for (size_t p = 0; p < std::min<size_t>(3, pairs.size()); ++p) {
