@@ -190,9 +190,8 @@ void run_similarity(const EmbedOptions& o) {
 
 void run_tokenize(const std::string& model, const std::string& input, int max_length) {
   std::vector<std::string> lines = core::read_lines(input);
-  ModelConfig config = ModelConfig::from_dir(resolve_model_dir(model));
   WordPieceTokenizer tokenizer = WordPieceTokenizer::from_file(
-      (std::filesystem::path(config.dir) / "tokenizer.json").string());
+      (std::filesystem::path(resolve_model_dir(model)) / "tokenizer.json").string());
   const size_t max_tokens = max_length > 0 ? static_cast<size_t>(max_length) : SIZE_MAX;
   std::string out;
   for (size_t i = 0; i < lines.size(); ++i) {

@@ -55,9 +55,7 @@ BertModel::Param BertModel::param(const std::string& name, std::vector<int64_t> 
 void BertModel::append(const std::string& name, std::vector<int64_t> shape,
                        std::vector<float>* out) const {
   Param p = param(name, std::move(shape));
-  size_t n = 1;
-  for (int64_t d : file_.get(prefix_ + name).shape) n *= static_cast<size_t>(d);
-  out->insert(out->end(), p.data, p.data + n);
+  out->insert(out->end(), p.data, p.data + file_.get(prefix_ + name).numel());
 }
 
 std::unique_ptr<BertModel> BertModel::load(const ModelConfig& config) {

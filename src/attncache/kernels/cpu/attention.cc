@@ -122,7 +122,8 @@ void attend_head(const float* qkv, float* ctx, const AttentionSeq& seq, int h, i
   const bool reuse = seq.stored != nullptr && ((seq.stored_heads >> h) & 1u);
   // Score rows are computed in tiles of kScoreRows, so keep at least that many (zero) rows.
   const int score_rows = std::max(R, kScoreRows);
-  scratch.kt.assign(static_cast<size_t>(DH) * ld, 0.0f);
+  // Hit heads never read K: skip zeroing (the padding columns must be zero) and packing it.
+  if (!reuse) scratch.kt.assign(static_cast<size_t>(DH) * ld, 0.0f);
   if (scratch.v.size() < static_cast<size_t>(n) * DH) scratch.v.resize(static_cast<size_t>(n) * DH);
   if (scratch.scores.size() < static_cast<size_t>(score_rows) * ld) {
     scratch.scores.resize(static_cast<size_t>(score_rows) * ld);
