@@ -46,7 +46,13 @@ inline float f16_to_f32(uint16_t bits) {
   return f;
 }
 
+// Round to nearest, ties to even (the conversions PyTorch's .half() and .bfloat16() do).
+uint16_t f32_to_f16(float value);
+uint16_t f32_to_bf16(float value);
+
 // Converts `count` elements of a floating-point `dtype` at `src` (any alignment) to fp32.
 void convert_to_f32(DType dtype, const void* src, size_t count, float* dst);
+// The reverse: `count` fp32 values to `dtype` (fp32, fp16 or bf16), rounding to nearest even.
+void convert_from_f32(DType dtype, const float* src, size_t count, void* dst);
 
 }  // namespace core

@@ -136,38 +136,47 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
     ws.timings.gemm_flops += 2.0 * total * (4.0 * d * d + 2.0 * d * ff) * c.num_layers;
     ws.timings.attention_flops += attention_flops * c.num_layers;
   }
-  // Embeddings: word + position + token type 0, then LayerNorm.
   for (size_t s = 0; s < batch.size(); ++s) {
-    for (int i = 0; i < seqs[s].length; ++i) {
-      float* row = ws.hidden.data() + static_cast<size_t>(seqs[s].offset + i) * d;
-      const float* w = word_emb_.data + static_cast<size_t>(batch[s][i]) * d;
-      const float* p = pos_emb_.data + static_cast<size_t>(i) * d;
-      for (int k = 0; k < d; ++k) row[k] = w[k] + p[k] + type_emb_.data[k];
-    }
+    embed_tokens(batch[s], ws.hidden.data() + static_cast<size_t>(seqs[s].offset) * d);
   }
-  cpu::layernorm(ws.hidden.data(), emb_ln_g_.data, emb_ln_b_.data, c.layer_norm_eps, total, d);
+  std::vector<StoredProbs> stored(batch.size());
+  std::vector<char> v_only(batch.size());
+  const uint64_t all_heads = c.num_heads >= 64 ? ~0ull : (1ull << c.num_heads) - 1;
 
   for (int li = 0; li < c.num_layers; ++li) {
     const Layer& l = layers_[li];
-    timer.mark(&BertProfile::other_seconds);
-    cpu::linear(ws.hidden.data(), l.qkv_w.data(), ws.qkv.data(), total, 3 * d, d);
-    timer.mark(&BertProfile::gemm_seconds);
-    for (size_t r = 0; r < rows; ++r) {
-      float* row = ws.qkv.data() + r * 3 * d;
-      for (int k = 0; k < 3 * d; ++k) row[k] += l.qkv_b[k];
-    }
     for (size_t s = 0; s < batch.size(); ++s) {
       seqs[s].record = nullptr;
-      seqs[s].stored = nullptr;
+      stored[s] = {};
       if (hook != nullptr) {
         const int seq = static_cast<int>(s);
         seqs[s].record = hook->record(li, seq, seqs[s].length);
-        StoredProbs stored = hook->stored(li, seq, seqs[s].length);
-        seqs[s].stored = stored.data;
-        seqs[s].stored_dtype = stored.dtype;
-        seqs[s].stored_heads = stored.heads;
+        stored[s] = hook->stored(li, seq, seqs[s].length);
       }
+      seqs[s].stored = stored[s].data;
+      seqs[s].stored_dtype = stored[s].dtype;
+      seqs[s].stored_heads = stored[s].heads;
+      v_only[s] = stored[s].data != nullptr && (stored[s].heads & all_heads) == all_heads;
     }
+    timer.mark(&BertProfile::other_seconds);
+    // One projection per run of sequences that agree on V-only: [Q K V] for misses, V for hits.
+    for (size_t s0 = 0; s0 < batch.size();) {
+      size_t s1 = s0 + 1;
+      while (s1 < batch.size() && v_only[s1] == v_only[s0]) ++s1;
+      const int first = seqs[s0].offset;
+      const int run_rows = seqs[s1 - 1].offset + seqs[s1 - 1].length - first;
+      const int skip = v_only[s0] ? 2 * d : 0;
+      cpu::linear(ws.hidden.data() + static_cast<size_t>(first) * d,
+                  l.qkv_w.data() + static_cast<size_t>(skip) * d,
+                  ws.qkv.data() + static_cast<size_t>(first) * 3 * d + skip, run_rows, 3 * d - skip,
+                  d, false, 3 * d);
+      for (int r = first; r < first + run_rows; ++r) {
+        float* row = ws.qkv.data() + static_cast<size_t>(r) * 3 * d;
+        for (int k = skip; k < 3 * d; ++k) row[k] += l.qkv_b[k];
+      }
+      s0 = s1;
+    }
+    timer.mark(&BertProfile::qkv_seconds);
     timer.mark(&BertProfile::other_seconds);
     cpu::attention(ws.qkv.data(), ws.ctx.data(), seqs.data(), static_cast<int>(seqs.size()),
                    c.num_heads, c.head_dim());
@@ -188,6 +197,19 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
   }
   timer.mark(&BertProfile::other_seconds);
   return ws.hidden;
+}
+
+void BertModel::embed_tokens(const std::vector<int32_t>& ids, float* out) const {
+  const BertConfig& c = config_;
+  const int d = c.hidden_size;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    float* row = out + i * d;
+    const float* w = word_emb_.data + static_cast<size_t>(ids[i]) * d;
+    const float* p = pos_emb_.data + i * d;
+    for (int k = 0; k < d; ++k) row[k] = w[k] + p[k] + type_emb_.data[k];
+  }
+  cpu::layernorm(out, emb_ln_g_.data, emb_ln_b_.data, c.layer_norm_eps,
+                 static_cast<int>(ids.size()), d);
 }
 
 }  // namespace attncache

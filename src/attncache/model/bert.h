@@ -16,9 +16,10 @@ namespace attncache {
 
 // Where forward time goes, accumulated over calls while BertWorkspace::profile is set.
 struct BertProfile {
-  double gemm_seconds = 0;
-  double attention_seconds = 0;
-  double other_seconds = 0;  // embeddings, bias, GELU, LayerNorm
+  double qkv_seconds = 0;        // Q, K, V projections (V only for sequences reusing every head)
+  double gemm_seconds = 0;       // the other projections
+  double attention_seconds = 0;  // QKᵀ, softmax, P·V; for reused heads loading P and P·V
+  double other_seconds = 0;      // embeddings, bias, GELU, LayerNorm
   double gemm_flops = 0;
   double attention_flops = 0;  // QKᵀ and P·V
 };
@@ -43,8 +44,16 @@ class BertModel {
   // Encodes `batch`; returns the last layer's hidden states of all tokens, packed in order
   // ([sum of lengths × hidden], a view into `ws`). Throws core::Error (bad input) for empty
   // sequences, sequences longer than max_position_embeddings or out-of-vocabulary ids.
+  //
+  // With a hook, a sequence whose stored probabilities cover every head of a layer skips its Q
+  // and K projections there: only V is projected. Hits and misses may mix in one batch; keep
+  // them in runs (misses first, say) so the projections run as few, larger GEMMs.
   const std::vector<float>& forward(const std::vector<std::vector<int32_t>>& batch,
                                     BertWorkspace& ws, AttentionHook* hook = nullptr) const;
+
+  // The input of layer 0's attention for one sequence: word + position + type-0 embeddings,
+  // LayerNorm. `out` gets [ids.size() × hidden]. Ids must be valid (forward checks them).
+  void embed_tokens(const std::vector<int32_t>& ids, float* out) const;
 
  private:
   struct Param {

@@ -59,15 +59,17 @@ void sgemm(const float* a, const float* w, float* c, int m, int n, int k, int ld
 
 }  // namespace
 
-void linear(const float* a, const float* w, float* c, int m, int n, int k, bool accumulate) {
+void linear(const float* a, const float* w, float* c, int m, int n, int k, bool accumulate,
+            int ldc) {
   if (m == 0) return;
+  if (ldc == 0) ldc = n;
   // oneDNN splits small-m products poorly across threads (measured: m = 32 runs slower on two
   // threads than on one), so below this size each thread takes a slice of the output columns
   // and runs a single-threaded GEMM on it.
   constexpr int kSmallM = 256;
   const int threads = omp_get_max_threads();
   if (m >= kSmallM || threads == 1 || n < 64 * threads) {
-    sgemm(a, w, c, m, n, k, n, accumulate);
+    sgemm(a, w, c, m, n, k, ldc, accumulate);
     return;
   }
   const int slice = (n / threads + 15) / 16 * 16;
@@ -76,7 +78,7 @@ void linear(const float* a, const float* w, float* c, int m, int n, int k, bool 
     const int begin = t * slice;
     const int end = std::min(n, begin + slice);
     if (begin < end) {
-      sgemm(a, w + static_cast<size_t>(begin) * k, c + begin, m, end - begin, k, n, accumulate);
+      sgemm(a, w + static_cast<size_t>(begin) * k, c + begin, m, end - begin, k, ldc, accumulate);
     }
   }
 }

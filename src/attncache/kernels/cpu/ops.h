@@ -6,8 +6,10 @@
 
 namespace attncache::cpu {
 
-// C[m×n] = A[m×k] · W[n×k]ᵀ (+ C if accumulate). W is a PyTorch Linear weight (out × in).
-void linear(const float* a, const float* w, float* c, int m, int n, int k, bool accumulate = false);
+// C[m×n] = A[m×k] · W[n×k]ᵀ (+ C if accumulate). W is a PyTorch Linear weight (out × in). Rows
+// of C are `ldc` floats apart (0: n).
+void linear(const float* a, const float* w, float* c, int m, int n, int k, bool accumulate = false,
+            int ldc = 0);
 
 // x[rows×cols] = gelu(x + bias), GELU with the exact erf form (PyTorch's default).
 void bias_gelu(float* x, const float* bias, int rows, int cols);

@@ -1,0 +1,292 @@
+#include "attncache/cli/memo_command.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "attncache/embedder.h"
+#include "attncache/memo/evaluation.h"
+#include "attncache/memo/map_database.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/text_lines.h"
+
+namespace attncache::cli {
+namespace {
+
+struct BuildCliOptions {
+  std::string model = "all-MiniLM-L6-v2";
+  std::string corpus;
+  std::string db;
+  size_t max_entries = 0;
+  int max_length = 0;
+  std::string map_dtype = "F16";
+  std::string index = "Flat";
+  int epochs = 3;
+  uint64_t seed = 1;
+  float length_weight = 0.02f;
+  int threads = 0;
+};
+
+struct EvalCliOptions {
+  std::string model = "all-MiniLM-L6-v2";
+  std::string db;
+  std::string queries;
+  std::string json;
+  double threshold = 0.995;
+  int batch = 32;
+  int threads = 0;
+  int search_breadth = 0;
+  std::string layers = "all";
+  std::string heads = "all";
+  bool no_verify = false;
+  bool allow_longer = false;
+  bool paper_mode = false;
+  float max_tv = 0.05f;
+};
+
+Embedder load_model(const std::string& model, int threads) {
+  if (threads > 0) omp_set_num_threads(threads);
+  return Embedder::load(resolve_model_dir(model));
+}
+
+int checked_max_tokens(const Embedder& embedder, int max_length) {
+  const int limit = embedder.config().bert.max_position_embeddings;
+  const int max_tokens = max_length > 0 ? max_length : embedder.config().max_tokens();
+  if (max_tokens > limit) {
+    core::throw_bad_input("--max-length ", max_tokens, " exceeds the model's ", limit,
+                          " positions");
+  }
+  return max_tokens;
+}
+
+void run_build(const BuildCliOptions& o) {
+  Embedder embedder = load_model(o.model, o.threads);
+  memo::BuildOptions options;
+  options.max_tokens = checked_max_tokens(embedder, o.max_length);
+  options.max_entries = o.max_entries;
+  options.map_dtype = o.map_dtype == "BF16" ? core::DType::kBF16 : core::DType::kF16;
+  options.index_spec = o.index;
+  options.train.epochs = o.epochs;
+  options.train.seed = o.seed;
+  options.label.length_weight = o.length_weight;
+  options.progress = true;
+  const std::vector<std::string> texts = core::read_lines(o.corpus);
+  const memo::BuildReport r = memo::MapDatabase::build(embedder, texts, o.db, options);
+  std::printf(
+      "built %s: %zu entries from %zu lines (%zu empty, %zu duplicate, %zu truncated to "
+      "%d tokens)\n",
+      o.db.c_str(), r.entries, r.lines, r.empty_lines, r.duplicates, r.truncated,
+      options.max_tokens);
+  std::printf("  maps %.1f s, projector %.1f s (loss per epoch:", r.collect_seconds,
+              r.train_seconds);
+  for (double l : r.training.epoch_loss) std::printf(" %.4f", l);
+  std::printf("), index %.2f s\n  %.1f MB on disk, %.2f MB per entry\n", r.index_seconds,
+              r.bytes / 1e6, r.bytes / 1e6 / r.entries);
+}
+
+std::string fmt(double v, const char* spec = "%.3f") {
+  if (std::isnan(v)) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, spec, v);
+  return buf;
+}
+
+void print_report(const nlohmann::json& r) {
+  auto num = [](const nlohmann::json& j) { return j.is_number() ? j.get<double>() : NAN; };
+  const auto& fid = r["fidelity"];
+  const auto& cos = fid["cosine_on_hits"];
+  std::printf("queries %zu (mean %.1f tokens), threshold %g, batch %d\n",
+              r["queries"].get<size_t>(), num(r["mean_tokens"]), num(r["threshold"]),
+              r["batch"].get<int>());
+  std::printf(
+      "hit rate %.1f%% (%zu hits; %zu queries had a stored input of their length); "
+      "exact-input cache hit rate %.1f%%\n",
+      100 * num(r["hit_rate"]), r["hits"].get<size_t>(), r["same_length_candidates"].get<size_t>(),
+      100 * num(r["exact_result_cache_hit_rate"]));
+  std::printf(
+      "fidelity on hits: cosine mean %s, p5 %s, min %s; recall@%d vs exact: all %s, "
+      "hits %s\n",
+      fmt(num(cos.value("mean", nlohmann::json())), "%.5f").c_str(),
+      fmt(num(cos.value("p5", nlohmann::json())), "%.5f").c_str(),
+      fmt(num(cos.value("min", nlohmann::json())), "%.5f").c_str(), fid["recall_at_k"].get<int>(),
+      fmt(num(fid["recall_all_queries"])).c_str(), fmt(num(fid["recall_on_hits"])).c_str());
+  std::printf("\n%-36s %10s %10s %12s %12s %9s\n", "path (lookup + loading timed)", "total s",
+              "queries/s", "ms/query", "batch p95 ms", "vs exact");
+  const double exact = num(r["timing"]["exact"]["seconds"]);
+  for (const char* path :
+       {"exact", "attncache", "exact_result_cache", "exact_result_cache_then_attncache"}) {
+    const auto& t = r["timing"][path];
+    std::printf("%-36s %10.3f %10.1f %12.3f %12.2f %8.3fx\n", path, num(t["seconds"]),
+                num(t["queries_per_second"]), num(t["mean_ms_per_query"]),
+                num(t["batch_latency_ms_p95"]), exact / num(t["seconds"]));
+  }
+  std::printf("lookup (features + projector + Faiss): %.3f ms per query\n",
+              num(r["timing"]["lookup_ms_per_query"]));
+  for (const char* key : {"per_hit", "per_hit_batch1"}) {
+    const auto& h = r[key];
+    if (h.is_null()) continue;
+    std::printf("per hit (%zu hits, batch %d): attention %.2fx (core %.2fx), end to end %.3fx\n",
+                h["queries"].get<size_t>(), h["batch"].get<int>(), num(h["attention_speedup"]),
+                num(h["attention_core_speedup"]), num(h["end_to_end_speedup"]));
+  }
+  std::printf("\n%10s | %-40s | %-40s\n", "", "paper rule (projector only)",
+              "verified (layer 0 measured)");
+  std::printf("%10s | %8s %10s %10s %9s | %8s %10s %10s %9s\n", "threshold", "hit rate", "cos mean",
+              "cos p5", "speedup", "hit rate", "cos mean", "cos p5", "speedup");
+  for (const auto& s : r["sweep"]) {
+    std::printf("%10g", num(s["threshold"]));
+    for (const char* mode : {"paper", "verified"}) {
+      const auto& m = s[mode];
+      const auto& c = m["cosine_on_hits"];
+      std::printf(" | %7.1f%% %10s %10s %8.3fx", 100 * num(m["hit_rate"]),
+                  fmt(num(c.value("mean", nlohmann::json())), "%.5f").c_str(),
+                  fmt(num(c.value("p5", nlohmann::json())), "%.5f").c_str(),
+                  num(m["modelled_workload_speedup"]));
+    }
+    std::printf("\n");
+  }
+  std::printf("(speedups in the sweep are modelled from measured per-query costs)\n");
+  const auto& db = r["database"];
+  std::printf("\ndatabase: %zu entries, %.1f MB on disk, %.3f MB per entry (%s maps, %s index)\n",
+              db["entries"].get<size_t>(), num(db["bytes_on_disk"]) / 1e6,
+              num(db["bytes_per_entry"]) / 1e6, db["map_dtype"].get<std::string>().c_str(),
+              db["index"].get<std::string>().c_str());
+}
+
+void run_eval(const EvalCliOptions& o) {
+  if (!(o.threshold >= 0.0 && o.threshold <= 1.0)) {
+    core::throw_bad_input("--threshold ", o.threshold, " is out of range: it must lie in [0, 1]");
+  }
+  Embedder embedder = load_model(o.model, o.threads);
+  memo::MapDatabase db =
+      memo::MapDatabase::open(o.db, memo::model_fingerprint(embedder), !o.no_verify);
+  if (o.search_breadth > 0) db.index().set_search_breadth(o.search_breadth);
+  const std::vector<std::string> lines = core::read_lines(o.queries);
+  const int max_tokens = db.max_tokens() > 0 ? db.max_tokens() : embedder.config().max_tokens();
+  const int longest = db.max_stored_tokens();
+  std::vector<std::vector<int32_t>> queries;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].find_first_not_of(" \t\r") == std::string::npos) continue;
+    Encoding enc;
+    try {
+      enc = embedder.tokenize(lines[i], max_tokens);
+    } catch (const core::Error& e) {
+      core::throw_bad_input(o.queries, ": line ", i + 1, ": ", e.what());
+    }
+    if (static_cast<int>(enc.ids.size()) > longest && !o.allow_longer) {
+      core::throw_bad_input(o.queries, ": line ", i + 1, " has ", enc.ids.size(),
+                            " tokens but the longest stored input has ", longest,
+                            ", so it can never hit; rebuild the database with longer inputs or "
+                            "pass --allow-longer to evaluate it as a miss");
+    }
+    queries.push_back(std::move(enc.ids));
+  }
+  if (queries.empty()) core::throw_bad_input(o.queries, ": no non-empty query lines");
+  memo::EvalOptions options;
+  options.threshold = o.threshold;
+  options.batch = o.batch;
+  options.policy.layers = memo::ReusePolicy::parse_mask(o.layers, db.layers(), "--layers");
+  options.policy.heads = memo::ReusePolicy::parse_mask(o.heads, db.heads(), "--heads");
+  options.verification = {!o.paper_mode, o.max_tv};
+  options.progress = true;
+  nlohmann::json report = memo::evaluate(embedder, db, queries, options);
+  report["model"] = o.model;
+  report["db"] = o.db;
+  report["queries_file"] = o.queries;
+  report["threads"] = omp_get_max_threads();
+  print_report(report);
+  if (!o.json.empty()) {
+    core::AtomicFileWriter out(o.json);
+    out.write(report.dump(2) + "\n");
+    out.commit();
+  }
+}
+
+}  // namespace
+
+void add_build_command(CLI::App& app) {
+  auto o = std::make_shared<BuildCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "build",
+      "Build an attention-map database: run the model over a corpus (one text per line), store "
+      "every layer's attention probabilities and the projector input per distinct input, train "
+      "the feature projector on pairs, and index one projection per input with Faiss.");
+  cmd->add_option("-m,--model", o->model, "model name or directory")->capture_default_str();
+  cmd->add_option("--corpus", o->corpus, "text file, one input per line")->required();
+  cmd->add_option("--db", o->db,
+                  "database directory (created; an existing database there is "
+                  "replaced atomically)")
+      ->required();
+  cmd->add_option("--max-entries", o->max_entries, "store at most this many inputs (0: all)")
+      ->capture_default_str();
+  cmd->add_option("--max-length", o->max_length,
+                  "truncate inputs to this many tokens (0: the model's max_seq_length)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--map-dtype", o->map_dtype, "stored map precision")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"F16", "BF16"}));
+  cmd->add_option("--index", o->index,
+                  "Faiss index: Flat (exact), IVF<lists>,Flat or HNSW<M> for large databases")
+      ->capture_default_str();
+  cmd->add_option("--epochs", o->epochs, "projector training epochs (the paper: 3)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  cmd->add_option("--seed", o->seed, "projector initialization and batch order")
+      ->capture_default_str();
+  cmd->add_option("--length-weight", o->length_weight,
+                  "label weight α of |Δ token count| for pairs of different lengths")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0));
+  cmd->add_option("-t,--threads", o->threads, "worker threads (0: all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd->callback([o] { run_build(*o); });
+}
+
+void add_eval_command(CLI::App& app) {
+  auto o = std::make_shared<EvalCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval",
+      "Evaluate AttnCache on queries (one per line): hit rate, fidelity on hits (cosine, "
+      "recall@10 against the database's inputs), and the exact path, an exact-input cache, "
+      "AttnCache and both together timed side by side with lookup and map loading inside the "
+      "timed region; per-hit attention and end-to-end ratios; a threshold sweep.");
+  cmd->add_option("-m,--model", o->model, "model name or directory")->capture_default_str();
+  cmd->add_option("--db", o->db, "database directory made by `attncache build`")->required();
+  cmd->add_option("--queries", o->queries, "text file, one query per line")->required();
+  cmd->add_option("--threshold", o->threshold,
+                  "hit when 1 − (squared projector distance) ≥ threshold, in [0, 1]")
+      ->capture_default_str();
+  cmd->add_option("--json", o->json, "write the full report as JSON here");
+  cmd->add_option("-b,--batch", o->batch, "queries per forward pass")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--layers", o->layers, "layers that reuse maps on a hit: all or e.g. 0-3")
+      ->capture_default_str();
+  cmd->add_option("--heads", o->heads, "heads that reuse maps on a hit: all or e.g. 0-5")
+      ->capture_default_str();
+  cmd->add_option("--search-breadth", o->search_breadth,
+                  "IVF nprobe or HNSW efSearch (0: a default from the index size)")
+      ->capture_default_str();
+  cmd->add_option("--max-tv", o->max_tv,
+                  "accept a candidate when its measured layer-0 attention differs from the "
+                  "stored one by at most this mean total variation distance")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_flag("--paper", o->paper_mode,
+                "the paper's rule alone: reuse every layer on a projector hit, no layer-0 check");
+  cmd->add_flag("--no-verify", o->no_verify, "skip checking every stored record's CRC-32");
+  cmd->add_flag("--allow-longer", o->allow_longer,
+                "evaluate queries longer than every stored input (as misses)");
+  cmd->add_option("-t,--threads", o->threads, "worker threads (0: all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd->callback([o] { run_eval(*o); });
+}
+
+}  // namespace attncache::cli

@@ -1,0 +1,177 @@
+#include "attncache/memo/attn_cache.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <sstream>
+
+#include "attncache/model/attention_hook.h"
+#include "core/error.h"
+
+namespace attncache::memo {
+namespace {
+
+// Serves each sequence's stored maps from the mapped database; with verification, records
+// layer 0 of each candidate and decides at layer 1 whether the stored maps are close enough.
+class StoredMapsHook : public AttentionHook {
+ public:
+  StoredMapsHook(const MapDatabase& db, const std::vector<int64_t>& entries, ReusePolicy policy,
+                 HitVerification verification)
+      : db_(db),
+        entries_(entries),
+        policy_(policy),
+        verification_(verification),
+        recorded_(entries.size()),
+        tv_(entries.size(), NAN) {}
+
+  float* record(int layer, int seq, int n_tokens) override {
+    if (!verification_.enabled || layer != 0 || entries_[seq] < 0) return nullptr;
+    recorded_[seq].resize(static_cast<size_t>(db_.heads()) * n_tokens * n_tokens);
+    return recorded_[seq].data();
+  }
+
+  StoredProbs stored(int layer, int seq, int n_tokens) override {
+    const int64_t e = entries_[seq];
+    if (e < 0 || ((policy_.layers >> layer) & 1u) == 0) return {};
+    const MapEntry entry = db_.entry(static_cast<size_t>(e));
+    if (entry.n_tokens != n_tokens) {
+      core::throw_internal("stored maps of entry ", e, " have ", entry.n_tokens,
+                           " tokens, the input has ", n_tokens);
+    }
+    if (verification_.enabled) {
+      if (layer == 0) return {};
+      if (std::isnan(tv_[seq])) tv_[seq] = measured_tv(seq, entry);
+      if (!(tv_[seq] <= verification_.max_tv)) return {};
+    }
+    return {entry.maps + layer * db_.layer_map_bytes(n_tokens), db_.map_dtype(), policy_.heads};
+  }
+
+  const std::vector<float>& layer0_tv() const { return tv_; }
+
+ private:
+  // Mean over heads and query rows of ½‖P_query[i,:] − P_stored[i,:]‖₁ at layer 0.
+  float measured_tv(int seq, const MapEntry& entry) const {
+    const size_t n = static_cast<size_t>(entry.n_tokens);
+    const size_t count = static_cast<size_t>(db_.heads()) * n * n;
+    std::vector<float> stored(count);
+    core::convert_to_f32(db_.map_dtype(), entry.maps, count, stored.data());
+    const float* mine = recorded_[seq].data();
+    double sum = 0;
+    for (size_t k = 0; k < count; ++k) sum += std::fabs(mine[k] - stored[k]);
+    return static_cast<float>(0.5 * sum / (static_cast<double>(db_.heads()) * n));
+  }
+
+  const MapDatabase& db_;
+  const std::vector<int64_t>& entries_;
+  ReusePolicy policy_;
+  HitVerification verification_;
+  std::vector<std::vector<float>> recorded_;
+  std::vector<float> tv_;
+};
+
+}  // namespace
+
+uint64_t ReusePolicy::parse_mask(const std::string& spec, int count, const std::string& what) {
+  if (spec == "all") return ~0ull;
+  uint64_t mask = 0;
+  std::stringstream in(spec);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    int lo = -1, hi = -1;
+    char dash = 0;
+    std::stringstream p(part);
+    if (!(p >> lo)) core::throw_bad_input(what, " '", spec, "': expected indices like 0-3,5");
+    hi = lo;
+    if (p >> dash) {
+      if (dash != '-' || !(p >> hi)) core::throw_bad_input(what, " '", spec, "': bad range");
+    }
+    if (lo < 0 || hi < lo || hi >= count || hi >= 64) {
+      core::throw_bad_input(what, " '", spec, "': indices must lie in 0..", count - 1);
+    }
+    for (int i = lo; i <= hi; ++i) mask |= 1ull << i;
+  }
+  if (mask == 0) core::throw_bad_input(what, " '", spec, "' selects nothing");
+  return mask;
+}
+
+AttnCache::AttnCache(Embedder& embedder, const MapDatabase& db, double threshold,
+                     ReusePolicy policy, HitVerification verification)
+    : embedder_(embedder),
+      db_(db),
+      threshold_(threshold),
+      policy_(policy),
+      verification_(verification) {
+  if (!(threshold >= 0.0 && threshold <= 1.0)) {
+    core::throw_bad_input("threshold ", threshold,
+                          " is out of range: it must lie in [0, 1] (hit "
+                          "when 1 − squared projector distance ≥ threshold)");
+  }
+}
+
+Lookup AttnCache::lookup(const std::vector<int32_t>& ids) const {
+  Lookup result;
+  const int n = static_cast<int>(ids.size());
+  const auto [first, last] = db_.length_range(n);
+  if (first >= last) return result;
+  const Projector& projector = db_.projector();
+  std::vector<float> features(static_cast<size_t>(n) * projector.model_dim());
+  std::vector<float> pooled(projector.input_dim()), query(Projector::kOut);
+  embedder_.model().embed_tokens(ids, features.data());
+  projector.pool(features.data(), n, pooled.data());
+  projector.project(pooled.data(), query.data());
+  const core::Neighbor nearest = db_.index().search(query.data(), 1, first, last)[0];
+  if (nearest.id < 0) return result;
+  result.entry = nearest.id;
+  result.distance = nearest.distance;
+  result.hit = 1.0 - nearest.distance >= threshold_;
+  return result;
+}
+
+std::vector<float> AttnCache::embed(const std::vector<std::vector<int32_t>>& batch,
+                                    std::vector<Lookup>* lookups) {
+  std::vector<Lookup> found(batch.size());
+  std::vector<int64_t> entries(batch.size(), -1);
+  for (size_t s = 0; s < batch.size(); ++s) {
+    found[s] = lookup(batch[s]);
+    if (found[s].hit) entries[s] = found[s].entry;
+  }
+  std::vector<float> tv;
+  std::vector<float> out = embed_with(batch, entries, &tv);
+  if (verification_.enabled) {
+    for (size_t s = 0; s < batch.size(); ++s) {
+      found[s].layer0_tv = tv[s];
+      found[s].hit = found[s].hit && tv[s] <= verification_.max_tv;
+    }
+  }
+  if (lookups != nullptr) *lookups = found;
+  return out;
+}
+
+std::vector<float> AttnCache::embed_with(const std::vector<std::vector<int32_t>>& batch,
+                                         const std::vector<int64_t>& entries,
+                                         std::vector<float>* layer0_tv) {
+  // Misses first, then hits, so each layer projects Q, K, V for one run and V for the other.
+  std::vector<size_t> order(batch.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_partition(order.begin(), order.end(), [&](size_t s) { return entries[s] < 0; });
+  std::vector<std::vector<int32_t>> sorted(batch.size());
+  std::vector<int64_t> sorted_entries(batch.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    sorted[i] = batch[order[i]];
+    sorted_entries[i] = entries[order[i]];
+  }
+  StoredMapsHook hook(db_, sorted_entries, policy_, verification_);
+  const std::vector<float> out = embedder_.embed(sorted, &hook);
+  const int d = embedder_.dim();
+  std::vector<float> result(out.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    std::copy_n(out.data() + i * d, d, result.data() + order[i] * d);
+  }
+  if (layer0_tv != nullptr) {
+    layer0_tv->assign(batch.size(), NAN);
+    for (size_t i = 0; i < order.size(); ++i) (*layer0_tv)[order[i]] = hook.layer0_tv()[i];
+  }
+  return result;
+}
+
+}  // namespace attncache::memo

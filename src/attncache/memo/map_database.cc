@@ -1,0 +1,464 @@
+#include "attncache/memo/map_database.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <unordered_set>
+
+#include "attncache/model/attention_hook.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/json_file.h"
+#include "core/mapped_file.h"
+#include "core/progress.h"
+#include "core/stopwatch.h"
+
+namespace attncache::memo {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr char kMapsMagic[] = "ACMAPS";
+constexpr uint32_t kMapsVersion = 1;
+constexpr char kFormatName[] = "attncache-memo-db";
+
+size_t align64(size_t x) { return (x + 63) / 64 * 64; }
+
+// Byte offsets of the pieces of one entry's record (each piece 64-byte aligned).
+struct EntryLayout {
+  size_t ids = 0, embedding, features, maps, total;
+  EntryLayout(int n, int d, int layers, int heads, core::DType dtype) {
+    embedding = align64(4 * static_cast<size_t>(n));
+    features = align64(embedding + 4 * static_cast<size_t>(d));
+    maps = align64(features + 4 * static_cast<size_t>(n) * d);
+    total = maps + static_cast<size_t>(layers) * heads * n * n * core::dtype_size(dtype);
+  }
+};
+
+MapEntry view_entry(std::span<const std::byte> record, int n, int d, int layers, int heads,
+                    core::DType dtype) {
+  const EntryLayout layout(n, d, layers, heads, dtype);
+  MapEntry e;
+  e.n_tokens = n;
+  e.ids = {reinterpret_cast<const int32_t*>(record.data()), static_cast<size_t>(n)};
+  e.embedding = {reinterpret_cast<const float*>(record.data() + layout.embedding),
+                 static_cast<size_t>(d)};
+  e.features = {reinterpret_cast<const float*>(record.data() + layout.features),
+                static_cast<size_t>(n) * d};
+  e.maps = record.data() + layout.maps;
+  return e;
+}
+
+core::DType parse_map_dtype(const std::string& name, const std::string& where) {
+  if (name == "F16") return core::DType::kF16;
+  if (name == "BF16") return core::DType::kBF16;
+  if (name == "F32") return core::DType::kF32;
+  core::throw_bad_input(where, ": unknown map dtype '", name, "'");
+}
+
+// Collects every layer's fp32 maps of every sequence of a batch.
+class RecordingHook : public AttentionHook {
+ public:
+  RecordingHook(int layers, int heads, const std::vector<std::vector<int32_t>>& batch)
+      : layers_(layers), maps_(static_cast<size_t>(layers) * batch.size()) {
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const size_t n = batch[s].size();
+      for (int l = 0; l < layers; ++l) maps_[s * layers + l].resize(heads * n * n);
+    }
+  }
+  float* record(int layer, int seq, int) override {
+    return maps_[static_cast<size_t>(seq) * layers_ + layer].data();
+  }
+  const std::vector<float>& maps(int seq, int layer) const {
+    return maps_[static_cast<size_t>(seq) * layers_ + layer];
+  }
+
+ private:
+  int layers_;
+  std::vector<std::vector<float>> maps_;
+};
+
+std::string new_build_id() {
+  std::random_device device;
+  const uint64_t bits =
+      (static_cast<uint64_t>(device()) << 32) ^ device() ^
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(bits));
+  return buf;
+}
+
+uint32_t file_crc32(const std::string& path) {
+  core::MappedFile f = core::MappedFile::open(path);
+  return core::crc32(f.data(), f.size());
+}
+
+// Removes database files that the manifest does not name (left by a replaced or killed build).
+void remove_stale_files(const fs::path& dir, const nlohmann::json& files) {
+  std::unordered_set<std::string> keep;
+  for (const auto& [key, name] : files.items()) keep.insert(name.get<std::string>());
+  for (const auto& item : fs::directory_iterator(dir)) {
+    const std::string name = item.path().filename().string();
+    const bool ours = name.rfind("maps-", 0) == 0 || name.rfind("projector-", 0) == 0 ||
+                      name.rfind("index-", 0) == 0 || name.rfind("db.json.tmp.", 0) == 0;
+    if (ours && keep.count(name) == 0) {
+      std::error_code ec;
+      fs::remove(item.path(), ec);
+    }
+  }
+}
+
+}  // namespace
+
+nlohmann::json model_fingerprint(const Embedder& embedder) {
+  const BertConfig& c = embedder.config().bert;
+  const std::string weights = (fs::path(embedder.config().dir) / "model.safetensors").string();
+  char tokenizer[17];
+  std::snprintf(tokenizer, sizeof tokenizer, "%016llx",
+                static_cast<unsigned long long>(embedder.tokenizer().fingerprint()));
+  return {{"architecture", "bert"},
+          {"hidden_size", c.hidden_size},
+          {"num_layers", c.num_layers},
+          {"num_heads", c.num_heads},
+          {"intermediate_size", c.intermediate_size},
+          {"vocab_size", c.vocab_size},
+          {"max_position_embeddings", c.max_position_embeddings},
+          {"weights_crc32", file_crc32(weights)},
+          {"tokenizer", tokenizer}};
+}
+
+float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, core::DType dtype,
+                 const PairLabel& options) {
+  const int m = std::min(a.n_tokens, b.n_tokens);
+  const int stride = std::max(1, (m + options.max_rows - 1) / options.max_rows);
+  const size_t es = core::dtype_size(dtype);
+  std::vector<float> ra(m), rb(m);
+  double tv_sum = 0;
+  long rows = 0;
+  for (int l = 0; l < layers; ++l) {
+    for (int h = 0; h < heads; ++h) {
+      for (int i = 0; i < m; i += stride) {
+        auto row = [&](const MapEntry& e, std::vector<float>& out) {
+          const size_t n = e.n_tokens;
+          const size_t offset = ((static_cast<size_t>(l) * heads + h) * n + i) * n;
+          core::convert_to_f32(dtype, e.maps + offset * es, m, out.data());
+          float sum = 0;
+          for (float x : out) sum += x;
+          return sum;
+        };
+        const float sa = row(a, ra), sb = row(b, rb);
+        const float ia = sa > 0 ? 1 / sa : 0, ib = sb > 0 ? 1 / sb : 0;
+        float tv = 0;
+        for (int j = 0; j < m; ++j) tv += std::fabs(ra[j] * ia - rb[j] * ib);
+        tv_sum += 0.5 * tv;
+        ++rows;
+      }
+    }
+  }
+  return static_cast<float>(tv_sum / std::max(1L, rows)) +
+         options.length_weight * static_cast<float>(std::abs(a.n_tokens - b.n_tokens));
+}
+
+BuildReport MapDatabase::build(Embedder& embedder, const std::vector<std::string>& texts,
+                               const std::string& dir, const BuildOptions& options) {
+  const BertConfig& c = embedder.config().bert;
+  const int d = c.hidden_size, layers = c.num_layers, heads = c.num_heads;
+  if (options.map_dtype != core::DType::kF16 && options.map_dtype != core::DType::kBF16) {
+    core::throw_bad_input("maps are stored as F16 or BF16");
+  }
+  const int max_tokens =
+      options.max_tokens > 0 ? options.max_tokens : embedder.config().max_tokens();
+  BuildReport report;
+  report.lines = texts.size();
+
+  // Tokenize, drop empty lines and exact duplicates (same token ids), sort by length.
+  struct Item {
+    std::vector<int32_t> ids;
+    size_t line;
+  };
+  std::vector<Item> items;
+  std::unordered_set<std::string> seen;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (options.max_entries > 0 && items.size() >= options.max_entries) break;
+    if (texts[i].find_first_not_of(" \t\r") == std::string::npos) {
+      ++report.empty_lines;
+      continue;
+    }
+    Encoding enc = embedder.tokenize(texts[i], max_tokens);
+    if (enc.truncated) ++report.truncated;
+    std::string key(reinterpret_cast<const char*>(enc.ids.data()), enc.ids.size() * 4);
+    if (!seen.insert(key).second) {
+      ++report.duplicates;
+      continue;
+    }
+    items.push_back({std::move(enc.ids), i});
+  }
+  if (items.empty()) core::throw_bad_input("the corpus has no non-empty lines to store");
+  std::stable_sort(items.begin(), items.end(),
+                   [](const Item& a, const Item& b) { return a.ids.size() < b.ids.size(); });
+  report.entries = items.size();
+
+  fs::create_directories(dir);
+  const std::string id = new_build_id();
+  const nlohmann::json files = {{"maps", "maps-" + id + ".acm"},
+                                {"projector", "projector-" + id + ".acp"},
+                                {"index", "index-" + id + ".faiss"}};
+  const std::string maps_path = (fs::path(dir) / files["maps"].get<std::string>()).string();
+
+  // 1. Collect maps, features and embeddings.
+  core::Stopwatch watch;
+  {
+    core::RecordStoreWriter writer(maps_path, kMapsMagic, kMapsVersion);
+    core::Progress progress("collecting attention maps", items.size(), options.progress);
+    std::vector<float> features;
+    std::vector<std::byte> maps;
+    nlohmann::json lines = nlohmann::json::array();
+    for (size_t b0 = 0; b0 < items.size();) {
+      std::vector<std::vector<int32_t>> batch;
+      size_t bytes = 0;
+      size_t b1 = b0;
+      while (b1 < items.size() && static_cast<int>(batch.size()) < options.max_batch) {
+        const size_t n = items[b1].ids.size();
+        const size_t need = static_cast<size_t>(layers) * heads * n * n * 4;
+        if (!batch.empty() && bytes + need > options.batch_map_bytes) break;
+        bytes += need;
+        batch.push_back(items[b1++].ids);
+      }
+      RecordingHook hook(layers, heads, batch);
+      const std::vector<float> embeddings = embedder.embed(batch, &hook);
+      for (size_t s = 0; s < batch.size(); ++s) {
+        const int n = static_cast<int>(batch[s].size());
+        features.resize(static_cast<size_t>(n) * d);
+        embedder.model().embed_tokens(batch[s], features.data());
+        const size_t per_layer = static_cast<size_t>(heads) * n * n;
+        const size_t es = core::dtype_size(options.map_dtype);
+        maps.resize(per_layer * layers * es);
+        for (int l = 0; l < layers; ++l) {
+          core::convert_from_f32(options.map_dtype, hook.maps(static_cast<int>(s), l).data(),
+                                 per_layer, maps.data() + l * per_layer * es);
+        }
+        const std::span<const std::byte> pieces[] = {
+            std::as_bytes(std::span<const int32_t>(batch[s])),
+            std::as_bytes(std::span<const float>(embeddings.data() + s * d, d)),
+            std::as_bytes(std::span<const float>(features)), std::span<const std::byte>(maps)};
+        writer.add(static_cast<uint64_t>(n), pieces);
+        lines.push_back(items[b0 + s].line + 1);
+      }
+      progress.advance(batch.size());
+      b0 = b1;
+    }
+    progress.finish();
+    writer.finish({{"layers", layers},
+                   {"heads", heads},
+                   {"dim", d},
+                   {"map_dtype", std::string(core::dtype_name(options.map_dtype))},
+                   {"source_lines", lines}});
+  }
+  report.collect_seconds = watch.seconds();
+
+  // 2. Train the projector on pairs of stored entries.
+  watch.reset();
+  core::RecordStore store = core::RecordStore::open(maps_path, kMapsMagic, kMapsVersion);
+  auto entry = [&](int i) {
+    return view_entry(store.record(i), static_cast<int>(store.key(i)), d, layers, heads,
+                      options.map_dtype);
+  };
+  Projector projector(d, options.train.seed);
+  const int in = projector.input_dim();
+  std::vector<float> pooled(items.size() * in);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const MapEntry e = entry(static_cast<int>(i));
+    projector.pool(e.features.data(), e.n_tokens, pooled.data() + i * in);
+  }
+  // Batches of consecutive entries in length order, shuffled within each length: mostly
+  // same-length pairs (the only ones the length rule ever compares), some neighbouring lengths.
+  std::vector<int> order(items.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::mt19937_64 rng(options.train.seed);
+  for (size_t i0 = 0; i0 < order.size();) {
+    size_t i1 = i0;
+    while (i1 < order.size() && items[i1].ids.size() == items[i0].ids.size()) ++i1;
+    std::shuffle(order.begin() + i0, order.begin() + i1, rng);
+    i0 = i1;
+  }
+  std::vector<std::vector<int>> batches;
+  for (size_t i = 0; i < order.size(); i += options.train.batch) {
+    batches.emplace_back(order.begin() + i,
+                         order.begin() + std::min(order.size(), i + options.train.batch));
+  }
+  {
+    size_t total_pairs = 0;
+    for (const auto& b : batches) total_pairs += b.size() * (b.size() - 1) / 2;
+    // Labels (computed during the first epoch) are nearly all of the training time.
+    core::Progress progress("labelling projector pairs", total_pairs, options.progress);
+    report.training = projector.train(
+        pooled, batches,
+        [&](int a, int b) {
+          progress.advance(1);
+          return pair_label(entry(a), entry(b), layers, heads, options.map_dtype, options.label);
+        },
+        options.train);
+    progress.finish();
+  }
+  projector.save((fs::path(dir) / files["projector"].get<std::string>()).string());
+  report.train_seconds = watch.seconds();
+
+  // 3. Index one projection per entry.
+  watch.reset();
+  std::vector<float> projections(items.size() * Projector::kOut);
+  for (size_t i = 0; i < items.size(); ++i) {
+    projector.project(pooled.data() + i * in, projections.data() + i * Projector::kOut);
+  }
+  core::NearestIndex index = core::NearestIndex::create(options.index_spec, Projector::kOut);
+  index.build(projections.data(), static_cast<int64_t>(items.size()));
+  const std::string index_path = (fs::path(dir) / files["index"].get<std::string>()).string();
+  index.save(index_path);
+  report.index_seconds = watch.seconds();
+
+  // 4. Publish: the manifest names the new files; then the old ones go.
+  nlohmann::json manifest = {
+      {"format", kFormatName},
+      {"version", kFormatVersion},
+      {"fingerprint", model_fingerprint(embedder)},
+      {"max_tokens", max_tokens},
+      {"entries", items.size()},
+      {"layers", layers},
+      {"heads", heads},
+      {"dim", d},
+      {"map_dtype", std::string(core::dtype_name(options.map_dtype))},
+      {"files", files},
+      {"index",
+       {{"spec", options.index_spec},
+        {"bytes", fs::file_size(index_path)},
+        {"crc32", file_crc32(index_path)}}},
+      {"label",
+       {{"length_weight", options.label.length_weight}, {"max_rows", options.label.max_rows}}},
+      {"training",
+       {{"epochs", options.train.epochs},
+        {"batch", options.train.batch},
+        {"learning_rate", options.train.learning_rate},
+        {"momentum", options.train.momentum},
+        {"seed", options.train.seed},
+        {"epoch_loss", report.training.epoch_loss}}},
+      {"corpus",
+       {{"lines", report.lines},
+        {"empty_lines", report.empty_lines},
+        {"duplicates", report.duplicates},
+        {"truncated", report.truncated}}}};
+  core::AtomicFileWriter out((fs::path(dir) / "db.json").string());
+  out.write(manifest.dump(2) + "\n");
+  out.commit();
+  remove_stale_files(dir, files);
+  for (const auto& [key, name] : files.items()) {
+    report.bytes += fs::file_size(fs::path(dir) / name.get<std::string>());
+  }
+  return report;
+}
+
+MapDatabase MapDatabase::open(const std::string& dir, const nlohmann::json& fingerprint,
+                              bool verify_records) {
+  const fs::path manifest_path = fs::path(dir) / "db.json";
+  if (!fs::is_directory(dir)) core::throw_bad_input("database ", dir, " does not exist");
+  if (!fs::exists(manifest_path)) {
+    core::throw_bad_input(dir,
+                          " is not an AttnCache database (no db.json); build one with "
+                          "`attncache build`");
+  }
+  const nlohmann::json m = core::read_json_file(manifest_path.string());
+  const std::string where = manifest_path.string();
+  if (!m.is_object() || m.value("format", "") != kFormatName) {
+    core::throw_bad_input(where, ": not an AttnCache database manifest");
+  }
+  if (!m.contains("version") || !m["version"].is_number_integer() ||
+      m["version"].get<int>() != kFormatVersion) {
+    core::throw_bad_input(where, ": database format version ",
+                          m.value("version", nlohmann::json()).dump(),
+                          ", but this build reads version ", kFormatVersion,
+                          "; rebuild the database with this build");
+  }
+  try {
+    if (!fingerprint.is_null() && m.at("fingerprint") != fingerprint) {
+      std::string differs;
+      for (const auto& [key, value] : fingerprint.items()) {
+        if (!m["fingerprint"].contains(key) || m["fingerprint"][key] != value) {
+          differs += (differs.empty() ? "" : ", ") + key + " (database " +
+                     m["fingerprint"].value(key, nlohmann::json()).dump() + ", model " +
+                     value.dump() + ")";
+        }
+      }
+      core::throw_bad_input(dir, " was built for a different model: ", differs);
+    }
+    const auto& files = m.at("files");
+    auto file = [&](const char* key) {
+      return (fs::path(dir) / files.at(key).get<std::string>()).string();
+    };
+    MapDatabase db(Projector::load(file("projector")));
+    db.manifest_ = m;
+    db.layers_ = m.at("layers").get<int>();
+    db.heads_ = m.at("heads").get<int>();
+    db.dim_ = m.at("dim").get<int>();
+    db.map_dtype_ = parse_map_dtype(m.at("map_dtype").get<std::string>(), where);
+    db.maps_ = core::RecordStore::open(file("maps"), kMapsMagic, kMapsVersion);
+    const size_t entries = m.at("entries").get<size_t>();
+    if (db.maps_.count() != entries) {
+      core::throw_bad_input(file("maps"), ": holds ", db.maps_.count(), " entries, db.json says ",
+                            entries);
+    }
+    if (entries == 0) core::throw_bad_input(dir, ": the database is empty");
+    if (db.projector_.model_dim() != db.dim_) {
+      core::throw_bad_input(file("projector"), ": built for hidden size ",
+                            db.projector_.model_dim(), ", database has ", db.dim_);
+    }
+    int previous = 0;
+    for (size_t i = 0; i < entries; ++i) {
+      const int n = db.n_tokens(i);
+      const EntryLayout layout(n, db.dim_, db.layers_, db.heads_, db.map_dtype_);
+      if (n < previous || n <= 0 || db.maps_.record(i).size() != layout.total) {
+        core::throw_bad_input(file("maps"), ": entry ", i, " is malformed");
+      }
+      previous = n;
+      auto& range = db.ranges_[n];
+      if (range.second == 0) range.first = static_cast<int64_t>(i);
+      range.second = static_cast<int64_t>(i) + 1;
+    }
+    if (verify_records) db.maps_.verify();
+    const std::string index_path = file("index");
+    if (!fs::exists(index_path) || fs::file_size(index_path) != m.at("index").at("bytes") ||
+        file_crc32(index_path) != m.at("index").at("crc32").get<uint32_t>()) {
+      core::throw_bad_input(index_path,
+                            ": missing, truncated or corrupt (size or CRC-32 does "
+                            "not match db.json)");
+    }
+    db.index_ = core::NearestIndex::load(index_path);
+    if (db.index_.size() != static_cast<int64_t>(entries) || db.index_.dim() != Projector::kOut) {
+      core::throw_bad_input(index_path, ": index does not match the database");
+    }
+    db.bytes_on_disk_ = fs::file_size(manifest_path);
+    for (const auto& [key, name] : files.items()) {
+      db.bytes_on_disk_ += fs::file_size(fs::path(dir) / name.get<std::string>());
+    }
+    return db;
+  } catch (const nlohmann::json::exception& e) {
+    core::throw_bad_input(where, ": malformed manifest: ", e.what());
+  } catch (const fs::filesystem_error& e) {
+    core::throw_bad_input(dir, ": ", e.what());
+  }
+}
+
+MapEntry MapDatabase::entry(size_t i) const {
+  return view_entry(maps_.record(i), n_tokens(i), dim_, layers_, heads_, map_dtype_);
+}
+
+std::pair<int64_t, int64_t> MapDatabase::length_range(int n) const {
+  auto it = ranges_.find(n);
+  return it == ranges_.end() ? std::pair<int64_t, int64_t>{0, 0} : it->second;
+}
+
+int MapDatabase::max_stored_tokens() const { return ranges_.empty() ? 0 : ranges_.rbegin()->first; }
+
+size_t MapDatabase::layer_map_bytes(int n) const {
+  return static_cast<size_t>(heads_) * n * n * core::dtype_size(map_dtype_);
+}
+
+}  // namespace attncache::memo

@@ -1,0 +1,123 @@
+// The attention-map memoization database: for each stored input, its token ids, its exact
+// sentence embedding, the projector's input (the layer-0 attention input, N×d fp32) and every
+// layer's attention probabilities (L×H×N×N at the input's own token count, fp16 or bf16), plus
+// the trained projector and a Faiss index with one vector per stored input.
+//
+// On disk, a directory:
+//   db.json                manifest: format version, model fingerprint, settings, file names
+//   maps-<build>.acm       core::RecordStore, one record per input, key = token count; inputs
+//                          are sorted by token count so each length is one contiguous id range
+//   projector-<build>.acp  the projector's weights (core::RecordStore)
+//   index-<build>.faiss    the Faiss index (its size and CRC-32 are in the manifest)
+// A build writes its three files under fresh names, then replaces db.json atomically, then
+// deletes files no manifest names: a build killed at any point leaves the previous database
+// (or none) intact.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "attncache/embedder.h"
+#include "attncache/memo/projector.h"
+#include "core/dtype.h"
+#include "core/nearest_index.h"
+#include "core/record_store.h"
+
+namespace attncache::memo {
+
+// What maps depend on: architecture, sizes, the exact weights (CRC-32 of the safetensors file)
+// and the tokenizer. A database is only valid for the model with the same fingerprint.
+nlohmann::json model_fingerprint(const Embedder& embedder);
+
+struct MapEntry {
+  int n_tokens = 0;
+  std::span<const int32_t> ids;
+  std::span<const float> embedding;  // d, the exact sentence embedding
+  std::span<const float> features;   // N×d, the layer-0 attention input
+  const std::byte* maps = nullptr;   // L×H×N×N probabilities in the database's map dtype
+};
+
+// Label of a training pair for the projector: the mean over layers, heads and (sampled) query
+// rows of the total variation distance ½‖P_a[i,:] − P_b[i,:]‖₁ between the two inputs' attention
+// rows, plus length_weight·|N_a − N_b|. For inputs of different lengths the rows and columns are
+// cut to the shorter length m and each cut row is renormalized to sum to one, so TV compares
+// where each token's attention goes among the first m tokens. At most `max_rows` query rows per
+// head are compared (evenly strided): the label is a mean over rows, and every row is costly.
+struct PairLabel {
+  float length_weight = 0.02f;
+  int max_rows = 64;
+};
+
+struct BuildOptions {
+  int max_tokens = 0;      // truncation length; 0: the model's max_seq_length
+  size_t max_entries = 0;  // 0: no limit
+  core::DType map_dtype = core::DType::kF16;
+  std::string index_spec = "Flat";
+  size_t batch_map_bytes = size_t(512) << 20;  // fp32 maps held in memory per forward batch
+  int max_batch = 32;
+  PairLabel label;
+  TrainOptions train;
+  bool progress = false;
+};
+
+struct BuildReport {
+  size_t lines = 0, empty_lines = 0, duplicates = 0, truncated = 0, entries = 0;
+  double collect_seconds = 0, train_seconds = 0, index_seconds = 0;
+  TrainReport training;
+  uint64_t bytes = 0;
+};
+
+class MapDatabase {
+ public:
+  static constexpr int kFormatVersion = 1;
+
+  // Builds a database in `dir` (created if missing) from `texts`. Throws core::Error.
+  static BuildReport build(Embedder& embedder, const std::vector<std::string>& texts,
+                           const std::string& dir, const BuildOptions& options);
+
+  // Opens `dir`; checks format version, that it was built for `fingerprint` (null: any) and the
+  // structure of every file. verify_records also checks every record's CRC-32 (reads it all).
+  static MapDatabase open(const std::string& dir, const nlohmann::json& fingerprint,
+                          bool verify_records);
+
+  size_t size() const { return maps_.count(); }
+  MapEntry entry(size_t i) const;
+  int n_tokens(size_t i) const { return static_cast<int>(maps_.key(i)); }
+  // The ids [first, last) of the entries with `n` tokens (empty when there are none).
+  std::pair<int64_t, int64_t> length_range(int n) const;
+  int max_stored_tokens() const;
+  int max_tokens() const { return manifest_.value("max_tokens", 0); }
+  int layers() const { return layers_; }
+  int heads() const { return heads_; }
+  int dim() const { return dim_; }
+  core::DType map_dtype() const { return map_dtype_; }
+  size_t layer_map_bytes(int n) const;  // H·N·N·dtype size
+  const Projector& projector() const { return projector_; }
+  const core::NearestIndex& index() const { return index_; }
+  core::NearestIndex& index() { return index_; }
+  const nlohmann::json& manifest() const { return manifest_; }
+  uint64_t bytes_on_disk() const { return bytes_on_disk_; }
+
+ private:
+  MapDatabase(Projector projector) : projector_(std::move(projector)) {}
+
+  nlohmann::json manifest_;
+  core::RecordStore maps_;
+  Projector projector_;
+  core::NearestIndex index_ = core::NearestIndex::create("Flat", 1);
+  std::map<int, std::pair<int64_t, int64_t>> ranges_;
+  int layers_ = 0, heads_ = 0, dim_ = 0;
+  core::DType map_dtype_ = core::DType::kF16;
+  uint64_t bytes_on_disk_ = 0;
+};
+
+// The pair label above, for two entries of a model with `layers` × `heads` maps of `dtype`.
+float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, core::DType dtype,
+                 const PairLabel& options);
+
+}  // namespace attncache::memo
