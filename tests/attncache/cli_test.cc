@@ -1,16 +1,14 @@
 // `attncache` end to end as a user runs it, including every kind of bad input: each must give a
 // clear message naming the problem and exit code 2, never a crash or a half-written output.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "attncache/embedder.h"
+#include "support/run_cli.h"
 #include "support/safetensors_writer.h"
 #include "support/temp_dir.h"
 #include "support/test_paths.h"
@@ -22,22 +20,8 @@ namespace fs = std::filesystem;
 using testing_support::f32_tensor;
 using testing_support::TestTensor;
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-Result run(const std::string& args) {
-  std::string cmd = std::string(ATTNCACHE_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
-  int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using Result = testing_support::CliResult;
+Result run(const std::string& args) { return testing_support::run_cli(args); }
 
 void write(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
