@@ -28,7 +28,7 @@ struct ReusePolicy {
 // layer of attention per candidate; catches neighbours whose maps are not alike after all.
 struct HitVerification {
   bool enabled = true;
-  float max_tv = 0.05f;
+  float max_tv = 0.02f;
 };
 
 struct Lookup {

@@ -15,10 +15,13 @@ namespace {
 class PhaseTimer {
  public:
   explicit PhaseTimer(BertWorkspace& ws) : ws_(ws) {}
-  void mark(double BertProfile::*counter) {
-    if (!ws_.profile) return;
-    ws_.timings.*counter += watch_.seconds();
+  // Returns the seconds added.
+  double mark(double BertProfile::*counter) {
+    if (!ws_.profile) return 0;
+    const double s = watch_.seconds();
+    ws_.timings.*counter += s;
     watch_.reset();
+    return s;
   }
 
  private:
@@ -176,11 +179,15 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
       }
       s0 = s1;
     }
-    timer.mark(&BertProfile::qkv_seconds);
+    double block = timer.mark(&BertProfile::qkv_seconds);
     timer.mark(&BertProfile::other_seconds);
     cpu::attention(ws.qkv.data(), ws.ctx.data(), seqs.data(), static_cast<int>(seqs.size()),
                    c.num_heads, c.head_dim());
-    timer.mark(&BertProfile::attention_seconds);
+    block += timer.mark(&BertProfile::attention_seconds);
+    if (ws.profile) {
+      ws.timings.layer_attention_seconds.resize(c.num_layers);
+      ws.timings.layer_attention_seconds[li] += block;
+    }
     cpu::linear(ws.ctx.data(), l.out_w.data, ws.tmp.data(), total, d, d);
     timer.mark(&BertProfile::gemm_seconds);
     cpu::bias_residual_layernorm(ws.tmp.data(), l.out_b.data, ws.hidden.data(), l.ln1_g.data,

@@ -21,7 +21,8 @@ struct BertProfile {
   double attention_seconds = 0;  // QKᵀ, softmax, P·V; for reused heads loading P and P·V
   double other_seconds = 0;      // embeddings, bias, GELU, LayerNorm
   double gemm_flops = 0;
-  double attention_flops = 0;  // QKᵀ and P·V
+  double attention_flops = 0;                   // QKᵀ and P·V
+  std::vector<double> layer_attention_seconds;  // per layer: Q/K/V projections + attention
 };
 
 // Scratch memory reused across forward calls (one per thread calling forward).
