@@ -3,6 +3,8 @@
 
     apt-get install fortunes fortunes-min      # /usr/share/games/fortunes/*
     python3 scripts/make_workloads.py OUT_DIR  [--seed 1]
+    python3 scripts/make_workloads.py OUT_DIR --from texts.txt --only short --scale 0.2
+                                               # any text file, one text per line (the demo)
 
 For each workload OUT_DIR/<name>/ gets
     corpus.txt   the database inputs, one per line
@@ -29,6 +31,13 @@ import random
 
 ROOT = pathlib.Path("/usr/share/games/fortunes")
 SKIP = {"ascii-art", "art", "songs-poems", "limerick"}  # drawings and verse layouts
+
+
+def lines_of(path):
+    """(file, line) for every line of a text file that is plain printable ASCII."""
+    text = pathlib.Path(path).read_text(encoding="utf-8", errors="replace")
+    return [(path, " ".join(line.split())) for line in text.splitlines()
+            if line.strip() and line.isascii() and line.isprintable()]
 
 
 def english_fortunes():
@@ -126,15 +135,32 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir", type=pathlib.Path)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--from", dest="source", help="a text file to use instead of the fortunes")
+    ap.add_argument("--only", default="short,passage128,passage512")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiplies every size")
     args = ap.parse_args()
-    fortunes = english_fortunes()
-    note = f"Debian fortunes ({ROOT}), English files, {len(fortunes)} fortunes"
-    short = [t for _, t in fortunes if 12 <= len(t.split()) <= 30]
-    make("short", short, 3000, 500, 500, random.Random(args.seed), args.out_dir, note)
-    make("passage128", passages(fortunes, 130), 600, 200, 300, random.Random(args.seed + 1),
-         args.out_dir, note + ", consecutive fortunes joined to >= 130 words")
-    make("passage512", passages(fortunes, 520), 100, 100, 200, random.Random(args.seed + 2),
-         args.out_dir, note + ", consecutive fortunes joined to >= 520 words")
+    if args.source:
+        fortunes = lines_of(args.source)
+        note = f"{args.source}, {len(fortunes)} ASCII lines"
+    else:
+        fortunes = english_fortunes()
+        note = f"Debian fortunes ({ROOT}), English files, {len(fortunes)} fortunes"
+    only = set(args.only.split(","))
+
+    def n(x):
+        return max(1, int(x * args.scale))
+
+    if "short" in only:
+        short = [t for _, t in fortunes if 12 <= len(t.split()) <= 30]
+        make("short", short, n(3000), n(500), n(500), random.Random(args.seed), args.out_dir, note)
+    if "passage128" in only:
+        make("passage128", passages(fortunes, 130), n(600), n(200), n(300),
+             random.Random(args.seed + 1), args.out_dir,
+             note + ", consecutive texts joined to >= 130 words")
+    if "passage512" in only:
+        make("passage512", passages(fortunes, 520), n(100), n(100), n(200),
+             random.Random(args.seed + 2), args.out_dir,
+             note + ", consecutive texts joined to >= 520 words")
 
 
 if __name__ == "__main__":

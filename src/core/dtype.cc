@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -18,6 +19,8 @@ size_t dtype_size(DType dtype) {
       return 2;
     case DType::kI64:
       return 8;
+    case DType::kP8:
+      return 1;
   }
   return 0;
 }
@@ -34,6 +37,8 @@ std::string_view dtype_name(DType dtype) {
       return "I64";
     case DType::kI32:
       return "I32";
+    case DType::kP8:
+      return "P8";
   }
   return "?";
 }
@@ -86,6 +91,12 @@ void convert_to_f32(DType dtype, const void* src, size_t count, float* dst) {
         dst[i] = bf16_to_f32(bits);
       }
       return;
+    case DType::kP8:
+      for (size_t i = 0; i < count; ++i) {
+        const float r = static_cast<float>(bytes[i]) * (1.0f / 255.0f);
+        dst[i] = r * r;
+      }
+      return;
     case DType::kI64:
     case DType::kI32:
       break;
@@ -133,6 +144,12 @@ void convert_from_f32(DType dtype, const float* src, size_t count, void* dst) {
       for (size_t i = 0; i < count; ++i) {
         const uint16_t bits = f32_to_bf16(src[i]);
         std::memcpy(bytes + 2 * i, &bits, 2);
+      }
+      return;
+    case DType::kP8:
+      for (size_t i = 0; i < count; ++i) {
+        const float p = std::clamp(src[i], 0.0f, 1.0f);
+        bytes[i] = static_cast<unsigned char>(std::nearbyint(std::sqrt(p) * 255.0f));
       }
       return;
     case DType::kI64:

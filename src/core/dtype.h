@@ -9,7 +9,10 @@
 
 namespace core {
 
-enum class DType { kF32, kF16, kBF16, kI64, kI32 };
+// kP8 is ours, not a safetensors type: a probability in [0, 1] stored in one byte with
+// square-root companding, q = round(255·√p), p = (q/255)², which keeps small probabilities
+// (most of an attention row) to a few percent relative error at a quarter of fp32's bytes.
+enum class DType { kF32, kF16, kBF16, kI64, kI32, kP8 };
 
 size_t dtype_size(DType dtype);
 std::string_view dtype_name(DType dtype);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "core/error.h"
 
@@ -36,6 +37,42 @@ TEST(DType, ConvertsUnalignedBuffers) {
   EXPECT_EQ(out[1], -2.0f);
   EXPECT_THROW(convert_to_f32(DType::kI64, bytes, 0, out), Error);
   EXPECT_EQ(dtype_size(DType::kBF16), 2u);
+}
+
+TEST(DType, Float16EncodingRoundsToNearestEvenAndRoundTrips) {
+  // Every finite half survives f16 → f32 → f16, through the vector and the scalar paths.
+  std::vector<uint16_t> halves;
+  std::vector<float> floats;
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    if (((bits >> 10) & 0x1f) == 0x1f) continue;  // inf / nan
+    halves.push_back(static_cast<uint16_t>(bits));
+    floats.push_back(f16_to_f32(static_cast<uint16_t>(bits)));
+  }
+  std::vector<uint16_t> back(halves.size());
+  convert_from_f32(DType::kF16, floats.data(), floats.size(), back.data());
+  EXPECT_EQ(back, halves);
+  for (size_t i = 0; i < halves.size(); i += 97) EXPECT_EQ(f32_to_f16(floats[i]), halves[i]);
+  // Ties go to even: 1 + 2^-11 lies halfway between 1 and the next half.
+  EXPECT_EQ(f32_to_f16(1.0f + 0.00048828125f), 0x3c00);
+  EXPECT_EQ(f32_to_f16(1.0f + 3 * 0.00048828125f), 0x3c02);
+  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);
+}
+
+TEST(DType, P8StoresProbabilitiesWithSquareRootCompanding) {
+  std::vector<float> p = {0.0f, 1.0f, 0.25f, 1e-4f, 0.01f, 0.5f, -0.1f, 1.5f};
+  std::vector<uint8_t> q(p.size());
+  convert_from_f32(DType::kP8, p.data(), p.size(), q.data());
+  EXPECT_EQ(q[0], 0);
+  EXPECT_EQ(q[1], 255);
+  EXPECT_EQ(q[6], 0);    // clamped
+  EXPECT_EQ(q[7], 255);  // clamped
+  std::vector<float> back(p.size());
+  convert_to_f32(DType::kP8, q.data(), q.size(), back.data());
+  for (size_t i = 0; i < 6; ++i) {
+    // Half a step in √p: |Δp| ≤ (√p + 1/510)/255.
+    EXPECT_NEAR(back[i], p[i], (std::sqrt(p[i]) + 1.0 / 510) / 255) << p[i];
+  }
+  EXPECT_EQ(dtype_size(DType::kP8), 1u);
 }
 
 }  // namespace

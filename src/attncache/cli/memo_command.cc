@@ -68,7 +68,9 @@ void run_build(const BuildCliOptions& o) {
   memo::BuildOptions options;
   options.max_tokens = checked_max_tokens(embedder, o.max_length);
   options.max_entries = o.max_entries;
-  options.map_dtype = o.map_dtype == "BF16" ? core::DType::kBF16 : core::DType::kF16;
+  options.map_dtype = o.map_dtype == "BF16" ? core::DType::kBF16
+                      : o.map_dtype == "P8" ? core::DType::kP8
+                                            : core::DType::kF16;
   options.index_spec = o.index;
   options.train.epochs = o.epochs;
   options.train.seed = o.seed;
@@ -130,10 +132,11 @@ void print_report(const nlohmann::json& r) {
     const auto& h = r[key];
     if (h.is_null()) continue;
     std::printf(
-        "per hit (%zu hits, batch %d): attention %.2fx over all layers, %.2fx per reused "
-        "layer; end to end %.3fx\n",
+        "per hit (%zu timed, batch %d): attention %.2fx over all layers, %.2fx per reused "
+        "layer; end to end %.3fx%s\n",
         h["queries"].get<size_t>(), h["batch"].get<int>(), num(h["attention_speedup"]),
-        num(h["attention_speedup_reused_layers"]), num(h["end_to_end_speedup"]));
+        num(h["attention_speedup_reused_layers"]), num(h["end_to_end_speedup"]),
+        h["timed_on"] == "hits" ? "" : " (forced reuse: fewer than 8 hits)");
   }
   std::printf("\n%10s | %-40s | %-40s\n", "", "paper rule (projector only)",
               "verified (layer 0 measured)");
@@ -229,9 +232,11 @@ void add_build_command(CLI::App& app) {
                   "truncate inputs to this many tokens (0: the model's max_seq_length)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
-  cmd->add_option("--map-dtype", o->map_dtype, "stored map precision")
+  cmd->add_option("--map-dtype", o->map_dtype,
+                  "stored map precision: F16, BF16, or P8 (one byte per probability, "
+                  "square-root companded: half of F16's bytes)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"F16", "BF16"}));
+      ->check(CLI::IsMember({"F16", "BF16", "P8"}));
   cmd->add_option("--index", o->index,
                   "Faiss index: Flat (exact), IVF<lists>,Flat or HNSW<M> for large databases")
       ->capture_default_str();

@@ -53,7 +53,7 @@ MapEntry view_entry(std::span<const std::byte> record, int n, int d, int layers,
 core::DType parse_map_dtype(const std::string& name, const std::string& where) {
   if (name == "F16") return core::DType::kF16;
   if (name == "BF16") return core::DType::kBF16;
-  if (name == "F32") return core::DType::kF32;
+  if (name == "P8") return core::DType::kP8;
   core::throw_bad_input(where, ": unknown map dtype '", name, "'");
 }
 
@@ -164,8 +164,9 @@ BuildReport MapDatabase::build(Embedder& embedder, const std::vector<std::string
                                const std::string& dir, const BuildOptions& options) {
   const BertConfig& c = embedder.config().bert;
   const int d = c.hidden_size, layers = c.num_layers, heads = c.num_heads;
-  if (options.map_dtype != core::DType::kF16 && options.map_dtype != core::DType::kBF16) {
-    core::throw_bad_input("maps are stored as F16 or BF16");
+  if (options.map_dtype != core::DType::kF16 && options.map_dtype != core::DType::kBF16 &&
+      options.map_dtype != core::DType::kP8) {
+    core::throw_bad_input("maps are stored as F16, BF16 or P8");
   }
   const int max_tokens =
       options.max_tokens > 0 ? options.max_tokens : embedder.config().max_tokens();

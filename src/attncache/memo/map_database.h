@@ -1,6 +1,7 @@
 // The attention-map memoization database: for each stored input, its token ids, its exact
 // sentence embedding, the projector's input (the layer-0 attention input, N×d fp32) and every
-// layer's attention probabilities (L×H×N×N at the input's own token count, fp16 or bf16), plus
+// layer's attention probabilities (L×H×N×N at the input's own token count, fp16, bf16 or P8:
+// 8-bit square-root companded, see core/dtype.h), plus
 // the trained projector and a Faiss index with one vector per stored input.
 //
 // On disk, a directory:
