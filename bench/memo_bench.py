@@ -66,7 +66,7 @@ def main():
         "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                  stdout=subprocess.PIPE, text=True).stdout.strip(),
         "model": args.model,
-        "command": "python3 bench/memo_bench.py " + " ".join(sys.argv[1:]),
+        "command": "python3 bench/memo_bench.py",  # all workloads; see each one's own command
     })
     threads = ["--threads", str(args.threads)] if args.threads else []
     for spec in args.workloads.split(","):
@@ -76,7 +76,8 @@ def main():
         src = wl_dir / name
         db = ROOT / "build" / "memo-dbs" / args.model / f"{name}-{dtype}"
         entry = {"info": json.loads((src / "info.json").read_text()),
-                 "max_length": MAX_LENGTH[name], "map_dtype": dtype}
+                 "max_length": MAX_LENGTH[name], "map_dtype": dtype,
+                 "command": f"python3 bench/memo_bench.py --workloads {spec}"}
         if args.rebuild or not (db / "db.json").exists():
             out, seconds = run([BIN, "build", "--model", args.model, "--corpus", src / "corpus.txt",
                                 "--db", db, "--max-length", MAX_LENGTH[name], "--map-dtype", dtype,
