@@ -42,7 +42,7 @@ struct EvalCliOptions {
   int search_breadth = 0;
   std::string layers = "all";
   std::string heads = "all";
-  bool no_verify = false;
+  bool skip_crc_check = false;
   bool allow_longer = false;
   bool paper_mode = false;
   float max_tv = 0.02f;
@@ -168,7 +168,7 @@ void run_eval(const EvalCliOptions& o) {
   }
   Embedder embedder = load_model(o.model, o.threads);
   memo::MapDatabase db =
-      memo::MapDatabase::open(o.db, memo::model_fingerprint(embedder), !o.no_verify);
+      memo::MapDatabase::open(o.db, memo::model_fingerprint(embedder), !o.skip_crc_check);
   if (o.search_breadth > 0) db.index().set_search_breadth(o.search_breadth);
   const std::vector<std::string> lines = core::read_lines(o.queries);
   const int max_tokens = db.max_tokens() > 0 ? db.max_tokens() : embedder.config().max_tokens();
@@ -287,7 +287,8 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--paper", o->paper_mode,
                 "the paper's rule alone: reuse every layer on a projector hit, no layer-0 check");
-  cmd->add_flag("--no-verify", o->no_verify, "skip checking every stored record's CRC-32");
+  cmd->add_flag("--skip-crc-check", o->skip_crc_check,
+                "skip checking every stored record's CRC-32");
   cmd->add_flag("--allow-longer", o->allow_longer,
                 "evaluate queries longer than every stored input (as misses)");
   cmd->add_option("-t,--threads", o->threads, "worker threads (0: all cores)")
