@@ -83,10 +83,11 @@ void run_build(const BuildCliOptions& o) {
       "%d tokens)\n",
       o.db.c_str(), r.entries, r.lines, r.empty_lines, r.duplicates, r.truncated,
       options.max_tokens);
-  std::printf("  maps %.1f s, projector %.1f s (loss per epoch:", r.collect_seconds,
-              r.train_seconds);
-  for (double l : r.training.epoch_loss) std::printf(" %.4f", l);
-  std::printf("), index %.2f s\n  %.1f MB on disk, %.2f MB per entry\n", r.index_seconds,
+  const auto& loss = r.training.epoch_loss;
+  std::printf("  maps %.1f s, projector %.1f s (%zu epochs, loss %.4f -> %.4f)", r.collect_seconds,
+              r.train_seconds, loss.size(), loss.empty() ? 0.0 : loss.front(),
+              loss.empty() ? 0.0 : loss.back());
+  std::printf(", index %.2f s\n  %.1f MB on disk, %.2f MB per entry\n", r.index_seconds,
               r.bytes / 1e6, r.bytes / 1e6 / r.entries);
 }
 
@@ -240,7 +241,9 @@ void add_build_command(CLI::App& app) {
   cmd->add_option("--index", o->index,
                   "Faiss index: Flat (exact), IVF<lists>,Flat or HNSW<M> for large databases")
       ->capture_default_str();
-  cmd->add_option("--epochs", o->epochs, "projector training epochs (the paper: 3)")
+  cmd->add_option(
+         "--epochs", o->epochs,
+         "projector training epochs (the paper: 3); more run when needed to reach 300 SGD steps")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   cmd->add_option("--seed", o->seed, "projector initialization and batch order")

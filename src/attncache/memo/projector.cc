@@ -156,7 +156,12 @@ TrainReport Projector::train(const std::vector<float>& pooled,
   std::vector<size_t> order(batches.size());
   for (size_t b = 0; b < order.size(); ++b) order[b] = b;
   std::vector<float> xhat0, a, h, xhat1, g, z, dz, dg, dh, da, inv0, inv1;
-  for (int epoch = 0; epoch < options.epochs; ++epoch) {
+  const int trainable = static_cast<int>(std::count_if(
+      batches.begin(), batches.end(), [](const std::vector<int>& b) { return b.size() >= 2; }));
+  const int epochs =
+      trainable == 0 ? 0
+                     : std::max(options.epochs, (options.min_steps + trainable - 1) / trainable);
+  for (int epoch = 0; epoch < epochs; ++epoch) {
     std::shuffle(order.begin(), order.end(), rng);
     double loss_sum = 0;
     long pair_count = 0;

@@ -23,6 +23,10 @@ namespace attncache::memo {
 
 struct TrainOptions {
   int epochs = 3;
+  // Ours: at least this many SGD steps, adding epochs when the database is small (the paper's 3
+  // epochs over 90 inputs are 9 steps, which leaves the projector untrained). Labels are
+  // computed once, so extra epochs cost little.
+  int min_steps = 300;
   int batch = 32;
   float learning_rate = 0.1f;
   float momentum = 0.9f;
@@ -30,7 +34,7 @@ struct TrainOptions {
 };
 
 struct TrainReport {
-  std::vector<double> epoch_loss;  // mean SmoothL1 over the pairs of each epoch
+  std::vector<double> epoch_loss;  // mean SmoothL1 over the pairs of each epoch (one per epoch run)
   int batches = 0;
   int pairs = 0;
 };
