@@ -8,16 +8,15 @@
 
 #include "attncache/embedder.h"
 #include "core/error.h"
+#include "support/real_model.h"
 #include "support/safetensors_writer.h"
 #include "support/test_paths.h"
 
 namespace attncache {
 namespace {
 
-Embedder& minilm() {
-  static Embedder e = Embedder::load(testing_paths::model_dir());
-  return e;
-}
+using testing_support::cosine;
+using testing_support::minilm;
 
 std::vector<std::vector<int32_t>> sample_batch() {
   std::vector<std::vector<int32_t>> batch;
@@ -48,18 +47,11 @@ class RecordReplayHook : public AttentionHook {
     if (!as_f16) return {maps[{layer, seq}].data(), core::DType::kF32};
     auto& m16 = maps16[{layer, seq}];
     if (m16.empty()) {
-      for (float p : maps[{layer, seq}]) m16.push_back(testing_support::f32_to_f16(p));
+      for (float p : maps[{layer, seq}]) m16.push_back(core::f32_to_f16(p));
     }
     return {m16.data(), core::DType::kF16};
   }
 };
-
-double cosine(const float* a, const float* b, int n) {
-  double dot = 0, na = 0, nb = 0;
-  for (int i = 0; i < n; ++i)
-    dot += double(a[i]) * b[i], na += double(a[i]) * a[i], nb += double(b[i]) * b[i];
-  return dot / std::sqrt(na * nb);
-}
 
 TEST(BertModel, ReplayingRecordedMapsReproducesTheExactPath) {
   auto batch = sample_batch();

@@ -13,23 +13,15 @@
 #include "attncache/memo/projector.h"
 #include "core/error.h"
 #include "core/text_lines.h"
+#include "support/real_model.h"
 #include "support/temp_dir.h"
 #include "support/test_paths.h"
 
 namespace attncache::memo {
 namespace {
 
-Embedder& minilm() {
-  static Embedder e = Embedder::load(testing_paths::model_dir());
-  return e;
-}
-
-double cosine(const float* a, const float* b, int n) {
-  double dot = 0, na = 0, nb = 0;
-  for (int i = 0; i < n; ++i)
-    dot += double(a[i]) * b[i], na += double(a[i]) * a[i], nb += double(b[i]) * b[i];
-  return dot / std::sqrt(na * nb);
-}
+using testing_support::cosine;
+using testing_support::minilm;
 
 TEST(Projector, PoolsAnyLengthToFixedBinsOfColumnPairMaxima) {
   Projector p(4, 1);  // d = 4: two column pairs

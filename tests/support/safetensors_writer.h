@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
+
 namespace testing_support {
 
 struct TestTensor {
@@ -31,28 +33,6 @@ inline TestTensor f32_tensor(std::string name, std::vector<int64_t> shape, float
   return t;
 }
 
-// Rounds a float in [-65504, 65504] to the nearest fp16 (normal or subnormal) bit pattern.
-inline uint16_t f32_to_f16(float value) {
-  uint16_t sign = value < 0 ? 0x8000 : 0;
-  float a = std::fabs(value);
-  if (a < 6.103515625e-5f)
-    return sign | static_cast<uint16_t>(std::lround(a / 5.9604644775390625e-8f));
-  int e;
-  float m = std::frexp(a, &e);  // a = m·2^e, m in [0.5, 1)
-  uint32_t mant = static_cast<uint32_t>(std::lround((m * 2 - 1) * 1024));
-  uint32_t exp = static_cast<uint32_t>(e - 1 + 15);
-  if (mant == 1024) mant = 0, ++exp;
-  return sign | static_cast<uint16_t>((exp << 10) | mant);
-}
-
-// Rounds to the nearest bf16 (ties to even).
-inline uint16_t f32_to_bf16(float value) {
-  uint32_t u;
-  std::memcpy(&u, &value, 4);
-  u += 0x7FFF + ((u >> 16) & 1);
-  return static_cast<uint16_t>(u >> 16);
-}
-
 // The same tensor stored as "F16" or "BF16".
 inline TestTensor to_half(const TestTensor& t, const std::string& dtype) {
   TestTensor h{t.name, dtype, t.shape, {}};
@@ -61,7 +41,7 @@ inline TestTensor to_half(const TestTensor& t, const std::string& dtype) {
   for (size_t i = 0; i < n; ++i) {
     float v;
     std::memcpy(&v, t.bytes.data() + 4 * i, 4);
-    uint16_t bits = dtype == "F16" ? f32_to_f16(v) : f32_to_bf16(v);
+    uint16_t bits = dtype == "F16" ? core::f32_to_f16(v) : core::f32_to_bf16(v);
     std::memcpy(h.bytes.data() + 2 * i, &bits, 2);
   }
   return h;
