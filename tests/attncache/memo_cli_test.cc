@@ -156,6 +156,15 @@ TEST_F(MemoCliTest, EmptyDatabaseAndEmptyCorpusAreRejected) {
   EXPECT_FALSE(fs::exists(dir_->path("db-blank") + "/db.json"));
 }
 
+TEST_F(MemoCliTest, BadCorpusAndDatabasePathsAreRejected) {
+  std::ofstream(dir_->path("bad-utf8.txt")) << "fine line\nbad \xff\xfe bytes\n";
+  expect_bad_input(build(dir_->path("db-utf8"), dir_->path("bad-utf8.txt")), "corpus line 2");
+  expect_bad_input(build(dir_->path("db-x"), dir_->path("no-such-corpus.txt")),
+                   "no-such-corpus.txt");
+  std::ofstream(dir_->path("a-file")) << "x";
+  expect_bad_input(build(dir_->path("a-file")), "cannot create the database directory");
+}
+
 TEST_F(MemoCliTest, QueriesLongerThanEveryStoredInputAreRejected) {
   std::ofstream(dir_->path("short.txt")) << "One.\nTwo words.\nThree short words.\n";
   ASSERT_EQ(build(dir_->path("db-short"), dir_->path("short.txt")).exit_code, 0);

@@ -186,7 +186,12 @@ BuildReport MapDatabase::build(Embedder& embedder, const std::vector<std::string
       ++report.empty_lines;
       continue;
     }
-    Encoding enc = embedder.tokenize(texts[i], max_tokens);
+    Encoding enc;
+    try {
+      enc = embedder.tokenize(texts[i], max_tokens);
+    } catch (const core::Error& e) {
+      core::throw_bad_input("corpus line ", i + 1, ": ", e.what());
+    }
     if (enc.truncated) ++report.truncated;
     std::string key(reinterpret_cast<const char*>(enc.ids.data()), enc.ids.size() * 4);
     if (!seen.insert(key).second) {
@@ -200,7 +205,12 @@ BuildReport MapDatabase::build(Embedder& embedder, const std::vector<std::string
                    [](const Item& a, const Item& b) { return a.ids.size() < b.ids.size(); });
   report.entries = items.size();
 
-  fs::create_directories(dir);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir)) {
+    core::throw_bad_input("cannot create the database directory ", dir,
+                          ec ? ": " + ec.message() : ": a file of that name exists");
+  }
   const std::string id = new_build_id();
   const nlohmann::json files = {{"maps", "maps-" + id + ".acm"},
                                 {"projector", "projector-" + id + ".acp"},
