@@ -1,0 +1,27 @@
+// What Tuna needs from a tiered-memory platform (the simulator here, a Linux machine with a
+// CPU-less slow node later): the fast-tier capacity, and telemetry under Linux's own names so
+// that an operator recognizes them and a Linux implementation reads them from /proc/vmstat.
+#pragma once
+
+#include <cstdint>
+
+namespace tuna {
+
+// Page-migration counters as /proc/vmstat names them, plus PMU-style counters.
+struct TierCounters {
+  uint64_t pgpromote_success = 0;    // pages promoted slow → fast
+  uint64_t pgpromote_candidate = 0;  // hint faults on slow pages under the hot threshold
+  uint64_t pgdemote_kswapd = 0;      // pages demoted fast → slow by kswapd
+  uint64_t pgdemote_direct = 0;      // pages demoted in direct reclaim
+  uint64_t numa_hint_faults = 0;     // NUMA hinting faults taken
+  uint64_t numa_pages_migrated = 0;  // pages migrated by NUMA balancing (promotions)
+  uint64_t pgmigrate_success = 0;    // every successful page migration
+  uint64_t accesses = 0;             // memory accesses issued by the workload
+  uint64_t llc_misses = 0;           // accesses that missed the last-level cache
+  uint64_t fast_accesses = 0;        // LLC misses served by the fast tier
+  uint64_t slow_accesses = 0;        // LLC misses served by the slow tier
+  uint64_t compute_units = 0;        // work between accesses (instructions, roughly)
+  double elapsed_ns = 0;
+};
+
+}  // namespace tuna

@@ -1,0 +1,210 @@
+#include "tuna/tier/sim/tpp.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace tuna::sim {
+namespace {
+
+constexpr uint64_t kPageBytes = 4096;
+constexpr uint64_t kSwapClusterMax = 32;  // pages moved per LRU aging batch (SWAP_CLUSTER_MAX)
+constexpr double kNsPerMs = 1e6;
+
+// Linux's inactive_is_low: the inactive list should be at least active / ratio, ratio = √(10·GB).
+uint64_t inactive_ratio(uint64_t node_pages) {
+  const uint64_t gb = node_pages * kPageBytes >> 30;
+  return gb > 0 ? static_cast<uint64_t>(std::sqrt(10.0 * gb)) : 1;
+}
+
+}  // namespace
+
+TppPolicy::TppPolicy(const TppParams& params, uint64_t address_pages)
+    : params_(params),
+      node_(address_pages, 0),
+      referenced_(address_pages, 0),
+      list_of_(address_pages, -1),
+      prev_(address_pages, -1),
+      next_(address_pages, -1),
+      scan_time_(address_pages, -1.0) {
+  if (params.fast_pages == 0 || params.slow_pages == 0) {
+    core::throw_bad_input("both tiers need at least one page (fast ", params.fast_pages, ", slow ",
+                          params.slow_pages, ")");
+  }
+  const uint64_t total = params.fast_pages + params.slow_pages;
+  const uint64_t min_kb = params.min_free_kbytes > 0
+                              ? params.min_free_kbytes
+                              : default_min_free_kbytes(total * kPageBytes / 1024);
+  // min_free_kbytes is shared among zones in proportion to their managed pages.
+  fast_wmarks_ = zone_watermarks(params.fast_pages, min_kb * params.fast_pages / total,
+                                 params.watermark_scale_factor);
+  slow_wmarks_ = zone_watermarks(params.slow_pages, min_kb * params.slow_pages / total,
+                                 params.watermark_scale_factor);
+}
+
+uint64_t TppPolicy::free_pages(Node node) const {
+  const uint64_t capacity = node == Node::kFast ? params_.fast_pages : params_.slow_pages;
+  return capacity - used_[static_cast<int>(node)];
+}
+
+void TppPolicy::push_head(int list, uint64_t page) {
+  List& l = lists_[list];
+  prev_[page] = -1;
+  next_[page] = l.head;
+  if (l.head >= 0) prev_[l.head] = static_cast<int64_t>(page);
+  l.head = static_cast<int64_t>(page);
+  if (l.tail < 0) l.tail = static_cast<int64_t>(page);
+  list_of_[page] = static_cast<int8_t>(list);
+  ++l.size;
+}
+
+void TppPolicy::unlink(uint64_t page) {
+  if (list_of_[page] < 0) return;
+  List& l = lists_[list_of_[page]];
+  if (prev_[page] >= 0)
+    next_[prev_[page]] = next_[page];
+  else
+    l.head = next_[page];
+  if (next_[page] >= 0)
+    prev_[next_[page]] = prev_[page];
+  else
+    l.tail = prev_[page];
+  list_of_[page] = -1;
+  --l.size;
+}
+
+void TppPolicy::place(uint64_t page, Node node, bool active) {
+  unlink(page);
+  if (node_[page] != 0) --used_[node_[page]];
+  node_[page] = static_cast<uint8_t>(node);
+  ++used_[static_cast<int>(node)];
+  push_head(list_id(node, active), page);
+}
+
+AccessOutcome TppPolicy::access(uint64_t page, double now_ns) {
+  if (page >= node_.size()) {
+    core::throw_internal("page ", page, " is outside the address space of ", node_.size());
+  }
+  AccessOutcome out;
+  if (node_[page] == 0) {
+    // First touch: the fast node while it stays above its low watermark, else the fallback.
+    Node target = Node::kSlow;
+    if (free_pages(Node::kFast) > fast_wmarks_.low) {
+      target = Node::kFast;
+    } else if (free_pages(Node::kSlow) == 0) {
+      if (free_pages(Node::kFast) == 0) core::throw_bad_input("out of memory: both tiers full");
+      target = Node::kFast;
+    }
+    place(page, target, false);
+    if (free_pages(Node::kFast) <= fast_wmarks_.low) kswapd_wake_ = true;
+    referenced_[page] = 1;
+    out.first_touch = true;
+    out.node = target;
+    return out;
+  }
+  referenced_[page] = 1;
+  if (scan_time_[page] >= 0) {
+    ++counters_.numa_hint_faults;
+    const double latency = now_ns - scan_time_[page];
+    scan_time_[page] = -1;
+    out.hint_fault = true;
+    if (params_.promotion_enabled && node_of(page) == Node::kSlow &&
+        latency < params_.numa_balancing_hot_threshold_ms * kNsPerMs) {
+      ++counters_.pgpromote_candidate;
+      out.promoted = promote(page, now_ns);
+    }
+  }
+  out.node = node_of(page);
+  return out;
+}
+
+void TppPolicy::unmap(uint64_t page) {
+  if (page >= node_.size() || node_[page] == 0) return;
+  unlink(page);
+  --used_[node_[page]];
+  node_[page] = 0;
+  referenced_[page] = 0;
+  scan_time_[page] = -1;
+}
+
+bool TppPolicy::promote(uint64_t page, double now_ns) {
+  // numa_promotion_rate_limit: pages per one-second window.
+  if (now_ns - rate_window_start_ns_ >= 1e9) {
+    rate_window_start_ns_ = now_ns;
+    rate_window_pages_ = 0;
+  }
+  const double limit_pages =
+      params_.numa_balancing_promote_rate_limit_MBps * (1 << 20) / static_cast<double>(kPageBytes);
+  if (static_cast<double>(rate_window_pages_ + 1) > limit_pages) return false;
+  // migrate_balanced_pgdat: the fast node must stay above its high watermark; otherwise kswapd
+  // is woken to make room (up to the promo watermark) and this fault does not promote.
+  if (free_pages(Node::kFast) <= fast_wmarks_.high + 1) {
+    kswapd_wake_ = true;
+    return false;
+  }
+  place(page, Node::kFast, true);
+  ++rate_window_pages_;
+  ++counters_.pgpromote_success;
+  ++counters_.numa_pages_migrated;
+  ++counters_.pgmigrate_success;
+  return true;
+}
+
+void TppPolicy::age_active_list(Node node) {
+  List& active = lists_[list_id(node, true)];
+  for (uint64_t i = 0; i < kSwapClusterMax && active.tail >= 0; ++i) {
+    const auto page = static_cast<uint64_t>(active.tail);
+    referenced_[page] = 0;  // page_referenced() clears the accessed bits it finds
+    unlink(page);
+    push_head(list_id(node, false), page);
+  }
+}
+
+void TppPolicy::run_kswapd() {
+  kswapd_wake_ = false;
+  if (!params_.demotion_enabled) return;  // reclaim would swap; not modelled
+  const uint64_t target = params_.promotion_enabled ? fast_wmarks_.promo : fast_wmarks_.high;
+  const uint64_t ratio = inactive_ratio(params_.fast_pages);
+  List& inactive = lists_[list_id(Node::kFast, false)];
+  const List& active = lists_[list_id(Node::kFast, true)];
+  while (free_pages(Node::kFast) < target && free_pages(Node::kSlow) > 0) {
+    if (inactive.size * ratio < active.size || inactive.tail < 0) age_active_list(Node::kFast);
+    if (inactive.tail < 0) break;
+    const auto page = static_cast<uint64_t>(inactive.tail);
+    if (referenced_[page]) {
+      referenced_[page] = 0;  // second chance: activate
+      unlink(page);
+      push_head(list_id(Node::kFast, true), page);
+      continue;
+    }
+    place(page, Node::kSlow, false);
+    ++counters_.pgdemote_kswapd;
+    ++counters_.pgmigrate_success;
+  }
+}
+
+void TppPolicy::numa_scan(double now_ns) {
+  // task_numa_work: mark the next scan-size window of the address space PROT_NONE; in tiering
+  // mode only slow-node pages are marked (fast pages have nowhere better to go).
+  const uint64_t pages = node_.size();
+  if (pages == 0) return;
+  const uint64_t window =
+      std::min<uint64_t>(pages, params_.numa_balancing_scan_size_mb * (1 << 20) / kPageBytes);
+  for (uint64_t i = 0; i < window; ++i) {
+    const uint64_t page = (scan_cursor_ + i) % pages;
+    if (node_[page] == static_cast<uint8_t>(Node::kSlow)) scan_time_[page] = now_ns;
+  }
+  scan_cursor_ = (scan_cursor_ + window) % pages;
+}
+
+void TppPolicy::tick(double now_ns) {
+  if (params_.promotion_enabled && now_ns >= next_scan_ns_) {
+    numa_scan(now_ns);
+    next_scan_ns_ = now_ns + params_.numa_balancing_scan_period_min_ms * kNsPerMs;
+  }
+  if (free_pages(Node::kFast) < fast_wmarks_.low) kswapd_wake_ = true;
+  if (kswapd_wake_) run_kswapd();
+}
+
+}  // namespace tuna::sim
