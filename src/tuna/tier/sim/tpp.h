@@ -61,6 +61,9 @@ class TppPolicy {
 
   Node node_of(uint64_t page) const { return static_cast<Node>(node_[page]); }
   uint64_t free_pages(Node node) const;
+  uint64_t capacity(Node node) const {
+    return node == Node::kFast ? params_.fast_pages : params_.slow_pages;
+  }
   const Watermarks& fast_watermarks() const { return fast_wmarks_; }
   const TierCounters& counters() const { return counters_; }
   uint64_t active_pages(Node node) const { return lists_[list_id(node, true)].size; }

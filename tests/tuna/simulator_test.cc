@@ -1,0 +1,101 @@
+// The simulated machine: the LLC filter, timing, and GUPS (with its hot-set move) run under
+// all-fast, static first-touch and TPP placement.
+#include "tuna/tier/sim/simulator.h"
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "tuna/workloads/gups.h"
+
+namespace tuna::sim {
+namespace {
+
+TEST(LastLevelCache, HitsAWorkingSetThatFitsAndEvictsLeastRecentlyUsed) {
+  LastLevelCache llc(64 * 1024, 4);  // 256 sets × 4 ways
+  for (uint64_t a = 0; a < 32 * 1024; a += 64) EXPECT_FALSE(llc.access(a));
+  for (uint64_t a = 0; a < 32 * 1024; a += 64) EXPECT_TRUE(llc.access(a));
+  // One set (stride = sets × 64 = 16 KiB): 4 ways hold lines A B C D; touching A then adding E
+  // evicts B, the least recently used.
+  LastLevelCache set(64 * 1024, 4);
+  const uint64_t s = 16 * 1024;
+  for (uint64_t k = 0; k < 4; ++k) set.access(k * s);
+  EXPECT_TRUE(set.access(0));
+  EXPECT_FALSE(set.access(4 * s));
+  EXPECT_TRUE(set.access(0));
+  EXPECT_FALSE(set.access(1 * s));
+  EXPECT_THROW(LastLevelCache(3000, 4), core::Error);
+}
+
+SimConfig small_config(Policy policy, double fast_fraction, uint64_t footprint) {
+  SimConfig c;
+  c.policy = policy;
+  c.fast_bytes = static_cast<uint64_t>(fast_fraction * footprint);
+  c.llc_bytes = 256 * 1024;
+  c.llc_ways = 8;
+  // Linux's 1 s scan period and hot threshold are scaled to this short run (a few ms).
+  c.tpp.numa_balancing_scan_period_min_ms = 0.2;
+  c.tpp.numa_balancing_hot_threshold_ms = 0.2;
+  c.tpp.min_free_kbytes = 64;
+  c.tpp.watermark_scale_factor = 200;  // a 2% gap: tiny nodes would otherwise get none
+  c.tick_ns = 20e3;
+  c.interval_ns = 1e6;
+  return c;
+}
+
+struct GupsRun {
+  TierCounters counters;
+  std::string verdict;
+};
+
+GupsRun run_gups(Policy policy, double fast_fraction) {
+  GupsOptions o;
+  o.table_bytes = 8 << 20;
+  o.hot_bytes = 1 << 20;
+  o.updates = 400'000;
+  Gups gups(o);
+  Simulator sim(small_config(policy, fast_fraction, o.table_bytes), gups.footprint_bytes());
+  gups.run(sim);
+  return {sim.counters(), gups.verify()};
+}
+
+TEST(Simulator, GupsVerifiesUnderEveryPolicy) {
+  for (Policy p : {Policy::kAllFast, Policy::kStatic, Policy::kTpp}) {
+    const GupsRun r = run_gups(p, 0.25);
+    EXPECT_EQ(r.verdict, "") << policy_name(p);
+    EXPECT_EQ(r.counters.accesses, (8u << 20) / 8 + 2 * 400'000u);
+    EXPECT_EQ(r.counters.fast_accesses + r.counters.slow_accesses, r.counters.llc_misses);
+  }
+}
+
+TEST(Simulator, TppFollowsTheMovedHotSetWhereStaticPlacementCannot) {
+  const GupsRun fast = run_gups(Policy::kAllFast, 0.25);
+  const GupsRun stat = run_gups(Policy::kStatic, 0.25);
+  const GupsRun tpp = run_gups(Policy::kTpp, 0.25);
+  EXPECT_EQ(fast.counters.slow_accesses, 0u);
+  EXPECT_EQ(stat.counters.pgmigrate_success, 0u);
+  EXPECT_GT(tpp.counters.pgpromote_success, 0u);
+  EXPECT_GT(tpp.counters.pgdemote_kswapd, 0u);
+  EXPECT_GT(tpp.counters.numa_hint_faults, 0u);
+  EXPECT_LT(fast.counters.elapsed_ns, tpp.counters.elapsed_ns);
+  EXPECT_LT(tpp.counters.slow_accesses, stat.counters.slow_accesses);
+}
+
+TEST(Simulator, MoreFastMemoryIsNeverSlowerUnderStaticPlacement) {
+  double previous = 1e300;
+  for (double f : {0.1, 0.3, 0.6, 1.2}) {
+    const double t = run_gups(Policy::kStatic, f).counters.elapsed_ns;
+    EXPECT_LE(t, previous * 1.0001) << f;
+    previous = t;
+  }
+}
+
+TEST(Simulator, RejectsUnknownPoliciesAndBadTiming) {
+  EXPECT_THROW(parse_policy("lru"), core::Error);
+  SimConfig c = small_config(Policy::kTpp, 0.5, 1 << 20);
+  c.timing.memory_level_parallelism = 0;
+  EXPECT_THROW(Simulator(c, 1 << 20), core::Error);
+  EXPECT_THROW(Gups(GupsOptions{.table_bytes = 1 << 20, .hot_bytes = 1 << 20}), core::Error);
+}
+
+}  // namespace
+}  // namespace tuna::sim
