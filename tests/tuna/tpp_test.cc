@@ -135,8 +135,14 @@ TEST(Tpp, PromotionRateLimitCapsPagesPerSecond) {
 TEST(Tpp, RejectsEmptyTiers) {
   TppParams p;
   p.fast_pages = 0;
-  p.slow_pages = 10;
+  p.slow_pages = 0;
   EXPECT_THROW(TppPolicy(p, 10), core::Error);
+  // No fast memory at all is a valid configuration: everything lands on the slow tier.
+  p.slow_pages = 100;
+  TppPolicy all_slow(p, 10);
+  EXPECT_EQ(all_slow.access(3, 0).node, Node::kSlow);
+  all_slow.tick(1e9);
+  EXPECT_EQ(all_slow.counters().pgdemote_kswapd, 0u);
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ struct GupsOptions {
   uint64_t table_bytes = 256ull << 20;
   uint64_t hot_bytes = 32ull << 20;
   double hot_fraction = 0.9;
-  uint64_t updates = 8'000'000;
+  uint64_t updates = 20'000'000;
   uint64_t seed = 1;
 };
 

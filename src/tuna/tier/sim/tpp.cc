@@ -28,9 +28,8 @@ TppPolicy::TppPolicy(const TppParams& params, uint64_t address_pages)
       prev_(address_pages, -1),
       next_(address_pages, -1),
       scan_time_(address_pages, -1.0) {
-  if (params.fast_pages == 0 || params.slow_pages == 0) {
-    core::throw_bad_input("both tiers need at least one page (fast ", params.fast_pages, ", slow ",
-                          params.slow_pages, ")");
+  if (params.fast_pages + params.slow_pages == 0) {
+    core::throw_bad_input("the tiers have no memory at all");
   }
   const uint64_t total = params.fast_pages + params.slow_pages;
   const uint64_t min_kb = params.min_free_kbytes > 0

@@ -1,0 +1,32 @@
+#include "tuna/workloads/registry.h"
+
+#include "core/error.h"
+
+namespace tuna {
+
+void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
+  cmd->add_option("-w,--workload", o->name, "workload: gups")->capture_default_str();
+  cmd->add_option("--table-mb", o->table_mb, "gups: table size in MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--hot-mb", o->hot_mb, "gups: hot-set size in MiB (moves halfway)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--hot-fraction", o->gups.hot_fraction, "gups: share of updates to the hot set")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--updates", o->gups.updates, "gups: updates")->capture_default_str();
+  cmd->add_option("--seed", o->gups.seed, "random seed")->capture_default_str();
+}
+
+std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
+  if (o.name == "gups") {
+    GupsOptions g = o.gups;
+    g.table_bytes = o.table_mb << 20;
+    g.hot_bytes = o.hot_mb << 20;
+    return std::make_unique<Gups>(g);
+  }
+  core::throw_bad_input("unknown workload '", o.name, "' (available: gups)");
+}
+
+}  // namespace tuna

@@ -1,0 +1,23 @@
+// Workloads by name, with their command-line options, for the `tuna` tools.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+
+#include "tuna/workloads/gups.h"
+
+namespace tuna {
+
+struct WorkloadOptions {
+  std::string name = "gups";
+  GupsOptions gups;
+  uint64_t table_mb = 256, hot_mb = 32;
+};
+
+// Adds --workload and every workload's options to `cmd`.
+void add_workload_options(CLI::App* cmd, WorkloadOptions* o);
+// A fresh instance (workloads run once). Throws core::Error for an unknown name.
+std::unique_ptr<Workload> make_workload(const WorkloadOptions& o);
+
+}  // namespace tuna

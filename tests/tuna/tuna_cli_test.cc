@@ -1,0 +1,73 @@
+// `tuna sim` and `tuna oracle` as a user runs them, and their bad input.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "support/temp_dir.h"
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string output;
+};
+
+Result tuna(const std::string& args) {
+  const std::string cmd = std::string(TUNA_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  Result r{-1, ""};
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+const std::string kSmall =
+    " --table-mb 8 --hot-mb 1 --updates 200000 --llc-mb 1 --numa-balancing-scan-period-min-ms 1"
+    " --numa-balancing-hot-threshold-ms 1 --watermark-scale-factor 200";
+
+TEST(TunaCli, SimReportsSlowdownCountersAndSeries) {
+  testing_support::TempDir dir;
+  const Result r = tuna("sim" + kSmall + " --fast-ratio 0.25 --json " + dir.path("r.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(std::ifstream(dir.path("r.json")));
+  EXPECT_GT(j["slowdown"].get<double>(), 0.0);
+  EXPECT_GT(j["counters"]["slow_accesses"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(j["counters"].contains("pgpromote_success"));
+  EXPECT_FALSE(j["series"].empty());
+}
+
+TEST(TunaCli, OracleFindsAMinimalRatioOnANonIncreasingStaticCurve) {
+  testing_support::TempDir dir;
+  const Result r =
+      tuna("oracle" + kSmall + " --policy static --target 0.05 --json " + dir.path("o.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(std::ifstream(dir.path("o.json")));
+  ASSERT_TRUE(j["minimal_fast_ratio"].is_number());
+  double previous = 1e300;
+  for (const auto& p : j["curve"]) {
+    EXPECT_LE(p["slowdown"].get<double>(), previous * 1.0001 + 1e-9);
+    previous = p["slowdown"].get<double>();
+  }
+  const double minimal = j["minimal_fast_ratio"].get<double>();
+  for (const auto& p : j["curve"]) {
+    if (p["fast_ratio"].get<double>() >= minimal) {
+      EXPECT_LE(p["slowdown"].get<double>(), 0.05);
+    }
+  }
+}
+
+TEST(TunaCli, BadInputIsRejectedWithExitCode2) {
+  for (const std::string args :
+       {"sim --workload nosuch", "sim --fast-ratio 1.5", "sim --policy lru", "oracle --target -1",
+        "sim --table-mb 1 --hot-mb 1", "sim --no-such-option"}) {
+    const Result r = tuna(args);
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
+    EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;
+  }
+}
+
+}  // namespace
