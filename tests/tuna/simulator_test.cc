@@ -89,6 +89,31 @@ TEST(Simulator, MoreFastMemoryIsNeverSlowerUnderStaticPlacement) {
   }
 }
 
+TEST(Simulator, TimeScaleLetsTppActWithinAShortRun) {
+  GupsOptions o;
+  o.table_bytes = 8 << 20;
+  o.hot_bytes = 1 << 20;
+  o.updates = 400'000;
+  auto run = [&](double scale) {
+    SimConfig c;  // Linux's TPP defaults: 1 s scan period and hot threshold
+    c.policy = Policy::kTpp;
+    c.fast_bytes = o.table_bytes / 4;
+    c.llc_bytes = 256 * 1024;
+    c.tpp.watermark_scale_factor = 200;
+    c.time_scale = scale;
+    Gups gups(o);
+    Simulator sim(c, gups.footprint_bytes());
+    gups.run(sim);
+    EXPECT_EQ(gups.verify(), "");
+    return sim.counters();
+  };
+  EXPECT_EQ(run(1).pgpromote_success, 0u);  // the run lasts a few ms: no second scan
+  EXPECT_GT(run(1000).pgpromote_success, 0u);
+  SimConfig bad;
+  bad.time_scale = 0.5;
+  EXPECT_THROW(Simulator(bad, 1 << 20), core::Error);
+}
+
 TEST(Simulator, RejectsUnknownPoliciesAndBadTiming) {
   EXPECT_THROW(parse_policy("lru"), core::Error);
   SimConfig c = small_config(Policy::kTpp, 0.5, 1 << 20);

@@ -39,6 +39,10 @@ void add_machine_options(CLI::App* cmd, MachineOptions* m) {
   cmd->add_option("--numa-balancing-promote-rate-limit-MBps",
                   c.tpp.numa_balancing_promote_rate_limit_MBps)
       ->capture_default_str();
+  cmd->add_option("--time-scale", c.time_scale,
+                  "run TPP's clock this many times faster (scan period, hot threshold, rate "
+                  "limit) with per-event costs scaled alike, for short simulations")
+      ->capture_default_str();
   cmd->add_option("--watermark-scale-factor", c.tpp.watermark_scale_factor)
       ->capture_default_str()
       ->check(CLI::Range(1, 3000));

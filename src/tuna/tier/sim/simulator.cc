@@ -13,12 +13,24 @@ uint64_t pages_of(uint64_t bytes) { return (bytes + kPage - 1) / kPage; }
 
 TppParams tpp_params(const SimConfig& c, uint64_t address_bytes) {
   TppParams p = c.tpp;
+  p.numa_balancing_scan_period_min_ms /= c.time_scale;
+  p.numa_balancing_hot_threshold_ms /= c.time_scale;
+  p.numa_balancing_promote_rate_limit_MBps *= c.time_scale;
   const uint64_t need = pages_of(address_bytes);
   p.slow_pages = c.slow_bytes > 0 ? pages_of(c.slow_bytes) : need + 1024;
   p.fast_pages = pages_of(c.fast_bytes);
   if (c.policy == Policy::kAllFast) p.fast_pages = 2 * need + 65536;  // never near a watermark
   if (c.policy != Policy::kTpp) p.promotion_enabled = p.demotion_enabled = false;
   return p;
+}
+
+SimConfig dilated(SimConfig c) {
+  if (!(c.time_scale >= 1))
+    core::throw_bad_input("time scale must be at least 1, not ", c.time_scale);
+  c.tick_ns /= c.time_scale;
+  c.timing.hint_fault_ns /= c.time_scale;
+  c.timing.migrate_page_ns /= c.time_scale;
+  return c;
 }
 
 }  // namespace
@@ -43,8 +55,8 @@ std::string policy_name(Policy policy) {
 }
 
 Simulator::Simulator(const SimConfig& config, uint64_t address_bytes)
-    : config_(config),
-      tpp_(tpp_params(config, address_bytes), pages_of(address_bytes)),
+    : config_(dilated(config)),
+      tpp_(tpp_params(dilated(config), address_bytes), pages_of(address_bytes)),
       llc_(config.llc_bytes, config.llc_ways),
       address_limit_(pages_of(address_bytes) * kPage) {
   const TimingParams& t = config.timing;

@@ -32,7 +32,12 @@ struct SimConfig {
   TimingParams timing;
   uint64_t llc_bytes = 32ull << 20;
   int llc_ways = 16;
-  double tick_ns = 1e6;      // how often kswapd and the NUMA scanner get to run
+  double tick_ns = 1e6;  // how often kswapd and the NUMA scanner get to run
+  // Time dilation for short simulations: TPP's time constants (scan period, hot threshold, tick)
+  // are divided by this factor, its promote rate limit multiplied by it, and the per-event
+  // costs (hint fault, page migration) divided by it, so that the share of time spent in TPP's
+  // work is preserved while its dynamics play out `time_scale` times faster. 1 = Linux as is.
+  double time_scale = 1;
   double interval_ns = 1e7;  // time-series sampling period
 };
 
