@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "tuna/workloads/bfs.h"
 #include "tuna/workloads/gups.h"
 
 namespace tuna::sim {
@@ -112,6 +113,42 @@ TEST(Simulator, TimeScaleLetsTppActWithinAShortRun) {
   SimConfig bad;
   bad.time_scale = 0.5;
   EXPECT_THROW(Simulator(bad, 1 << 20), core::Error);
+}
+
+TEST(Graphs, KroneckerIsSkewedAndUniformIsNot) {
+  for (const char* kind : {"kronecker", "uniform"}) {
+    GraphOptions o;
+    o.kind = kind;
+    o.scale = 12;
+    const Csr g = make_graph(o);
+    uint64_t max_degree = 0;
+    for (uint32_t v = 0; v < g.n; ++v) {
+      max_degree = std::max<uint64_t>(max_degree, g.offsets[v + 1] - g.offsets[v]);
+    }
+    const double mean = static_cast<double>(g.neighbors.size()) / g.n;
+    EXPECT_NEAR(mean, 16, 1.5) << kind;
+    if (std::string(kind) == "kronecker") {
+      EXPECT_GT(max_degree, 20 * mean);
+    } else {
+      EXPECT_LT(max_degree, 3 * mean);
+    }
+  }
+  GraphOptions bad;
+  bad.kind = "grid";
+  EXPECT_THROW(make_graph(bad), core::Error);
+}
+
+TEST(Simulator, BfsBuildsAVerifiedTreeUnderTpp) {
+  for (const char* kind : {"kronecker", "uniform"}) {
+    GraphOptions o;
+    o.kind = kind;
+    o.scale = 12;
+    Bfs bfs(o);
+    Simulator sim(small_config(Policy::kTpp, 0.3, bfs.footprint_bytes()), bfs.footprint_bytes());
+    bfs.run(sim);
+    EXPECT_EQ(bfs.verify(), "") << kind;
+    EXPECT_GT(sim.counters().accesses, 0u);
+  }
 }
 
 TEST(Simulator, RejectsUnknownPoliciesAndBadTiming) {

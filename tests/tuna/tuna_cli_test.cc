@@ -63,7 +63,8 @@ TEST(TunaCli, OracleFindsAMinimalRatioOnANonIncreasingStaticCurve) {
 TEST(TunaCli, BadInputIsRejectedWithExitCode2) {
   for (const std::string args :
        {"sim --workload nosuch", "sim --fast-ratio 1.5", "sim --policy lru", "oracle --target -1",
-        "sim --table-mb 1 --hot-mb 1", "sim --no-such-option"}) {
+        "sim --table-mb 1 --hot-mb 1", "sim --no-such-option", "sim -w bfs --scale 99",
+        "sim -w bfs --graph grid"}) {
     const Result r = tuna(args);
     EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
     EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;

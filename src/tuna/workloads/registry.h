@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "tuna/workloads/bfs.h"
 #include "tuna/workloads/gups.h"
 
 namespace tuna {
@@ -12,6 +13,7 @@ namespace tuna {
 struct WorkloadOptions {
   std::string name = "gups";
   GupsOptions gups;
+  GraphOptions graph;
   uint64_t table_mb = 256, hot_mb = 32;
 };
 
