@@ -42,9 +42,12 @@ TEST(TunaCli, SimReportsSlowdownCountersAndSeries) {
 
 TEST(TunaCli, OracleFindsAMinimalRatioOnANonIncreasingStaticCurve) {
   testing_support::TempDir dir;
-  const Result r =
-      tuna("oracle" + kSmall + " --policy static --target 0.05 --json " + dir.path("o.json"));
+  const Result r = tuna("oracle" + kSmall + " --policy static --target 0.05 --json " +
+                        dir.path("o.json") + " --plot " + dir.path("o.svg"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string svg((std::istreambuf_iterator<char>(std::ifstream(dir.path("o.svg")).rdbuf())), {});
+  EXPECT_NE(svg.find("<polyline"), std::string::npos);
+  EXPECT_NE(svg.find("target 5%"), std::string::npos);
   const auto j = nlohmann::json::parse(std::ifstream(dir.path("o.json")));
   ASSERT_TRUE(j["minimal_fast_ratio"].is_number());
   double previous = 1e300;

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/stopwatch.h"
+#include "core/svg_plot.h"
 #include "tuna/tier/sim/simulator.h"
 #include "tuna/workloads/registry.h"
 
@@ -113,7 +114,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   tuna::WorkloadOptions workload;
   MachineOptions machine;
-  std::string json, policy = "tpp";
+  std::string json, plot, policy = "tpp";
   double fast_ratio = 0.5, target = 0.05, precision = 0.01;
 
   CLI::App* sim = app.add_subcommand(
@@ -140,6 +141,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   oracle->add_option("--policy", policy, "tpp or static")->capture_default_str();
   oracle->add_option("--json", json, "write the report here");
+  oracle->add_option("--plot", plot, "write the slowdown curve as SVG here");
 
   try {
     app.parse(argc, argv);
@@ -214,6 +216,24 @@ int main(int argc, char** argv) {
         std::printf("minimal fast ratio meeting %.1f%%: %.4f of the footprint\n", 100 * target, hi);
       } else {
         std::printf("no ratio meets %.1f%%\n", 100 * target);
+      }
+      if (!plot.empty()) {
+        core::LinePlot chart{workload.name + ": slowdown against fast memory (" + policy + ")",
+                             "fast memory / footprint",
+                             "slowdown against all-fast",
+                             {},
+                             {},
+                             {}};
+        chart.series.push_back({policy, {}});
+        for (const auto& pt : curve) {
+          chart.series[0].points.emplace_back(pt["fast_ratio"].get<double>(),
+                                              pt["slowdown"].get<double>());
+        }
+        chart.y_marks.emplace_back(core::cat("target ", 100 * target, "%"), target);
+        if (found) chart.x_marks.emplace_back(core::cat("minimal ", hi), hi);
+        core::AtomicFileWriter out(plot);
+        out.write(core::render_svg(chart));
+        out.commit();
       }
       write_json(json, {{"workload", workload.name},
                         {"policy", policy},
