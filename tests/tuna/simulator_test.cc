@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "tuna/workloads/bfs.h"
 #include "tuna/workloads/gups.h"
+#include "tuna/workloads/pagerank.h"
 
 namespace tuna::sim {
 namespace {
@@ -149,6 +150,16 @@ TEST(Simulator, BfsBuildsAVerifiedTreeUnderTpp) {
     EXPECT_EQ(bfs.verify(), "") << kind;
     EXPECT_GT(sim.counters().accesses, 0u);
   }
+}
+
+TEST(Simulator, PageRankConvergesToAVerifiedFixedPoint) {
+  GraphOptions o;
+  o.scale = 12;
+  PageRank pr(o);
+  Simulator sim(small_config(Policy::kStatic, 0.3, pr.footprint_bytes()), pr.footprint_bytes());
+  pr.run(sim);
+  EXPECT_EQ(pr.verify(), "");
+  EXPECT_GT(sim.counters().slow_accesses, 0u);
 }
 
 TEST(Simulator, RejectsUnknownPoliciesAndBadTiming) {

@@ -5,11 +5,15 @@
 namespace tuna {
 
 void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
-  cmd->add_option("-w,--workload", o->name, "workload: gups or bfs")->capture_default_str();
-  cmd->add_option("--graph", o->graph.kind, "bfs: kronecker (Graph500 A=0.57, B=C=0.19) or uniform")
+  cmd->add_option("-w,--workload", o->name, "workload: gups, bfs or pagerank")
       ->capture_default_str();
-  cmd->add_option("--scale", o->graph.scale, "bfs: 2^scale vertices")->capture_default_str();
-  cmd->add_option("--degree", o->graph.degree, "bfs: average degree")->capture_default_str();
+  cmd->add_option("--graph", o->graph.kind,
+                  "bfs, pagerank: kronecker (Graph500 A=0.57, B=C=0.19) or uniform")
+      ->capture_default_str();
+  cmd->add_option("--scale", o->graph.scale, "bfs, pagerank: 2^scale vertices")
+      ->capture_default_str();
+  cmd->add_option("--degree", o->graph.degree, "bfs, pagerank: average degree")
+      ->capture_default_str();
   cmd->add_option("--table-mb", o->table_mb, "gups: table size in MiB")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
@@ -35,7 +39,12 @@ std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
     g.seed = o.gups.seed;
     return std::make_unique<Bfs>(g);
   }
-  core::throw_bad_input("unknown workload '", o.name, "' (available: gups, bfs)");
+  if (o.name == "pagerank") {
+    GraphOptions g = o.graph;
+    g.seed = o.gups.seed;
+    return std::make_unique<PageRank>(g);
+  }
+  core::throw_bad_input("unknown workload '", o.name, "' (available: gups, bfs, pagerank)");
 }
 
 }  // namespace tuna

@@ -7,6 +7,7 @@
 
 #include "tuna/workloads/bfs.h"
 #include "tuna/workloads/gups.h"
+#include "tuna/workloads/pagerank.h"
 
 namespace tuna {
 

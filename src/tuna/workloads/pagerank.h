@@ -1,0 +1,24 @@
+// PageRank as the GAP benchmark suite computes it: pull direction, damping 0.85, iterations until
+// the L1 change falls below 1e-4 (at most 20). The verifier recomputes the scores with the same
+// iteration on plain memory and checks the result is a fixed point to the same tolerance.
+#pragma once
+
+#include "tuna/workloads/graph.h"
+#include "tuna/workloads/workload.h"
+
+namespace tuna {
+
+class PageRank : public Workload {
+ public:
+  explicit PageRank(const GraphOptions& options);
+  std::string name() const override { return "pagerank"; }
+  uint64_t footprint_bytes() const override;
+  void run(sim::MemorySystem& memory) override;
+  std::string verify() const override;
+
+ private:
+  Csr graph_;
+  std::vector<float> scores_;
+};
+
+}  // namespace tuna
