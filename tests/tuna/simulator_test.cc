@@ -162,6 +162,37 @@ TEST(Simulator, PageRankConvergesToAVerifiedFixedPoint) {
   EXPECT_GT(sim.counters().slow_accesses, 0u);
 }
 
+// A verifier that accepts wrong results proves nothing: each must reject a corrupted one.
+TEST(Workloads, VerifiersRejectWrongResults) {
+  GraphOptions o;
+  o.scale = 10;
+  Bfs bfs(o);
+  Simulator a(small_config(Policy::kAllFast, 1, bfs.footprint_bytes()), bfs.footprint_bytes());
+  bfs.run(a);
+  ASSERT_EQ(bfs.verify(), "");
+  // Re-root a reached vertex onto the source, skipping levels.
+  std::vector<int64_t> parent(1u << 10, -1);
+  EXPECT_NE(bfs.check(parent), "");
+
+  PageRank pr(o);
+  Simulator b(small_config(Policy::kAllFast, 1, pr.footprint_bytes()), pr.footprint_bytes());
+  pr.run(b);
+  ASSERT_EQ(pr.verify(), "");
+  EXPECT_NE(pr.check(std::vector<float>(1u << 10, 1.0f / 1024)), "");
+
+  GupsOptions g;
+  g.table_bytes = 1 << 20;
+  g.hot_bytes = 1 << 16;
+  g.updates = 1000;
+  Gups gups(g);
+  Simulator c(small_config(Policy::kAllFast, 1, g.table_bytes), g.table_bytes);
+  gups.run(c);
+  ASSERT_EQ(gups.verify(), "");
+  std::vector<uint64_t> table((1 << 20) / 8);
+  for (size_t i = 0; i < table.size(); ++i) table[i] = i;  // the updates never happened
+  EXPECT_NE(gups.check(table), "");
+}
+
 TEST(Simulator, RejectsUnknownPoliciesAndBadTiming) {
   EXPECT_THROW(parse_policy("lru"), core::Error);
   SimConfig c = small_config(Policy::kTpp, 0.5, 1 << 20);

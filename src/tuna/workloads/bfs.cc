@@ -90,9 +90,9 @@ void Bfs::run(sim::MemorySystem& memory) {
   parent_ = parent.raw();
 }
 
-std::string Bfs::verify() const {
+std::string Bfs::check(const std::vector<int64_t>& parent) const {
   const uint32_t n = graph_.n;
-  if (parent_.size() != n) return "bfs: the kernel has not run";
+  if (parent.size() != n) return "bfs: the kernel has not run";
   std::vector<int64_t> depth(n, -1);
   std::deque<uint32_t> q{source_};
   depth[source_] = 0;
@@ -104,11 +104,11 @@ std::string Bfs::verify() const {
       if (depth[v] < 0) depth[v] = depth[u] + 1, q.push_back(v);
     }
   }
-  if (parent_[source_] != source_) return "bfs: the source is not its own parent";
+  if (parent[source_] != source_) return "bfs: the source is not its own parent";
   for (uint32_t v = 0; v < n; ++v) {
-    if ((parent_[v] < 0) != (depth[v] < 0)) return core::cat("bfs: vertex ", v, " reachability");
-    if (parent_[v] < 0 || v == source_) continue;
-    const auto u = static_cast<uint32_t>(parent_[v]);
+    if ((parent[v] < 0) != (depth[v] < 0)) return core::cat("bfs: vertex ", v, " reachability");
+    if (parent[v] < 0 || v == source_) continue;
+    const auto u = static_cast<uint32_t>(parent[v]);
     if (depth[v] != depth[u] + 1)
       return core::cat("bfs: vertex ", v, " is not one level below its parent");
     bool edge = false;

@@ -53,14 +53,14 @@ void PageRank::run(sim::MemorySystem& memory) {
   scores_ = scores.raw();
 }
 
-std::string PageRank::verify() const {
+std::string PageRank::check(const std::vector<float>& scores) const {
   const uint32_t n = graph_.n;
-  if (scores_.size() != n) return "pagerank: the kernel has not run";
+  if (scores.size() != n) return "pagerank: the kernel has not run";
   // One more iteration on plain memory must barely move the scores (a fixed point).
   std::vector<float> contrib(n);
   for (uint32_t v = 0; v < n; ++v) {
     const uint64_t degree = graph_.offsets[v + 1] - graph_.offsets[v];
-    contrib[v] = degree > 0 ? scores_[v] / degree : 0.0f;
+    contrib[v] = degree > 0 ? scores[v] / degree : 0.0f;
   }
   double change = 0;
   for (uint32_t v = 0; v < n; ++v) {
@@ -68,7 +68,7 @@ std::string PageRank::verify() const {
     for (uint64_t e = graph_.offsets[v]; e < graph_.offsets[v + 1]; ++e) {
       sum += contrib[graph_.neighbors[e]];
     }
-    change += std::fabs((1.0f - kDamping) / n + kDamping * sum - scores_[v]);
+    change += std::fabs((1.0f - kDamping) / n + kDamping * sum - scores[v]);
   }
   // With 20 iterations at most, GAP's verifier accepts a residual of the same order.
   if (change > 20 * kTolerance)
