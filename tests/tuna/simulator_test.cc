@@ -170,7 +170,7 @@ TEST(Workloads, VerifiersRejectWrongResults) {
   Simulator a(small_config(Policy::kAllFast, 1, bfs.footprint_bytes()), bfs.footprint_bytes());
   bfs.run(a);
   ASSERT_EQ(bfs.verify(), "");
-  // Re-root a reached vertex onto the source, skipping levels.
+  // Nothing reached, not even the source.
   std::vector<int64_t> parent(1u << 10, -1);
   EXPECT_NE(bfs.check(parent), "");
 
