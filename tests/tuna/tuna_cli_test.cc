@@ -1,6 +1,7 @@
 // `tuna sim` and `tuna oracle` as a user runs them, and their bad input.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -61,6 +62,50 @@ TEST(TunaCli, OracleFindsAMinimalRatioOnANonIncreasingStaticCurve) {
       EXPECT_LE(p["slowdown"].get<double>(), 0.05);
     }
   }
+}
+
+// Any program through lackey: here /usr/bin/sort, which nobody here wrote.
+TEST(TunaCli, OracleOnAValgrindLackeyTraceOfAnUnmodifiedProgram) {
+  if (std::system("command -v valgrind > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "valgrind is not installed (scripts/setup.sh installs it)";
+  }
+  testing_support::TempDir dir;
+  const std::string trace = dir.path("sort.trace");
+  ASSERT_EQ(std::system(("valgrind --tool=lackey --trace-mem=yes --log-file=" + trace +
+                         " /usr/bin/sort /etc/services > /dev/null 2>&1")
+                            .c_str()),
+            0);
+  const Result r = tuna("oracle -w trace --trace " + trace +
+                        " --llc-mb 1 --policy static --target 0.01 --json " + dir.path("o.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(std::ifstream(dir.path("o.json")));
+  ASSERT_GE(j["curve"].size(), 3u);
+  double previous = 1e300;
+  for (const auto& p : j["curve"]) {
+    EXPECT_LE(p["slowdown"].get<double>(), previous * 1.0001 + 1e-9);
+    previous = p["slowdown"].get<double>();
+  }
+  EXPECT_TRUE(j["minimal_fast_ratio"].is_number());
+}
+
+TEST(TunaCli, BadTracesAreRejectedNamingTheLine) {
+  testing_support::TempDir dir;
+  std::ofstream(dir.path("trunc.trace"))
+      << "==1== Lackey\nI  0401b792,2\n S 1fff0006f0,8\n L 1fff00";
+  std::ofstream(dir.path("junk.trace")) << "hello\n";
+  std::ofstream(dir.path("empty.trace")) << "==1== nothing\nI  0401b792,2\n";
+  const struct {
+    std::string file, message;
+  } cases[] = {{"trunc.trace", "line 4 is truncated"},
+               {"junk.trace", "line 1 is not a lackey record"},
+               {"empty.trace", "no memory accesses"},
+               {"missing.trace", "cannot open trace"}};
+  for (const auto& c : cases) {
+    const Result r = tuna("sim -w trace --trace " + dir.path(c.file));
+    EXPECT_EQ(r.exit_code, 2) << c.file << ": " << r.output;
+    EXPECT_NE(r.output.find(c.message), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(tuna("sim -w trace").exit_code, 2);
 }
 
 TEST(TunaCli, BadInputIsRejectedWithExitCode2) {

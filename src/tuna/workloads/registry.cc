@@ -5,7 +5,7 @@
 namespace tuna {
 
 void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
-  cmd->add_option("-w,--workload", o->name, "workload: gups, bfs or pagerank")
+  cmd->add_option("-w,--workload", o->name, "workload: gups, bfs, pagerank or trace")
       ->capture_default_str();
   cmd->add_option("--graph", o->graph.kind,
                   "bfs, pagerank: kronecker (Graph500 A=0.57, B=C=0.19) or uniform")
@@ -25,6 +25,8 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--updates", o->gups.updates, "gups: updates")->capture_default_str();
   cmd->add_option("--seed", o->gups.seed, "random seed")->capture_default_str();
+  cmd->add_option("--trace", o->trace,
+                  "trace: a file from valgrind --tool=lackey --trace-mem=yes --log-file=FILE");
 }
 
 std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
@@ -44,7 +46,11 @@ std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
     g.seed = o.gups.seed;
     return std::make_unique<PageRank>(g);
   }
-  core::throw_bad_input("unknown workload '", o.name, "' (available: gups, bfs, pagerank)");
+  if (o.name == "trace") {
+    if (o.trace.empty()) core::throw_bad_input("workload 'trace' needs --trace FILE");
+    return std::make_unique<LackeyTrace>(o.trace);
+  }
+  core::throw_bad_input("unknown workload '", o.name, "' (available: gups, bfs, pagerank, trace)");
 }
 
 }  // namespace tuna

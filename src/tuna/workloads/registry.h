@@ -7,6 +7,7 @@
 
 #include "tuna/workloads/bfs.h"
 #include "tuna/workloads/gups.h"
+#include "tuna/workloads/lackey_trace.h"
 #include "tuna/workloads/pagerank.h"
 
 namespace tuna {
@@ -15,6 +16,7 @@ struct WorkloadOptions {
   std::string name = "gups";
   GupsOptions gups;
   GraphOptions graph;
+  std::string trace;
   uint64_t table_mb = 256, hot_mb = 32;
 };
 
