@@ -21,13 +21,7 @@ uint64_t inactive_ratio(uint64_t node_pages) {
 }  // namespace
 
 TppPolicy::TppPolicy(const TppParams& params, uint64_t address_pages)
-    : params_(params),
-      node_(address_pages, 0),
-      referenced_(address_pages, 0),
-      list_of_(address_pages, -1),
-      prev_(address_pages, -1),
-      next_(address_pages, -1),
-      scan_time_(address_pages, -1.0) {
+    : params_(params), pages_(address_pages), prev_(address_pages, -1), next_(address_pages, -1) {
   if (params.fast_pages + params.slow_pages == 0) {
     core::throw_bad_input("the tiers have no memory at all");
   }
@@ -54,13 +48,13 @@ void TppPolicy::push_head(int list, uint64_t page) {
   if (l.head >= 0) prev_[l.head] = static_cast<int64_t>(page);
   l.head = static_cast<int64_t>(page);
   if (l.tail < 0) l.tail = static_cast<int64_t>(page);
-  list_of_[page] = static_cast<int8_t>(list);
+  pages_[page].list = static_cast<int8_t>(list);
   ++l.size;
 }
 
 void TppPolicy::unlink(uint64_t page) {
-  if (list_of_[page] < 0) return;
-  List& l = lists_[list_of_[page]];
+  if (pages_[page].list < 0) return;
+  List& l = lists_[pages_[page].list];
   if (prev_[page] >= 0)
     next_[prev_[page]] = next_[page];
   else
@@ -69,24 +63,24 @@ void TppPolicy::unlink(uint64_t page) {
     prev_[next_[page]] = prev_[page];
   else
     l.tail = prev_[page];
-  list_of_[page] = -1;
+  pages_[page].list = -1;
   --l.size;
 }
 
 void TppPolicy::place(uint64_t page, Node node, bool active) {
   unlink(page);
-  if (node_[page] != 0) --used_[node_[page]];
-  node_[page] = static_cast<uint8_t>(node);
+  if (pages_[page].node != 0) --used_[pages_[page].node];
+  pages_[page].node = static_cast<uint8_t>(node);
   ++used_[static_cast<int>(node)];
   push_head(list_id(node, active), page);
 }
 
 AccessOutcome TppPolicy::access(uint64_t page, double now_ns) {
-  if (page >= node_.size()) {
-    core::throw_internal("page ", page, " is outside the address space of ", node_.size());
+  if (page >= pages_.size()) {
+    core::throw_internal("page ", page, " is outside the address space of ", pages_.size());
   }
   AccessOutcome out;
-  if (node_[page] == 0) {
+  if (pages_[page].node == 0) {
     // First touch: the fast node while it stays above its low watermark, else the fallback.
     Node target = Node::kSlow;
     if (free_pages(Node::kFast) > fast_wmarks_.low) {
@@ -97,16 +91,16 @@ AccessOutcome TppPolicy::access(uint64_t page, double now_ns) {
     }
     place(page, target, false);
     if (free_pages(Node::kFast) <= fast_wmarks_.low) kswapd_wake_ = true;
-    referenced_[page] = 1;
+    pages_[page].referenced = 1;
     out.first_touch = true;
     out.node = target;
     return out;
   }
-  referenced_[page] = 1;
-  if (scan_time_[page] >= 0) {
+  pages_[page].referenced = 1;
+  if (pages_[page].scan_time >= 0) {
     ++counters_.numa_hint_faults;
-    const double latency = now_ns - scan_time_[page];
-    scan_time_[page] = -1;
+    const double latency = now_ns - pages_[page].scan_time;
+    pages_[page].scan_time = -1;
     out.hint_fault = true;
     if (params_.promotion_enabled && node_of(page) == Node::kSlow &&
         latency < params_.numa_balancing_hot_threshold_ms * kNsPerMs) {
@@ -119,12 +113,12 @@ AccessOutcome TppPolicy::access(uint64_t page, double now_ns) {
 }
 
 void TppPolicy::unmap(uint64_t page) {
-  if (page >= node_.size() || node_[page] == 0) return;
+  if (page >= pages_.size() || pages_[page].node == 0) return;
   unlink(page);
-  --used_[node_[page]];
-  node_[page] = 0;
-  referenced_[page] = 0;
-  scan_time_[page] = -1;
+  --used_[pages_[page].node];
+  pages_[page].node = 0;
+  pages_[page].referenced = 0;
+  pages_[page].scan_time = -1;
 }
 
 bool TppPolicy::promote(uint64_t page, double now_ns) {
@@ -154,7 +148,7 @@ void TppPolicy::age_active_list(Node node) {
   List& active = lists_[list_id(node, true)];
   for (uint64_t i = 0; i < kSwapClusterMax && active.tail >= 0; ++i) {
     const auto page = static_cast<uint64_t>(active.tail);
-    referenced_[page] = 0;  // page_referenced() clears the accessed bits it finds
+    pages_[page].referenced = 0;  // page_referenced() clears the accessed bits it finds
     unlink(page);
     push_head(list_id(node, false), page);
   }
@@ -171,8 +165,8 @@ void TppPolicy::run_kswapd() {
     if (inactive.size * ratio < active.size || inactive.tail < 0) age_active_list(Node::kFast);
     if (inactive.tail < 0) break;
     const auto page = static_cast<uint64_t>(inactive.tail);
-    if (referenced_[page]) {
-      referenced_[page] = 0;  // second chance: activate
+    if (pages_[page].referenced) {
+      pages_[page].referenced = 0;  // second chance: activate
       unlink(page);
       push_head(list_id(Node::kFast, true), page);
       continue;
@@ -186,13 +180,13 @@ void TppPolicy::run_kswapd() {
 void TppPolicy::numa_scan(double now_ns) {
   // task_numa_work: mark the next scan-size window of the address space PROT_NONE; in tiering
   // mode only slow-node pages are marked (fast pages have nowhere better to go).
-  const uint64_t pages = node_.size();
+  const uint64_t pages = pages_.size();
   if (pages == 0) return;
   const uint64_t window =
       std::min<uint64_t>(pages, params_.numa_balancing_scan_size_mb * (1 << 20) / kPageBytes);
   for (uint64_t i = 0; i < window; ++i) {
     const uint64_t page = (scan_cursor_ + i) % pages;
-    if (node_[page] == static_cast<uint8_t>(Node::kSlow)) scan_time_[page] = now_ns;
+    if (pages_[page].node == static_cast<uint8_t>(Node::kSlow)) pages_[page].scan_time = now_ns;
   }
   scan_cursor_ = (scan_cursor_ + window) % pages;
 }

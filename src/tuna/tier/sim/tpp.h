@@ -59,7 +59,7 @@ class TppPolicy {
   // Runs the background work due by `now_ns`: the NUMA scanner and kswapd.
   void tick(double now_ns);
 
-  Node node_of(uint64_t page) const { return static_cast<Node>(node_[page]); }
+  Node node_of(uint64_t page) const { return static_cast<Node>(pages_[page].node); }
   uint64_t free_pages(Node node) const;
   uint64_t capacity(Node node) const {
     return node == Node::kFast ? params_.fast_pages : params_.slow_pages;
@@ -89,11 +89,15 @@ class TppPolicy {
   TppParams params_;
   Watermarks fast_wmarks_, slow_wmarks_;
   uint64_t used_[3] = {0, 0, 0};
-  std::vector<uint8_t> node_;
-  std::vector<uint8_t> referenced_;
-  std::vector<int8_t> list_of_;  // -1: on no list
+  // What every access touches, in one place (one host cache line per page lookup).
+  struct PageState {
+    double scan_time = -1;  // ≥ 0: marked PROT_NONE by the scanner at that time
+    uint8_t node = 0;       // Node
+    uint8_t referenced = 0;
+    int8_t list = -1;  // LRU list, -1: on none
+  };
+  std::vector<PageState> pages_;
   std::vector<int64_t> prev_, next_;
-  std::vector<double> scan_time_;  // ≥ 0: marked PROT_NONE by the scanner at that time
   List lists_[4];
   bool kswapd_wake_ = false;
   double next_scan_ns_ = 0;
