@@ -8,6 +8,7 @@
 #include "tuna/workloads/bfs.h"
 #include "tuna/workloads/gups.h"
 #include "tuna/workloads/pagerank.h"
+#include "tuna/workloads/xsbench.h"
 
 namespace tuna::sim {
 namespace {
@@ -191,6 +192,18 @@ TEST(Workloads, VerifiersRejectWrongResults) {
   std::vector<uint64_t> table((1 << 20) / 8);
   for (size_t i = 0; i < table.size(); ++i) table[i] = i;  // the updates never happened
   EXPECT_NE(gups.check(table), "");
+}
+
+TEST(Simulator, XsBenchLookupsVerifyAndRejectWrongSums) {
+  XsBenchOptions o;
+  o.gridpoints = 200;
+  o.lookups = 2000;
+  XsBench xs(o);
+  Simulator sim(small_config(Policy::kTpp, 0.25, xs.footprint_bytes()), xs.footprint_bytes());
+  xs.run(sim);
+  EXPECT_EQ(xs.verify(), "");
+  EXPECT_NE(xs.check(std::vector<double>(2000, 1.0)), "");
+  EXPECT_THROW(XsBench(XsBenchOptions{.isotopes = 3}), core::Error);
 }
 
 TEST(Simulator, RejectsUnknownPoliciesAndBadTiming) {

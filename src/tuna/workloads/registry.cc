@@ -5,7 +5,7 @@
 namespace tuna {
 
 void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
-  cmd->add_option("-w,--workload", o->name, "workload: gups, bfs, pagerank or trace")
+  cmd->add_option("-w,--workload", o->name, "workload: gups, bfs, pagerank, xsbench or trace")
       ->capture_default_str();
   cmd->add_option("--graph", o->graph.kind,
                   "bfs, pagerank: kronecker (Graph500 A=0.57, B=C=0.19) or uniform")
@@ -25,6 +25,12 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--updates", o->gups.updates, "gups: updates")->capture_default_str();
   cmd->add_option("--seed", o->gups.seed, "random seed")->capture_default_str();
+  cmd->add_option("--isotopes", o->xsbench.isotopes, "xsbench: isotopes (68: small)")
+      ->capture_default_str();
+  cmd->add_option("--gridpoints", o->xsbench.gridpoints, "xsbench: grid points per isotope")
+      ->capture_default_str();
+  cmd->add_option("--lookups", o->xsbench.lookups, "xsbench: cross-section lookups")
+      ->capture_default_str();
   cmd->add_option("--trace", o->trace,
                   "trace: a file from valgrind --tool=lackey --trace-mem=yes --log-file=FILE");
 }
@@ -46,11 +52,17 @@ std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
     g.seed = o.gups.seed;
     return std::make_unique<PageRank>(g);
   }
+  if (o.name == "xsbench") {
+    XsBenchOptions x = o.xsbench;
+    x.seed = o.gups.seed;
+    return std::make_unique<XsBench>(x);
+  }
   if (o.name == "trace") {
     if (o.trace.empty()) core::throw_bad_input("workload 'trace' needs --trace FILE");
     return std::make_unique<LackeyTrace>(o.trace);
   }
-  core::throw_bad_input("unknown workload '", o.name, "' (available: gups, bfs, pagerank, trace)");
+  core::throw_bad_input("unknown workload '", o.name,
+                        "' (available: gups, bfs, pagerank, xsbench, trace)");
 }
 
 }  // namespace tuna

@@ -9,6 +9,7 @@
 #include "tuna/workloads/gups.h"
 #include "tuna/workloads/lackey_trace.h"
 #include "tuna/workloads/pagerank.h"
+#include "tuna/workloads/xsbench.h"
 
 namespace tuna {
 
@@ -17,6 +18,7 @@ struct WorkloadOptions {
   GupsOptions gups;
   GraphOptions graph;
   std::string trace;
+  XsBenchOptions xsbench;
   uint64_t table_mb = 256, hot_mb = 32;
 };
 
