@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "core/error.h"
 #include "tuna/workloads/bfs.h"
+#include "tuna/workloads/btree.h"
 #include "tuna/workloads/gups.h"
 #include "tuna/workloads/pagerank.h"
 #include "tuna/workloads/xsbench.h"
@@ -204,6 +207,24 @@ TEST(Simulator, XsBenchLookupsVerifyAndRejectWrongSums) {
   EXPECT_EQ(xs.verify(), "");
   EXPECT_NE(xs.check(std::vector<double>(2000, 1.0)), "");
   EXPECT_THROW(XsBench(XsBenchOptions{.isotopes = 3}), core::Error);
+}
+
+TEST(Simulator, BTreeServesSkewedYcsbLookupsCorrectly) {
+  BTreeOptions o;
+  o.records = 20000;
+  o.requests = 20000;
+  BTree tree(o);
+  // Zipfian(0.99): the most popular key takes several percent of the requests.
+  std::map<uint64_t, int> counts;
+  for (uint64_t k = 0; k < o.requests; ++k) ++counts[tree.request_key(k)];
+  int top = 0;
+  for (const auto& [key, c] : counts) top = std::max(top, c);
+  EXPECT_GT(top, 0.03 * o.requests);
+  EXPECT_GT(counts.size(), 2000u);
+  Simulator sim(small_config(Policy::kTpp, 0.25, tree.footprint_bytes()), tree.footprint_bytes());
+  tree.run(sim);
+  EXPECT_EQ(tree.verify(), "");
+  EXPECT_NE(tree.check(std::vector<int64_t>(o.requests, 1)), "");
 }
 
 TEST(Simulator, RejectsUnknownPoliciesAndBadTiming) {

@@ -5,7 +5,8 @@
 namespace tuna {
 
 void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
-  cmd->add_option("-w,--workload", o->name, "workload: gups, bfs, pagerank, xsbench or trace")
+  cmd->add_option("-w,--workload", o->name,
+                  "workload: gups, bfs, pagerank, xsbench, btree or trace")
       ->capture_default_str();
   cmd->add_option("--graph", o->graph.kind,
                   "bfs, pagerank: kronecker (Graph500 A=0.57, B=C=0.19) or uniform")
@@ -30,6 +31,12 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
   cmd->add_option("--gridpoints", o->xsbench.gridpoints, "xsbench: grid points per isotope")
       ->capture_default_str();
   cmd->add_option("--lookups", o->xsbench.lookups, "xsbench: cross-section lookups")
+      ->capture_default_str();
+  cmd->add_option("--records", o->btree.records, "btree: records in the index")
+      ->capture_default_str();
+  cmd->add_option("--requests", o->btree.requests, "btree: YCSB point lookups")
+      ->capture_default_str();
+  cmd->add_option("--zipf-theta", o->btree.zipf_theta, "btree: request skew (YCSB: 0.99)")
       ->capture_default_str();
   cmd->add_option("--trace", o->trace,
                   "trace: a file from valgrind --tool=lackey --trace-mem=yes --log-file=FILE");
@@ -57,12 +64,17 @@ std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
     x.seed = o.gups.seed;
     return std::make_unique<XsBench>(x);
   }
+  if (o.name == "btree") {
+    BTreeOptions b = o.btree;
+    b.seed = o.gups.seed;
+    return std::make_unique<BTree>(b);
+  }
   if (o.name == "trace") {
     if (o.trace.empty()) core::throw_bad_input("workload 'trace' needs --trace FILE");
     return std::make_unique<LackeyTrace>(o.trace);
   }
   core::throw_bad_input("unknown workload '", o.name,
-                        "' (available: gups, bfs, pagerank, xsbench, trace)");
+                        "' (available: gups, bfs, pagerank, xsbench, btree, trace)");
 }
 
 }  // namespace tuna

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "tuna/workloads/bfs.h"
+#include "tuna/workloads/btree.h"
 #include "tuna/workloads/gups.h"
 #include "tuna/workloads/lackey_trace.h"
 #include "tuna/workloads/pagerank.h"
@@ -19,6 +20,7 @@ struct WorkloadOptions {
   GraphOptions graph;
   std::string trace;
   XsBenchOptions xsbench;
+  BTreeOptions btree;
   uint64_t table_mb = 256, hot_mb = 32;
 };
 
