@@ -11,6 +11,7 @@
 #include "tuna/workloads/btree.h"
 #include "tuna/workloads/gups.h"
 #include "tuna/workloads/pagerank.h"
+#include "tuna/workloads/sssp.h"
 #include "tuna/workloads/xsbench.h"
 
 namespace tuna::sim {
@@ -225,6 +226,19 @@ TEST(Simulator, BTreeServesSkewedYcsbLookupsCorrectly) {
   tree.run(sim);
   EXPECT_EQ(tree.verify(), "");
   EXPECT_NE(tree.check(std::vector<int64_t>(o.requests, 1)), "");
+}
+
+TEST(Simulator, SsspMatchesDijkstra) {
+  for (const char* kind : {"kronecker", "uniform"}) {
+    GraphOptions o;
+    o.kind = kind;
+    o.scale = 11;
+    Sssp sssp(o);
+    Simulator sim(small_config(Policy::kTpp, 0.3, sssp.footprint_bytes()), sssp.footprint_bytes());
+    sssp.run(sim);
+    EXPECT_EQ(sssp.verify(), "") << kind;
+    EXPECT_NE(sssp.check(std::vector<uint32_t>(1u << 11, 0)), "");
+  }
 }
 
 TEST(Simulator, RejectsUnknownPoliciesAndBadTiming) {

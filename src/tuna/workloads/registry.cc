@@ -6,14 +6,14 @@ namespace tuna {
 
 void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
   cmd->add_option("-w,--workload", o->name,
-                  "workload: gups, bfs, pagerank, xsbench, btree or trace")
+                  "workload: gups, bfs, sssp, pagerank, xsbench, btree or trace")
       ->capture_default_str();
   cmd->add_option("--graph", o->graph.kind,
-                  "bfs, pagerank: kronecker (Graph500 A=0.57, B=C=0.19) or uniform")
+                  "graph kernels: kronecker (Graph500 A=0.57, B=C=0.19) or uniform")
       ->capture_default_str();
-  cmd->add_option("--scale", o->graph.scale, "bfs, pagerank: 2^scale vertices")
+  cmd->add_option("--scale", o->graph.scale, "graph kernels: 2^scale vertices")
       ->capture_default_str();
-  cmd->add_option("--degree", o->graph.degree, "bfs, pagerank: average degree")
+  cmd->add_option("--degree", o->graph.degree, "graph kernels: average degree")
       ->capture_default_str();
   cmd->add_option("--table-mb", o->table_mb, "gups: table size in MiB")
       ->capture_default_str()
@@ -54,6 +54,11 @@ std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
     g.seed = o.gups.seed;
     return std::make_unique<Bfs>(g);
   }
+  if (o.name == "sssp") {
+    GraphOptions g = o.graph;
+    g.seed = o.gups.seed;
+    return std::make_unique<Sssp>(g);
+  }
   if (o.name == "pagerank") {
     GraphOptions g = o.graph;
     g.seed = o.gups.seed;
@@ -74,7 +79,7 @@ std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
     return std::make_unique<LackeyTrace>(o.trace);
   }
   core::throw_bad_input("unknown workload '", o.name,
-                        "' (available: gups, bfs, pagerank, xsbench, btree, trace)");
+                        "' (available: gups, bfs, sssp, pagerank, xsbench, btree, trace)");
 }
 
 }  // namespace tuna

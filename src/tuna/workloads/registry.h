@@ -10,6 +10,7 @@
 #include "tuna/workloads/gups.h"
 #include "tuna/workloads/lackey_trace.h"
 #include "tuna/workloads/pagerank.h"
+#include "tuna/workloads/sssp.h"
 #include "tuna/workloads/xsbench.h"
 
 namespace tuna {
