@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""The simulator's validation study: slowdown curves (fast-memory ratio → slowdown against
+all-fast) for BFS on Kronecker and uniform random graphs, and their sensitivity to the slow
+tier's latency, bandwidth and the page-migration cost; and GUPS's migration burst when its hot
+set moves. Writes bench/results/tuna_study.json and the figures under docs/figures/.
+
+    python3 bench/tuna_study.py        # about 5 minutes on one core
+"""
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TUNA = ROOT / "build" / "tuna"
+BFS = ["-w", "bfs", "--scale", "17", "--llc-mb", "4"]
+TPP = ["--policy", "tpp", "--time-scale", "200"]
+
+
+def oracle(args, plot=None):
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        cmd = [str(TUNA), "oracle", *args, "--target", "0.05", "--json", f.name]
+        if plot:
+            cmd += ["--plot", str(ROOT / "docs" / "figures" / plot)]
+        print("+", " ".join(cmd), file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        r = json.load(open(f.name))
+    return {"command": " ".join(cmd[1:]),
+            "minimal_fast_ratio": r["minimal_fast_ratio"],
+            "curve": [(p["fast_ratio"], p["slowdown"]) for p in r["curve"]]}
+
+
+def main():
+    (ROOT / "docs" / "figures").mkdir(parents=True, exist_ok=True)
+    study = {"shape": {}, "sensitivity": {}, "gups_burst": None}
+    for graph in ("kronecker", "uniform"):
+        for policy, extra in (("static", ["--policy", "static"]), ("tpp", TPP)):
+            study["shape"][f"bfs-{graph}-{policy}"] = oracle(
+                [*BFS, "--graph", graph, *extra], plot=f"tuna-bfs-{graph}-{policy}.svg")
+    static = ["--policy", "static"]
+    for name, extra in (("static, slow latency 150 ns", ["--slow-latency-ns", "150", *static]),
+                        ("static, slow latency 300 ns", ["--slow-latency-ns", "300", *static]),
+                        ("static, slow bandwidth 10 GB/s", ["--slow-bandwidth-gbps", "10", *static]),
+                        ("tpp, migration 1 us/page", ["--migrate-page-ns", "1000", *TPP]),
+                        ("tpp, migration 10 us/page", ["--migrate-page-ns", "10000", *TPP])):
+        study["sensitivity"][name] = oracle([*BFS, "--graph", "uniform", *extra])
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        cmd = [str(TUNA), "sim", "-w", "gups", "--table-mb", "64", "--hot-mb", "8",
+               "--updates", "20000000", "--fast-ratio", "0.25", *TPP, "--json", f.name]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        r = json.load(open(f.name))
+        study["gups_burst"] = {"command": " ".join(cmd[1:]), "series": [
+            (s["time_ns"], s["pgpromote_success"], s["pgdemote_kswapd"]) for s in r["series"]]}
+    out = ROOT / "bench" / "results" / "tuna_study.json"
+    out.write_text(json.dumps(study, indent=1) + "\n")
+    for name, s in {**study["shape"], **study["sensitivity"]}.items():
+        pts = " ".join(f"{x:.2f}:{100 * y:.1f}%" for x, y in s["curve"])
+        print(f"{name:34s} minimal {s['minimal_fast_ratio']}  {pts}")
+
+
+if __name__ == "__main__":
+    main()
