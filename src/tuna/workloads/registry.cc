@@ -25,7 +25,7 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--updates", o->gups.updates, "gups: updates")->capture_default_str();
-  cmd->add_option("--seed", o->gups.seed, "random seed")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "random seed of the workload's input")->capture_default_str();
   cmd->add_option("--isotopes", o->xsbench.isotopes, "xsbench: isotopes (68: small)")
       ->capture_default_str();
   cmd->add_option("--gridpoints", o->xsbench.gridpoints, "xsbench: grid points per isotope")
@@ -43,37 +43,21 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
 }
 
 std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
+  auto seeded = [&](auto options) {
+    options.seed = o.seed;
+    return options;
+  };
   if (o.name == "gups") {
-    GupsOptions g = o.gups;
+    GupsOptions g = seeded(o.gups);
     g.table_bytes = o.table_mb << 20;
     g.hot_bytes = o.hot_mb << 20;
     return std::make_unique<Gups>(g);
   }
-  if (o.name == "bfs") {
-    GraphOptions g = o.graph;
-    g.seed = o.gups.seed;
-    return std::make_unique<Bfs>(g);
-  }
-  if (o.name == "sssp") {
-    GraphOptions g = o.graph;
-    g.seed = o.gups.seed;
-    return std::make_unique<Sssp>(g);
-  }
-  if (o.name == "pagerank") {
-    GraphOptions g = o.graph;
-    g.seed = o.gups.seed;
-    return std::make_unique<PageRank>(g);
-  }
-  if (o.name == "xsbench") {
-    XsBenchOptions x = o.xsbench;
-    x.seed = o.gups.seed;
-    return std::make_unique<XsBench>(x);
-  }
-  if (o.name == "btree") {
-    BTreeOptions b = o.btree;
-    b.seed = o.gups.seed;
-    return std::make_unique<BTree>(b);
-  }
+  if (o.name == "bfs") return std::make_unique<Bfs>(seeded(o.graph));
+  if (o.name == "sssp") return std::make_unique<Sssp>(seeded(o.graph));
+  if (o.name == "pagerank") return std::make_unique<PageRank>(seeded(o.graph));
+  if (o.name == "xsbench") return std::make_unique<XsBench>(seeded(o.xsbench));
+  if (o.name == "btree") return std::make_unique<BTree>(seeded(o.btree));
   if (o.name == "trace") {
     if (o.trace.empty()) core::throw_bad_input("workload 'trace' needs --trace FILE");
     return std::make_unique<LackeyTrace>(o.trace);

@@ -17,6 +17,7 @@ namespace tuna {
 
 struct WorkloadOptions {
   std::string name = "gups";
+  uint64_t seed = 1;
   GupsOptions gups;
   GraphOptions graph;
   std::string trace;
