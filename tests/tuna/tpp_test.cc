@@ -132,6 +132,29 @@ TEST(Tpp, PromotionRateLimitCapsPagesPerSecond) {
   EXPECT_EQ(later, 256u);
 }
 
+TEST(Tpp, HotThresholdAdaptsToTheCandidateRate) {
+  // Rate limit 1 MB/s = 256 pages/s; adjust period 100 ms → reference 25.6 candidates/period.
+  TppParams params = small_params();
+  params.fast_pages = 4000;
+  params.slow_pages = 4000;
+  params.numa_balancing_promote_rate_limit_MBps = 1;
+  params.numa_balancing_scan_period_max_ms = 100;
+  params.numa_balancing_scan_period_min_ms = 1;
+  TppPolicy tpp(params, 6000);
+  for (uint64_t p = 0; p < 6000; ++p) tpp.access(p, 0);
+  EXPECT_EQ(tpp.hot_threshold_ms(), 1000);
+  // A period with far more candidates than the reference: the threshold drops by 1000·2/16.
+  tpp.tick(1 * kMs);
+  for (uint64_t p = 4000; p < 6000; ++p) tpp.access(p, 2 * kMs);
+  tpp.tick(150 * kMs);
+  tpp.access(5999, 200 * kMs);  // a hint fault after the period ends triggers the adjustment
+  EXPECT_EQ(tpp.hot_threshold_ms(), 875);
+  // A quiet period: it rises again by one step.
+  tpp.tick(400 * kMs);
+  tpp.access(5998, 450 * kMs);
+  EXPECT_EQ(tpp.hot_threshold_ms(), 1000);
+}
+
 TEST(Tpp, RejectsEmptyTiers) {
   TppParams p;
   p.fast_pages = 0;

@@ -14,6 +14,7 @@ uint64_t pages_of(uint64_t bytes) { return (bytes + kPage - 1) / kPage; }
 TppParams tpp_params(const SimConfig& c, uint64_t address_bytes) {
   TppParams p = c.tpp;
   p.numa_balancing_scan_period_min_ms /= c.time_scale;
+  p.numa_balancing_scan_period_max_ms /= c.time_scale;
   p.numa_balancing_hot_threshold_ms /= c.time_scale;
   p.numa_balancing_promote_rate_limit_MBps *= c.time_scale;
   const uint64_t need = pages_of(address_bytes);

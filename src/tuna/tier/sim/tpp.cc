@@ -21,7 +21,11 @@ uint64_t inactive_ratio(uint64_t node_pages) {
 }  // namespace
 
 TppPolicy::TppPolicy(const TppParams& params, uint64_t address_pages)
-    : params_(params), pages_(address_pages), prev_(address_pages, -1), next_(address_pages, -1) {
+    : params_(params),
+      pages_(address_pages),
+      prev_(address_pages, -1),
+      next_(address_pages, -1),
+      threshold_ms_(params.numa_balancing_hot_threshold_ms) {
   if (params.fast_pages + params.slow_pages == 0) {
     core::throw_bad_input("the tiers have no memory at all");
   }
@@ -102,8 +106,9 @@ AccessOutcome TppPolicy::access(uint64_t page, double now_ns) {
     const double latency = now_ns - pages_[page].scan_time;
     pages_[page].scan_time = -1;
     out.hint_fault = true;
+    if (params_.promotion_enabled) adjust_threshold(now_ns);
     if (params_.promotion_enabled && node_of(page) == Node::kSlow &&
-        latency < params_.numa_balancing_hot_threshold_ms * kNsPerMs) {
+        latency < threshold_ms_ * kNsPerMs) {
       ++counters_.pgpromote_candidate;
       out.promoted = promote(page, now_ns);
     }
@@ -119,6 +124,24 @@ void TppPolicy::unmap(uint64_t page) {
   pages_[page].node = 0;
   pages_[page].referenced = 0;
   pages_[page].scan_time = -1;
+}
+
+void TppPolicy::adjust_threshold(double now_ns) {
+  const double period_ms = params_.numa_balancing_scan_period_max_ms;
+  if (now_ns - threshold_period_start_ns_ <= period_ms * kNsPerMs) return;
+  threshold_period_start_ns_ = now_ns;
+  const double rate_pages = params_.numa_balancing_promote_rate_limit_MBps * (1 << 20) / kPageBytes;
+  const double reference = rate_pages * period_ms / 1000;
+  const double candidates =
+      static_cast<double>(counters_.pgpromote_candidate - threshold_period_candidates_);
+  const double sysctl = params_.numa_balancing_hot_threshold_ms;
+  const double unit = sysctl * 2 / 16;  // NUMA_MIGRATION_ADJUST_STEPS
+  if (candidates > reference * 11 / 10) {
+    threshold_ms_ = std::max(threshold_ms_ - unit, unit);
+  } else if (candidates < reference * 9 / 10) {
+    threshold_ms_ = std::min(threshold_ms_ + unit, sysctl * 2);
+  }
+  threshold_period_candidates_ = counters_.pgpromote_candidate;
 }
 
 bool TppPolicy::promote(uint64_t page, double now_ns) {

@@ -14,8 +14,12 @@
 //   candidates are promoted within the promote rate limit and while the fast node stays above
 //   its high watermark (else kswapd is woken to make room, and the fault does not promote).
 //
-// Not modelled (yet): the automatic hot-threshold adjustment, scan-period adaptation, THP, file
-// pages. Times are simulated nanoseconds.
+// * The hot threshold adapts as numa_promotion_adjust_threshold does: once per scan-period-max,
+//   if the candidates of that period exceeded 110% of what the rate limit allows, it drops by
+//   1/8 of the sysctl value (not below that step); under 90%, it rises by the same step (up to
+//   twice the sysctl value).
+//
+// Not modelled (yet): scan-period adaptation, THP, file pages. Times are simulated nanoseconds.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +38,7 @@ struct TppParams {
   double numa_balancing_hot_threshold_ms = 1000;  // kernel.numa_balancing_hot_threshold_ms
   double numa_balancing_promote_rate_limit_MBps = 65536;
   double numa_balancing_scan_period_min_ms = 1000;
+  double numa_balancing_scan_period_max_ms = 60000;  // also the hot-threshold adjust period
   uint64_t numa_balancing_scan_size_mb = 256;
   bool demotion_enabled = true;   // /sys/kernel/mm/numa/demotion_enabled
   bool promotion_enabled = true;  // kernel.numa_balancing = 2 (memory tiering)
@@ -69,6 +74,7 @@ class TppPolicy {
   uint64_t active_pages(Node node) const { return lists_[list_id(node, true)].size; }
   uint64_t inactive_pages(Node node) const { return lists_[list_id(node, false)].size; }
   bool kswapd_awake() const { return kswapd_wake_; }
+  double hot_threshold_ms() const { return threshold_ms_; }
 
  private:
   struct List {
@@ -82,6 +88,7 @@ class TppPolicy {
   void unlink(uint64_t page);
   void place(uint64_t page, Node node, bool active);
   bool promote(uint64_t page, double now_ns);
+  void adjust_threshold(double now_ns);
   void run_kswapd();
   void age_active_list(Node node);
   void numa_scan(double now_ns);
@@ -104,6 +111,9 @@ class TppPolicy {
   uint64_t scan_cursor_ = 0;
   double rate_window_start_ns_ = 0;
   uint64_t rate_window_pages_ = 0;
+  double threshold_ms_;  // the adapted hot threshold
+  double threshold_period_start_ns_ = 0;
+  uint64_t threshold_period_candidates_ = 0;  // pgpromote_candidate at the period's start
   TierCounters counters_;
 };
 
