@@ -1,4 +1,4 @@
-// Runs the `attncache` binary as a user would and captures its exit code and output.
+// Runs one of the project's binaries as a user would and captures its exit code and output.
 #pragma once
 
 #include <sys/wait.h>
@@ -14,8 +14,9 @@ struct CliResult {
   std::string output;  // stdout and stderr
 };
 
-inline CliResult run_cli(const std::string& args) {
-  const std::string cmd = std::string(ATTNCACHE_BINARY) + " " + args + " 2>&1";
+// `binary`: the executable's path (default: attncache).
+inline CliResult run_cli(const std::string& args, const std::string& binary = ATTNCACHE_BINARY) {
+  const std::string cmd = binary + " " + args + " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   CliResult r{-1, ""};
   std::array<char, 4096> buf;

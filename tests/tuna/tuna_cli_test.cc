@@ -5,26 +5,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "support/run_cli.h"
 #include "support/temp_dir.h"
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result tuna(const std::string& args) {
-  const std::string cmd = std::string(TUNA_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using Result = testing_support::CliResult;
+Result tuna(const std::string& args) { return testing_support::run_cli(args, TUNA_BINARY); }
 
 const std::string kSmall =
     " --table-mb 8 --hot-mb 1 --updates 200000 --llc-mb 1 --numa-balancing-scan-period-min-ms 1"

@@ -57,7 +57,7 @@ std::string policy_name(Policy policy) {
 
 Simulator::Simulator(const SimConfig& config, uint64_t address_bytes)
     : config_(dilated(config)),
-      tpp_(tpp_params(dilated(config), address_bytes), pages_of(address_bytes)),
+      tpp_(tpp_params(config_, address_bytes), pages_of(address_bytes)),
       llc_(config.llc_bytes, config.llc_ways),
       address_limit_(pages_of(address_bytes) * kPage) {
   const TimingParams& t = config.timing;
