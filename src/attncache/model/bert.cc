@@ -136,13 +136,13 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
   if (ws.profile) {
     double attention_flops = 0;
     for (const auto& s : seqs) attention_flops += 4.0 * s.length * s.length * d;
-    ws.timings.gemm_flops += 2.0 * total * (4.0 * d * d + 2.0 * d * ff) * c.num_layers;
+    // O projection and MLP; the Q/K/V projections are counted per run below (V only for hits).
+    ws.timings.gemm_flops += 2.0 * total * (1.0 * d * d + 2.0 * d * ff) * c.num_layers;
     ws.timings.attention_flops += attention_flops * c.num_layers;
   }
   for (size_t s = 0; s < batch.size(); ++s) {
     embed_tokens(batch[s], ws.hidden.data() + static_cast<size_t>(seqs[s].offset) * d);
   }
-  std::vector<StoredProbs> stored(batch.size());
   std::vector<char> v_only(batch.size());
   const uint64_t all_heads = c.num_heads >= 64 ? ~0ull : (1ull << c.num_heads) - 1;
 
@@ -150,16 +150,16 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
     const Layer& l = layers_[li];
     for (size_t s = 0; s < batch.size(); ++s) {
       seqs[s].record = nullptr;
-      stored[s] = {};
+      StoredProbs stored;
       if (hook != nullptr) {
         const int seq = static_cast<int>(s);
         seqs[s].record = hook->record(li, seq, seqs[s].length);
-        stored[s] = hook->stored(li, seq, seqs[s].length);
+        stored = hook->stored(li, seq, seqs[s].length);
       }
-      seqs[s].stored = stored[s].data;
-      seqs[s].stored_dtype = stored[s].dtype;
-      seqs[s].stored_heads = stored[s].heads;
-      v_only[s] = stored[s].data != nullptr && (stored[s].heads & all_heads) == all_heads;
+      seqs[s].stored = stored.data;
+      seqs[s].stored_dtype = stored.dtype;
+      seqs[s].stored_heads = stored.heads;
+      v_only[s] = stored.data != nullptr && (stored.heads & all_heads) == all_heads;
     }
     timer.mark(&BertProfile::other_seconds);
     // One projection per run of sequences that agree on V-only: [Q K V] for misses, V for hits.
@@ -173,6 +173,7 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
                   l.qkv_w.data() + static_cast<size_t>(skip) * d,
                   ws.qkv.data() + static_cast<size_t>(first) * 3 * d + skip, run_rows, 3 * d - skip,
                   d, false, 3 * d);
+      if (ws.profile) ws.timings.gemm_flops += 2.0 * run_rows * (3 * d - skip) * d;
       for (int r = first; r < first + run_rows; ++r) {
         float* row = ws.qkv.data() + static_cast<size_t>(r) * 3 * d;
         for (int k = skip; k < 3 * d; ++k) row[k] += l.qkv_b[k];
