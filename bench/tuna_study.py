@@ -20,13 +20,14 @@ TPP = ["--policy", "tpp", "--time-scale", "200"]
 
 def oracle(args, plot=None):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        cmd = [str(TUNA), "oracle", *args, "--target", "0.05", "--json", f.name]
+        shown = ["build/tuna", "oracle", *args, "--target", "0.05"]  # what reproduces the curve
+        cmd = [str(TUNA), *shown[1:], "--json", f.name]
         if plot:
             cmd += ["--plot", str(ROOT / "docs" / "figures" / plot)]
-        print("+", " ".join(cmd), file=sys.stderr, flush=True)
+        print("+", " ".join(shown), file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         r = json.load(open(f.name))
-    return {"command": " ".join(cmd[1:]),
+    return {"command": " ".join(shown),
             "minimal_fast_ratio": r["minimal_fast_ratio"],
             "curve": [(p["fast_ratio"], p["slowdown"]) for p in r["curve"]]}
 
@@ -46,11 +47,12 @@ def main():
                         ("tpp, migration 10 us/page", ["--migrate-page-ns", "10000", *TPP])):
         study["sensitivity"][name] = oracle([*BFS, "--graph", "uniform", *extra])
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        cmd = [str(TUNA), "sim", "-w", "gups", "--table-mb", "64", "--hot-mb", "8",
-               "--updates", "20000000", "--fast-ratio", "0.25", *TPP, "--json", f.name]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        shown = ["build/tuna", "sim", "-w", "gups", "--table-mb", "64", "--hot-mb", "8",
+                 "--updates", "20000000", "--fast-ratio", "0.25", *TPP]
+        subprocess.run([str(TUNA), *shown[1:], "--json", f.name], check=True,
+                       stdout=subprocess.DEVNULL)
         r = json.load(open(f.name))
-        study["gups_burst"] = {"command": " ".join(cmd[1:]), "series": [
+        study["gups_burst"] = {"command": " ".join(shown), "series": [
             (s["time_ns"], s["pgpromote_success"], s["pgdemote_kswapd"]) for s in r["series"]]}
     out = ROOT / "bench" / "results" / "tuna_study.json"
     out.write_text(json.dumps(study, indent=1) + "\n")
