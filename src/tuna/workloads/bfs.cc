@@ -87,7 +87,7 @@ void Bfs::run(sim::MemorySystem& memory) {
     std::swap(queue.raw(), next_queue.raw());  // the values; the addresses stay with the arrays
     queue_size = next_size;
   }
-  parent_ = parent.raw();
+  parent_ = parent.values();
 }
 
 std::string Bfs::check(const std::vector<int64_t>& parent) const {

@@ -118,7 +118,7 @@ void BTree::run(sim::MemorySystem& memory) {
     }
     out.set(k, value);
   }
-  found_ = out.raw();
+  found_ = out.values();
 }
 
 std::string BTree::check(const std::vector<int64_t>& found) const {

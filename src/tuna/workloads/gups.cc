@@ -44,7 +44,7 @@ void Gups::run(sim::MemorySystem& memory) {
     table.set(i, table.get(i) ^ mix(k));
     memory.compute(4);
   }
-  result_ = table.raw();
+  result_ = table.values();
 }
 
 std::string Gups::check(const std::vector<uint64_t>& table) const {

@@ -50,7 +50,7 @@ void PageRank::run(sim::MemorySystem& memory) {
     }
     if (error < kTolerance) break;
   }
-  scores_ = scores.raw();
+  scores_ = scores.values();
 }
 
 std::string PageRank::check(const std::vector<float>& scores) const {

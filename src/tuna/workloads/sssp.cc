@@ -75,7 +75,7 @@ void Sssp::run(sim::MemorySystem& memory) {
       }
     }
   }
-  dist_ = dist.raw();
+  dist_ = dist.values();
 }
 
 std::string Sssp::check(const std::vector<uint32_t>& dist) const {

@@ -4,6 +4,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "core/huge_page_allocator.h"
 
 #include "tuna/tier/sim/simulator.h"
 
@@ -38,13 +41,15 @@ class SimArray {
   }
   size_t size() const { return data_.size(); }
   // Unreported access, for setup that is not part of the measured kernel and for verifiers.
-  std::vector<T>& raw() { return data_; }
-  const std::vector<T>& raw() const { return data_; }
+  core::HugePageVector<T>& raw() { return data_; }
+  const core::HugePageVector<T>& raw() const { return data_; }
+  // The values, for keeping after the run.
+  std::vector<T> values() const { return {data_.begin(), data_.end()}; }
 
  private:
   sim::MemorySystem* memory_;
   uint64_t base_;
-  std::vector<T> data_;
+  core::HugePageVector<T> data_;
 };
 
 }  // namespace tuna

@@ -140,7 +140,7 @@ void XsBench::run(sim::MemorySystem& memory) {
     }
     out.set(k, sum);
   }
-  result_ = out.raw();
+  result_ = out.values();
 }
 
 std::string XsBench::check(const std::vector<double>& sums) const {

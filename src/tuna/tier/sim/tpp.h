@@ -25,6 +25,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/huge_page_allocator.h"
+
 #include "tuna/tier/platform.h"
 #include "tuna/tier/sim/watermarks.h"
 
@@ -103,8 +105,8 @@ class TppPolicy {
     uint8_t referenced = 0;
     int8_t list = -1;  // LRU list, -1: on none
   };
-  std::vector<PageState> pages_;
-  std::vector<int64_t> prev_, next_;
+  core::HugePageVector<PageState> pages_;
+  core::HugePageVector<int64_t> prev_, next_;
   List lists_[4];
   bool kswapd_wake_ = false;
   double next_scan_ns_ = 0;
