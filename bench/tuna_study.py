@@ -16,6 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 TUNA = ROOT / "build" / "tuna"
 BFS = ["-w", "bfs", "--scale", "17", "--llc-mb", "4"]
 TPP = ["--policy", "tpp", "--time-scale", "200"]
+# 256 MiB table, 32 MiB hot set taking 99% of the updates, moving halfway through.
+GUPS = ["-w", "gups", "--hot-fraction", "0.99", "--updates", "20000000"]
 
 
 def oracle(args, plot=None):
@@ -32,9 +34,28 @@ def oracle(args, plot=None):
             "curve": [(p["fast_ratio"], p["slowdown"]) for p in r["curve"]]}
 
 
+def sim(args, plot=None):
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        shown = ["build/tuna", "sim", *args]
+        cmd = [str(TUNA), *shown[1:], "--json", f.name]
+        if plot:
+            cmd += ["--plot", str(ROOT / "docs" / "figures" / plot)]
+        print("+", " ".join(shown), file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        r = json.load(open(f.name))
+    promoted = [b["pgpromote_success"] - a["pgpromote_success"]
+                for a, b in zip(r["series"], r["series"][1:])]
+    return {"command": " ".join(shown), "slowdown": r["slowdown"],
+            "promoted": r["counters"]["pgpromote_success"],
+            "demoted": r["counters"]["pgdemote_kswapd"],
+            "promoted_per_interval": promoted,
+            "interval_ms": (r["series"][1]["time_ns"] - r["series"][0]["time_ns"]) / 1e6
+            if len(r["series"]) > 1 else None}
+
+
 def main():
     (ROOT / "docs" / "figures").mkdir(parents=True, exist_ok=True)
-    study = {"shape": {}, "sensitivity": {}, "gups_burst": None}
+    study = {"shape": {}, "sensitivity": {}}
     for graph in ("kronecker", "uniform"):
         for policy, extra in (("static", ["--policy", "static"]), ("tpp", TPP)):
             study["shape"][f"bfs-{graph}-{policy}"] = oracle(
@@ -46,19 +67,21 @@ def main():
                         ("tpp, migration 1 us/page", ["--migrate-page-ns", "1000", *TPP]),
                         ("tpp, migration 10 us/page", ["--migrate-page-ns", "10000", *TPP])):
         study["sensitivity"][name] = oracle([*BFS, "--graph", "uniform", *extra])
-    with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        shown = ["build/tuna", "sim", "-w", "gups", "--table-mb", "64", "--hot-mb", "8",
-                 "--updates", "20000000", "--fast-ratio", "0.25", *TPP]
-        subprocess.run([str(TUNA), *shown[1:], "--json", f.name], check=True,
-                       stdout=subprocess.DEVNULL)
-        r = json.load(open(f.name))
-        study["gups_burst"] = {"command": " ".join(shown), "series": [
-            (s["time_ns"], s["pgpromote_success"], s["pgdemote_kswapd"]) for s in r["series"]]}
+    study["gups_burst"] = sim([*GUPS, "--fast-ratio", "0.25", "--time-scale", "1000"],
+                              plot="tuna-gups-burst.svg")
+    study["gups_static"] = sim([*GUPS, "--fast-ratio", "0.25", "--policy", "static"])
+    # Time dilation is not neutral: the scaled hot threshold decides which pages count as hot.
+    study["time_scale"] = {
+        k: oracle([*GUPS, "--policy", "tpp", "--time-scale", k]) for k in ("100", "1000", "10000")}
     out = ROOT / "bench" / "results" / "tuna_study.json"
     out.write_text(json.dumps(study, indent=1) + "\n")
-    for name, s in {**study["shape"], **study["sensitivity"]}.items():
+    for name, s in {**study["shape"], **study["sensitivity"],
+                    **{f"gups tpp time scale {k}": v for k, v in study["time_scale"].items()}}.items():
         pts = " ".join(f"{x:.2f}:{100 * y:.1f}%" for x, y in s["curve"])
         print(f"{name:34s} minimal {s['minimal_fast_ratio']}  {pts}")
+    b = study["gups_burst"]
+    print(f"gups burst: slowdown {100 * b['slowdown']:.1f}% (static {100 * study['gups_static']['slowdown']:.1f}%), "
+          f"promoted per {b['interval_ms']:.0f} ms: {b['promoted_per_interval']}")
 
 
 if __name__ == "__main__":

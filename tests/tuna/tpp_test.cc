@@ -95,6 +95,21 @@ TEST(Tpp, HintFaultsUnderTheHotThresholdPromote) {
   EXPECT_FALSE(tpp.access(1101, 1600 * kMs).hint_fault);
 }
 
+TEST(Tpp, AMarkedPageKeepsItsFirstScanTime) {
+  // change_pte_range skips PTEs that are already PROT_NONE: a page the scanner marked at 1 ms
+  // and passed again at 1001 ms and 2001 ms still measures its latency from 1 ms.
+  TppPolicy tpp(small_params(), 1200);
+  for (uint64_t p = 0; p < 1200; ++p) tpp.access(p, 0);
+  tpp.tick(0);
+  tpp.tick(1 * kMs);
+  tpp.tick(1001 * kMs);
+  tpp.tick(2001 * kMs);
+  const AccessOutcome a = tpp.access(1100, 2100 * kMs);  // 99 ms after the last pass
+  EXPECT_TRUE(a.hint_fault);
+  EXPECT_FALSE(a.promoted);  // 2099 ms since its marking: cold
+  EXPECT_EQ(tpp.counters().pgpromote_candidate, 0u);
+}
+
 TEST(Tpp, PromotionStopsAtTheHighWatermarkAndWakesKswapd) {
   TppPolicy tpp(small_params(), 1200);
   for (uint64_t p = 0; p < 1200; ++p) tpp.access(p, 0);

@@ -100,6 +100,12 @@ void write_json(const std::string& path, const nlohmann::json& j) {
   out.commit();
 }
 
+void write_plot(const std::string& path, const core::LinePlot& chart) {
+  core::AtomicFileWriter out(path);
+  out.write(core::render_svg(chart));
+  out.commit();
+}
+
 void check_ratio(double r, const char* what) {
   if (!(r >= 0.0 && r <= 1.0)) core::throw_bad_input(what, " ", r, " must lie in [0, 1]");
 }
@@ -128,6 +134,8 @@ int main(int argc, char** argv) {
   sim->add_option("--policy", policy, "tpp, static (first touch, no migration) or all-fast")
       ->capture_default_str();
   sim->add_option("--json", json, "write the report here");
+  sim->add_option("--plot", plot,
+                  "write pages promoted and demoted per sampling interval over time as SVG here");
 
   CLI::App* oracle = app.add_subcommand(
       "oracle",
@@ -170,6 +178,22 @@ int main(int argc, char** argv) {
                         {"all_fast", counters_json(ref.counters)},
                         {"counters", counters_json(run.counters)},
                         {"series", run.series}});
+      if (!plot.empty()) {
+        core::LinePlot chart{workload.name + ": page migrations per interval (" + policy + ")",
+                             "simulated time (ms)", "pages per interval", {}, {}, {}};
+        chart.series = {{"promoted", {}}, {"demoted", {}}};
+        for (size_t i = 1; i < run.series.size(); ++i) {
+          const auto& a = run.series[i - 1];
+          const auto& b = run.series[i];
+          const double t = b["time_ns"].get<double>() / 1e6;
+          chart.series[0].points.emplace_back(
+              t, b["pgpromote_success"].get<double>() - a["pgpromote_success"].get<double>());
+          chart.series[1].points.emplace_back(
+              t, b["pgdemote_kswapd"].get<double>() + b["pgdemote_direct"].get<double>() -
+                     a["pgdemote_kswapd"].get<double>() - a["pgdemote_direct"].get<double>());
+        }
+        write_plot(plot, chart);
+      }
     } else {
       check_ratio(target, "--target");
       if (!(precision > 0 && precision < 1))
@@ -231,9 +255,7 @@ int main(int argc, char** argv) {
         }
         chart.y_marks.emplace_back(core::cat("target ", 100 * target, "%"), target);
         if (found) chart.x_marks.emplace_back(core::cat("minimal ", hi), hi);
-        core::AtomicFileWriter out(plot);
-        out.write(core::render_svg(chart));
-        out.commit();
+        write_plot(plot, chart);
       }
       write_json(json, {{"workload", workload.name},
                         {"policy", policy},

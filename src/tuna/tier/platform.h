@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace tuna {
 
@@ -22,6 +23,17 @@ struct TierCounters {
   uint64_t slow_accesses = 0;        // LLC misses served by the slow tier
   uint64_t compute_units = 0;        // work between accesses (instructions, roughly)
   double elapsed_ns = 0;
+};
+
+// How the memory-tuning controller limits the fast memory a workload may use: the simulator's
+// fast-tier capacity, Linux watermarks, or a pinned balloon on the fast node.
+class FastMemoryActuator {
+ public:
+  virtual ~FastMemoryActuator() = default;
+  virtual std::string name() const = 0;
+  // Limits the fast memory available to the workload to `bytes`. With `dry_run` nothing changes.
+  // Returns what changed (or would change), one line per setting, for the operator.
+  virtual std::string apply(uint64_t bytes, bool dry_run) = 0;
 };
 
 }  // namespace tuna

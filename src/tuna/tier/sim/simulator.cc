@@ -85,6 +85,7 @@ void Simulator::access(uint64_t address, bool dependent) {
   const AccessOutcome page = tpp_.access(address / kPage, now_ns_);
   if (page.hint_fault) now_ns_ += t.hint_fault_ns;
   if (page.promoted) now_ns_ += t.migrate_page_ns;
+  if (tpp_.kswapd_awake()) tpp_.run_kswapd();  // asynchronous: its copies cost the workload nothing
   const double overlap = dependent ? 1.0 : t.memory_level_parallelism;
   if (llc_.access(address)) {
     now_ns_ += t.llc_hit_ns / overlap;

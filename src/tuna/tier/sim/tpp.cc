@@ -209,7 +209,10 @@ void TppPolicy::numa_scan(double now_ns) {
       std::min<uint64_t>(pages, params_.numa_balancing_scan_size_mb * (1 << 20) / kPageBytes);
   for (uint64_t i = 0; i < window; ++i) {
     const uint64_t page = (scan_cursor_ + i) % pages;
-    if (pages_[page].node == static_cast<uint8_t>(Node::kSlow)) pages_[page].scan_time = now_ns;
+    // change_pte_range skips PTEs already PROT_NONE: a page keeps the time of its first marking,
+    // so the hint-fault latency of a rarely used page spans every scan it slept through.
+    PageState& p = pages_[page];
+    if (p.node == static_cast<uint8_t>(Node::kSlow) && p.scan_time < 0) p.scan_time = now_ns;
   }
   scan_cursor_ = (scan_cursor_ + window) % pages;
 }

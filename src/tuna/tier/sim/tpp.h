@@ -65,6 +65,10 @@ class TppPolicy {
   void unmap(uint64_t page);
   // Runs the background work due by `now_ns`: the NUMA scanner and kswapd.
   void tick(double now_ns);
+  // kswapd, once woken (by an allocation or a promotion finding the fast node at its
+  // watermarks): the simulator calls this right after the access that woke it, as the kernel
+  // thread would run on another CPU within microseconds rather than at the next tick.
+  void run_kswapd();
 
   Node node_of(uint64_t page) const { return static_cast<Node>(pages_[page].node); }
   uint64_t free_pages(Node node) const;
@@ -91,7 +95,6 @@ class TppPolicy {
   void place(uint64_t page, Node node, bool active);
   bool promote(uint64_t page, double now_ns);
   void adjust_threshold(double now_ns);
-  void run_kswapd();
   void age_active_list(Node node);
   void numa_scan(double now_ns);
 
