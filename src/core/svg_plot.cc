@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <vector>
 
 namespace core {
 namespace {
@@ -22,6 +23,34 @@ std::string escape(const std::string& s) {
   return out;
 }
 
+// Ticks at multiples of a round step (1, 2 or 5 × 10^k) giving about five intervals; the range
+// widens to the ticks around it.
+std::vector<double> nice_ticks(double& lo, double& hi) {
+  const double raw = (hi - lo) / 5;
+  const double magnitude = std::pow(10, std::floor(std::log10(raw)));
+  double step = magnitude;
+  for (double m : {1.0, 2.0, 5.0, 10.0}) {
+    step = m * magnitude;
+    if (step >= raw) break;
+  }
+  lo = std::floor(lo / step + 1e-9) * step;
+  hi = std::ceil(hi / step - 1e-9) * step;
+  std::vector<double> ticks;
+  for (double t = lo; t <= hi + step / 2; t += step) ticks.push_back(std::abs(t) < step / 1e6 ? 0 : t);
+  return ticks;
+}
+
+std::string tick_label(double v) {
+  std::ostringstream o;
+  if (v == std::round(v) && std::abs(v) < 1e9) {
+    o << static_cast<long long>(v);
+  } else {
+    o.precision(4);
+    o << v;
+  }
+  return o.str();
+}
+
 }  // namespace
 
 std::string render_svg(const LinePlot& plot) {
@@ -38,8 +67,7 @@ std::string render_svg(const LinePlot& plot) {
   if (!std::isfinite(x0)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
   if (x1 <= x0) x1 = x0 + 1;
   if (y1 <= y0) y1 = y0 + 1;
-  const double pad = 0.05 * (y1 - y0);
-  y0 -= pad, y1 += pad;
+  const std::vector<double> x_ticks = nice_ticks(x0, x1), y_ticks = nice_ticks(y0, y1);
   auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
   auto py = [&](double y) { return T + (y1 - y) / (y1 - y0) * (H - T - B); };
   std::ostringstream o;
@@ -48,13 +76,14 @@ std::string render_svg(const LinePlot& plot) {
     << "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" "
        "fill=\"white\"/>\n<text x=\""
     << L << "\" y=\"22\" font-size=\"13\">" << escape(plot.title) << "</text>\n";
-  for (int k = 0; k <= 5; ++k) {
-    const double y = y0 + (y1 - y0) * k / 5, x = x0 + (x1 - x0) * k / 5;
+  for (double y : y_ticks) {
     o << "<line x1=\"" << L << "\" x2=\"" << W - R << "\" y1=\"" << py(y) << "\" y2=\"" << py(y)
       << "\" stroke=\"#e4e4e4\"/><text x=\"" << L - 6 << "\" y=\"" << py(y) + 4
-      << "\" text-anchor=\"end\">" << y << "</text>\n";
-    o << "<text x=\"" << px(x) << "\" y=\"" << H - B + 16 << "\" text-anchor=\"middle\">" << x
-      << "</text>\n";
+      << "\" text-anchor=\"end\">" << tick_label(y) << "</text>\n";
+  }
+  for (double x : x_ticks) {
+    o << "<text x=\"" << px(x) << "\" y=\"" << H - B + 16 << "\" text-anchor=\"middle\">"
+      << tick_label(x) << "</text>\n";
   }
   o << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - 12 << "\" text-anchor=\"middle\">"
     << escape(plot.x_label) << "</text>\n<text transform=\"translate(16," << (T + H - B) / 2

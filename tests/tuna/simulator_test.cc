@@ -121,6 +121,17 @@ TEST(Simulator, TimeScaleLetsTppActWithinAShortRun) {
   EXPECT_THROW(Simulator(bad, 1 << 20), core::Error);
 }
 
+TEST(Simulator, KswapdRunsWhenWokenNotAtTheNextTick) {
+  SimConfig c = small_config(Policy::kTpp, 0.5, 4 << 20);
+  c.tick_ns = 1e15;  // background work would never run again after the first access
+  Simulator sim(c, 4 << 20);
+  const uint64_t base = sim.allocate(4 << 20);
+  for (uint64_t a = 0; a < (4u << 20); a += 4096) sim.store(base + a);
+  // First touch drove the fast node to its low watermark; kswapd demoted up to promo each time.
+  EXPECT_GT(sim.counters().pgdemote_kswapd, 0u);
+  EXPECT_GE(sim.policy().free_pages(Node::kFast), sim.policy().fast_watermarks().low);
+}
+
 TEST(Graphs, KroneckerIsSkewedAndUniformIsNot) {
   for (const char* kind : {"kronecker", "uniform"}) {
     GraphOptions o;

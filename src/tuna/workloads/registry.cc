@@ -6,7 +6,7 @@ namespace tuna {
 
 void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
   cmd->add_option("-w,--workload", o->name,
-                  "workload: gups, bfs, sssp, pagerank, xsbench, btree or trace")
+                  "workload: gups, bfs, sssp, pagerank, xsbench, btree, trace or microbench")
       ->capture_default_str();
   cmd->add_option("--graph", o->graph.kind,
                   "graph kernels: kronecker (Graph500 A=0.57, B=C=0.19) or uniform")
@@ -15,13 +15,15 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
       ->capture_default_str();
   cmd->add_option("--degree", o->graph.degree, "graph kernels: average degree")
       ->capture_default_str();
-  cmd->add_option("--table-mb", o->table_mb, "gups: table size in MiB")
+  cmd->add_option("--table-mb", o->table_mb, "gups, microbench: table (footprint) size in MiB")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--hot-mb", o->hot_mb, "gups: hot-set size in MiB (moves halfway)")
+  cmd->add_option("--hot-mb", o->hot_mb,
+                  "gups, microbench: hot-set size in MiB (gups: moves halfway)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--hot-fraction", o->gups.hot_fraction, "gups: share of updates to the hot set")
+  cmd->add_option("--hot-fraction", o->hot_fraction,
+                  "gups, microbench: share of accesses to the hot set")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--updates", o->gups.updates, "gups: updates")->capture_default_str();
@@ -38,6 +40,24 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
       ->capture_default_str();
   cmd->add_option("--zipf-theta", o->btree.zipf_theta, "btree: request skew (YCSB: 0.99)")
       ->capture_default_str();
+  cmd->add_option("--pattern", o->pattern, "microbench: random or sequential within a region")
+      ->capture_default_str();
+  cmd->add_option("--write-fraction", o->microbench.write_fraction,
+                  "microbench: share of read-modify-writes")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--dependent-fraction", o->microbench.dependent_fraction,
+                  "microbench: share of accesses whose address comes from the previous read")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--compute-per-access", o->microbench.compute_per_access,
+                  "microbench: compute units between accesses")
+      ->capture_default_str();
+  cmd->add_option("--hot-moves", o->microbench.hot_moves,
+                  "microbench: times the hot set moves to fresh memory")
+      ->capture_default_str();
+  cmd->add_option("--accesses", o->microbench.accesses, "microbench: accesses")
+      ->capture_default_str();
   cmd->add_option("--trace", o->trace,
                   "trace: a file from valgrind --tool=lackey --trace-mem=yes --log-file=FILE");
 }
@@ -51,7 +71,19 @@ std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
     GupsOptions g = seeded(o.gups);
     g.table_bytes = o.table_mb << 20;
     g.hot_bytes = o.hot_mb << 20;
+    g.hot_fraction = o.hot_fraction;
     return std::make_unique<Gups>(g);
+  }
+  if (o.name == "microbench") {
+    MicrobenchOptions m = seeded(o.microbench);
+    m.footprint_bytes = o.table_mb << 20;
+    m.hot_bytes = o.hot_mb << 20;
+    m.hot_fraction = o.hot_fraction;
+    if (o.pattern != "random" && o.pattern != "sequential") {
+      core::throw_bad_input("microbench: pattern '", o.pattern, "' (random or sequential)");
+    }
+    m.sequential = o.pattern == "sequential";
+    return std::make_unique<Microbench>(m);
   }
   if (o.name == "bfs") return std::make_unique<Bfs>(seeded(o.graph));
   if (o.name == "sssp") return std::make_unique<Sssp>(seeded(o.graph));
@@ -63,7 +95,7 @@ std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
     return std::make_unique<LackeyTrace>(o.trace);
   }
   core::throw_bad_input("unknown workload '", o.name,
-                        "' (available: gups, bfs, sssp, pagerank, xsbench, btree, trace)");
+                        "' (available: gups, bfs, sssp, pagerank, xsbench, btree, trace, microbench)");
 }
 
 }  // namespace tuna

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "tuna/microbench/microbench.h"
 #include "tuna/workloads/bfs.h"
 #include "tuna/workloads/btree.h"
 #include "tuna/workloads/gups.h"
@@ -23,7 +24,10 @@ struct WorkloadOptions {
   std::string trace;
   XsBenchOptions xsbench;
   BTreeOptions btree;
-  uint64_t table_mb = 256, hot_mb = 32;
+  MicrobenchOptions microbench;
+  std::string pattern = "random";     // microbench
+  uint64_t table_mb = 256, hot_mb = 32;  // gups and microbench
+  double hot_fraction = 0.9;             // gups and microbench
 };
 
 // Adds --workload and every workload's options to `cmd`.
