@@ -103,14 +103,17 @@ std::string render_svg(const LinePlot& plot) {
     auto pts = plot.series[i].points;
     std::sort(pts.begin(), pts.end());
     const char* color = colors[i % 6];
-    o << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"1.8\" points=\"";
-    for (const auto& [x, y] : pts) {
-      if (std::isfinite(x) && std::isfinite(y)) o << px(x) << "," << py(y) << " ";
+    if (plot.series[i].lines) {
+      o << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"1.8\" points=\"";
+      for (const auto& [x, y] : pts) {
+        if (std::isfinite(x) && std::isfinite(y)) o << px(x) << "," << py(y) << " ";
+      }
+      o << "\"/>\n";
     }
-    o << "\"/>\n";
     for (const auto& [x, y] : pts) {
       if (std::isfinite(x) && std::isfinite(y)) {
-        o << "<circle cx=\"" << px(x) << "\" cy=\"" << py(y) << "\" r=\"2.5\" fill=\"" << color
+        o << "<circle cx=\"" << px(x) << "\" cy=\"" << py(y) << "\" r=\"" << (plot.series[i].lines ? 2.5 : 4)
+          << "\" fill=\"" << color
           << "\"/>\n";
       }
     }

@@ -11,6 +11,7 @@ namespace core {
 struct PlotSeries {
   std::string name;
   std::vector<std::pair<double, double>> points;  // (x, y), drawn in x order
+  bool lines = true;                                // false: markers only (a scatter)
 };
 
 struct LinePlot {

@@ -62,6 +62,18 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
                   "trace: a file from valgrind --tool=lackey --trace-mem=yes --log-file=FILE");
 }
 
+WorkloadOptions parse_workload_args(const std::string& args) {
+  CLI::App app("workload");
+  WorkloadOptions o;
+  add_workload_options(&app, &o);
+  try {
+    app.parse(args, false);
+  } catch (const CLI::ParseError& e) {
+    core::throw_bad_input("workload '", args, "': ", e.what());
+  }
+  return o;
+}
+
 std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
   auto seeded = [&](auto options) {
     options.seed = o.seed;

@@ -32,6 +32,9 @@ struct WorkloadOptions {
 
 // Adds --workload and every workload's options to `cmd`.
 void add_workload_options(CLI::App* cmd, WorkloadOptions* o);
+// Workload options from a command-line fragment, as `tuna sim` takes them ("-w bfs --scale 16").
+// Throws core::Error (bad input) naming the fragment when it does not parse.
+WorkloadOptions parse_workload_args(const std::string& args);
 // A fresh instance (workloads run once). Throws core::Error for an unknown name.
 std::unique_ptr<Workload> make_workload(const WorkloadOptions& o);
 

@@ -1,0 +1,317 @@
+#include "tuna/cli/model_commands.h"
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "core/progress.h"
+#include "core/stopwatch.h"
+#include "tuna/cli/cli_util.h"
+#include "tuna/model/advisor.h"
+#include "tuna/model/oracle.h"
+#include "tuna/model/profiler.h"
+#include "tuna/runner.h"
+
+namespace tuna::cli {
+namespace {
+
+nlohmann::json metrics_json(const Metrics& m) {
+  return {{"migration_per_maccess", m.migration_per_maccess},
+          {"compute_per_access", m.compute_per_access},
+          {"misses_per_kaccess", m.misses_per_kaccess}};
+}
+
+nlohmann::json advice_json(const Advice& a) {
+  nlohmann::json steps = nlohmann::json::array();
+  double t = 0;
+  for (const TuningStep& s : a.steps) {
+    nlohmann::json matches = nlohmann::json::array();
+    for (const SettingMatch& m : s.matches) {
+      matches.push_back({{"setting", m.setting}, {"distance", m.distance}});
+    }
+    t += s.simulated_ns;
+    steps.push_back({{"fast_ratio", s.fast_ratio},
+                     {"metrics", metrics_json(s.metrics)},
+                     {"matches", matches},
+                     {"chosen_ratio", s.chosen_ratio},
+                     {"predicted_slowdown", s.predicted_slowdown},
+                     {"interval_end_ns", t}});
+  }
+  return {{"fast_ratio", a.fast_ratio},
+          {"predicted_slowdown", a.predicted_slowdown},
+          {"converged", a.converged},
+          {"steps", steps}};
+}
+
+struct ModelCliOptions {
+  std::string db, out, grid, platform = "sim", json, workloads, plot;
+  WorkloadOptions workload;
+  MachineOptions machine;
+  AdviseOptions advise;
+  double precision = 0.01;
+  bool quiet = false;
+};
+
+void add_advise_options(CLI::App* cmd, ModelCliOptions* o) {
+  cmd->add_option("--db", o->db, "performance database directory (from `tuna profile`)")
+      ->required();
+  cmd->add_option("--target", o->advise.target, "allowed slowdown against all-fast, e.g. 0.05")
+      ->capture_default_str();
+  cmd->add_option("--neighbors", o->advise.neighbors,
+                  "micro-benchmark settings whose slowdown curves are averaged")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  cmd->add_option("--max-steps", o->advise.max_steps,
+                  "tuning intervals before the controller stops re-tuning")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  cmd->add_option("--json", o->json, "write the report here");
+}
+
+void run_profile(const ModelCliOptions& o) {
+  if (o.platform != "sim") {
+    core::throw_bad_input("--platform '", o.platform,
+                          "': only 'sim' can be profiled (a Linux tiered machine is not yet "
+                          "supported)");
+  }
+  ProfileGrid grid = default_grid();
+  if (!o.grid.empty()) {
+    std::ifstream in(o.grid);
+    if (!in) core::throw_bad_input("cannot read grid file ", o.grid);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      core::throw_bad_input(o.grid, ": not JSON: ", e.what());
+    }
+    grid = grid_from_json(j);
+  }
+  core::Stopwatch watch;
+  std::fprintf(stderr, "profiling %zu settings × %zu ratios into %s\n", grid.settings.size(),
+               grid.ratios.size(), o.out.c_str());
+  profile(o.out, grid, o.machine, !o.quiet);
+  const PerfDatabase db = PerfDatabase::open(o.out);
+  std::printf("performance database %s: %zu runs (%zu settings × %zu ratios) in %.1f s\n",
+              o.out.c_str(), db.run_count(), db.setting_count(), db.ratios().size(),
+              watch.seconds());
+}
+
+// What Tuna chose for one workload and what it cost, measured.
+struct Sized {
+  Advice advice;
+  double actual_slowdown = 0;
+};
+
+Sized size_workload(const PerfDatabase& db, const WorkloadOptions& w, const MachineOptions& m,
+                    const AdviseOptions& a, double all_fast_ns) {
+  Sized s;
+  s.advice = advise(db, [&](double r) { return run_workload(w, m, sim::Policy::kTpp, r).counters; },
+                    a);
+  s.actual_slowdown =
+      run_workload(w, m, sim::Policy::kTpp, s.advice.fast_ratio).counters.elapsed_ns /
+          all_fast_ns - 1;
+  return s;
+}
+
+void run_advise(const ModelCliOptions& o) {
+  check_target(o.advise.target);
+  const PerfDatabase db = PerfDatabase::open(o.db);
+  db.check_platform(machine_json(o.machine));
+  const double ref = run_workload(o.workload, o.machine, sim::Policy::kAllFast, 1).counters.elapsed_ns;
+  const Sized s = size_workload(db, o.workload, o.machine, o.advise, ref);
+  std::printf("%5s %10s %12s %12s %12s %10s %10s\n", "step", "fast ratio", "migr/Macc",
+              "compute/acc", "miss/kacc", "chosen", "predicted");
+  for (size_t i = 0; i < s.advice.steps.size(); ++i) {
+    const TuningStep& t = s.advice.steps[i];
+    std::printf("%5zu %10.2f %12.1f %12.2f %12.2f %10.2f %9.2f%%\n", i, t.fast_ratio,
+                t.metrics.migration_per_maccess, t.metrics.compute_per_access,
+                t.metrics.misses_per_kaccess, t.chosen_ratio, 100 * t.predicted_slowdown);
+  }
+  std::printf("%s: fast memory %.2f of the footprint (%s), predicted slowdown %.2f%%, actual "
+              "%.2f%% (target %.1f%%)\n",
+              o.workload.name.c_str(), s.advice.fast_ratio,
+              s.advice.converged ? "converged" : "not converged", 100 * s.advice.predicted_slowdown,
+              100 * s.actual_slowdown, 100 * o.advise.target);
+  nlohmann::json j = advice_json(s.advice);
+  j["workload"] = o.workload.name;
+  j["target"] = o.advise.target;
+  j["actual_slowdown"] = s.actual_slowdown;
+  write_json(o.json, j);
+}
+
+// The workloads of `tuna eval` by default: every kernel at two scales, each a `tuna sim`
+// workload fragment.
+std::vector<std::string> default_eval_workloads() {
+  return {"-w gups --table-mb 64 --hot-mb 8 --updates 5000000",
+          "-w gups --table-mb 256 --hot-mb 32 --updates 20000000",
+          "-w bfs --graph kronecker --scale 16",
+          "-w bfs --graph kronecker --scale 18",
+          "-w bfs --graph uniform --scale 16",
+          "-w bfs --graph uniform --scale 18",
+          "-w sssp --graph kronecker --scale 16",
+          "-w sssp --graph kronecker --scale 18",
+          "-w pagerank --graph kronecker --scale 16",
+          "-w pagerank --graph kronecker --scale 18",
+          "-w xsbench --gridpoints 2000 --lookups 50000",
+          "-w xsbench --gridpoints 11303 --lookups 100000",
+          "-w btree --records 1000000 --requests 500000",
+          "-w btree --records 4000000 --requests 2000000"};
+}
+
+// One size for every workload, from the database alone: the smallest ratio at which 95% of the
+// micro-benchmark settings meet the target.
+double static_fraction(const PerfDatabase& db, double target, double resolution) {
+  const int steps = static_cast<int>(std::lround(1 / resolution));
+  for (int k = 0; k <= steps; ++k) {
+    size_t meet = 0;
+    for (uint32_t s = 0; s < db.setting_count(); ++s) meet += db.slowdown(s, k * resolution) <= target;
+    if (meet >= 0.95 * static_cast<double>(db.setting_count())) return k * resolution;
+  }
+  return 1;
+}
+
+void run_eval(const ModelCliOptions& o) {
+  check_target(o.advise.target);
+  const PerfDatabase db = PerfDatabase::open(o.db);
+  db.check_platform(machine_json(o.machine));
+  std::vector<std::string> fragments = default_eval_workloads();
+  if (!o.workloads.empty()) {
+    std::ifstream in(o.workloads);
+    if (!in) core::throw_bad_input("cannot read workload list ", o.workloads);
+    fragments.clear();
+    for (std::string line; std::getline(in, line);) {
+      if (line.find_first_not_of(" \t") != std::string::npos && line[0] != '#') fragments.push_back(line);
+    }
+    if (fragments.empty()) core::throw_bad_input(o.workloads, " lists no workloads");
+  }
+  std::vector<WorkloadOptions> workloads;
+  for (const std::string& f : fragments) workloads.push_back(parse_workload_args(f));
+  const double fixed = static_fraction(db, o.advise.target, o.advise.resolution);
+  const double tau = o.advise.target;
+  nlohmann::json rows = nlohmann::json::array();
+  core::PlotSeries tuna_points{"Tuna", {}, false}, fixed_points{"static fraction", {}, false};
+  double tuna_saving = 0, oracle_saving = 0, fixed_saving_sum = 0;
+  int violations = 0, fixed_violations = 0;
+  std::printf("%-52s %7s %7s %8s %8s %8s %8s %8s\n", "workload", "oracle", "Tuna", "pred.",
+              "actual", "static", "actual", "TPP@1");
+  for (size_t i = 0; i < workloads.size(); ++i) {
+    const WorkloadOptions& w = workloads[i];
+    core::Stopwatch watch;
+    const double ref = run_workload(w, o.machine, sim::Policy::kAllFast, 1).counters.elapsed_ns;
+    auto tpp_slowdown = [&](double r) {
+      return run_workload(w, o.machine, sim::Policy::kTpp, r).counters.elapsed_ns / ref - 1;
+    };
+    const OracleResult oracle = find_minimal_ratio(tpp_slowdown, tau, o.precision);
+    const Sized tuna = size_workload(db, w, o.machine, o.advise, ref);
+    const double fixed_actual = tpp_slowdown(fixed);
+    const double full = tpp_slowdown(1);
+    const double oracle_ratio = oracle.minimal_ratio.value_or(1);
+    const bool violated = tuna.actual_slowdown > tau;
+    violations += violated;
+    fixed_violations += fixed_actual > tau;
+    tuna_saving += 1 - tuna.advice.fast_ratio;
+    oracle_saving += 1 - oracle_ratio;
+    fixed_saving_sum += 1 - fixed;
+    tuna_points.points.emplace_back(1 - oracle_ratio, 1 - tuna.advice.fast_ratio);
+    fixed_points.points.emplace_back(1 - oracle_ratio, 1 - fixed);
+    std::printf("%-52s %7.2f %7.2f %7.2f%% %7.2f%%%s %7.2f %7.2f%% %7.2f%%\n", fragments[i].c_str(),
+                oracle_ratio, tuna.advice.fast_ratio, 100 * tuna.advice.predicted_slowdown,
+                100 * tuna.actual_slowdown, violated ? "!" : " ", fixed, 100 * fixed_actual,
+                100 * full);
+    std::fflush(stdout);
+    nlohmann::json curve = nlohmann::json::array();
+    for (const CurvePoint& p : oracle.curve) curve.push_back({p.fast_ratio, p.slowdown});
+    rows.push_back({{"workload", fragments[i]},
+                    {"all_fast_ns", ref},
+                    {"oracle", {{"fast_ratio", oracle.minimal_ratio ? nlohmann::json(oracle_ratio)
+                                                                    : nlohmann::json()},
+                                {"curve", curve}}},
+                    {"tuna", advice_json(tuna.advice)},
+                    {"tuna_actual_slowdown", tuna.actual_slowdown},
+                    {"tuna_violation", violated},
+                    {"static_fraction", {{"fast_ratio", fixed}, {"actual_slowdown", fixed_actual}}},
+                    {"tpp_all_fast_slowdown", full},
+                    {"host_seconds", watch.seconds()}});
+  }
+  const double n = static_cast<double>(workloads.size());
+  std::printf("\nmean fast-memory saving at %.0f%%: Tuna %.1f%% (%d violations), oracle %.1f%%, "
+              "static fraction %.2f: %.1f%% (%d violations); Tuna captures %.0f%% of the oracle's "
+              "saving (the paper: 8.5%% mean saving)\n",
+              100 * tau, 100 * tuna_saving / n, violations, 100 * oracle_saving / n, fixed,
+              100 * fixed_saving_sum / n, fixed_violations,
+              oracle_saving > 0 ? 100 * tuna_saving / oracle_saving : 0.0);
+  write_json(o.json, {{"target", tau},
+                      {"platform", machine_json(o.machine)},
+                      {"db", o.db},
+                      {"summary",
+                       {{"workloads", workloads.size()},
+                        {"tuna_mean_saving", tuna_saving / n},
+                        {"tuna_violations", violations},
+                        {"oracle_mean_saving", oracle_saving / n},
+                        {"static_fraction", fixed},
+                        {"static_fraction_mean_saving", fixed_saving_sum / n},
+                        {"static_fraction_violations", fixed_violations},
+                        {"captured_of_oracle",
+                         oracle_saving > 0 ? tuna_saving / oracle_saving : 0.0}}},
+                      {"workloads", rows}});
+  if (!o.plot.empty()) {
+    core::LinePlot chart{core::cat("fast-memory saving at a ", 100 * tau, "% slowdown target"),
+                         "oracle's saving (fraction of footprint)", "chosen saving", {}, {}, {}};
+    chart.series = {{"oracle (diagonal)", {{0, 0}, {1, 1}}}, tuna_points, fixed_points};
+    write_plot(o.plot, chart);
+  }
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto o = std::make_shared<ModelCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval",
+      "Evaluate Tuna over many workloads: its chosen size and actual slowdown against the "
+      "oracle's minimal size, a one-size-fits-all static fraction, and TPP with all fast "
+      "memory. A table, JSON and a figure.");
+  add_machine_options(cmd, &o->machine);
+  add_advise_options(cmd, o.get());
+  cmd->add_option("--workloads", o->workloads,
+                  "file with one `tuna sim` workload fragment per line (default: every kernel at "
+                  "two scales)");
+  cmd->add_option("--precision", o->precision, "the oracle's bisection width")
+      ->capture_default_str();
+  cmd->add_option("--plot", o->plot, "write Tuna's saving against the oracle's as SVG here");
+  cmd->callback([o] { run_eval(*o); });
+}
+
+void add_profile_command(CLI::App& app) {
+  auto o = std::make_shared<ModelCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "profile",
+      "Run Tuna's micro-benchmark over a grid of knob settings × fast-memory ratios on the "
+      "platform and record each run's telemetry metrics and slowdown in a performance database. "
+      "Interrupted profiles resume from DIR/journal.jsonl.");
+  cmd->add_option("--platform", o->platform, "where to profile: sim (the simulated machine)")
+      ->capture_default_str();
+  cmd->add_option("--out", o->out, "database directory")->required();
+  cmd->add_option("--grid", o->grid,
+                  "JSON grid: {\"base\": {knobs}, \"axes\": {\"knob\": [values]}, \"ratios\": "
+                  "[...]} (default: 72 settings × 11 ratios; see docs/tuna.md)");
+  cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
+  add_machine_options(cmd, &o->machine);
+  cmd->callback([o] { run_profile(*o); });
+}
+
+void add_advise_command(CLI::App& app) {
+  auto o = std::make_shared<ModelCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "advise",
+      "Size a workload's fast memory as Tuna does: run it, read its telemetry, find the nearest "
+      "micro-benchmark settings in the performance database, choose the smallest size whose "
+      "predicted slowdown meets the target, apply it and re-tune until the choice settles. "
+      "The actual slowdown at the chosen size is measured too.");
+  add_workload_options(cmd, &o->workload);
+  add_machine_options(cmd, &o->machine);
+  add_advise_options(cmd, o.get());
+  cmd->callback([o] { run_advise(*o); });
+}
+
+}  // namespace tuna::cli

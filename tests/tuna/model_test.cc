@@ -1,0 +1,182 @@
+// Tuna's model: the performance database (round trip, nearest settings, interpolation, corrupt
+// and foreign databases), the profiler's journal (resume, another grid), and the sizing rule
+// against hand-made curves.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "support/temp_dir.h"
+#include "tuna/model/advisor.h"
+#include "tuna/model/oracle.h"
+#include "tuna/model/perf_db.h"
+#include "tuna/model/profiler.h"
+
+namespace tuna {
+namespace {
+
+// Two settings on three ratios: a sensitive one (slowdown 40% → 10% → 0) with many misses and an
+// insensitive one (4% → 2% → 0) with few.
+PerfDbContents two_settings() {
+  PerfDbContents c;
+  c.platform = {{"llc_mb", 32}, {"time_scale", 1000}};
+  c.settings = {{{"name", "sensitive"}}, {{"name", "insensitive"}}};
+  c.ratios = {0, 0.5, 1};
+  const double sensitive[] = {0.4, 0.1, 0}, insensitive[] = {0.04, 0.02, 0};
+  for (uint32_t r = 0; r < 3; ++r) {
+    c.runs.push_back({0, r, {100.0 * (2 - r), 1, 200}, sensitive[r]});
+    c.runs.push_back({1, r, {10.0 * (2 - r), 20, 5}, insensitive[r]});
+  }
+  return c;
+}
+
+TEST(PerfDatabase, RoundTripsAndFindsTheNearestSetting) {
+  testing_support::TempDir dir;
+  write_perf_db(dir.path("db"), two_settings());
+  const PerfDatabase db = PerfDatabase::open(dir.path("db"));
+  EXPECT_EQ(db.run_count(), 6u);
+  EXPECT_EQ(db.setting(1)["name"], "insensitive");
+  // Metrics like the sensitive setting's at ratio 0.5 (searched among the runs at 0.5 only).
+  const auto m = db.nearest({110, 1.2, 180}, 0.45, 2);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].setting, 0u);
+  EXPECT_LT(m[0].distance, m[1].distance);
+  EXPECT_EQ(db.nearest({9, 19, 6}, 0.9, 1)[0].setting, 1u);
+  EXPECT_DOUBLE_EQ(db.slowdown(0, 0.25), 0.25);  // halfway between 0.4 and 0.1
+  EXPECT_DOUBLE_EQ(db.slowdown(1, 1), 0.0);
+  EXPECT_NO_THROW(db.check_platform({{"llc_mb", 32}}));
+  try {
+    db.check_platform({{"llc_mb", 8}, {"time_scale", 1000}});
+    FAIL() << "another platform was accepted";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("llc_mb 32 in the database, 8 here"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(PerfDatabase, RejectsIncompleteGridsCorruptFilesAndMissingDatabases) {
+  testing_support::TempDir dir;
+  PerfDbContents c = two_settings();
+  c.runs.pop_back();
+  EXPECT_THROW(write_perf_db(dir.path("db"), c), core::Error);
+  EXPECT_THROW(PerfDatabase::open(dir.path("nowhere")), core::Error);
+  write_perf_db(dir.path("db"), two_settings());
+  const std::string store = dir.path("db") + "/perf.tdb";
+  {
+    std::fstream f(store, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(70);  // inside the first record
+    f.put('\x5a');
+  }
+  EXPECT_THROW(PerfDatabase::open(dir.path("db")), core::Error);
+  write_perf_db(dir.path("db"), two_settings());
+  std::filesystem::resize_file(store, std::filesystem::file_size(store) / 2);
+  EXPECT_THROW(PerfDatabase::open(dir.path("db")), core::Error);
+}
+
+TEST(Advisor, ChoosesTheSmallestSizeWhosePredictionMeetsTheTarget) {
+  testing_support::TempDir dir;
+  write_perf_db(dir.path("db"), two_settings());
+  const PerfDatabase db = PerfDatabase::open(dir.path("db"));
+  const std::vector<SettingMatch> sensitive = {{0, 0}};
+  // 0.1 at 0.5, 0 at 1: 5% is reached at 0.75.
+  EXPECT_NEAR(minimal_predicted_ratio(db, sensitive, 0.05, 0.01), 0.75, 1e-9);
+  EXPECT_NEAR(minimal_predicted_ratio(db, {{1, 0}}, 0.05, 0.01), 0.0, 1e-9);
+  // The controller: a workload that always looks like the sensitive setting settles at 0.75.
+  AdviseOptions one;
+  one.neighbors = 1;
+  int runs = 0;
+  const Advice a = advise(
+      db,
+      [&](double ratio) {
+        ++runs;
+        TierCounters c;
+        c.accesses = 1'000'000;
+        c.pgpromote_success = static_cast<uint64_t>(100 * (2 - 2 * ratio));
+        c.compute_units = c.accesses;
+        c.llc_misses = 200'000;
+        c.elapsed_ns = 1e6;
+        return c;
+      },
+      one);
+  EXPECT_TRUE(a.converged);
+  EXPECT_NEAR(a.fast_ratio, 0.75, 1e-9);
+  EXPECT_NEAR(a.predicted_slowdown, 0.05, 1e-9);
+  EXPECT_EQ(a.steps.front().fast_ratio, 1.0);
+  EXPECT_EQ(runs, 2);  // full memory, then the chosen size confirms itself
+  AdviseOptions bad;
+  bad.target = 1.5;
+  EXPECT_THROW(advise(db, [](double) { return TierCounters{}; }, bad), core::Error);
+}
+
+TEST(Oracle, SweepsThenBisectsToTheFirstRatioMeetingTheTarget) {
+  int runs = 0;
+  const OracleResult r = find_minimal_ratio(
+      [&](double ratio) {
+        ++runs;
+        return 0.3 * (1 - ratio);  // 5% at 5/6
+      },
+      0.05, 0.01);
+  ASSERT_TRUE(r.minimal_ratio.has_value());
+  EXPECT_GE(*r.minimal_ratio, 5.0 / 6 - 1e-9);
+  EXPECT_LT(*r.minimal_ratio, 5.0 / 6 + 0.01);
+  EXPECT_EQ(runs, static_cast<int>(r.curve.size()));
+  EXPECT_FALSE(find_minimal_ratio([](double) { return 0.5; }, 0.05, 0.01).minimal_ratio);
+}
+
+ProfileGrid tiny_grid() {
+  return grid_from_json({{"base", {{"footprint_bytes", 2 << 20}, {"hot_bytes", 256 << 10},
+                                   {"accesses", 50000}}},
+                         {"axes", {{"hot_fraction", {0.5, 0.99}}}},
+                         {"ratios", {0, 0.5, 1}}});
+}
+
+MachineOptions tiny_machine() {
+  MachineOptions m;
+  m.llc_mb = 1;
+  m.config.tpp.watermark_scale_factor = 200;
+  return m;
+}
+
+TEST(Profiler, FillsTheDatabaseAndResumesFromItsJournal) {
+  testing_support::TempDir dir;
+  const std::string db_dir = dir.path("db");
+  profile(db_dir, tiny_grid(), tiny_machine(), false);
+  const PerfDatabase db = PerfDatabase::open(db_dir);
+  EXPECT_EQ(db.run_count(), 6u);
+  for (uint32_t s = 0; s < 2; ++s) {
+    EXPECT_GT(db.slowdown(s, 0), db.slowdown(s, 1));  // slow memory costs time
+  }
+  // An interrupted profile: the journal's last run is cut in half and the database is gone.
+  const std::string journal = db_dir + "/journal.jsonl";
+  std::string text;
+  {
+    std::ifstream in(journal);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const size_t last = text.rfind('\n', text.size() - 2);
+  std::ofstream(journal, std::ios::trunc) << text.substr(0, last + 10);
+  std::filesystem::remove(db_dir + "/perf.tdb");
+  profile(db_dir, tiny_grid(), tiny_machine(), false);
+  const PerfDatabase resumed = PerfDatabase::open(db_dir);
+  for (uint32_t s = 0; s < 2; ++s) {
+    for (double r : {0.0, 0.5, 1.0}) EXPECT_DOUBLE_EQ(resumed.slowdown(s, r), db.slowdown(s, r));
+  }
+  // Another grid in the same directory is refused rather than mixed in.
+  ProfileGrid other = tiny_grid();
+  other.ratios = {0, 1};
+  EXPECT_THROW(profile(db_dir, other, tiny_machine(), false), core::Error);
+}
+
+TEST(Profiler, GridsNameTheirMistakes) {
+  EXPECT_THROW(grid_from_json({{"axes", {{"hotness", {1}}}}, {"ratios", {0, 1}}}), core::Error);
+  EXPECT_THROW(grid_from_json({{"axes", {{"hot_fraction", 0.5}}}, {"ratios", {0, 1}}}),
+               core::Error);
+  EXPECT_THROW(grid_from_json({{"ratios", {0.5, 0.2}}}), core::Error);
+  EXPECT_THROW(grid_from_json({{"ratios", {0, 1}}, {"base", {{"hot_fraction", 2}}}}),
+               core::Error);
+  EXPECT_EQ(default_grid().settings.size(), 72u);
+}
+
+}  // namespace
+}  // namespace tuna
