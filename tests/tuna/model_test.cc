@@ -141,7 +141,7 @@ MachineOptions tiny_machine() {
 TEST(Profiler, FillsTheDatabaseAndResumesFromItsJournal) {
   testing_support::TempDir dir;
   const std::string db_dir = dir.path("db");
-  profile(db_dir, tiny_grid(), tiny_machine(), false);
+  profile(db_dir, tiny_grid(), tiny_machine(), 2, false);
   const PerfDatabase db = PerfDatabase::open(db_dir);
   EXPECT_EQ(db.run_count(), 6u);
   for (uint32_t s = 0; s < 2; ++s) {
@@ -157,15 +157,16 @@ TEST(Profiler, FillsTheDatabaseAndResumesFromItsJournal) {
   const size_t last = text.rfind('\n', text.size() - 2);
   std::ofstream(journal, std::ios::trunc) << text.substr(0, last + 10);
   std::filesystem::remove(db_dir + "/perf.tdb");
-  profile(db_dir, tiny_grid(), tiny_machine(), false);
+  profile(db_dir, tiny_grid(), tiny_machine(), 2, false);
   const PerfDatabase resumed = PerfDatabase::open(db_dir);
   for (uint32_t s = 0; s < 2; ++s) {
     for (double r : {0.0, 0.5, 1.0}) EXPECT_DOUBLE_EQ(resumed.slowdown(s, r), db.slowdown(s, r));
   }
+  profile(db_dir, tiny_grid(), tiny_machine(), 1, false);  // the journal is still well formed
   // Another grid in the same directory is refused rather than mixed in.
   ProfileGrid other = tiny_grid();
   other.ratios = {0, 1};
-  EXPECT_THROW(profile(db_dir, other, tiny_machine(), false), core::Error);
+  EXPECT_THROW(profile(db_dir, other, tiny_machine(), 1, false), core::Error);
 }
 
 TEST(Profiler, GridsNameTheirMistakes) {

@@ -1,4 +1,5 @@
-// `tuna sim` and `tuna oracle` as a user runs them, and their bad input.
+// The tuna subcommands as a user runs them — sim, oracle, profile, advise, eval — and their bad
+// input.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -104,6 +105,87 @@ TEST(TunaCli, BadInputIsRejectedWithExitCode2) {
     EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
     EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;
   }
+}
+
+// A micro-benchmark grid and machine small enough for a test: 2 settings × 3 ratios.
+const std::string kTinyMachine = " --llc-mb 1 --watermark-scale-factor 200";
+void write_tiny_grid(const std::string& path) {
+  std::ofstream(path) << R"({"base": {"footprint_bytes": 4194304, "hot_bytes": 524288,
+                                      "accesses": 100000},
+                             "axes": {"hot_fraction": [0.5, 0.99]},
+                             "ratios": [0, 0.5, 1]})";
+}
+
+TEST(TunaCli, ProfileAdviseAndEvalEndToEnd) {
+  testing_support::TempDir dir;
+  write_tiny_grid(dir.path("grid.json"));
+  const std::string db = dir.path("db");
+  Result r = tuna("profile -q --out " + db + " --grid " + dir.path("grid.json") + kTinyMachine);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("6 runs (2 settings × 3 ratios)"), std::string::npos) << r.output;
+
+  r = tuna("advise --db " + db + " -w gups --table-mb 4 --hot-mb 1 --updates 100000" +
+           kTinyMachine + " --json " + dir.path("a.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto a = nlohmann::json::parse(std::ifstream(dir.path("a.json")));
+  EXPECT_GE(a["fast_ratio"].get<double>(), 0.0);
+  EXPECT_LE(a["fast_ratio"].get<double>(), 1.0);
+  EXPECT_EQ(a["steps"][0]["fast_ratio"].get<double>(), 1.0);  // telemetry at full fast memory
+  EXPECT_TRUE(a["actual_slowdown"].is_number());
+
+  std::ofstream(dir.path("workloads.txt")) << "# two small kernels\n"
+                                              "-w gups --table-mb 4 --hot-mb 1 --updates 100000\n"
+                                              "-w bfs --scale 12\n";
+  r = tuna("eval --db " + db + " --workloads " + dir.path("workloads.txt") + kTinyMachine +
+           " --json " + dir.path("e.json") + " --plot " + dir.path("e.svg"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto e = nlohmann::json::parse(std::ifstream(dir.path("e.json")));
+  ASSERT_EQ(e["workloads"].size(), 2u);
+  for (const auto& w : e["workloads"]) {
+    // Null when no ratio meets the target (tiny GUPS churns even with all its memory fast).
+    EXPECT_TRUE(w["oracle"]["fast_ratio"].is_number() || w["oracle"]["fast_ratio"].is_null());
+    EXPECT_FALSE(w["oracle"]["curve"].empty());
+    EXPECT_TRUE(w["tuna_actual_slowdown"].is_number());
+    EXPECT_EQ(w["tuna_violation"].get<bool>(), w["tuna_actual_slowdown"].get<double>() > 0.05);
+  }
+  EXPECT_TRUE(e["summary"].contains("captured_of_oracle"));
+  std::string svg((std::istreambuf_iterator<char>(std::ifstream(dir.path("e.svg")).rdbuf())), {});
+  EXPECT_NE(svg.find("<circle"), std::string::npos);
+}
+
+TEST(TunaCli, BadDatabasesGridsAndTargetsAreRejected) {
+  testing_support::TempDir dir;
+  write_tiny_grid(dir.path("grid.json"));
+  const std::string db = dir.path("db");
+  ASSERT_EQ(tuna("profile -q --out " + db + " --grid " + dir.path("grid.json") + kTinyMachine)
+                .exit_code,
+            0);
+  const std::string gups = " -w gups --table-mb 4 --hot-mb 1 --updates 100000";
+  auto expect_rejected = [&](const std::string& args, const std::string& says) {
+    const Result r = tuna(args);
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
+    EXPECT_NE(r.output.find(says), std::string::npos) << args << ": " << r.output;
+  };
+  expect_rejected("advise --db " + db + gups + " --llc-mb 2 --watermark-scale-factor 200",
+                  "another platform configuration: llc_mb 1 in the database, 2 here");
+  expect_rejected("advise --db " + db + gups + kTinyMachine + " --target 1.5", "--target");
+  expect_rejected("advise --db " + dir.path("none") + gups, "not a Tuna performance database");
+  expect_rejected("profile --out " + db + " --platform linux", "only 'sim'");
+  std::ofstream(dir.path("bad-grid.json")) << R"({"axes": {"hotness": [1]}, "ratios": [0, 1]})";
+  expect_rejected("profile --out " + dir.path("db2") + " --grid " + dir.path("bad-grid.json"),
+                  "unknown knob 'hotness'");
+  std::ofstream(dir.path("not-json.json")) << "{ratios: [0, 1";
+  expect_rejected("profile --out " + dir.path("db2") + " --grid " + dir.path("not-json.json"),
+                  "not JSON");
+  std::ofstream(dir.path("wl.txt")) << "-w bfs --scale nine\n";
+  expect_rejected("eval --db " + db + " --workloads " + dir.path("wl.txt") + kTinyMachine,
+                  "-w bfs --scale nine");
+  {
+    std::fstream f(db + "/perf.tdb", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(70);
+    f.put('\x5a');
+  }
+  expect_rejected("advise --db " + db + gups + kTinyMachine, "perf.tdb");
 }
 
 }  // namespace

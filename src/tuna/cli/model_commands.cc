@@ -49,6 +49,7 @@ struct ModelCliOptions {
   MachineOptions machine;
   AdviseOptions advise;
   double precision = 0.01;
+  int jobs = 0;
   bool quiet = false;
 };
 
@@ -89,7 +90,7 @@ void run_profile(const ModelCliOptions& o) {
   core::Stopwatch watch;
   std::fprintf(stderr, "profiling %zu settings × %zu ratios into %s\n", grid.settings.size(),
                grid.ratios.size(), o.out.c_str());
-  profile(o.out, grid, o.machine, !o.quiet);
+  profile(o.out, grid, o.machine, o.jobs, !o.quiet);
   const PerfDatabase db = PerfDatabase::open(o.out);
   std::printf("performance database %s: %zu runs (%zu settings × %zu ratios) in %.1f s\n",
               o.out.c_str(), db.run_count(), db.setting_count(), db.ratios().size(),
@@ -296,6 +297,9 @@ void add_profile_command(CLI::App& app) {
                   "JSON grid: {\"base\": {knobs}, \"axes\": {\"knob\": [values]}, \"ratios\": "
                   "[...]} (default: 72 settings × 11 ratios; see docs/tuna.md)");
   cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
+  cmd->add_option("-j,--jobs", o->jobs, "settings profiled in parallel (0: one per core)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
   add_machine_options(cmd, &o->machine);
   cmd->callback([o] { run_profile(*o); });
 }

@@ -4,8 +4,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/progress.h"
 #include "tuna/model/perf_db.h"
 
@@ -28,6 +30,7 @@ void expand(const nlohmann::json& base, const std::vector<std::pair<std::string,
 }
 
 struct Journal {
+  uint64_t valid_bytes = 0;                              // the whole lines read
   std::map<uint32_t, double> all_fast_ns;                // by setting
   std::map<std::pair<uint32_t, uint32_t>, ProfileRun> runs;  // by (setting, ratio index)
 };
@@ -47,6 +50,7 @@ Journal read_journal(const fs::path& path, const nlohmann::json& header) {
       if (i + 1 == lines.size()) break;  // an interrupted write
       core::throw_bad_input(path.string(), ": line ", i + 1, " is corrupt");
     }
+    j.valid_bytes += lines[i].size() + 1;
     try {
       if (i == 0) {
         if (entry != header) {
@@ -126,12 +130,20 @@ nlohmann::json to_json(const ProfileGrid& grid) {
 }
 
 void profile(const std::string& dir, const ProfileGrid& grid, const MachineOptions& machine,
-             bool show_progress) {
+             int jobs, bool show_progress) {
   fs::create_directories(dir);
   const fs::path journal_path = fs::path(dir) / "journal.jsonl";
   const nlohmann::json header = {{"platform", machine_json(machine)}, {"grid", to_json(grid)}};
   Journal done;
-  if (fs::exists(journal_path)) done = read_journal(journal_path, header);
+  if (fs::exists(journal_path)) {
+    done = read_journal(journal_path, header);
+    // Drop a line cut short by an interruption; end a whole last line that lost its newline.
+    if (done.valid_bytes > fs::file_size(journal_path)) {
+      std::ofstream(journal_path, std::ios::app) << '\n';
+    } else {
+      fs::resize_file(journal_path, done.valid_bytes);
+    }
+  }
   std::ofstream journal(journal_path, std::ios::app);
   if (!journal) core::throw_bad_input("cannot write ", journal_path.string());
   auto log = [&](const nlohmann::json& entry) {
@@ -145,36 +157,58 @@ void profile(const std::string& dir, const ProfileGrid& grid, const MachineOptio
     log(header);
   }
   const auto n_ratios = static_cast<uint32_t>(grid.ratios.size());
-  core::Progress progress("profile", grid.settings.size() * (n_ratios + 1), show_progress);
-  PerfDbContents db{machine_json(machine), {}, grid.ratios, {}};
-  for (uint32_t s = 0; s < grid.settings.size(); ++s) {
-    db.settings.push_back(to_json(grid.settings[s]));
+  const auto n_settings = static_cast<uint32_t>(grid.settings.size());
+  core::Progress progress("profile", n_settings * (n_ratios + 1), show_progress);
+  std::mutex mutex;  // guards done, the journal and the progress bar
+  // One setting at a time per worker: its all-fast reference, then its ratios. Every run is
+  // deterministic, so the database does not depend on the number of workers.
+  auto profile_setting = [&](uint32_t s) {
     auto run_at = [&](sim::Policy policy, double ratio) {
       Microbench bench(grid.settings[s]);
       return run_workload(bench, machine, policy, ratio).counters;
     };
-    if (!done.all_fast_ns.count(s)) {
-      done.all_fast_ns[s] = run_at(sim::Policy::kAllFast, 1.0).elapsed_ns;
-      log({{"setting", s}, {"all_fast_ns", done.all_fast_ns[s]}});
+    double all_fast_ns;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      auto it = done.all_fast_ns.find(s);
+      all_fast_ns = it != done.all_fast_ns.end() ? it->second : -1;
     }
-    progress.advance(1);
+    if (all_fast_ns < 0) {
+      all_fast_ns = run_at(sim::Policy::kAllFast, 1.0).elapsed_ns;
+      std::lock_guard<std::mutex> lock(mutex);
+      done.all_fast_ns[s] = all_fast_ns;
+      log({{"setting", s}, {"all_fast_ns", all_fast_ns}});
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      progress.advance(1);
+    }
     for (uint32_t r = 0; r < n_ratios; ++r) {
-      auto it = done.runs.find({s, r});
-      if (it == done.runs.end()) {
+      bool have;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        have = done.runs.count({s, r}) > 0;
+      }
+      if (!have) {
         const TierCounters c = run_at(sim::Policy::kTpp, grid.ratios[r]);
-        ProfileRun run{s, r, metrics_of(c), c.elapsed_ns / done.all_fast_ns[s] - 1};
+        const ProfileRun run{s, r, metrics_of(c), c.elapsed_ns / all_fast_ns - 1};
         const Metrics& m = run.metrics;
+        std::lock_guard<std::mutex> lock(mutex);
         log({{"setting", s},
              {"ratio_index", r},
              {"metrics", {m.migration_per_maccess, m.compute_per_access, m.misses_per_kaccess}},
              {"slowdown", run.slowdown}});
-        it = done.runs.emplace(std::make_pair(s, r), run).first;
+        done.runs[{s, r}] = run;
       }
-      db.runs.push_back(it->second);
+      std::lock_guard<std::mutex> lock(mutex);
       progress.advance(1);
     }
-  }
+  };
+  core::parallel_for(n_settings, jobs, [&](size_t s) { profile_setting(static_cast<uint32_t>(s)); });
   progress.finish();
+  PerfDbContents db{machine_json(machine), {}, grid.ratios, {}};
+  for (const MicrobenchOptions& setting : grid.settings) db.settings.push_back(to_json(setting));
+  for (const auto& [key, run] : done.runs) db.runs.push_back(run);
   write_perf_db(dir, db);
 }
 

@@ -28,9 +28,10 @@ nlohmann::json to_json(const ProfileGrid& grid);
 
 // Profiles every setting at every ratio (plus once all-fast, the reference) into the database
 // at `dir`, journaling each run to dir/journal.jsonl and skipping runs already journaled by an
-// earlier, interrupted call with the same grid and platform. Throws core::Error (bad input)
-// when the journal belongs to another grid or platform, or is corrupt before its last line.
+// earlier, interrupted call with the same grid and platform; `jobs` settings run in parallel.
+// Throws core::Error (bad input) when the journal belongs to another grid or platform, or is
+// corrupt before its last line.
 void profile(const std::string& dir, const ProfileGrid& grid, const MachineOptions& machine,
-             bool show_progress);
+             int jobs, bool show_progress);
 
 }  // namespace tuna
