@@ -1,6 +1,9 @@
 #include "tuna/runner.h"
 
+#include <cmath>
+
 #include "core/error.h"
+#include "tuna/tier/sim/watermarks.h"
 
 namespace tuna {
 
@@ -39,6 +42,7 @@ nlohmann::json counters_json(const TierCounters& c) {
           {"fast_accesses", c.fast_accesses},
           {"slow_accesses", c.slow_accesses},
           {"compute_units", c.compute_units},
+          {"miss_stall_ns", c.miss_stall_ns},
           {"pgpromote_success", c.pgpromote_success},
           {"pgpromote_candidate", c.pgpromote_candidate},
           {"pgdemote_kswapd", c.pgdemote_kswapd},
@@ -49,13 +53,14 @@ nlohmann::json counters_json(const TierCounters& c) {
 }
 
 RunResult run_workload(const WorkloadOptions& w, const MachineOptions& m, sim::Policy p,
-                       double fast_ratio) {
-  return run_workload(*make_workload(w), m, p, fast_ratio);
+                       double fast_ratio, bool count_page_misses) {
+  return run_workload(*make_workload(w), m, p, fast_ratio, count_page_misses);
 }
 
 RunResult run_workload(Workload& workload, const MachineOptions& m, sim::Policy p,
-                       double fast_ratio) {
+                       double fast_ratio, bool count_page_misses) {
   sim::SimConfig c = m.config;
+  c.count_page_misses = count_page_misses;
   c.policy = p;
   c.llc_bytes = m.llc_mb << 20;
   c.fast_bytes = static_cast<uint64_t>(fast_ratio * workload.footprint_bytes());
@@ -63,7 +68,7 @@ RunResult run_workload(Workload& workload, const MachineOptions& m, sim::Policy 
   workload.run(sim);
   const std::string verdict = workload.verify();
   if (!verdict.empty()) core::throw_internal("workload result is wrong: ", verdict);
-  RunResult r{sim.counters(), nlohmann::json::array()};
+  RunResult r{sim.counters(), nlohmann::json::array(), sim.page_misses()};
   for (const auto& s : sim.series()) {
     nlohmann::json j = counters_json(s.counters);
     j["time_ns"] = s.time_ns;
@@ -72,6 +77,29 @@ RunResult run_workload(Workload& workload, const MachineOptions& m, sim::Policy 
     r.series.push_back(j);
   }
   return r;
+}
+
+PlatformCosts platform_costs(const MachineOptions& m) {
+  const sim::SimConfig& c = m.config;
+  PlatformCosts costs;
+  costs.latency_ratio = c.timing.slow_latency_ns / c.timing.fast_latency_ns;
+  costs.hint_fault_ns = c.timing.hint_fault_ns / c.time_scale;
+  costs.migrate_page_ns = c.timing.migrate_page_ns / c.time_scale;
+  const sim::TppParams tpp = c.tpp;
+  costs.usable = [tpp](double ratio, uint64_t footprint_pages) {
+    if (footprint_pages == 0) return ratio;
+    // As the simulator sizes the nodes (Simulator's tpp_params): the fast node holds the ratio
+    // of the footprint, the slow node all of it and 1024 pages more.
+    const auto fast = static_cast<uint64_t>(std::ceil(ratio * static_cast<double>(footprint_pages)));
+    const uint64_t total = fast + footprint_pages + 1024;
+    const uint64_t min_kb = tpp.min_free_kbytes > 0 ? tpp.min_free_kbytes
+                                                    : sim::default_min_free_kbytes(total * 4);
+    const sim::Watermarks w =
+        sim::zone_watermarks(fast, min_kb * fast / total, tpp.watermark_scale_factor);
+    return static_cast<double>(fast > w.promo ? fast - w.promo : 0) /
+           static_cast<double>(footprint_pages);
+  };
+  return costs;
 }
 
 nlohmann::json machine_json(const MachineOptions& m) {

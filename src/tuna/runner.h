@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "tuna/model/histogram_model.h"
 #include "tuna/tier/sim/simulator.h"
 #include "tuna/workloads/registry.h"
 
@@ -26,15 +27,20 @@ nlohmann::json counters_json(const TierCounters& c);
 struct RunResult {
   TierCounters counters;
   nlohmann::json series;  // counters_json per sampling interval, plus time and tier occupancy
+  std::vector<uint32_t> page_misses;  // LLC misses per page, when asked for
 };
 
 // One run of a fresh workload instance at `fast_ratio` of its footprint; throws core::Error
 // (internal) if the workload's verifier rejects its result.
 RunResult run_workload(const WorkloadOptions& w, const MachineOptions& m, sim::Policy p,
-                       double fast_ratio);
+                       double fast_ratio, bool count_page_misses = false);
 // The same for a workload instance the caller made (it runs once).
 RunResult run_workload(Workload& workload, const MachineOptions& m, sim::Policy p,
-                       double fast_ratio);
+                       double fast_ratio, bool count_page_misses = false);
+
+// The machine's costs as our slowdown model sees them: the latency ratio, the per-event costs
+// after time dilation, and the fast memory TPP leaves usable above its promo watermark.
+PlatformCosts platform_costs(const MachineOptions& m);
 
 // Elapsed simulated time of a run over that of an all-fast run, minus one.
 inline double slowdown(const TierCounters& run, const TierCounters& all_fast) {

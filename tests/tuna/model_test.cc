@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "support/temp_dir.h"
 #include "tuna/model/advisor.h"
+#include "tuna/model/histogram_model.h"
 #include "tuna/model/oracle.h"
 #include "tuna/model/perf_db.h"
 #include "tuna/model/profiler.h"
@@ -124,6 +125,84 @@ TEST(Oracle, SweepsThenBisectsToTheFirstRatioMeetingTheTarget) {
   EXPECT_FALSE(find_minimal_ratio([](double) { return 0.5; }, 0.05, 0.01).minimal_ratio);
 }
 
+TEST(HistogramModel, MissCurveCostAndCalibrationByHand) {
+  TierCounters c;
+  c.llc_misses = 100;
+  c.miss_stall_ns = 1000;  // 10 ns per miss
+  c.elapsed_ns = 1000;
+  // Pages by misses: 60, 30, 10, 0.
+  const WorkloadProfile p = observe_profile(c, {10, 0, 30, 60});
+  ASSERT_EQ(p.outside.size(), 101u);
+  EXPECT_DOUBLE_EQ(p.outside[0], 1.0);
+  EXPECT_NEAR(p.outside[25], 0.4, 1e-12);
+  EXPECT_NEAR(p.outside[50], 0.1, 1e-12);
+  EXPECT_NEAR(p.outside[75], 0.0, 1e-12);
+  PlatformCosts costs;
+  costs.latency_ratio = 2;
+  // 100 misses · 0.4 outside · 10 ns · (2 − 1) over 1000 ns.
+  EXPECT_NEAR(slow_traffic_cost(p, costs, 0.25), 0.4, 1e-12);
+  costs.usable = [](double r, uint64_t) { return r / 2; };  // half is watermark headroom
+  EXPECT_NEAR(slow_traffic_cost(p, costs, 0.5), 0.4, 1e-12);
+  const SlowdownModel m = calibrate({{0.1, 0.21}, {0.2, 0.41}, {0.4, 0.81}});
+  EXPECT_NEAR(m.alpha, 2, 1e-9);
+  EXPECT_NEAR(m.beta, 0.01, 1e-9);
+}
+
+TEST(HistogramModel, ObservedSlowdownFromCountersByHand) {
+  TierCounters c;
+  c.fast_accesses = 100;
+  c.slow_accesses = 50;
+  c.miss_stall_ns = 100 * 10 + 50 * 20;  // 10 ns per fast miss, 20 per slow
+  c.numa_hint_faults = 10;
+  c.pgpromote_success = 2;
+  c.elapsed_ns = 2590;
+  PlatformCosts costs;
+  costs.latency_ratio = 2;
+  costs.hint_fault_ns = 5;
+  costs.migrate_page_ns = 20;
+  // extra = 50 · 10 + 10 · 5 + 2 · 20 = 590 over the other 2000 ns.
+  EXPECT_NEAR(observed_slowdown(c, costs), 0.295, 1e-12);
+}
+
+// A workload whose pages are placed perfectly by hotness: its counters at any size follow from
+// its histogram, scaled by `miss_factor` (1: our model's view; 2: twice the slow traffic).
+std::pair<TierCounters, std::vector<uint32_t>> synthetic_run(double ratio, double miss_factor) {
+  std::vector<uint32_t> page_misses(100);
+  for (int i = 0; i < 100; ++i) page_misses[i] = 1000 / (i + 1);  // Zipf-like
+  std::vector<uint32_t> sorted = page_misses;
+  double total = 0, outside = 0;
+  for (int i = 0; i < 100; ++i) total += sorted[i];
+  for (int i = static_cast<int>(std::lround(ratio * 100)); i < 100; ++i) outside += sorted[i];
+  TierCounters c;
+  c.llc_misses = static_cast<uint64_t>(total);
+  c.slow_accesses = static_cast<uint64_t>(std::min(total, miss_factor * outside));
+  c.fast_accesses = c.llc_misses - c.slow_accesses;
+  c.miss_stall_ns = 10.0 * c.fast_accesses + 22.0 * c.slow_accesses;
+  c.elapsed_ns = 200000 + c.miss_stall_ns;
+  return {c, page_misses};
+}
+
+TEST(HistogramModel, GuardMeetsTheTargetWhenTheModelIsRightAndWhenItIsOptimistic) {
+  PlatformCosts costs;
+  costs.latency_ratio = 2.2;
+  GuardOptions g;
+  g.target = 0.05;
+  g.margin = 0.01;
+  for (double factor : {1.0, 2.0}) {
+    const GuardedChoice c = choose_with_guard(
+        SlowdownModel{}, costs, [&](double r, bool) { return synthetic_run(r, factor); }, g);
+    const auto [counters, unused] = synthetic_run(c.fast_ratio, factor);
+    const double actual = observed_slowdown(counters, costs);
+    EXPECT_LE(actual, 0.05) << factor;
+    EXPECT_LT(c.fast_ratio, 1.0) << factor;
+    // A smaller size would have missed the target by more than the guard's margin allows.
+    const auto [smaller, unused2] = synthetic_run(c.fast_ratio - 0.05, factor);
+    EXPECT_GT(observed_slowdown(smaller, costs), 0.04 - 1e-9) << factor;
+    if (factor == 1.0) EXPECT_NEAR(c.confidence, 1.0, 0.1);
+    if (factor == 2.0) EXPECT_GT(c.steps.size(), 2u);  // it had to grow
+  }
+}
+
 ProfileGrid tiny_grid() {
   return grid_from_json({{"base", {{"footprint_bytes", 2 << 20}, {"hot_bytes", 256 << 10},
                                    {"accesses", 50000}}},
@@ -163,6 +242,9 @@ TEST(Profiler, FillsTheDatabaseAndResumesFromItsJournal) {
     for (double r : {0.0, 0.5, 1.0}) EXPECT_DOUBLE_EQ(resumed.slowdown(s, r), db.slowdown(s, r));
   }
   profile(db_dir, tiny_grid(), tiny_machine(), 1, false);  // the journal is still well formed
+  EXPECT_EQ(resumed.profiles().size(), 2u);
+  const SlowdownModel model = calibrate(resumed, platform_costs(tiny_machine()));
+  EXPECT_GT(model.alpha, 0.0);
   // Another grid in the same directory is refused rather than mixed in.
   ProfileGrid other = tiny_grid();
   other.ratios = {0, 1};

@@ -132,6 +132,7 @@ TEST(TunaCli, ProfileAdviseAndEvalEndToEnd) {
   EXPECT_LE(a["fast_ratio"].get<double>(), 1.0);
   EXPECT_EQ(a["steps"][0]["fast_ratio"].get<double>(), 1.0);  // telemetry at full fast memory
   EXPECT_TRUE(a["actual_slowdown"].is_number());
+  EXPECT_TRUE(a["ours"]["actual_slowdown"].is_number());
 
   std::ofstream(dir.path("workloads.txt")) << "# two small kernels\n"
                                               "-w gups --table-mb 4 --hot-mb 1 --updates 100000\n"
@@ -146,7 +147,10 @@ TEST(TunaCli, ProfileAdviseAndEvalEndToEnd) {
     EXPECT_TRUE(w["oracle"]["fast_ratio"].is_number() || w["oracle"]["fast_ratio"].is_null());
     EXPECT_FALSE(w["oracle"]["curve"].empty());
     EXPECT_TRUE(w["tuna_actual_slowdown"].is_number());
-    EXPECT_EQ(w["tuna_violation"].get<bool>(), w["tuna_actual_slowdown"].get<double>() > 0.05);
+    EXPECT_EQ(w["tuna_violation"].get<bool>(),
+              w["feasible"].get<bool>() && w["tuna_actual_slowdown"].get<double>() > 0.05);
+    EXPECT_GE(w["ours"]["fast_ratio"].get<double>(), 0.0);
+    EXPECT_EQ(w["ours"]["steps"][0]["fast_ratio"].get<double>(), 1.0);
   }
   EXPECT_TRUE(e["summary"].contains("captured_of_oracle"));
   std::string svg((std::istreambuf_iterator<char>(std::ifstream(dir.path("e.svg")).rdbuf())), {});

@@ -48,6 +48,8 @@ struct ModelCliOptions {
   WorkloadOptions workload;
   MachineOptions machine;
   AdviseOptions advise;
+  GuardOptions guard;
+  std::string rule = "both";
   double precision = 0.01;
   int jobs = 0;
   bool quiet = false;
@@ -66,6 +68,10 @@ void add_advise_options(CLI::App* cmd, ModelCliOptions* o) {
                   "tuning intervals before the controller stops re-tuning")
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
+  cmd->add_option("--margin", o->guard.margin,
+                  "ours: aim this far under the target (the guard's safety margin)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.5));
   cmd->add_option("--json", o->json, "write the report here");
 }
 
@@ -114,12 +120,49 @@ Sized size_workload(const PerfDatabase& db, const WorkloadOptions& w, const Mach
   return s;
 }
 
+struct Guarded {
+  GuardedChoice choice;
+  double actual_slowdown = 0;
+};
+
+Guarded size_ours(const PerfDatabase& db, const WorkloadOptions& w, const MachineOptions& m,
+                  const GuardOptions& g, double all_fast_ns) {
+  const PlatformCosts costs = platform_costs(m);
+  const SlowdownModel model = calibrate(db, costs);
+  Guarded out;
+  out.choice = choose_with_guard(
+      model, costs,
+      [&](double r, bool count) {
+        RunResult run = run_workload(w, m, sim::Policy::kTpp, r, count);
+        return std::make_pair(run.counters, std::move(run.page_misses));
+      },
+      g);
+  out.actual_slowdown =
+      run_workload(w, m, sim::Policy::kTpp, out.choice.fast_ratio).counters.elapsed_ns /
+          all_fast_ns - 1;
+  return out;
+}
+
+nlohmann::json guarded_json(const GuardedChoice& c) {
+  nlohmann::json steps = nlohmann::json::array();
+  for (const GuardStep& s : c.steps) {
+    steps.push_back({{"fast_ratio", s.fast_ratio},
+                     {"predicted_slowdown", s.predicted},
+                     {"observed_slowdown", s.observed}});
+  }
+  return {{"fast_ratio", c.fast_ratio},
+          {"model_predicted_slowdown", c.predicted_slowdown},
+          {"confidence", c.confidence},
+          {"steps", steps}};
+}
+
 void run_advise(const ModelCliOptions& o) {
   check_target(o.advise.target);
   const PerfDatabase db = PerfDatabase::open(o.db);
   db.check_platform(machine_json(o.machine));
   const double ref = run_workload(o.workload, o.machine, sim::Policy::kAllFast, 1).counters.elapsed_ns;
   const Sized s = size_workload(db, o.workload, o.machine, o.advise, ref);
+  std::printf("Tuna (the paper's rule: nearest micro-benchmarks at the current size):\n");
   std::printf("%5s %10s %12s %12s %12s %10s %10s\n", "step", "fast ratio", "migr/Macc",
               "compute/acc", "miss/kacc", "chosen", "predicted");
   for (size_t i = 0; i < s.advice.steps.size(); ++i) {
@@ -128,15 +171,30 @@ void run_advise(const ModelCliOptions& o) {
                 t.metrics.migration_per_maccess, t.metrics.compute_per_access,
                 t.metrics.misses_per_kaccess, t.chosen_ratio, 100 * t.predicted_slowdown);
   }
-  std::printf("%s: fast memory %.2f of the footprint (%s), predicted slowdown %.2f%%, actual "
+  std::printf("Tuna: fast memory %.2f of the footprint (%s), predicted slowdown %.2f%%, actual "
               "%.2f%% (target %.1f%%)\n",
-              o.workload.name.c_str(), s.advice.fast_ratio,
+              s.advice.fast_ratio,
               s.advice.converged ? "converged" : "not converged", 100 * s.advice.predicted_slowdown,
               100 * s.actual_slowdown, 100 * o.advise.target);
+  GuardOptions g = o.guard;
+  g.target = o.advise.target;
+  const Guarded ours = size_ours(db, o.workload, o.machine, g, ref);
+  std::printf("\nours (access histogram + calibrated model + guard):\n%5s %10s %10s %10s\n", "step",
+              "fast ratio", "predicted", "observed");
+  for (size_t i = 0; i < ours.choice.steps.size(); ++i) {
+    const GuardStep& t = ours.choice.steps[i];
+    std::printf("%5zu %10.2f %9.2f%% %9.2f%%\n", i, t.fast_ratio, 100 * t.predicted,
+                100 * t.observed);
+  }
+  std::printf("%s: fast memory %.2f of the footprint, actual %.2f%% (confidence %.2f)\n",
+              o.workload.name.c_str(), ours.choice.fast_ratio, 100 * ours.actual_slowdown,
+              ours.choice.confidence);
   nlohmann::json j = advice_json(s.advice);
   j["workload"] = o.workload.name;
   j["target"] = o.advise.target;
   j["actual_slowdown"] = s.actual_slowdown;
+  j["ours"] = guarded_json(ours.choice);
+  j["ours"]["actual_slowdown"] = ours.actual_slowdown;
   write_json(o.json, j);
 }
 
@@ -191,10 +249,13 @@ void run_eval(const ModelCliOptions& o) {
   const double tau = o.advise.target;
   nlohmann::json rows = nlohmann::json::array();
   core::PlotSeries tuna_points{"Tuna", {}, false}, fixed_points{"static fraction", {}, false};
-  double tuna_saving = 0, oracle_saving = 0, fixed_saving_sum = 0;
-  int violations = 0, fixed_violations = 0;
-  std::printf("%-52s %7s %7s %8s %8s %8s %8s %8s\n", "workload", "oracle", "Tuna", "pred.",
-              "actual", "static", "actual", "TPP@1");
+  double tuna_saving = 0, ours_saving = 0, oracle_saving = 0, fixed_saving_sum = 0;
+  int violations = 0, ours_violations = 0, fixed_violations = 0, infeasible = 0;
+  core::PlotSeries ours_points{"ours", {}, false};
+  GuardOptions guard = o.guard;
+  guard.target = o.advise.target;
+  std::printf("%-52s %6s | %6s %7s %8s | %6s %8s | %6s %8s | %7s\n", "workload", "oracle",
+              "Tuna", "pred.", "actual", "ours", "actual", "static", "actual", "TPP@1");
   for (size_t i = 0; i < workloads.size(); ++i) {
     const WorkloadOptions& w = workloads[i];
     core::Stopwatch watch;
@@ -204,21 +265,30 @@ void run_eval(const ModelCliOptions& o) {
     };
     const OracleResult oracle = find_minimal_ratio(tpp_slowdown, tau, o.precision);
     const Sized tuna = size_workload(db, w, o.machine, o.advise, ref);
+    const Guarded ours = size_ours(db, w, o.machine, guard, ref);
     const double fixed_actual = tpp_slowdown(fixed);
     const double full = tpp_slowdown(1);
     const double oracle_ratio = oracle.minimal_ratio.value_or(1);
-    const bool violated = tuna.actual_slowdown > tau;
+    // Where even all fast memory misses the target, no size can meet it: not a violation.
+    const bool feasible = oracle.minimal_ratio.has_value();
+    infeasible += !feasible;
+    const bool violated = feasible && tuna.actual_slowdown > tau;
+    const bool ours_violated = feasible && ours.actual_slowdown > tau;
     violations += violated;
-    fixed_violations += fixed_actual > tau;
+    ours_violations += ours_violated;
+    ours_saving += 1 - ours.choice.fast_ratio;
+    fixed_violations += feasible && fixed_actual > tau;
     tuna_saving += 1 - tuna.advice.fast_ratio;
     oracle_saving += 1 - oracle_ratio;
     fixed_saving_sum += 1 - fixed;
     tuna_points.points.emplace_back(1 - oracle_ratio, 1 - tuna.advice.fast_ratio);
+    ours_points.points.emplace_back(1 - oracle_ratio, 1 - ours.choice.fast_ratio);
     fixed_points.points.emplace_back(1 - oracle_ratio, 1 - fixed);
-    std::printf("%-52s %7.2f %7.2f %7.2f%% %7.2f%%%s %7.2f %7.2f%% %7.2f%%\n", fragments[i].c_str(),
-                oracle_ratio, tuna.advice.fast_ratio, 100 * tuna.advice.predicted_slowdown,
-                100 * tuna.actual_slowdown, violated ? "!" : " ", fixed, 100 * fixed_actual,
-                100 * full);
+    std::printf("%-52s %6.2f | %6.2f %6.2f%% %7.2f%%%s | %6.2f %7.2f%%%s | %6.2f %7.2f%% | %6.2f%%\n",
+                fragments[i].c_str(), oracle_ratio, tuna.advice.fast_ratio,
+                100 * tuna.advice.predicted_slowdown, 100 * tuna.actual_slowdown,
+                violated ? "!" : " ", ours.choice.fast_ratio, 100 * ours.actual_slowdown,
+                ours_violated ? "!" : " ", fixed, 100 * fixed_actual, 100 * full);
     std::fflush(stdout);
     nlohmann::json curve = nlohmann::json::array();
     for (const CurvePoint& p : oracle.curve) curve.push_back({p.fast_ratio, p.slowdown});
@@ -229,18 +299,29 @@ void run_eval(const ModelCliOptions& o) {
                                 {"curve", curve}}},
                     {"tuna", advice_json(tuna.advice)},
                     {"tuna_actual_slowdown", tuna.actual_slowdown},
+                    {"feasible", feasible},
                     {"tuna_violation", violated},
+                    {"ours", guarded_json(ours.choice)},
+                    {"ours_actual_slowdown", ours.actual_slowdown},
+                    {"ours_violation", ours_violated},
                     {"static_fraction", {{"fast_ratio", fixed}, {"actual_slowdown", fixed_actual}}},
                     {"tpp_all_fast_slowdown", full},
                     {"host_seconds", watch.seconds()}});
   }
   const double n = static_cast<double>(workloads.size());
-  std::printf("\nmean fast-memory saving at %.0f%%: Tuna %.1f%% (%d violations), oracle %.1f%%, "
-              "static fraction %.2f: %.1f%% (%d violations); Tuna captures %.0f%% of the oracle's "
-              "saving (the paper: 8.5%% mean saving)\n",
-              100 * tau, 100 * tuna_saving / n, violations, 100 * oracle_saving / n, fixed,
-              100 * fixed_saving_sum / n, fixed_violations,
-              oracle_saving > 0 ? 100 * tuna_saving / oracle_saving : 0.0);
+  auto captured = [&](double saving) { return oracle_saving > 0 ? saving / oracle_saving : 0.0; };
+  std::printf("\nmean fast-memory saving at a %.0f%% target (%% of footprint; the paper: Tuna 8.5%%):\n"
+              "  oracle          %5.1f%%\n"
+              "  Tuna            %5.1f%%  %d violations, %3.0f%% of the oracle's saving\n"
+              "  ours            %5.1f%%  %d violations, %3.0f%% of the oracle's saving\n"
+              "  static %.2f     %5.1f%%  %d violations\n",
+              100 * tau, 100 * oracle_saving / n, 100 * tuna_saving / n, violations,
+              100 * captured(tuna_saving), 100 * ours_saving / n, ours_violations,
+              100 * captured(ours_saving), fixed, 100 * fixed_saving_sum / n, fixed_violations);
+  if (infeasible > 0) {
+    std::printf("  %d workload(s) miss the target even with all fast memory (not counted as "
+                "violations)\n", infeasible);
+  }
   write_json(o.json, {{"target", tau},
                       {"platform", machine_json(o.machine)},
                       {"db", o.db},
@@ -252,13 +333,17 @@ void run_eval(const ModelCliOptions& o) {
                         {"static_fraction", fixed},
                         {"static_fraction_mean_saving", fixed_saving_sum / n},
                         {"static_fraction_violations", fixed_violations},
-                        {"captured_of_oracle",
-                         oracle_saving > 0 ? tuna_saving / oracle_saving : 0.0}}},
+                        {"infeasible_workloads", infeasible},
+                        {"captured_of_oracle", captured(tuna_saving)},
+                        {"ours_mean_saving", ours_saving / n},
+                        {"ours_violations", ours_violations},
+                        {"ours_captured_of_oracle", captured(ours_saving)}}},
                       {"workloads", rows}});
   if (!o.plot.empty()) {
     core::LinePlot chart{core::cat("fast-memory saving at a ", 100 * tau, "% slowdown target"),
                          "oracle's saving (fraction of footprint)", "chosen saving", {}, {}, {}};
-    chart.series = {{"oracle (diagonal)", {{0, 0}, {1, 1}}}, tuna_points, fixed_points};
+    chart.series = {{"oracle (diagonal)", {{0, 0}, {1, 1}}}, tuna_points, ours_points,
+                    fixed_points};
     write_plot(o.plot, chart);
   }
 }

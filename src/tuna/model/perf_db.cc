@@ -20,10 +20,33 @@ fs::path index_path(const std::string& dir) { return fs::path(dir) / "perf.faiss
 
 }  // namespace
 
+nlohmann::json to_json(const WorkloadProfile& p) {
+  return {{"outside", p.outside},
+          {"misses", p.misses},
+          {"stall_per_miss_ns", p.stall_per_miss_ns},
+          {"elapsed_ns", p.elapsed_ns},
+          {"footprint_pages", p.footprint_pages}};
+}
+
+WorkloadProfile profile_from_json(const nlohmann::json& j) {
+  WorkloadProfile p;
+  p.outside = j.at("outside").get<std::vector<double>>();
+  p.misses = j.at("misses").get<double>();
+  p.stall_per_miss_ns = j.at("stall_per_miss_ns").get<double>();
+  p.elapsed_ns = j.at("elapsed_ns").get<double>();
+  p.footprint_pages = j.at("footprint_pages").get<uint64_t>();
+  if (p.outside.size() != 101) throw nlohmann::json::other_error::create(501, "outside[] must have 101 points", &j);
+  return p;
+}
+
 void write_perf_db(const std::string& dir, const PerfDbContents& c) {
   const size_t n_settings = c.settings.size(), n_ratios = c.ratios.size();
   if (n_settings == 0 || n_ratios < 2) {
     core::throw_bad_input("a performance database needs settings and at least two ratios");
+  }
+  if (!c.profiles.empty() && c.profiles.size() != n_settings) {
+    core::throw_bad_input("a profile per setting, or none: ", c.profiles.size(), " for ",
+                          n_settings, " settings");
   }
   for (size_t i = 1; i < n_ratios; ++i) {
     if (!(c.ratios[i] > c.ratios[i - 1])) core::throw_bad_input("ratios must increase");
@@ -75,7 +98,10 @@ void write_perf_db(const std::string& dir, const PerfDbContents& c) {
   core::NearestIndex index = core::NearestIndex::create("Flat", 3);
   index.build(vectors.data(), static_cast<int64_t>(cell.size()));
   index.save(index_path(dir).string());
+  nlohmann::json profiles = nlohmann::json::array();
+  for (const WorkloadProfile& p : c.profiles) profiles.push_back(to_json(p));
   writer.finish({{"platform", c.platform},
+                 {"profiles", profiles},
                  {"settings", c.settings},
                  {"ratios", c.ratios},
                  {"feature_mean", mean},
@@ -98,6 +124,9 @@ PerfDatabase PerfDatabase::open(const std::string& dir) {
     db.platform_ = meta.at("platform");
     db.settings_ = meta.at("settings").get<std::vector<nlohmann::json>>();
     db.ratios_ = meta.at("ratios").get<std::vector<double>>();
+    for (const auto& p : meta.value("profiles", nlohmann::json::array())) {
+      db.profiles_.push_back(profile_from_json(p));
+    }
     for (int d = 0; d < 3; ++d) {
       db.mean_[d] = meta.at("feature_mean").at(d).get<double>();
       db.scale_[d] = meta.at("feature_scale").at(d).get<double>();
@@ -131,6 +160,22 @@ PerfDatabase PerfDatabase::open(const std::string& dir) {
                           db.index_->size(), " vectors for ", store.count(), " runs)");
   }
   return db;
+}
+
+SlowdownModel calibrate(const PerfDatabase& db, const PlatformCosts& costs,
+                        const std::vector<uint32_t>& exclude) {
+  if (db.profiles().size() != db.setting_count()) {
+    core::throw_bad_input("the performance database has no access profiles (made by an older "
+                          "tuna); profile again");
+  }
+  std::vector<CalibrationPoint> points;
+  for (const ProfileRun& r : db.runs()) {
+    if (std::find(exclude.begin(), exclude.end(), r.setting) != exclude.end()) continue;
+    points.push_back({slow_traffic_cost(db.profiles()[r.setting], costs,
+                                        db.ratios()[r.ratio_index]),
+                      r.slowdown});
+  }
+  return calibrate(points);
 }
 
 void PerfDatabase::check_platform(const nlohmann::json& platform) const {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/nearest_index.h"
+#include "tuna/model/histogram_model.h"
 #include "tuna/model/metrics.h"
 
 namespace tuna {
@@ -30,7 +31,11 @@ struct PerfDbContents {
   std::vector<nlohmann::json> settings;   // micro-benchmark knobs, one per setting
   std::vector<double> ratios;             // increasing, in [0, 1]
   std::vector<ProfileRun> runs;           // every setting × ratio exactly once
+  std::vector<WorkloadProfile> profiles;  // per setting, observed all-fast (for our model)
 };
+
+nlohmann::json to_json(const WorkloadProfile& p);
+WorkloadProfile profile_from_json(const nlohmann::json& j);
 
 // Writes the database into `dir` (created if needed), each file atomically. Throws core::Error
 // (bad input) if the grid is incomplete.
@@ -40,6 +45,12 @@ struct SettingMatch {
   uint32_t setting;
   float distance;  // squared, in standardized metric units
 };
+
+class PerfDatabase;
+// Fits our slowdown model on every profiled run (settings in `exclude` left out, for
+// leave-one-out). Throws core::Error (bad input) for a database without profiles.
+SlowdownModel calibrate(const PerfDatabase& db, const PlatformCosts& costs,
+                        const std::vector<uint32_t>& exclude = {});
 
 class PerfDatabase {
  public:
@@ -56,6 +67,9 @@ class PerfDatabase {
   const nlohmann::json& setting(uint32_t s) const { return settings_.at(s); }
   size_t run_count() const { return runs_.size(); }
   const std::vector<ProfileRun>& runs() const { return runs_; }
+  const nlohmann::json& platform() const { return platform_; }
+  // Per setting, its access histogram observed at full fast memory.
+  const std::vector<WorkloadProfile>& profiles() const { return profiles_; }
 
   // The k settings whose metrics at the profiled ratio nearest `fast_ratio` are nearest `m`.
   std::vector<SettingMatch> nearest(const Metrics& m, double fast_ratio, int k) const;
@@ -72,6 +86,7 @@ class PerfDatabase {
   std::vector<double> ratios_;
   std::vector<ProfileRun> runs_;      // ordered by (ratio, setting): id = ratio·settings + setting
   std::vector<double> curve_;          // slowdown[setting · ratios + ratio]
+  std::vector<WorkloadProfile> profiles_;
   std::array<double, 3> mean_{}, scale_{};
   std::unique_ptr<core::NearestIndex> index_;
 };

@@ -32,6 +32,7 @@ void expand(const nlohmann::json& base, const std::vector<std::pair<std::string,
 struct Journal {
   uint64_t valid_bytes = 0;                              // the whole lines read
   std::map<uint32_t, double> all_fast_ns;                // by setting
+  std::map<uint32_t, WorkloadProfile> profiles;          // by setting, from the all-fast run
   std::map<std::pair<uint32_t, uint32_t>, ProfileRun> runs;  // by (setting, ratio index)
 };
 
@@ -58,7 +59,10 @@ Journal read_journal(const fs::path& path, const nlohmann::json& header) {
                                 "use another --out directory or delete the journal");
         }
       } else if (entry.contains("all_fast_ns")) {
-        j.all_fast_ns[entry.at("setting").get<uint32_t>()] = entry.at("all_fast_ns").get<double>();
+        if (!entry.contains("profile")) continue;  // from before profiles were recorded: rerun
+        const auto s = entry.at("setting").get<uint32_t>();
+        j.all_fast_ns[s] = entry.at("all_fast_ns").get<double>();
+        j.profiles[s] = profile_from_json(entry.at("profile"));
       } else {
         ProfileRun r;
         r.setting = entry.at("setting").get<uint32_t>();
@@ -174,10 +178,14 @@ void profile(const std::string& dir, const ProfileGrid& grid, const MachineOptio
       all_fast_ns = it != done.all_fast_ns.end() ? it->second : -1;
     }
     if (all_fast_ns < 0) {
-      all_fast_ns = run_at(sim::Policy::kAllFast, 1.0).elapsed_ns;
+      Microbench bench(grid.settings[s]);
+      const RunResult ref = run_workload(bench, machine, sim::Policy::kAllFast, 1.0, true);
+      all_fast_ns = ref.counters.elapsed_ns;
+      const WorkloadProfile profile = observe_profile(ref.counters, ref.page_misses);
       std::lock_guard<std::mutex> lock(mutex);
       done.all_fast_ns[s] = all_fast_ns;
-      log({{"setting", s}, {"all_fast_ns", all_fast_ns}});
+      done.profiles[s] = profile;
+      log({{"setting", s}, {"all_fast_ns", all_fast_ns}, {"profile", to_json(profile)}});
     }
     {
       std::lock_guard<std::mutex> lock(mutex);
@@ -208,6 +216,7 @@ void profile(const std::string& dir, const ProfileGrid& grid, const MachineOptio
   progress.finish();
   PerfDbContents db{machine_json(machine), {}, grid.ratios, {}};
   for (const MicrobenchOptions& setting : grid.settings) db.settings.push_back(to_json(setting));
+  for (const auto& [setting, profile] : done.profiles) db.profiles.push_back(profile);
   for (const auto& [key, run] : done.runs) db.runs.push_back(run);
   write_perf_db(dir, db);
 }

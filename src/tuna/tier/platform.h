@@ -22,6 +22,7 @@ struct TierCounters {
   uint64_t fast_accesses = 0;        // LLC misses served by the fast tier
   uint64_t slow_accesses = 0;        // LLC misses served by the slow tier
   uint64_t compute_units = 0;        // work between accesses (instructions, roughly)
+  double miss_stall_ns = 0;          // time charged to LLC misses (PMU: memory-stall cycles)
   double elapsed_ns = 0;
 };
 

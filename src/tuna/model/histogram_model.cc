@@ -1,0 +1,140 @@
+#include "tuna/model/histogram_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include "core/error.h"
+
+namespace tuna {
+namespace {
+
+constexpr int kPoints = 101;  // outside[] at 0%, 1%, …, 100%
+
+double interpolate(const std::vector<double>& curve, double ratio) {
+  const double x = std::clamp(ratio, 0.0, 1.0) * (kPoints - 1);
+  const int i = std::min(static_cast<int>(x), kPoints - 2);
+  return curve[i] + (x - i) * (curve[i + 1] - curve[i]);
+}
+
+// The smallest multiple of `resolution` from which `slowdown_at` stays within `goal` up to 1.
+double smallest_within(const std::function<double(double)>& slowdown_at, double goal,
+                       double resolution) {
+  const int steps = static_cast<int>(std::lround(1 / resolution));
+  int lowest = steps;
+  for (int k = steps; k >= 0; --k) {
+    if (slowdown_at(k * resolution) > goal) break;
+    lowest = k;
+  }
+  return lowest * resolution;
+}
+
+}  // namespace
+
+WorkloadProfile observe_profile(const TierCounters& c, const std::vector<uint32_t>& page_misses) {
+  WorkloadProfile p;
+  p.misses = static_cast<double>(c.llc_misses);
+  p.stall_per_miss_ns = c.llc_misses > 0 ? c.miss_stall_ns / p.misses : 0;
+  p.elapsed_ns = c.elapsed_ns;
+  p.footprint_pages = page_misses.size();
+  std::vector<uint32_t> sorted = page_misses;
+  std::sort(sorted.begin(), sorted.end(), std::greater<>());
+  double total = 0;
+  for (uint32_t m : sorted) total += m;
+  p.outside.assign(kPoints, 0);
+  if (total == 0) return p;
+  double inside = 0;
+  size_t taken = 0;
+  for (int k = 0; k < kPoints; ++k) {
+    const auto pages = static_cast<size_t>(std::llround(k / 100.0 * sorted.size()));
+    while (taken < pages) inside += sorted[taken++];
+    p.outside[k] = std::max(0.0, 1 - inside / total);
+  }
+  return p;
+}
+
+double slow_traffic_cost(const WorkloadProfile& p, const PlatformCosts& costs, double ratio) {
+  if (p.elapsed_ns <= 0 || p.outside.size() != kPoints) return 0;
+  const double usable = costs.usable ? costs.usable(ratio, p.footprint_pages) : ratio;
+  return p.misses * interpolate(p.outside, usable) * p.stall_per_miss_ns *
+         (costs.latency_ratio - 1) / p.elapsed_ns;
+}
+
+double predict_slowdown(const SlowdownModel& m, const WorkloadProfile& p,
+                        const PlatformCosts& costs, double ratio) {
+  return m.alpha * slow_traffic_cost(p, costs, ratio) + m.beta;
+}
+
+SlowdownModel calibrate(const std::vector<CalibrationPoint>& points) {
+  if (points.size() < 2) core::throw_bad_input("calibration needs at least two runs");
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (const CalibrationPoint& q : points) {
+    sx += q.cost, sy += q.slowdown, sxx += q.cost * q.cost, sxy += q.cost * q.slowdown;
+  }
+  const double n = static_cast<double>(points.size());
+  const double var = sxx - sx * sx / n;
+  SlowdownModel m;
+  m.alpha = var > 0 ? std::max(0.0, (sxy - sx * sy / n) / var) : 1;
+  m.beta = (sy - m.alpha * sx) / n;
+  return m;
+}
+
+double observed_slowdown(const TierCounters& c, const PlatformCosts& costs) {
+  const double rho = costs.latency_ratio;
+  const double weighted = static_cast<double>(c.fast_accesses) +
+                          rho * static_cast<double>(c.slow_accesses);
+  const double stall_per_fast_miss = weighted > 0 ? c.miss_stall_ns / weighted : 0;
+  const double extra = static_cast<double>(c.slow_accesses) * stall_per_fast_miss * (rho - 1) +
+                       static_cast<double>(c.numa_hint_faults) * costs.hint_fault_ns +
+                       static_cast<double>(c.pgpromote_success) * costs.migrate_page_ns;
+  const double base = c.elapsed_ns - extra;
+  return base > 0 ? extra / base : 0;
+}
+
+GuardedChoice choose_with_guard(
+    const SlowdownModel& model, const PlatformCosts& costs,
+    const std::function<std::pair<TierCounters, std::vector<uint32_t>>(double, bool)>& run_at,
+    const GuardOptions& o) {
+  if (!(o.target > 0 && o.target < 1)) {
+    core::throw_bad_input("target ", o.target, " must lie in (0, 1), e.g. 0.05 for 5%");
+  }
+  GuardedChoice out;
+  const auto [full, page_misses] = run_at(1.0, true);
+  out.profile = observe_profile(full, page_misses);
+  auto predicted = [&](double r) { return predict_slowdown(model, out.profile, costs, r); };
+  const double goal = o.target - o.margin;
+  out.steps.push_back({1.0, predicted(1.0), observed_slowdown(full, costs)});
+  double correction = 1;  // observed / predicted, learnt at the sizes tried
+  auto corrected = [&](double r) { return correction * predicted(r); };
+  double r = smallest_within(predicted, goal, o.resolution);
+  out.predicted_slowdown = predicted(r);
+  double best = 1;  // the smallest size observed within the target
+  if (out.steps[0].observed > o.target) r = 1;
+  for (int step = 1; step < o.max_steps && r < 1 - o.resolution / 2; ++step) {
+    const double observed = observed_slowdown(run_at(r, false).first, costs);
+    out.steps.push_back({r, corrected(r), observed});
+    if (observed <= o.target) best = std::min(best, r);
+    const double base = predicted(r);
+    if (base > 1e-4) correction = std::clamp(observed / base, 0.25, 8.0);
+    const double model_choice = smallest_within(corrected, goal, o.resolution);
+    double next;
+    if (observed > o.target) {
+      next = std::min(1.0, std::max(model_choice, r + o.grow_step));  // grow fast
+    } else if (observed < goal - o.margin) {
+      next = std::max(model_choice, r - o.shrink_step);  // shrink slowly
+    } else {
+      break;  // within the band under the target
+    }
+    if (std::abs(next - r) < o.resolution / 2) break;
+    r = next;
+  }
+  out.fast_ratio = best;
+  for (const GuardStep& s : out.steps) {
+    if (std::abs(s.fast_ratio - best) < o.resolution / 2 && s.predicted > 1e-4) {
+      out.confidence = s.observed / s.predicted;
+    }
+  }
+  return out;
+}
+
+}  // namespace tuna

@@ -1,0 +1,94 @@
+// Ours, beside Tuna's rule: a size-invariant model with a closed-loop guard.
+//
+// Tuna's telemetry, taken at one size, says little about another. An access-frequency histogram
+// does: observed once at full fast memory (LLC misses per page, what PEBS or DAMON sample on
+// Linux), it gives the slow-tier misses at every size — those on the pages that do not fit among
+// the hottest. A slowdown model turns misses into time:
+//
+//   extra(r) = misses · outside(usable(r)) · stall_per_miss · (ρ − 1)
+//   slowdown(r) = α · extra(r) / elapsed + β
+//
+// with ρ = slow/fast latency, usable(r) the fast memory left above the watermark TPP keeps free,
+// and α, β fitted on the micro-benchmark profiles (α > 1: TPP places pages worse than by
+// hotness). The guard then runs at the chosen size and measures what it can observe there —
+// slow-tier misses, hint faults, promotions — to estimate the actual slowdown: above the target
+// it grows fast, well below it shrinks slowly, always keeping a margin.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "tuna/tier/platform.h"
+
+namespace tuna {
+
+// One observation at full fast memory.
+struct WorkloadProfile {
+  std::vector<double> outside;  // [k]: share of LLC misses outside the hottest k% of pages
+  double misses = 0;
+  double stall_per_miss_ns = 0;  // memory-stall time per LLC miss
+  double elapsed_ns = 0;
+  uint64_t footprint_pages = 0;
+};
+
+WorkloadProfile observe_profile(const TierCounters& c, const std::vector<uint32_t>& page_misses);
+
+struct PlatformCosts {
+  double latency_ratio = 2.2;  // ρ: slow-tier over fast-tier latency
+  double hint_fault_ns = 0;    // per NUMA hint fault, as the workload sees it
+  double migrate_page_ns = 0;  // per promotion, as the workload sees it
+  // Usable fast memory (fraction of the footprint) at a fast-memory ratio.
+  std::function<double(double ratio, uint64_t footprint_pages)> usable;
+};
+
+struct SlowdownModel {
+  double alpha = 1, beta = 0;
+};
+
+// The physical term: extra time over elapsed at full fast memory.
+double slow_traffic_cost(const WorkloadProfile& p, const PlatformCosts& costs, double ratio);
+double predict_slowdown(const SlowdownModel& m, const WorkloadProfile& p,
+                        const PlatformCosts& costs, double ratio);
+
+struct CalibrationPoint {
+  double cost;      // slow_traffic_cost
+  double slowdown;  // measured
+};
+// Least squares of slowdown = α·cost + β (α ≥ 0).
+SlowdownModel calibrate(const std::vector<CalibrationPoint>& points);
+
+// The slowdown a run shows in its own counters: the stall its slow-tier misses added, plus the
+// hint faults and promotions it took, over the rest of its time.
+double observed_slowdown(const TierCounters& c, const PlatformCosts& costs);
+
+struct GuardOptions {
+  double target = 0.05;
+  double margin = 0.01;      // aim this far under the target
+  double shrink_step = 0.02;  // at most this much smaller per interval
+  double grow_step = 0.05;    // at least this much larger when over the target
+  int max_steps = 6;
+  double resolution = 0.01;
+};
+
+struct GuardStep {
+  double fast_ratio;
+  double predicted;  // the (corrected) model at this size
+  double observed;   // observed_slowdown at this size
+};
+
+struct GuardedChoice {
+  double fast_ratio = 1;
+  double predicted_slowdown = 0;  // by the calibrated model from the profile alone
+  double confidence = 0;          // observed / predicted at the final size (1: the model agreed)
+  std::vector<GuardStep> steps;
+  WorkloadProfile profile;
+};
+
+// `run_at(ratio, count_page_misses)` runs one tuning interval. The first runs at full fast
+// memory with page-miss counting; the rest at the sizes the guard chooses.
+GuardedChoice choose_with_guard(
+    const SlowdownModel& model, const PlatformCosts& costs,
+    const std::function<std::pair<TierCounters, std::vector<uint32_t>>(double, bool)>& run_at,
+    const GuardOptions& options);
+
+}  // namespace tuna
