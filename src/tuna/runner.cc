@@ -53,14 +53,18 @@ nlohmann::json counters_json(const TierCounters& c) {
 }
 
 RunResult run_workload(const WorkloadOptions& w, const MachineOptions& m, sim::Policy p,
-                       double fast_ratio, bool count_page_misses) {
-  return run_workload(*make_workload(w), m, p, fast_ratio, count_page_misses);
+                       double fast_ratio, bool observe_profile) {
+  return run_workload(*make_workload(w), m, p, fast_ratio, observe_profile);
 }
 
 RunResult run_workload(Workload& workload, const MachineOptions& m, sim::Policy p,
-                       double fast_ratio, bool count_page_misses) {
+                       double fast_ratio, bool observe_profile) {
   sim::SimConfig c = m.config;
-  c.count_page_misses = count_page_misses;
+  std::unique_ptr<ProfileBuilder> profile;
+  if (observe_profile) {
+    profile = std::make_unique<ProfileBuilder>((workload.footprint_bytes() + 4095) / 4096);
+    c.page_miss_sink = [&profile](uint64_t page) { profile->add_miss(page); };
+  }
   c.policy = p;
   c.llc_bytes = m.llc_mb << 20;
   c.fast_bytes = static_cast<uint64_t>(fast_ratio * workload.footprint_bytes());
@@ -68,7 +72,8 @@ RunResult run_workload(Workload& workload, const MachineOptions& m, sim::Policy 
   workload.run(sim);
   const std::string verdict = workload.verify();
   if (!verdict.empty()) core::throw_internal("workload result is wrong: ", verdict);
-  RunResult r{sim.counters(), nlohmann::json::array(), sim.page_misses()};
+  RunResult r{sim.counters(), nlohmann::json::array(), {}};
+  if (profile) r.profile = profile->finish(r.counters);
   for (const auto& s : sim.series()) {
     nlohmann::json j = counters_json(s.counters);
     j["time_ns"] = s.time_ns;

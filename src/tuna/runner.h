@@ -27,16 +27,16 @@ nlohmann::json counters_json(const TierCounters& c);
 struct RunResult {
   TierCounters counters;
   nlohmann::json series;  // counters_json per sampling interval, plus time and tier occupancy
-  std::vector<uint32_t> page_misses;  // LLC misses per page, when asked for
+  WorkloadProfile profile;  // the access profile, when asked for
 };
 
 // One run of a fresh workload instance at `fast_ratio` of its footprint; throws core::Error
 // (internal) if the workload's verifier rejects its result.
 RunResult run_workload(const WorkloadOptions& w, const MachineOptions& m, sim::Policy p,
-                       double fast_ratio, bool count_page_misses = false);
+                       double fast_ratio, bool observe_profile = false);
 // The same for a workload instance the caller made (it runs once).
 RunResult run_workload(Workload& workload, const MachineOptions& m, sim::Policy p,
-                       double fast_ratio, bool count_page_misses = false);
+                       double fast_ratio, bool observe_profile = false);
 
 // The machine's costs as our slowdown model sees them: the latency ratio, the per-event costs
 // after time dilation, and the fast memory TPP leaves usable above its promo watermark.

@@ -125,27 +125,45 @@ TEST(Oracle, SweepsThenBisectsToTheFirstRatioMeetingTheTarget) {
   EXPECT_FALSE(find_minimal_ratio([](double) { return 0.5; }, 0.05, 0.01).minimal_ratio);
 }
 
-TEST(HistogramModel, MissCurveCostAndCalibrationByHand) {
+TEST(HistogramModel, StackDistancesCostAndCalibrationByHand) {
   TierCounters c;
-  c.llc_misses = 100;
-  c.miss_stall_ns = 1000;  // 10 ns per miss
-  c.elapsed_ns = 1000;
-  // Pages by misses: 60, 30, 10, 0.
-  const WorkloadProfile p = observe_profile(c, {10, 0, 30, 60});
+  c.llc_misses = 8;
+  c.miss_stall_ns = 80;  // 10 ns per miss
+  c.elapsed_ns = 100;
+  // Misses on pages 0 1 0 2 1 0 3 0 of 4: first misses (allocations) at 0 1 2 3; the others at
+  // stack distances 1 (page 0: {1}), 2 (page 1: {0, 2}), 2 (page 0: {2, 1}), 1 (page 0: {3}).
+  ProfileBuilder builder(4);
+  for (uint64_t page : {0, 1, 0, 2, 1, 0, 3, 0}) builder.add_miss(page);
+  const WorkloadProfile p = builder.finish(c);
   ASSERT_EQ(p.outside.size(), 101u);
-  EXPECT_DOUBLE_EQ(p.outside[0], 1.0);
-  EXPECT_NEAR(p.outside[25], 0.4, 1e-12);
-  EXPECT_NEAR(p.outside[50], 0.1, 1e-12);
-  EXPECT_NEAR(p.outside[75], 0.0, 1e-12);
+  EXPECT_DOUBLE_EQ(p.outside[0], 1.0);  // no fast memory at all
+  EXPECT_DOUBLE_EQ(p.outside[1], 0.5);  // one page holds allocations only
+  EXPECT_DOUBLE_EQ(p.outside[25], 0.5);
+  EXPECT_DOUBLE_EQ(p.outside[26], 0.25);
+  EXPECT_DOUBLE_EQ(p.outside[50], 0.25);
+  EXPECT_DOUBLE_EQ(p.outside[51], 0.0);
   PlatformCosts costs;
   costs.latency_ratio = 2;
-  // 100 misses · 0.4 outside · 10 ns · (2 − 1) over 1000 ns.
-  EXPECT_NEAR(slow_traffic_cost(p, costs, 0.25), 0.4, 1e-12);
+  // 8 misses · 0.25 outside · 10 ns · (2 − 1) over 100 ns.
+  EXPECT_NEAR(slow_traffic_cost(p, costs, 0.5), 0.2, 1e-12);
   costs.usable = [](double r, uint64_t) { return r / 2; };  // half is watermark headroom
-  EXPECT_NEAR(slow_traffic_cost(p, costs, 0.5), 0.4, 1e-12);
+  EXPECT_NEAR(slow_traffic_cost(p, costs, 1.0), 0.2, 1e-12);
   const SlowdownModel m = calibrate({{0.1, 0.21}, {0.2, 0.41}, {0.4, 0.81}});
   EXPECT_NEAR(m.alpha, 2, 1e-9);
   EXPECT_NEAR(m.beta, 0.01, 1e-9);
+}
+
+TEST(HistogramModel, StackDistancesSurviveRenumberingOverLongStreams) {
+  // A cycle over 100 pages: after the first pass every miss is at distance 99, over more misses
+  // than the tree has times (it renumbers them).
+  ProfileBuilder builder(100);
+  const uint64_t n = 3'000'000;
+  for (uint64_t t = 0; t < n; ++t) builder.add_miss(t % 100);
+  TierCounters c;
+  c.llc_misses = n;
+  const WorkloadProfile p = builder.finish(c);
+  EXPECT_NEAR(p.outside[99], static_cast<double>(n - 100) / n, 1e-12);
+  EXPECT_DOUBLE_EQ(p.outside[100], 0.0);
 }
 
 TEST(HistogramModel, ObservedSlowdownFromCountersByHand) {
@@ -166,7 +184,7 @@ TEST(HistogramModel, ObservedSlowdownFromCountersByHand) {
 
 // A workload whose pages are placed perfectly by hotness: its counters at any size follow from
 // its histogram, scaled by `miss_factor` (1: our model's view; 2: twice the slow traffic).
-std::pair<TierCounters, std::vector<uint32_t>> synthetic_run(double ratio, double miss_factor) {
+std::pair<TierCounters, WorkloadProfile> synthetic_run(double ratio, double miss_factor) {
   std::vector<uint32_t> page_misses(100);
   for (int i = 0; i < 100; ++i) page_misses[i] = 1000 / (i + 1);  // Zipf-like
   std::vector<uint32_t> sorted = page_misses;
@@ -179,7 +197,19 @@ std::pair<TierCounters, std::vector<uint32_t>> synthetic_run(double ratio, doubl
   c.fast_accesses = c.llc_misses - c.slow_accesses;
   c.miss_stall_ns = 10.0 * c.fast_accesses + 22.0 * c.slow_accesses;
   c.elapsed_ns = 200000 + c.miss_stall_ns;
-  return {c, page_misses};
+  // Pages sorted by misses stand in for the stack: page i at distance i.
+  WorkloadProfile p;
+  p.misses = total;
+  p.stall_per_miss_ns = c.miss_stall_ns / total;
+  p.elapsed_ns = c.elapsed_ns;
+  p.footprint_pages = 100;
+  p.outside.assign(101, 0);
+  for (int k = 0; k <= 100; ++k) {
+    double out = 0;
+    for (int i = k; i < 100; ++i) out += sorted[i];
+    p.outside[k] = out / total;
+  }
+  return {c, p};
 }
 
 TEST(HistogramModel, GuardMeetsTheTargetWhenTheModelIsRightAndWhenItIsOptimistic) {

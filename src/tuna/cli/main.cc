@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   tuna::cli::add_profile_command(app);
   tuna::cli::add_advise_command(app);
   tuna::cli::add_eval_command(app);
+  tuna::cli::add_accuracy_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -3,10 +3,13 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <mutex>
 
+#include "core/parallel.h"
 #include "core/progress.h"
 #include "core/stopwatch.h"
 #include "tuna/cli/cli_util.h"
+#include "tuna/model/accuracy.h"
 #include "tuna/model/advisor.h"
 #include "tuna/model/oracle.h"
 #include "tuna/model/profiler.h"
@@ -134,7 +137,7 @@ Guarded size_ours(const PerfDatabase& db, const WorkloadOptions& w, const Machin
       model, costs,
       [&](double r, bool count) {
         RunResult run = run_workload(w, m, sim::Policy::kTpp, r, count);
-        return std::make_pair(run.counters, std::move(run.page_misses));
+        return std::make_pair(run.counters, std::move(run.profile));
       },
       g);
   out.actual_slowdown =
@@ -256,18 +259,38 @@ void run_eval(const ModelCliOptions& o) {
   guard.target = o.advise.target;
   std::printf("%-52s %6s | %6s %7s %8s | %6s %8s | %6s %8s | %7s\n", "workload", "oracle",
               "Tuna", "pred.", "actual", "ours", "actual", "static", "actual", "TPP@1");
-  for (size_t i = 0; i < workloads.size(); ++i) {
+  struct Row {
+    double ref = 0, fixed_actual = 0, full = 0, seconds = 0;
+    OracleResult oracle;
+    Sized tuna;
+    Guarded ours;
+  };
+  std::vector<Row> results(workloads.size());
+  core::Progress progress("eval", workloads.size(), !o.quiet);
+  std::mutex mutex;
+  core::parallel_for(workloads.size(), o.jobs, [&](size_t i) {
     const WorkloadOptions& w = workloads[i];
+    Row& row = results[i];
     core::Stopwatch watch;
-    const double ref = run_workload(w, o.machine, sim::Policy::kAllFast, 1).counters.elapsed_ns;
+    row.ref = run_workload(w, o.machine, sim::Policy::kAllFast, 1).counters.elapsed_ns;
     auto tpp_slowdown = [&](double r) {
-      return run_workload(w, o.machine, sim::Policy::kTpp, r).counters.elapsed_ns / ref - 1;
+      return run_workload(w, o.machine, sim::Policy::kTpp, r).counters.elapsed_ns / row.ref - 1;
     };
-    const OracleResult oracle = find_minimal_ratio(tpp_slowdown, tau, o.precision);
-    const Sized tuna = size_workload(db, w, o.machine, o.advise, ref);
-    const Guarded ours = size_ours(db, w, o.machine, guard, ref);
-    const double fixed_actual = tpp_slowdown(fixed);
-    const double full = tpp_slowdown(1);
+    row.oracle = find_minimal_ratio(tpp_slowdown, tau, o.precision);
+    row.tuna = size_workload(db, w, o.machine, o.advise, row.ref);
+    row.ours = size_ours(db, w, o.machine, guard, row.ref);
+    row.fixed_actual = tpp_slowdown(fixed);
+    row.full = tpp_slowdown(1);
+    row.seconds = watch.seconds();
+    std::lock_guard<std::mutex> lock(mutex);
+    progress.advance(1);
+  });
+  progress.finish();
+  for (size_t i = 0; i < workloads.size(); ++i) {
+    const Row& row = results[i];
+    const OracleResult& oracle = row.oracle;
+    const Sized& tuna = row.tuna;
+    const Guarded& ours = row.ours;
     const double oracle_ratio = oracle.minimal_ratio.value_or(1);
     // Where even all fast memory misses the target, no size can meet it: not a violation.
     const bool feasible = oracle.minimal_ratio.has_value();
@@ -277,7 +300,7 @@ void run_eval(const ModelCliOptions& o) {
     violations += violated;
     ours_violations += ours_violated;
     ours_saving += 1 - ours.choice.fast_ratio;
-    fixed_violations += feasible && fixed_actual > tau;
+    fixed_violations += feasible && row.fixed_actual > tau;
     tuna_saving += 1 - tuna.advice.fast_ratio;
     oracle_saving += 1 - oracle_ratio;
     fixed_saving_sum += 1 - fixed;
@@ -288,12 +311,11 @@ void run_eval(const ModelCliOptions& o) {
                 fragments[i].c_str(), oracle_ratio, tuna.advice.fast_ratio,
                 100 * tuna.advice.predicted_slowdown, 100 * tuna.actual_slowdown,
                 violated ? "!" : " ", ours.choice.fast_ratio, 100 * ours.actual_slowdown,
-                ours_violated ? "!" : " ", fixed, 100 * fixed_actual, 100 * full);
-    std::fflush(stdout);
+                ours_violated ? "!" : " ", fixed, 100 * row.fixed_actual, 100 * row.full);
     nlohmann::json curve = nlohmann::json::array();
     for (const CurvePoint& p : oracle.curve) curve.push_back({p.fast_ratio, p.slowdown});
     rows.push_back({{"workload", fragments[i]},
-                    {"all_fast_ns", ref},
+                    {"all_fast_ns", row.ref},
                     {"oracle", {{"fast_ratio", oracle.minimal_ratio ? nlohmann::json(oracle_ratio)
                                                                     : nlohmann::json()},
                                 {"curve", curve}}},
@@ -304,9 +326,10 @@ void run_eval(const ModelCliOptions& o) {
                     {"ours", guarded_json(ours.choice)},
                     {"ours_actual_slowdown", ours.actual_slowdown},
                     {"ours_violation", ours_violated},
-                    {"static_fraction", {{"fast_ratio", fixed}, {"actual_slowdown", fixed_actual}}},
-                    {"tpp_all_fast_slowdown", full},
-                    {"host_seconds", watch.seconds()}});
+                    {"static_fraction",
+                     {{"fast_ratio", fixed}, {"actual_slowdown", row.fixed_actual}}},
+                    {"tpp_all_fast_slowdown", row.full},
+                    {"host_seconds", row.seconds}});
   }
   const double n = static_cast<double>(workloads.size());
   auto captured = [&](double saving) { return oracle_saving > 0 ? saving / oracle_saving : 0.0; };
@@ -348,7 +371,47 @@ void run_eval(const ModelCliOptions& o) {
   }
 }
 
+nlohmann::json stats_json(const ErrorStats& e) {
+  return {{"mean", e.mean}, {"p95", e.p95}, {"max", e.max}, {"points", e.points}};
+}
+
+void run_accuracy(const ModelCliOptions& o) {
+  const PerfDatabase db = PerfDatabase::open(o.db);
+  const AccuracyReport r = leave_one_setting_out(db, platform_costs(o.machine), o.advise.neighbors);
+  std::printf("leave-one-setting-out over %zu settings × %zu ratios: |predicted − measured| "
+              "slowdown\n%-32s %8s %8s %8s\n",
+              db.setting_count(), db.ratios().size(), "model", "mean", "p95", "max");
+  auto line = [](const char* name, const ErrorStats& e) {
+    std::printf("%-32s %7.2f%% %7.2f%% %7.2f%%\n", name, 100 * e.mean, 100 * e.p95, 100 * e.max);
+  };
+  line("Tuna (nearest telemetry)", r.tuna);
+  line("ours (histogram + calibration)", r.ours);
+  write_json(o.json, {{"db", o.db},
+                      {"neighbors", o.advise.neighbors},
+                      {"tuna", stats_json(r.tuna)},
+                      {"ours", stats_json(r.ours)}});
+}
+
 }  // namespace
+
+void add_accuracy_command(CLI::App& app) {
+  auto o = std::make_shared<ModelCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "accuracy",
+      "Leave one micro-benchmark setting out at a time and predict its slowdown at every "
+      "profiled ratio from the rest, Tuna's way and ours: mean, p95 and max error.");
+  cmd->add_option("--db", o->db, "performance database directory")->required();
+  cmd->add_option("--neighbors", o->advise.neighbors, "Tuna: settings averaged")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  cmd->add_option("--json", o->json, "write the report here");
+  add_machine_options(cmd, &o->machine);
+  cmd->callback([o] {
+    const PerfDatabase db = PerfDatabase::open(o->db);
+    db.check_platform(machine_json(o->machine));
+    run_accuracy(*o);
+  });
+}
 
 void add_eval_command(CLI::App& app) {
   auto o = std::make_shared<ModelCliOptions>();
@@ -365,6 +428,10 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--precision", o->precision, "the oracle's bisection width")
       ->capture_default_str();
   cmd->add_option("--plot", o->plot, "write Tuna's saving against the oracle's as SVG here");
+  cmd->add_option("-j,--jobs", o->jobs, "workloads evaluated in parallel (0: one per core)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
   cmd->callback([o] { run_eval(*o); });
 }
 

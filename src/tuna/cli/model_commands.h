@@ -10,5 +10,6 @@ namespace tuna::cli {
 void add_profile_command(CLI::App& app);
 void add_advise_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_accuracy_command(CLI::App& app);
 
 }  // namespace tuna::cli

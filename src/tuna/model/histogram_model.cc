@@ -31,25 +31,67 @@ double smallest_within(const std::function<double(double)>& slowdown_at, double 
 
 }  // namespace
 
-WorkloadProfile observe_profile(const TierCounters& c, const std::vector<uint32_t>& page_misses) {
+ProfileBuilder::ProfileBuilder(uint64_t footprint_pages)
+    : pages_(std::max<uint64_t>(footprint_pages, 1)),
+      last_(pages_, -1),
+      tree_(std::max<uint64_t>(4 * pages_, 1 << 20) + 1, 0),
+      by_bin_(kPoints, 0) {}
+
+void ProfileBuilder::mark(size_t t, int delta) {
+  for (size_t i = t + 1; i < tree_.size(); i += i & (~i + 1)) tree_[i] += delta;
+}
+
+uint64_t ProfileBuilder::marks_before(size_t t) const {
+  int64_t sum = 0;
+  for (size_t i = t; i > 0; i -= i & (~i + 1)) sum += tree_[i];
+  return static_cast<uint64_t>(sum);
+}
+
+// Renumbers the latest miss times 0, 1, … in their order, so the tree never runs out of times.
+void ProfileBuilder::compact() {
+  std::vector<std::pair<int64_t, uint64_t>> latest;  // (time, page)
+  for (uint64_t p = 0; p < pages_; ++p) {
+    if (last_[p] >= 0) latest.emplace_back(last_[p], p);
+  }
+  std::sort(latest.begin(), latest.end());
+  std::fill(tree_.begin(), tree_.end(), 0);
+  now_ = 0;
+  for (const auto& [time, page] : latest) {
+    last_[page] = static_cast<int64_t>(now_);
+    mark(now_++, 1);
+  }
+}
+
+void ProfileBuilder::add_miss(uint64_t page) {
+  if (page >= pages_) return;  // outside the declared footprint: cannot happen in a verified run
+  if (now_ + 1 >= tree_.size()) compact();
+  misses_ += 1;
+  if (last_[page] >= 0) {
+    const auto previous = static_cast<size_t>(last_[page]);
+    const uint64_t distance = marks_before(now_) - marks_before(previous + 1);
+    const auto bin = std::min<uint64_t>(distance * 100 / pages_, kPoints - 1);
+    by_bin_[bin] += 1;
+    mark(previous, -1);
+  }
+  last_[page] = static_cast<int64_t>(now_);
+  mark(now_++, 1);
+}
+
+WorkloadProfile ProfileBuilder::finish(const TierCounters& c) const {
   WorkloadProfile p;
   p.misses = static_cast<double>(c.llc_misses);
   p.stall_per_miss_ns = c.llc_misses > 0 ? c.miss_stall_ns / p.misses : 0;
   p.elapsed_ns = c.elapsed_ns;
-  p.footprint_pages = page_misses.size();
-  std::vector<uint32_t> sorted = page_misses;
-  std::sort(sorted.begin(), sorted.end(), std::greater<>());
-  double total = 0;
-  for (uint32_t m : sorted) total += m;
+  p.footprint_pages = pages_;
   p.outside.assign(kPoints, 0);
-  if (total == 0) return p;
-  double inside = 0;
-  size_t taken = 0;
-  for (int k = 0; k < kPoints; ++k) {
-    const auto pages = static_cast<size_t>(std::llround(k / 100.0 * sorted.size()));
-    while (taken < pages) inside += sorted[taken++];
-    p.outside[k] = std::max(0.0, 1 - inside / total);
+  if (misses_ == 0) return p;
+  // A fast tier of k% of the footprint holds the misses at stack distances below k%.
+  double beyond = 0;
+  for (int k = kPoints - 1; k >= 1; --k) {
+    beyond += by_bin_[k];
+    p.outside[k] = beyond / misses_;
   }
+  p.outside[0] = 1;  // no fast memory: everything, allocations included, is slow
   return p;
 }
 
@@ -93,14 +135,14 @@ double observed_slowdown(const TierCounters& c, const PlatformCosts& costs) {
 
 GuardedChoice choose_with_guard(
     const SlowdownModel& model, const PlatformCosts& costs,
-    const std::function<std::pair<TierCounters, std::vector<uint32_t>>(double, bool)>& run_at,
+    const std::function<std::pair<TierCounters, WorkloadProfile>(double, bool)>& run_at,
     const GuardOptions& o) {
   if (!(o.target > 0 && o.target < 1)) {
     core::throw_bad_input("target ", o.target, " must lie in (0, 1), e.g. 0.05 for 5%");
   }
   GuardedChoice out;
-  const auto [full, page_misses] = run_at(1.0, true);
-  out.profile = observe_profile(full, page_misses);
+  const auto [full, profile] = run_at(1.0, true);
+  out.profile = profile;
   auto predicted = [&](double r) { return predict_slowdown(model, out.profile, costs, r); };
   const double goal = o.target - o.margin;
   out.steps.push_back({1.0, predicted(1.0), observed_slowdown(full, costs)});

@@ -31,7 +31,31 @@ struct WorkloadProfile {
   uint64_t footprint_pages = 0;
 };
 
-WorkloadProfile observe_profile(const TierCounters& c, const std::vector<uint32_t>& page_misses);
+// Builds a profile from the page of every LLC miss, in order: the LRU stack distance of each
+// miss (distinct pages touched since that page's previous miss, Mattson's algorithm over a
+// Fenwick tree) says whether a fast tier of any given number of pages, kept by recency, would
+// have held it. TPP keeps the fast tier roughly by recency — new pages are allocated there,
+// kswapd demotes from the inactive LRU tail, re-accessed slow pages are promoted — so one pass
+// gives the slow-tier misses at every size. A page's first miss is its allocation, which lands
+// on the fast node whenever it has room.
+class ProfileBuilder {
+ public:
+  explicit ProfileBuilder(uint64_t footprint_pages);
+  void add_miss(uint64_t page);
+  WorkloadProfile finish(const TierCounters& c) const;
+
+ private:
+  void mark(size_t t, int delta);
+  uint64_t marks_before(size_t t) const;  // marks at times < t
+  void compact();
+
+  uint64_t pages_;
+  std::vector<int64_t> last_;     // per page: time of its previous miss, −1: none
+  std::vector<int32_t> tree_;     // Fenwick tree over times: 1 where a page's latest miss is
+  size_t now_ = 0;                // the next time
+  std::vector<double> by_bin_;    // misses by stack distance in % of the footprint (0 … 100)
+  double misses_ = 0;
+};
 
 struct PlatformCosts {
   double latency_ratio = 2.2;  // ρ: slow-tier over fast-tier latency
@@ -84,11 +108,11 @@ struct GuardedChoice {
   WorkloadProfile profile;
 };
 
-// `run_at(ratio, count_page_misses)` runs one tuning interval. The first runs at full fast
-// memory with page-miss counting; the rest at the sizes the guard chooses.
+// `run_at(ratio, observe)` runs one tuning interval, with its access profile if `observe`. The
+// first runs at full fast memory and observes; the rest run at the sizes the guard chooses.
 GuardedChoice choose_with_guard(
     const SlowdownModel& model, const PlatformCosts& costs,
-    const std::function<std::pair<TierCounters, std::vector<uint32_t>>(double, bool)>& run_at,
+    const std::function<std::pair<TierCounters, WorkloadProfile>(double, bool)>& run_at,
     const GuardOptions& options);
 
 }  // namespace tuna

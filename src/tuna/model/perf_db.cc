@@ -21,7 +21,8 @@ fs::path index_path(const std::string& dir) { return fs::path(dir) / "perf.faiss
 }  // namespace
 
 nlohmann::json to_json(const WorkloadProfile& p) {
-  return {{"outside", p.outside},
+  return {{"version", kWorkloadProfileVersion},
+          {"outside", p.outside},
           {"misses", p.misses},
           {"stall_per_miss_ns", p.stall_per_miss_ns},
           {"elapsed_ns", p.elapsed_ns},
@@ -29,6 +30,10 @@ nlohmann::json to_json(const WorkloadProfile& p) {
 }
 
 WorkloadProfile profile_from_json(const nlohmann::json& j) {
+  if (j.value("version", 0) != kWorkloadProfileVersion) {
+    throw nlohmann::json::other_error::create(
+        501, "access profile of an older format; profile again", &j);
+  }
   WorkloadProfile p;
   p.outside = j.at("outside").get<std::vector<double>>();
   p.misses = j.at("misses").get<double>();
@@ -207,13 +212,18 @@ size_t PerfDatabase::nearest_ratio_index(double fast_ratio) const {
   return best;
 }
 
-std::vector<SettingMatch> PerfDatabase::nearest(const Metrics& m, double fast_ratio, int k) const {
+std::vector<SettingMatch> PerfDatabase::nearest(const Metrics& m, double fast_ratio, int k,
+                                                int64_t exclude) const {
   const auto n_settings = static_cast<int64_t>(settings_.size());
   const auto first = static_cast<int64_t>(nearest_ratio_index(fast_ratio)) * n_settings;
   const std::array<float, 3> q = standardized(m);
   std::vector<SettingMatch> out;
-  for (const core::Neighbor& nb : index_->search(q.data(), k, first, first + n_settings)) {
-    if (nb.id >= 0) out.push_back({static_cast<uint32_t>(nb.id - first), nb.distance});
+  for (const core::Neighbor& nb :
+       index_->search(q.data(), k + (exclude >= 0 ? 1 : 0), first, first + n_settings)) {
+    if (nb.id < 0 || nb.id - first == exclude) continue;
+    if (static_cast<int>(out.size()) < k) {
+      out.push_back({static_cast<uint32_t>(nb.id - first), nb.distance});
+    }
   }
   return out;
 }

@@ -34,6 +34,8 @@ struct PerfDbContents {
   std::vector<WorkloadProfile> profiles;  // per setting, observed all-fast (for our model)
 };
 
+// 4: the share of misses at LRU stack distances beyond each size (Mattson), allocations inside.
+constexpr int kWorkloadProfileVersion = 4;
 nlohmann::json to_json(const WorkloadProfile& p);
 WorkloadProfile profile_from_json(const nlohmann::json& j);
 
@@ -71,8 +73,10 @@ class PerfDatabase {
   // Per setting, its access histogram observed at full fast memory.
   const std::vector<WorkloadProfile>& profiles() const { return profiles_; }
 
-  // The k settings whose metrics at the profiled ratio nearest `fast_ratio` are nearest `m`.
-  std::vector<SettingMatch> nearest(const Metrics& m, double fast_ratio, int k) const;
+  // The k settings whose metrics at the profiled ratio nearest `fast_ratio` are nearest `m`,
+  // leaving out setting `exclude` (for leave-one-out; -1: none).
+  std::vector<SettingMatch> nearest(const Metrics& m, double fast_ratio, int k,
+                                    int64_t exclude = -1) const;
   // Setting s's measured slowdown at `fast_ratio`, interpolated linearly between profiled ratios.
   double slowdown(uint32_t setting, double fast_ratio) const;
   size_t nearest_ratio_index(double fast_ratio) const;

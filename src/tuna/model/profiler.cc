@@ -59,7 +59,11 @@ Journal read_journal(const fs::path& path, const nlohmann::json& header) {
                                 "use another --out directory or delete the journal");
         }
       } else if (entry.contains("all_fast_ns")) {
-        if (!entry.contains("profile")) continue;  // from before profiles were recorded: rerun
+        // Access profiles of an older format (or none, from before they were recorded): rerun.
+        if (!entry.contains("profile") ||
+            entry.at("profile").value("version", 0) != kWorkloadProfileVersion) {
+          continue;
+        }
         const auto s = entry.at("setting").get<uint32_t>();
         j.all_fast_ns[s] = entry.at("all_fast_ns").get<double>();
         j.profiles[s] = profile_from_json(entry.at("profile"));
@@ -181,7 +185,7 @@ void profile(const std::string& dir, const ProfileGrid& grid, const MachineOptio
       Microbench bench(grid.settings[s]);
       const RunResult ref = run_workload(bench, machine, sim::Policy::kAllFast, 1.0, true);
       all_fast_ns = ref.counters.elapsed_ns;
-      const WorkloadProfile profile = observe_profile(ref.counters, ref.page_misses);
+      const WorkloadProfile& profile = ref.profile;
       std::lock_guard<std::mutex> lock(mutex);
       done.all_fast_ns[s] = all_fast_ns;
       done.profiles[s] = profile;

@@ -64,7 +64,6 @@ Simulator::Simulator(const SimConfig& config, uint64_t address_bytes)
   if (t.fast_bandwidth_gbps <= 0 || t.slow_bandwidth_gbps <= 0 || t.memory_level_parallelism < 1) {
     core::throw_bad_input("bandwidths must be positive and memory-level parallelism at least 1");
   }
-  if (config.count_page_misses) page_misses_.assign(pages_of(address_bytes), 0);
   line_ns_fast_ = 64.0 / t.fast_bandwidth_gbps;  // GB/s = bytes/ns
   line_ns_slow_ = 64.0 / t.slow_bandwidth_gbps;
 }
@@ -98,7 +97,7 @@ void Simulator::access(uint64_t address, bool dependent) {
     const double stall = std::max(latency / overlap, fast ? line_ns_fast_ : line_ns_slow_);
     now_ns_ += stall;
     counters_.miss_stall_ns += stall;
-    if (!page_misses_.empty()) ++page_misses_[address / kPage];
+    if (config_.page_miss_sink) config_.page_miss_sink(address / kPage);
   }
   if (now_ns_ >= next_tick_ns_) background();
 }

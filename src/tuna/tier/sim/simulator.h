@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -39,9 +40,9 @@ struct SimConfig {
   // work is preserved while its dynamics play out `time_scale` times faster. 1 = Linux as is.
   double time_scale = 1;
   double interval_ns = 1e7;  // time-series sampling period
-  // Count LLC misses per page: the access-frequency histogram a PEBS- or DAMON-based profiler
-  // would sample on Linux.
-  bool count_page_misses = false;
+  // When set, receives the page of every LLC miss: the access stream a PEBS-based profiler
+  // samples on Linux.
+  std::function<void(uint64_t page)> page_miss_sink;
 };
 
 struct IntervalSample {
@@ -80,8 +81,7 @@ class Simulator : public MemorySystem {
   TierCounters counters() const;
   const std::vector<IntervalSample>& series() const { return series_; }
   const TppPolicy& policy() const { return tpp_; }
-  // LLC misses per page (empty unless count_page_misses).
-  const std::vector<uint32_t>& page_misses() const { return page_misses_; }
+
   uint64_t allocated_bytes() const { return next_address_; }
 
  private:
@@ -93,7 +93,7 @@ class Simulator : public MemorySystem {
   LastLevelCache llc_;
   TierCounters counters_;
   std::vector<IntervalSample> series_;
-  std::vector<uint32_t> page_misses_;
+
   uint64_t address_limit_;
   uint64_t next_address_ = 0;
   double now_ns_ = 0;

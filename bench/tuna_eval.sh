@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Tuna against the oracle, ours and a static fraction over every workload at two scales:
+# profiles the micro-benchmarks into a performance database (resumable), then evaluates.
+# Writes bench/results/tuna_eval.{json,txt} and docs/figures/tuna-eval-saving.svg.
+#
+#   bench/tuna_eval.sh            # about 30 minutes on 2 cores; JOBS=N to set parallelism
+set -euo pipefail
+cd "$(dirname "$0")/.."
+db=${DB:-build/tuna-perfdb}
+jobs=${JOBS:-0}
+build/tuna profile --out "$db" -j "$jobs"
+build/tuna eval --db "$db" -j "$jobs" --target "${TARGET:-0.05}" \
+  --json bench/results/tuna_eval.json --plot docs/figures/tuna-eval-saving.svg |
+  tee bench/results/tuna_eval.txt
