@@ -161,9 +161,13 @@ GuardedChoice choose_with_guard(
     const double model_choice = smallest_within(corrected, goal, o.resolution);
     double next;
     if (observed > o.target) {
-      next = std::min(1.0, std::max(model_choice, r + o.grow_step));  // grow fast
+      // Grow fast: to the corrected model's choice, but no further than halfway to all fast
+      // memory (a correction learnt at one size is a poor guide far from it), and at least a step.
+      next = std::min(1.0, std::max(r + o.grow_step, std::min(model_choice, (r + 1) / 2)));
     } else if (observed < goal - o.margin) {
-      next = std::max(model_choice, r - o.shrink_step);  // shrink slowly
+      // Shrink slowly: halfway to the corrected model's choice, at least a step.
+      next = std::min(r - o.shrink_step, (r + model_choice) / 2);
+      next = std::max(next, model_choice);
     } else {
       break;  // within the band under the target
     }

@@ -11,8 +11,9 @@
 // with ρ = slow/fast latency, usable(r) the fast memory left above the watermark TPP keeps free,
 // and α, β fitted on the micro-benchmark profiles (α > 1: TPP places pages worse than by
 // hotness). The guard then runs at the chosen size and measures what it can observe there —
-// slow-tier misses, hint faults, promotions — to estimate the actual slowdown: above the target
-// it grows fast, well below it shrinks slowly, always keeping a margin.
+// slow-tier misses, hint faults, promotions — to estimate the actual slowdown, corrects the
+// model by the ratio of observed to predicted, and moves: above the target it grows fast, well
+// below it shrinks at half speed, always aiming a margin under the target.
 #pragma once
 
 #include <functional>
@@ -88,9 +89,12 @@ double observed_slowdown(const TierCounters& c, const PlatformCosts& costs);
 struct GuardOptions {
   double target = 0.05;
   double margin = 0.01;      // aim this far under the target
-  double shrink_step = 0.02;  // at most this much smaller per interval
-  double grow_step = 0.05;    // at least this much larger when over the target
-  int max_steps = 6;
+  // Well under the target it shrinks halfway to the (corrected) model's choice, by at least
+  // `shrink_step`; over the target it grows to that choice but at most halfway to all fast
+  // memory, by at least `grow_step`.
+  double shrink_step = 0.02;
+  double grow_step = 0.05;
+  int max_steps = 8;
   double resolution = 0.01;
 };
 
