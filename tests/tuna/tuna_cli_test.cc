@@ -1,8 +1,9 @@
-// The tuna subcommands as a user runs them — sim, oracle, profile, advise, eval — and their bad
-// input.
+// The tuna subcommands as a user runs them — sim, oracle, profile, advise, eval, telemetry,
+// apply — and their bad input. The Linux commands run against fake trees only.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -190,6 +191,63 @@ TEST(TunaCli, BadDatabasesGridsAndTargetsAreRejected) {
     f.put('\x5a');
   }
   expect_rejected("advise --db " + db + gups + kTinyMachine, "perf.tdb");
+}
+
+// A fake root with this machine's captured /proc files and the two sysctls they were taken with.
+std::string fake_linux_root(const testing_support::TempDir& dir) {
+  namespace fs = std::filesystem;
+  const fs::path root = dir.path("root");
+  const fs::path data = fs::path(ATTNCACHE_SOURCE_DIR) / "tests" / "data" / "linux";
+  fs::create_directories(root / "proc" / "sys" / "vm");
+  fs::create_directories(root / "sys" / "devices" / "system" / "node" / "node0");
+  fs::copy_file(data / "zoneinfo", root / "proc" / "zoneinfo");
+  fs::copy_file(data / "vmstat", root / "proc" / "vmstat");
+  const fs::path node0 = root / "sys" / "devices" / "system" / "node" / "node0";
+  fs::copy_file(data / "node0_meminfo", node0 / "meminfo");
+  fs::copy_file(data / "node0_vmstat", node0 / "vmstat");
+  std::ofstream(node0 / "cpulist") << "0-1\n";
+  std::ofstream(root / "proc" / "sys" / "vm" / "watermark_scale_factor") << "10\n";
+  std::ofstream(root / "proc" / "sys" / "vm" / "min_free_kbytes") << "67584\n";
+  return root.string();
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+TEST(TunaCli, TelemetryAndWatermarksOnAFakeTree) {
+  testing_support::TempDir dir;
+  const std::string root = fake_linux_root(dir);
+  Result r = tuna("telemetry --root " + root + " --count 1 --interval 0.01");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("promoted"), std::string::npos);
+
+  const std::string wsf = root + "/proc/sys/vm/watermark_scale_factor";
+  r = tuna("apply --actuator watermark --fast-mb 4096 --dry-run --root " + root);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("dry run"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("vm.watermark_scale_factor: 10 -> "), std::string::npos) << r.output;
+  EXPECT_EQ(read_text(wsf), "10\n");  // nothing written
+
+  r = tuna("apply --actuator watermark --fast-mb 4096 --root " + root);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(read_text(wsf), "10\n");
+  // A later call records the raised values as its own; restore only undoes its own changes.
+  r = tuna("apply --actuator watermark --restore --root " + root);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("nothing to change"), std::string::npos) << r.output;
+
+  r = tuna("apply --actuator balloon --fast-mb 1024 --dry-run --root " + root);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("balloon on node 0"), std::string::npos) << r.output;
+
+  for (const std::string args :
+       {"apply --actuator lever --fast-mb 1 --root " + root, "apply --root " + root,
+        "apply --fast-mb 1 --root " + dir.path("nowhere"), "telemetry --root " + dir.path("nowhere")}) {
+    r = tuna(args);
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
+  }
 }
 
 }  // namespace
