@@ -12,3 +12,4 @@ build/tuna profile --out "$db" -j "$jobs"
 build/tuna eval --db "$db" -j "$jobs" --target "${TARGET:-0.05}" \
   --json bench/results/tuna_eval.json --plot docs/figures/tuna-eval-saving.svg |
   tee bench/results/tuna_eval.txt
+python3 bench/render_tuna_eval.py

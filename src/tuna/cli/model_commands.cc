@@ -254,6 +254,8 @@ void run_eval(const ModelCliOptions& o) {
   core::PlotSeries tuna_points{"Tuna", {}, false}, fixed_points{"static fraction", {}, false};
   double tuna_saving = 0, ours_saving = 0, oracle_saving = 0, fixed_saving_sum = 0;
   int violations = 0, ours_violations = 0, fixed_violations = 0, infeasible = 0;
+  int pond_violations = 0;
+  double pond_saving = 0;
   core::PlotSeries ours_points{"ours", {}, false};
   GuardOptions guard = o.guard;
   guard.target = o.advise.target;
@@ -261,11 +263,14 @@ void run_eval(const ModelCliOptions& o) {
               "Tuna", "pred.", "actual", "ours", "actual", "static", "actual", "TPP@1");
   struct Row {
     double ref = 0, fixed_actual = 0, full = 0, seconds = 0;
+    double pond_ratio = 1, pond_predicted = 0, pond_actual = 0;
     OracleResult oracle;
     Sized tuna;
     Guarded ours;
   };
   std::vector<Row> results(workloads.size());
+  const PlatformCosts costs = platform_costs(o.machine);
+  const SlowdownModel pond_model = calibrate(db, costs);
   core::Progress progress("eval", workloads.size(), !o.quiet);
   std::mutex mutex;
   core::parallel_for(workloads.size(), o.jobs, [&](size_t i) {
@@ -281,6 +286,14 @@ void run_eval(const ModelCliOptions& o) {
     row.ours = size_ours(db, w, o.machine, guard, row.ref);
     row.fixed_actual = tpp_slowdown(fixed);
     row.full = tpp_slowdown(1);
+    // Pond: no migration; a workload predicted insensitive to the slow tier's latency goes there
+    // whole, any other stays in fast memory (ours touch all they allocate, so Pond's untouched
+    // memory is nil). Its predictor: our calibrated model with no fast memory at all.
+    row.pond_predicted = predict_slowdown(pond_model, row.ours.choice.profile, costs, 0);
+    row.pond_ratio = row.pond_predicted <= tau ? 0 : 1;
+    row.pond_actual =
+        run_workload(w, o.machine, sim::Policy::kStatic, row.pond_ratio).counters.elapsed_ns /
+            row.ref - 1;
     row.seconds = watch.seconds();
     std::lock_guard<std::mutex> lock(mutex);
     progress.advance(1);
@@ -304,6 +317,8 @@ void run_eval(const ModelCliOptions& o) {
     tuna_saving += 1 - tuna.advice.fast_ratio;
     oracle_saving += 1 - oracle_ratio;
     fixed_saving_sum += 1 - fixed;
+    pond_saving += 1 - row.pond_ratio;
+    pond_violations += feasible && row.pond_actual > tau;
     tuna_points.points.emplace_back(1 - oracle_ratio, 1 - tuna.advice.fast_ratio);
     ours_points.points.emplace_back(1 - oracle_ratio, 1 - ours.choice.fast_ratio);
     fixed_points.points.emplace_back(1 - oracle_ratio, 1 - fixed);
@@ -329,6 +344,9 @@ void run_eval(const ModelCliOptions& o) {
                     {"static_fraction",
                      {{"fast_ratio", fixed}, {"actual_slowdown", row.fixed_actual}}},
                     {"tpp_all_fast_slowdown", row.full},
+                    {"pond", {{"fast_ratio", row.pond_ratio},
+                              {"predicted_slowdown_all_slow", row.pond_predicted},
+                              {"actual_slowdown", row.pond_actual}}},
                     {"host_seconds", row.seconds}});
   }
   const double n = static_cast<double>(workloads.size());
@@ -337,10 +355,12 @@ void run_eval(const ModelCliOptions& o) {
               "  oracle          %5.1f%%\n"
               "  Tuna            %5.1f%%  %d violations, %3.0f%% of the oracle's saving\n"
               "  ours            %5.1f%%  %d violations, %3.0f%% of the oracle's saving\n"
-              "  static %.2f     %5.1f%%  %d violations\n",
+              "  static %.2f     %5.1f%%  %d violations\n"
+              "  Pond-style      %5.1f%%  %d violations\n",
               100 * tau, 100 * oracle_saving / n, 100 * tuna_saving / n, violations,
               100 * captured(tuna_saving), 100 * ours_saving / n, ours_violations,
-              100 * captured(ours_saving), fixed, 100 * fixed_saving_sum / n, fixed_violations);
+              100 * captured(ours_saving), fixed, 100 * fixed_saving_sum / n, fixed_violations,
+              100 * pond_saving / n, pond_violations);
   if (infeasible > 0) {
     std::printf("  %d workload(s) miss the target even with all fast memory (not counted as "
                 "violations)\n", infeasible);
@@ -357,6 +377,8 @@ void run_eval(const ModelCliOptions& o) {
                         {"static_fraction_mean_saving", fixed_saving_sum / n},
                         {"static_fraction_violations", fixed_violations},
                         {"infeasible_workloads", infeasible},
+                        {"pond_mean_saving", pond_saving / n},
+                        {"pond_violations", pond_violations},
                         {"captured_of_oracle", captured(tuna_saving)},
                         {"ours_mean_saving", ours_saving / n},
                         {"ours_violations", ours_violations},
@@ -418,8 +440,8 @@ void add_eval_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "eval",
       "Evaluate Tuna over many workloads: its chosen size and actual slowdown against the "
-      "oracle's minimal size, a one-size-fits-all static fraction, and TPP with all fast "
-      "memory. A table, JSON and a figure.");
+      "oracle's minimal size, ours, a one-size-fits-all static fraction, a Pond-style static "
+      "placement, and TPP with all fast memory. A table, JSON and a figure.");
   add_machine_options(cmd, &o->machine);
   add_advise_options(cmd, o.get());
   cmd->add_option("--workloads", o->workloads,
