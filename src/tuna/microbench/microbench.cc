@@ -1,19 +1,10 @@
 #include "tuna/microbench/microbench.h"
 
 #include "core/error.h"
+#include "tuna/workloads/splitmix.h"
 
 namespace tuna {
 namespace {
-
-// splitmix64: a fast, well-mixed stream from a counter.
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-double unit(uint64_t r) { return static_cast<double>(r >> 11) * 0x1.0p-53; }
 
 struct PlainTable {
   std::vector<uint64_t>& words;
@@ -85,25 +76,25 @@ uint64_t Microbench::play(Table& table, sim::MemorySystem* memory) const {
   const uint64_t phases = o.hot_moves + 1;
   uint64_t checksum = 0, last = 0, hot_cursor = 0, cold_cursor = 0;
   for (uint64_t k = 0; k < o.accesses; ++k) {
-    const uint64_t r = mix(o.seed * 0x1000003 + k);
+    const uint64_t r = splitmix64(o.seed * 0x1000003 + k);
     const uint64_t phase = k * phases / o.accesses;
-    const bool hot = unit(r) < o.hot_fraction;
+    const bool hot = unit_interval(r) < o.hot_fraction;
     const uint64_t start = hot ? phase * hot_words % (words - hot_words + 1) : 0;
     const uint64_t size = hot ? hot_words : words;
-    const uint64_t r2 = mix(r);
-    const bool dependent = unit(r2) < o.dependent_fraction;
+    const uint64_t r2 = splitmix64(r);
+    const bool dependent = unit_interval(r2) < o.dependent_fraction;
     uint64_t offset;
     if (dependent) {
-      offset = mix(last ^ k) % size;
+      offset = splitmix64(last ^ k) % size;
     } else if (o.sequential) {
       uint64_t& cursor = hot ? hot_cursor : cold_cursor;
       offset = cursor++ % size;
     } else {
-      offset = mix(r2) % size;
+      offset = splitmix64(r2) % size;
     }
     const uint64_t i = start + offset;
     last = table.get(i, dependent);
-    if (unit(mix(r2 ^ 0x5bd1e995)) < o.write_fraction) {
+    if (unit_interval(splitmix64(r2 ^ 0x5bd1e995)) < o.write_fraction) {
       table.set(i, last ^ r);
     } else {
       checksum += last;

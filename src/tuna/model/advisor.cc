@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "tuna/model/oracle.h"
 
 namespace tuna {
 
@@ -20,13 +21,8 @@ double predict_slowdown(const PerfDatabase& db, const std::vector<SettingMatch>&
 
 double minimal_predicted_ratio(const PerfDatabase& db, const std::vector<SettingMatch>& matches,
                                double target, double resolution) {
-  const int steps = static_cast<int>(std::lround(1 / resolution));
-  int lowest = steps;
-  for (int k = steps; k >= 0; --k) {
-    if (predict_slowdown(db, matches, k * resolution) > target) break;
-    lowest = k;
-  }
-  return lowest * resolution;
+  return smallest_ratio_within([&](double r) { return predict_slowdown(db, matches, r); }, target,
+                               resolution);
 }
 
 Advice advise(const PerfDatabase& db, const std::function<TierCounters(double)>& run_at,

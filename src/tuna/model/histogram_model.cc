@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "core/error.h"
+#include "tuna/model/oracle.h"
 
 namespace tuna {
 namespace {
@@ -15,18 +16,6 @@ double interpolate(const std::vector<double>& curve, double ratio) {
   const double x = std::clamp(ratio, 0.0, 1.0) * (kPoints - 1);
   const int i = std::min(static_cast<int>(x), kPoints - 2);
   return curve[i] + (x - i) * (curve[i + 1] - curve[i]);
-}
-
-// The smallest multiple of `resolution` from which `slowdown_at` stays within `goal` up to 1.
-double smallest_within(const std::function<double(double)>& slowdown_at, double goal,
-                       double resolution) {
-  const int steps = static_cast<int>(std::lround(1 / resolution));
-  int lowest = steps;
-  for (int k = steps; k >= 0; --k) {
-    if (slowdown_at(k * resolution) > goal) break;
-    lowest = k;
-  }
-  return lowest * resolution;
 }
 
 }  // namespace
@@ -148,7 +137,7 @@ GuardedChoice choose_with_guard(
   out.steps.push_back({1.0, predicted(1.0), observed_slowdown(full, costs)});
   double correction = 1;  // observed / predicted, learnt at the sizes tried
   auto corrected = [&](double r) { return correction * predicted(r); };
-  double r = smallest_within(predicted, goal, o.resolution);
+  double r = smallest_ratio_within(predicted, goal, o.resolution);
   out.predicted_slowdown = predicted(r);
   double best = 1;  // the smallest size observed within the target
   if (out.steps[0].observed > o.target) r = 1;
@@ -158,7 +147,7 @@ GuardedChoice choose_with_guard(
     if (observed <= o.target) best = std::min(best, r);
     const double base = predicted(r);
     if (base > 1e-4) correction = std::clamp(observed / base, 0.25, 8.0);
-    const double model_choice = smallest_within(corrected, goal, o.resolution);
+    const double model_choice = smallest_ratio_within(corrected, goal, o.resolution);
     double next;
     if (observed > o.target) {
       // Grow fast: to the corrected model's choice, but no further than halfway to all fast

@@ -1,10 +1,22 @@
 #include "tuna/model/oracle.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 
 namespace tuna {
+
+double smallest_ratio_within(const std::function<double(double)>& slowdown_at, double goal,
+                             double resolution) {
+  const int steps = static_cast<int>(std::lround(1 / resolution));
+  int lowest = steps;
+  for (int k = steps; k >= 0; --k) {
+    if (slowdown_at(k * resolution) > goal) break;
+    lowest = k;
+  }
+  return lowest * resolution;
+}
 
 OracleResult find_minimal_ratio(const std::function<double(double)>& slowdown_at, double target,
                                 double precision, const std::function<void()>& on_sweep_step) {

@@ -21,6 +21,11 @@ struct OracleResult {
   std::vector<CurvePoint> curve;        // every ratio run, in ratio order
 };
 
+// The smallest multiple of `resolution` from which `slowdown_at` (a prediction, cheap to call)
+// stays within `goal` at every larger multiple up to 1; 1 if none is.
+double smallest_ratio_within(const std::function<double(double)>& slowdown_at, double goal,
+                             double resolution);
+
 // `slowdown_at(ratio)` runs the workload; `on_sweep_step` (optional) is called after each of the
 // 11 sweep points, for progress.
 OracleResult find_minimal_ratio(const std::function<double(double)>& slowdown_at, double target,

@@ -1,19 +1,9 @@
 #include "tuna/workloads/gups.h"
 
 #include "core/error.h"
+#include "tuna/workloads/splitmix.h"
 
 namespace tuna {
-namespace {
-
-// splitmix64: a fast, well-mixed stream from a counter.
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 Gups::Gups(const GupsOptions& options) : options_(options) {
   if (options.table_bytes < 8 * 1024 || options.hot_bytes == 0 ||
@@ -26,12 +16,12 @@ Gups::Gups(const GupsOptions& options) : options_(options) {
 }
 
 uint64_t Gups::index_of(uint64_t k, uint64_t words, uint64_t hot_words) const {
-  const uint64_t r = mix(options_.seed * 0x1000003 + k);
-  const bool hot = static_cast<double>(r >> 11) * 0x1.0p-53 < options_.hot_fraction;
-  if (!hot) return mix(r) % words;
+  const uint64_t r = splitmix64(options_.seed * 0x1000003 + k);
+  const bool hot = unit_interval(r) < options_.hot_fraction;
+  if (!hot) return splitmix64(r) % words;
   // The hot region starts at word 0, then moves to the second half of the table.
   const uint64_t start = k < options_.updates / 2 ? 0 : words / 2;
-  return start + mix(r) % hot_words;
+  return start + splitmix64(r) % hot_words;
 }
 
 void Gups::run(sim::MemorySystem& memory) {
@@ -41,7 +31,7 @@ void Gups::run(sim::MemorySystem& memory) {
   for (uint64_t i = 0; i < words; ++i) table.set(i, i);  // first touch, in order
   for (uint64_t k = 0; k < options_.updates; ++k) {
     const uint64_t i = index_of(k, words, hot_words);
-    table.set(i, table.get(i) ^ mix(k));
+    table.set(i, table.get(i) ^ splitmix64(k));
     memory.compute(4);
   }
   result_ = table.values();
@@ -53,7 +43,7 @@ std::string Gups::check(const std::vector<uint64_t>& table) const {
   if (table.size() != words) return "gups: the kernel has not run";
   std::vector<uint64_t> expect(words);
   for (uint64_t i = 0; i < words; ++i) expect[i] = i;
-  for (uint64_t k = 0; k < options_.updates; ++k) expect[index_of(k, words, hot_words)] ^= mix(k);
+  for (uint64_t k = 0; k < options_.updates; ++k) expect[index_of(k, words, hot_words)] ^= splitmix64(k);
   for (uint64_t i = 0; i < words; ++i) {
     if (expect[i] != table[i]) return core::cat("gups: word ", i, " differs from the replay");
   }
