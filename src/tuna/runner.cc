@@ -43,6 +43,7 @@ nlohmann::json counters_json(const TierCounters& c) {
           {"slow_accesses", c.slow_accesses},
           {"compute_units", c.compute_units},
           {"miss_stall_ns", c.miss_stall_ns},
+          {"slow_stall_ns", c.slow_stall_ns},
           {"pgpromote_success", c.pgpromote_success},
           {"pgpromote_candidate", c.pgpromote_candidate},
           {"pgdemote_kswapd", c.pgdemote_kswapd},

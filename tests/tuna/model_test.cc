@@ -171,6 +171,7 @@ TEST(HistogramModel, ObservedSlowdownFromCountersByHand) {
   c.fast_accesses = 100;
   c.slow_accesses = 50;
   c.miss_stall_ns = 100 * 10 + 50 * 20;  // 10 ns per fast miss, 20 per slow
+  c.slow_stall_ns = 50 * 20;
   c.numa_hint_faults = 10;
   c.pgpromote_success = 2;
   c.elapsed_ns = 2590;
@@ -195,7 +196,8 @@ std::pair<TierCounters, WorkloadProfile> synthetic_run(double ratio, double miss
   c.llc_misses = static_cast<uint64_t>(total);
   c.slow_accesses = static_cast<uint64_t>(std::min(total, miss_factor * outside));
   c.fast_accesses = c.llc_misses - c.slow_accesses;
-  c.miss_stall_ns = 10.0 * c.fast_accesses + 22.0 * c.slow_accesses;
+  c.slow_stall_ns = 22.0 * c.slow_accesses;
+  c.miss_stall_ns = 10.0 * c.fast_accesses + c.slow_stall_ns;
   c.elapsed_ns = 200000 + c.miss_stall_ns;
   // Pages sorted by misses stand in for the stack: page i at distance i.
   WorkloadProfile p;

@@ -111,11 +111,8 @@ SlowdownModel calibrate(const std::vector<CalibrationPoint>& points) {
 }
 
 double observed_slowdown(const TierCounters& c, const PlatformCosts& costs) {
-  const double rho = costs.latency_ratio;
-  const double weighted = static_cast<double>(c.fast_accesses) +
-                          rho * static_cast<double>(c.slow_accesses);
-  const double stall_per_fast_miss = weighted > 0 ? c.miss_stall_ns / weighted : 0;
-  const double extra = static_cast<double>(c.slow_accesses) * stall_per_fast_miss * (rho - 1) +
+  // A slow-tier miss would have stalled 1/ρ as long on the fast tier.
+  const double extra = c.slow_stall_ns * (1 - 1 / costs.latency_ratio) +
                        static_cast<double>(c.numa_hint_faults) * costs.hint_fault_ns +
                        static_cast<double>(c.pgpromote_success) * costs.migrate_page_ns;
   const double base = c.elapsed_ns - extra;

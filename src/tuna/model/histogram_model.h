@@ -82,8 +82,10 @@ struct CalibrationPoint {
 // Least squares of slowdown = α·cost + β (α ≥ 0).
 SlowdownModel calibrate(const std::vector<CalibrationPoint>& points);
 
-// The slowdown a run shows in its own counters: the stall its slow-tier misses added, plus the
-// hint faults and promotions it took, over the rest of its time.
+// The slowdown a run shows in its own counters: the stall its slow-tier misses added (their
+// stall time, of which 1/ρ they would have cost on the fast tier; PEBS load-latency samples
+// by data source measure it on Linux), plus the hint faults and promotions it took, over the
+// rest of its time.
 double observed_slowdown(const TierCounters& c, const PlatformCosts& costs);
 
 struct GuardOptions {

@@ -218,7 +218,7 @@ void profile(const std::string& dir, const ProfileGrid& grid, const MachineOptio
   };
   core::parallel_for(n_settings, jobs, [&](size_t s) { profile_setting(static_cast<uint32_t>(s)); });
   progress.finish();
-  PerfDbContents db{machine_json(machine), {}, grid.ratios, {}};
+  PerfDbContents db{machine_json(machine), {}, grid.ratios, {}, {}};
   for (const MicrobenchOptions& setting : grid.settings) db.settings.push_back(to_json(setting));
   for (const auto& [setting, profile] : done.profiles) db.profiles.push_back(profile);
   for (const auto& [key, run] : done.runs) db.runs.push_back(run);

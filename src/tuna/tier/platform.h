@@ -23,6 +23,7 @@ struct TierCounters {
   uint64_t slow_accesses = 0;        // LLC misses served by the slow tier
   uint64_t compute_units = 0;        // work between accesses (instructions, roughly)
   double miss_stall_ns = 0;          // time charged to LLC misses (PMU: memory-stall cycles)
+  double slow_stall_ns = 0;          // of which by slow-tier misses (PEBS load latency by source)
   double elapsed_ns = 0;
 };
 

@@ -97,6 +97,7 @@ void Simulator::access(uint64_t address, bool dependent) {
     const double stall = std::max(latency / overlap, fast ? line_ns_fast_ : line_ns_slow_);
     now_ns_ += stall;
     counters_.miss_stall_ns += stall;
+    if (!fast) counters_.slow_stall_ns += stall;
     if (config_.page_miss_sink) config_.page_miss_sink(address / kPage);
   }
   if (now_ns_ >= next_tick_ns_) background();
