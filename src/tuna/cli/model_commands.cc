@@ -201,6 +201,10 @@ void run_advise(const ModelCliOptions& o) {
   write_json(o.json, j);
 }
 
+nlohmann::json stats_json(const ErrorStats& e) {
+  return {{"mean", e.mean}, {"p95", e.p95}, {"max", e.max}, {"points", e.points}};
+}
+
 // The workloads of `tuna eval` by default: every kernel at two scales, each a `tuna sim`
 // workload fragment.
 std::vector<std::string> default_eval_workloads() {
@@ -264,13 +268,14 @@ void run_eval(const ModelCliOptions& o) {
   struct Row {
     double ref = 0, fixed_actual = 0, full = 0, seconds = 0;
     double pond_ratio = 1, pond_predicted = 0, pond_actual = 0;
+    std::vector<double> tuna_errors, ours_errors;  // |predicted − measured| on the oracle's curve
     OracleResult oracle;
     Sized tuna;
     Guarded ours;
   };
   std::vector<Row> results(workloads.size());
   const PlatformCosts costs = platform_costs(o.machine);
-  const SlowdownModel pond_model = calibrate(db, costs);
+  const SlowdownModel pond_model = calibrate(db, costs);  // ours, also Pond's predictor
   core::Progress progress("eval", workloads.size(), !o.quiet);
   std::mutex mutex;
   core::parallel_for(workloads.size(), o.jobs, [&](size_t i) {
@@ -294,6 +299,15 @@ void run_eval(const ModelCliOptions& o) {
     row.pond_actual =
         run_workload(w, o.machine, sim::Policy::kStatic, row.pond_ratio).counters.elapsed_ns /
             row.ref - 1;
+    // Both models' first predictions (from the observation at full fast memory) against the
+    // oracle's measured curve: the workloads were never in the database, so this is
+    // leave-every-workload-out by construction.
+    const std::vector<SettingMatch>& first_matches = row.tuna.advice.steps.front().matches;
+    for (const CurvePoint& p : row.oracle.curve) {
+      row.tuna_errors.push_back(std::abs(predict_slowdown(db, first_matches, p.fast_ratio) - p.slowdown));
+      row.ours_errors.push_back(std::abs(
+          predict_slowdown(pond_model, row.ours.choice.profile, costs, p.fast_ratio) - p.slowdown));
+    }
     row.seconds = watch.seconds();
     std::lock_guard<std::mutex> lock(mutex);
     progress.advance(1);
@@ -350,6 +364,12 @@ void run_eval(const ModelCliOptions& o) {
                     {"host_seconds", row.seconds}});
   }
   const double n = static_cast<double>(workloads.size());
+  std::vector<double> tuna_errors, ours_errors;
+  for (const Row& row : results) {
+    tuna_errors.insert(tuna_errors.end(), row.tuna_errors.begin(), row.tuna_errors.end());
+    ours_errors.insert(ours_errors.end(), row.ours_errors.begin(), row.ours_errors.end());
+  }
+  const ErrorStats tuna_error = error_stats(tuna_errors), ours_error = error_stats(ours_errors);
   auto captured = [&](double saving) { return oracle_saving > 0 ? saving / oracle_saving : 0.0; };
   std::printf("\nmean fast-memory saving at a %.0f%% target (%% of footprint; the paper: Tuna 8.5%%):\n"
               "  oracle          %5.1f%%\n"
@@ -361,6 +381,10 @@ void run_eval(const ModelCliOptions& o) {
               100 * captured(tuna_saving), 100 * ours_saving / n, ours_violations,
               100 * captured(ours_saving), fixed, 100 * fixed_saving_sum / n, fixed_violations,
               100 * pond_saving / n, pond_violations);
+  std::printf("prediction error on the oracle's measured points (first prediction, from full fast "
+              "memory): Tuna mean %.2f%% p95 %.2f%%, ours mean %.2f%% p95 %.2f%%\n",
+              100 * tuna_error.mean, 100 * tuna_error.p95, 100 * ours_error.mean,
+              100 * ours_error.p95);
   if (infeasible > 0) {
     std::printf("  %d workload(s) miss the target even with all fast memory (not counted as "
                 "violations)\n", infeasible);
@@ -378,6 +402,8 @@ void run_eval(const ModelCliOptions& o) {
                         {"static_fraction_violations", fixed_violations},
                         {"infeasible_workloads", infeasible},
                         {"pond_mean_saving", pond_saving / n},
+                        {"tuna_prediction_error", stats_json(tuna_error)},
+                        {"ours_prediction_error", stats_json(ours_error)},
                         {"pond_violations", pond_violations},
                         {"captured_of_oracle", captured(tuna_saving)},
                         {"ours_mean_saving", ours_saving / n},
@@ -393,9 +419,6 @@ void run_eval(const ModelCliOptions& o) {
   }
 }
 
-nlohmann::json stats_json(const ErrorStats& e) {
-  return {{"mean", e.mean}, {"p95", e.p95}, {"max", e.max}, {"points", e.points}};
-}
 
 void run_accuracy(const ModelCliOptions& o) {
   const PerfDatabase db = PerfDatabase::open(o.db);
