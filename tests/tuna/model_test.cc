@@ -148,9 +148,16 @@ TEST(HistogramModel, StackDistancesCostAndCalibrationByHand) {
   EXPECT_NEAR(slow_traffic_cost(p, costs, 0.5), 0.2, 1e-12);
   costs.usable = [](double r, uint64_t) { return r / 2; };  // half is watermark headroom
   EXPECT_NEAR(slow_traffic_cost(p, costs, 1.0), 0.2, 1e-12);
+  // Points on a line are fitted exactly whatever their weights.
   const SlowdownModel m = calibrate({{0.1, 0.21}, {0.2, 0.41}, {0.4, 0.81}});
   EXPECT_NEAR(m.alpha, 2, 1e-9);
   EXPECT_NEAR(m.beta, 0.01, 1e-9);
+  // Off the line, the runs near the target pull harder than a 60% one.
+  const SlowdownModel w = calibrate({{0.0, 0.0}, {0.05, 0.05}, {0.6, 0.9}});
+  const SlowdownModel unweighted_alpha_would_be{(0.9 * 0.6 + 0.05 * 0.05 - 0.65 * 0.95 / 3) /
+                                                    (0.6 * 0.6 + 0.05 * 0.05 - 0.65 * 0.65 / 3),
+                                                0};
+  EXPECT_LT(w.alpha, unweighted_alpha_would_be.alpha);
 }
 
 TEST(HistogramModel, StackDistancesSurviveRenumberingOverLongStreams) {

@@ -431,10 +431,15 @@ void run_accuracy(const ModelCliOptions& o) {
   };
   line("Tuna (nearest telemetry)", r.tuna);
   line("ours (histogram + calibration)", r.ours);
+  std::printf("where the measured slowdown is at most 15%% (%zu points):\n", r.ours_near_target.points);
+  line("Tuna (nearest telemetry)", r.tuna_near_target);
+  line("ours (histogram + calibration)", r.ours_near_target);
   write_json(o.json, {{"db", o.db},
                       {"neighbors", o.advise.neighbors},
                       {"tuna", stats_json(r.tuna)},
-                      {"ours", stats_json(r.ours)}});
+                      {"ours", stats_json(r.ours)},
+                      {"tuna_near_target", stats_json(r.tuna_near_target)},
+                      {"ours_near_target", stats_json(r.ours_near_target)}});
 }
 
 }  // namespace

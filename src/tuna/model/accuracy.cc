@@ -23,7 +23,7 @@ ErrorStats error_stats(std::vector<double> errors) {
 AccuracyReport leave_one_setting_out(const PerfDatabase& db, const PlatformCosts& costs,
                                      int neighbors) {
   const size_t full = db.nearest_ratio_index(1.0);
-  std::vector<double> tuna_errors, ours_errors;
+  std::vector<double> tuna_errors, ours_errors, tuna_near, ours_near;
   for (uint32_t s = 0; s < db.setting_count(); ++s) {
     const Metrics& observed = db.runs()[full * db.setting_count() + s].metrics;
     const std::vector<SettingMatch> matches =
@@ -35,9 +35,14 @@ AccuracyReport leave_one_setting_out(const PerfDatabase& db, const PlatformCosts
       tuna_errors.push_back(std::abs(predict_slowdown(db, matches, ratio) - measured));
       ours_errors.push_back(
           std::abs(predict_slowdown(model, db.profiles()[s], costs, ratio) - measured));
+      if (measured <= 0.15) {
+        tuna_near.push_back(tuna_errors.back());
+        ours_near.push_back(ours_errors.back());
+      }
     }
   }
-  return {error_stats(tuna_errors), error_stats(ours_errors)};
+  return {error_stats(tuna_errors), error_stats(ours_errors), error_stats(tuna_near),
+          error_stats(ours_near)};
 }
 
 }  // namespace tuna

@@ -19,6 +19,7 @@ ErrorStats error_stats(std::vector<double> errors);
 
 struct AccuracyReport {
   ErrorStats tuna, ours;
+  ErrorStats tuna_near_target, ours_near_target;  // where the measured slowdown is ≤ 15%
 };
 
 AccuracyReport leave_one_setting_out(const PerfDatabase& db, const PlatformCosts& costs,

@@ -98,15 +98,18 @@ double predict_slowdown(const SlowdownModel& m, const WorkloadProfile& p,
 
 SlowdownModel calibrate(const std::vector<CalibrationPoint>& points) {
   if (points.size() < 2) core::throw_bad_input("calibration needs at least two runs");
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  // Weighted least squares, weight 1/(slowdown + 5%): decisions are made near the target, where
+  // an error of a point matters; at 60% slowdown it does not.
+  double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (const CalibrationPoint& q : points) {
-    sx += q.cost, sy += q.slowdown, sxx += q.cost * q.cost, sxy += q.cost * q.slowdown;
+    const double w = 1 / (std::max(q.slowdown, 0.0) + 0.05);
+    sw += w, sx += w * q.cost, sy += w * q.slowdown, sxx += w * q.cost * q.cost;
+    sxy += w * q.cost * q.slowdown;
   }
-  const double n = static_cast<double>(points.size());
-  const double var = sxx - sx * sx / n;
+  const double var = sxx - sx * sx / sw;
   SlowdownModel m;
-  m.alpha = var > 0 ? std::max(0.0, (sxy - sx * sy / n) / var) : 1;
-  m.beta = (sy - m.alpha * sx) / n;
+  m.alpha = var > 0 ? std::max(0.0, (sxy - sx * sy / sw) / var) : 1;
+  m.beta = (sy - m.alpha * sx) / sw;
   return m;
 }
 

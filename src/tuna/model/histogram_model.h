@@ -79,7 +79,7 @@ struct CalibrationPoint {
   double cost;      // slow_traffic_cost
   double slowdown;  // measured
 };
-// Least squares of slowdown = α·cost + β (α ≥ 0).
+// Least squares of slowdown = α·cost + β (α ≥ 0), each run weighted 1/(slowdown + 5%).
 SlowdownModel calibrate(const std::vector<CalibrationPoint>& points);
 
 // The slowdown a run shows in its own counters: the stall its slow-tier misses added (their
