@@ -52,7 +52,6 @@ struct ModelCliOptions {
   MachineOptions machine;
   AdviseOptions advise;
   GuardOptions guard;
-  std::string rule = "both";
   double precision = 0.01;
   int jobs = 0;
   bool quiet = false;
@@ -174,10 +173,12 @@ void run_advise(const ModelCliOptions& o) {
                 t.metrics.migration_per_maccess, t.metrics.compute_per_access,
                 t.metrics.misses_per_kaccess, t.chosen_ratio, 100 * t.predicted_slowdown);
   }
-  std::printf("Tuna: fast memory %.2f of the footprint (%s), predicted slowdown %.2f%%, actual "
-              "%.2f%% (target %.1f%%)\n",
-              s.advice.fast_ratio,
-              s.advice.converged ? "converged" : "not converged", 100 * s.advice.predicted_slowdown,
+  double tuna_ns = 0;
+  for (const TuningStep& t : s.advice.steps) tuna_ns += t.simulated_ns;
+  std::printf("Tuna: fast memory %.2f of the footprint (%s after %zu intervals, %.1f ms "
+              "simulated), predicted slowdown %.2f%%, actual %.2f%% (target %.1f%%)\n",
+              s.advice.fast_ratio, s.advice.converged ? "converged" : "not converged",
+              s.advice.steps.size(), tuna_ns / 1e6, 100 * s.advice.predicted_slowdown,
               100 * s.actual_slowdown, 100 * o.advise.target);
   GuardOptions g = o.guard;
   g.target = o.advise.target;
@@ -189,8 +190,9 @@ void run_advise(const ModelCliOptions& o) {
     std::printf("%5zu %10.2f %9.2f%% %9.2f%%\n", i, t.fast_ratio, 100 * t.predicted,
                 100 * t.observed);
   }
-  std::printf("%s: fast memory %.2f of the footprint, actual %.2f%% (confidence %.2f)\n",
-              o.workload.name.c_str(), ours.choice.fast_ratio, 100 * ours.actual_slowdown,
+  std::printf("ours: fast memory %.2f of the footprint (after %zu intervals), actual %.2f%% "
+              "(confidence, observed/predicted: %.2f)\n",
+              ours.choice.fast_ratio, ours.choice.steps.size(), 100 * ours.actual_slowdown,
               ours.choice.confidence);
   nlohmann::json j = advice_json(s.advice);
   j["workload"] = o.workload.name;
