@@ -133,39 +133,44 @@ GuardedChoice choose_with_guard(
   const auto [full, profile] = run_at(1.0, true);
   out.profile = profile;
   auto predicted = [&](double r) { return predict_slowdown(model, out.profile, costs, r); };
+  auto on_grid = [&](double r) { return std::round(r / o.resolution) * o.resolution; };
   const double goal = o.target - o.margin;
   out.steps.push_back({1.0, predicted(1.0), observed_slowdown(full, costs)});
-  double correction = 1;  // observed / predicted, learnt at the sizes tried
-  auto corrected = [&](double r) { return correction * predicted(r); };
+  out.predicted_slowdown = predicted(1.0);
+  if (out.steps[0].observed > o.target) return out;  // even all fast memory misses the target
+  // The observations bracket the answer: `safe` is the smallest size observed within the target,
+  // `unsafe` the largest observed above it (−1: none yet).
+  double safe = 1, unsafe = -1, safe_observed = out.steps[0].observed;
+  double correction = 1;  // observed / predicted at the latest size
   double r = smallest_ratio_within(predicted, goal, o.resolution);
   out.predicted_slowdown = predicted(r);
-  double best = 1;  // the smallest size observed within the target
-  if (out.steps[0].observed > o.target) r = 1;
-  for (int step = 1; step < o.max_steps && r < 1 - o.resolution / 2; ++step) {
+  for (int step = 1; step < o.max_steps && r < safe - o.resolution / 2 && r > unsafe; ++step) {
     const double observed = observed_slowdown(run_at(r, false).first, costs);
-    out.steps.push_back({r, corrected(r), observed});
-    if (observed <= o.target) best = std::min(best, r);
-    const double base = predicted(r);
-    if (base > 1e-4) correction = std::clamp(observed / base, 0.25, 8.0);
-    const double model_choice = smallest_ratio_within(corrected, goal, o.resolution);
-    double next;
-    if (observed > o.target) {
-      // Grow fast: to the corrected model's choice, but no further than halfway to all fast
-      // memory (a correction learnt at one size is a poor guide far from it), and at least a step.
-      next = std::min(1.0, std::max(r + o.grow_step, std::min(model_choice, (r + 1) / 2)));
-    } else if (observed < goal - o.margin) {
-      // Shrink slowly: halfway to the corrected model's choice, at least a step.
-      next = std::min(r - o.shrink_step, (r + model_choice) / 2);
-      next = std::max(next, model_choice);
+    out.steps.push_back({r, correction * predicted(r), observed});
+    if (observed <= o.target) {
+      safe = r, safe_observed = observed;
     } else {
-      break;  // within the band under the target
+      unsafe = std::max(unsafe, r);
     }
-    if (std::abs(next - r) < o.resolution / 2) break;
-    r = next;
+    if (predicted(r) > 1e-4) correction = std::clamp(observed / predicted(r), 0.25, 8.0);
+    if (safe_observed >= o.target - o.margin / 2) break;  // close enough under the target
+    double next;
+    if (unsafe >= 0) {
+      // Bracketed: bisect. From an unsafe size this grows fast, halfway to the nearest safe one.
+      if (safe - unsafe <= 2 * o.resolution) break;
+      next = (safe + unsafe) / 2;
+    } else {
+      // Everything observed is safe: shrink halfway towards the corrected model's choice (at
+      // least a step), since a correction learnt at one size is a poor guide far from it.
+      const double choice = smallest_ratio_within(
+          [&](double x) { return correction * predicted(x); }, goal, o.resolution);
+      next = std::min(safe - o.shrink_step, (safe + choice) / 2);
+    }
+    r = std::clamp(on_grid(next), 0.0, 1.0);
   }
-  out.fast_ratio = best;
+  out.fast_ratio = safe;
   for (const GuardStep& s : out.steps) {
-    if (std::abs(s.fast_ratio - best) < o.resolution / 2 && s.predicted > 1e-4) {
+    if (std::abs(s.fast_ratio - safe) < o.resolution / 2 && s.predicted > 1e-4) {
       out.confidence = s.observed / s.predicted;
     }
   }

@@ -11,9 +11,11 @@
 // with ρ = slow/fast latency, usable(r) the fast memory left above the watermark TPP keeps free,
 // and α, β fitted on the micro-benchmark profiles (α > 1: TPP places pages worse than by
 // hotness). The guard then runs at the chosen size and measures what it can observe there —
-// slow-tier misses, hint faults, promotions — to estimate the actual slowdown, corrects the
-// model by the ratio of observed to predicted, and moves: above the target it grows fast, well
-// below it shrinks at half speed, always aiming a margin under the target.
+// the slow tier's stall, hint faults, promotions — to estimate the actual slowdown. Until it has
+// seen a size over the target it shrinks at half speed towards the model's choice (corrected by
+// the ratio of observed to predicted); once it has, the observations bracket the answer and it
+// bisects, which grows fast from an unsafe size. It keeps the smallest size observed within the
+// target, and stops within half a margin under it.
 #pragma once
 
 #include <functional>
@@ -90,13 +92,9 @@ double observed_slowdown(const TierCounters& c, const PlatformCosts& costs);
 
 struct GuardOptions {
   double target = 0.05;
-  double margin = 0.01;      // aim this far under the target
-  // Well under the target it shrinks halfway to the (corrected) model's choice, by at least
-  // `shrink_step`; over the target it grows to that choice but at most halfway to all fast
-  // memory, by at least `grow_step`.
-  double shrink_step = 0.02;
-  double grow_step = 0.05;
-  int max_steps = 8;
+  double margin = 0.01;  // the model aims this far under the target; the guard stops within half
+  double shrink_step = 0.02;  // the least a shrink moves
+  int max_steps = 10;  // tuning intervals, the observation at full fast memory included
   double resolution = 0.01;
 };
 
