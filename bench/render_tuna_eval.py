@@ -62,6 +62,26 @@ def main():
     if s.get("infeasible_workloads"):
         lines.append(f"\n{s['infeasible_workloads']} workload(s) miss τ even with all fast memory; "
                      "they are not counted as violations.")
+    runs = [(f"{100 * tau:.0f}%", s)]
+    for name in ("tuna_eval_tau2.json", "tuna_eval_tau10.json"):
+        path = ROOT / "bench" / "results" / name
+        if path.exists():
+            other = json.loads(path.read_text())
+            runs.append((f"{100 * other['target']:.0f}%", other["summary"]))
+    if len(runs) > 1:
+        runs.sort(key=lambda run: float(run[0].rstrip("%")))
+        lines += [
+            "",
+            "Sensitivity to τ (same database, `SENSITIVITY=1 bench/tuna_eval.sh`):",
+            "",
+            "| τ | oracle saving | Tuna saving | Tuna violations | ours saving | ours violations | static saving | static violations |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, t in runs:
+            lines.append(
+                f"| {name} | {pct(t['oracle_mean_saving'])} | {pct(t['tuna_mean_saving'])} "
+                f"| {t['tuna_violations']} | {pct(t['ours_mean_saving'])} | {t['ours_violations']} "
+                f"| {pct(t['static_fraction_mean_saving'])} | {t['static_fraction_violations']} |")
     doc = ROOT / "docs" / "tuna.md"
     text = doc.read_text()
     block = "<!-- tuna-eval -->\n" + "\n".join(lines) + "\n<!-- /tuna-eval -->"
