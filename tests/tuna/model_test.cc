@@ -245,6 +245,29 @@ TEST(HistogramModel, GuardMeetsTheTargetWhenTheModelIsRightAndWhenItIsOptimistic
   }
 }
 
+// A kernel whose result is always wrong: every run of it must fail loudly, never report a size.
+class WrongKernel : public Workload {
+ public:
+  std::string name() const override { return "wrong"; }
+  uint64_t footprint_bytes() const override { return 1 << 20; }
+  void run(sim::MemorySystem& memory) override {
+    SimArray<uint64_t> a(memory, 1024);
+    for (size_t i = 0; i < a.size(); ++i) a.set(i, i);
+  }
+  std::string verify() const override { return "wrong: word 7 is 8"; }
+};
+
+TEST(Runner, AWorkloadThatFailsItsVerifierIsAnError) {
+  WrongKernel w;
+  try {
+    run_workload(w, MachineOptions{}, sim::Policy::kTpp, 0.5);
+    FAIL() << "a wrong result was accepted";
+  } catch (const core::Error& e) {
+    EXPECT_EQ(e.kind(), core::ErrorKind::kInternal);
+    EXPECT_NE(std::string(e.what()).find("wrong: word 7 is 8"), std::string::npos) << e.what();
+  }
+}
+
 ProfileGrid tiny_grid() {
   return grid_from_json({{"base", {{"footprint_bytes", 2 << 20}, {"hot_bytes", 256 << 10},
                                    {"accesses", 50000}}},
