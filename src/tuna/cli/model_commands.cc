@@ -57,6 +57,14 @@ struct ModelCliOptions {
   bool quiet = false;
 };
 
+// `what`: what runs in parallel, for the help text.
+void add_parallel_options(CLI::App* cmd, ModelCliOptions* o, const std::string& what) {
+  cmd->add_option("-j,--jobs", o->jobs, what + " in parallel (0: one per core)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
+}
+
 void add_advise_options(CLI::App* cmd, ModelCliOptions* o) {
   cmd->add_option("--db", o->db, "performance database directory (from `tuna profile`)")
       ->required();
@@ -127,10 +135,10 @@ struct Guarded {
   double actual_slowdown = 0;
 };
 
-Guarded size_ours(const PerfDatabase& db, const WorkloadOptions& w, const MachineOptions& m,
+// `model`: ours, calibrated on the database for the machine `m` (calibrate(db, platform_costs(m))).
+Guarded size_ours(const SlowdownModel& model, const WorkloadOptions& w, const MachineOptions& m,
                   const GuardOptions& g, double all_fast_ns) {
   const PlatformCosts costs = platform_costs(m);
-  const SlowdownModel model = calibrate(db, costs);
   Guarded out;
   out.choice = choose_with_guard(
       model, costs,
@@ -182,7 +190,8 @@ void run_advise(const ModelCliOptions& o) {
               100 * s.actual_slowdown, 100 * o.advise.target);
   GuardOptions g = o.guard;
   g.target = o.advise.target;
-  const Guarded ours = size_ours(db, o.workload, o.machine, g, ref);
+  const Guarded ours =
+      size_ours(calibrate(db, platform_costs(o.machine)), o.workload, o.machine, g, ref);
   std::printf("\nours (access histogram + calibrated model + guard):\n%5s %10s %10s %10s\n", "step",
               "fast ratio", "predicted", "observed");
   for (size_t i = 0; i < ours.choice.steps.size(); ++i) {
@@ -277,7 +286,7 @@ void run_eval(const ModelCliOptions& o) {
   };
   std::vector<Row> results(workloads.size());
   const PlatformCosts costs = platform_costs(o.machine);
-  const SlowdownModel pond_model = calibrate(db, costs);  // ours, also Pond's predictor
+  const SlowdownModel model = calibrate(db, costs);  // ours, also Pond's predictor
   core::Progress progress("eval", workloads.size(), !o.quiet);
   std::mutex mutex;
   core::parallel_for(workloads.size(), o.jobs, [&](size_t i) {
@@ -290,13 +299,13 @@ void run_eval(const ModelCliOptions& o) {
     };
     row.oracle = find_minimal_ratio(tpp_slowdown, tau, o.precision);
     row.tuna = size_workload(db, w, o.machine, o.advise, row.ref);
-    row.ours = size_ours(db, w, o.machine, guard, row.ref);
+    row.ours = size_ours(model, w, o.machine, guard, row.ref);
     row.fixed_actual = tpp_slowdown(fixed);
     row.full = tpp_slowdown(1);
     // Pond: no migration; a workload predicted insensitive to the slow tier's latency goes there
     // whole, any other stays in fast memory (ours touch all they allocate, so Pond's untouched
     // memory is nil). Its predictor: our calibrated model with no fast memory at all.
-    row.pond_predicted = predict_slowdown(pond_model, row.ours.choice.profile, costs, 0);
+    row.pond_predicted = predict_slowdown(model, row.ours.choice.profile, costs, 0);
     row.pond_ratio = row.pond_predicted <= tau ? 0 : 1;
     row.pond_actual =
         run_workload(w, o.machine, sim::Policy::kStatic, row.pond_ratio).counters.elapsed_ns /
@@ -308,7 +317,7 @@ void run_eval(const ModelCliOptions& o) {
     for (const CurvePoint& p : row.oracle.curve) {
       row.tuna_errors.push_back(std::abs(predict_slowdown(db, first_matches, p.fast_ratio) - p.slowdown));
       row.ours_errors.push_back(std::abs(
-          predict_slowdown(pond_model, row.ours.choice.profile, costs, p.fast_ratio) - p.slowdown));
+          predict_slowdown(model, row.ours.choice.profile, costs, p.fast_ratio) - p.slowdown));
     }
     row.seconds = watch.seconds();
     std::lock_guard<std::mutex> lock(mutex);
@@ -424,6 +433,7 @@ void run_eval(const ModelCliOptions& o) {
 
 void run_accuracy(const ModelCliOptions& o) {
   const PerfDatabase db = PerfDatabase::open(o.db);
+  db.check_platform(machine_json(o.machine));
   const AccuracyReport r = leave_one_setting_out(db, platform_costs(o.machine), o.advise.neighbors);
   std::printf("leave-one-setting-out over %zu settings × %zu ratios: |predicted − measured| "
               "slowdown\n%-32s %8s %8s %8s\n",
@@ -458,11 +468,7 @@ void add_accuracy_command(CLI::App& app) {
       ->check(CLI::Range(1, 1000));
   cmd->add_option("--json", o->json, "write the report here");
   add_machine_options(cmd, &o->machine);
-  cmd->callback([o] {
-    const PerfDatabase db = PerfDatabase::open(o->db);
-    db.check_platform(machine_json(o->machine));
-    run_accuracy(*o);
-  });
+  cmd->callback([o] { run_accuracy(*o); });
 }
 
 void add_eval_command(CLI::App& app) {
@@ -480,10 +486,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--precision", o->precision, "the oracle's bisection width")
       ->capture_default_str();
   cmd->add_option("--plot", o->plot, "write Tuna's saving against the oracle's as SVG here");
-  cmd->add_option("-j,--jobs", o->jobs, "workloads evaluated in parallel (0: one per core)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1024));
-  cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
+  add_parallel_options(cmd, o.get(), "workloads evaluated");
   cmd->callback([o] { run_eval(*o); });
 }
 
@@ -500,10 +503,7 @@ void add_profile_command(CLI::App& app) {
   cmd->add_option("--grid", o->grid,
                   "JSON grid: {\"base\": {knobs}, \"axes\": {\"knob\": [values]}, \"ratios\": "
                   "[...]} (default: 72 settings × 11 ratios; see docs/tuna.md)");
-  cmd->add_flag("-q,--quiet", o->quiet, "no progress bar");
-  cmd->add_option("-j,--jobs", o->jobs, "settings profiled in parallel (0: one per core)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1024));
+  add_parallel_options(cmd, o.get(), "settings profiled");
   add_machine_options(cmd, &o->machine);
   cmd->callback([o] { run_profile(*o); });
 }
