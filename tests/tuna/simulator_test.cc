@@ -132,6 +132,42 @@ TEST(Simulator, KswapdRunsWhenWokenNotAtTheNextTick) {
   EXPECT_GE(sim.policy().free_pages(Node::kFast), sim.policy().fast_watermarks().low);
 }
 
+TEST(Simulator, TheTuningHookResizesTheFastTierMidRun) {
+  GupsOptions o;
+  o.table_bytes = 8 << 20;
+  o.hot_bytes = 1 << 20;
+  o.updates = 400'000;
+  Gups gups(o);
+  SimConfig c = small_config(Policy::kTpp, 1.0, o.table_bytes);
+  c.tuning_interval_ns = 1e6;
+  std::vector<double> calls;
+  uint64_t used_before = 0;
+  c.on_tuning_interval = [&](Simulator& sim) {
+    calls.push_back(sim.now_ns());
+    if (calls.size() == 1) {
+      CapacityActuator actuator(sim);
+      EXPECT_EQ(actuator.apply(o.table_bytes / 4, true), "fast tier: 8192 KiB -> 2048 KiB\n");
+      EXPECT_EQ(sim.fast_bytes(), o.table_bytes);  // a dry run changes nothing
+      used_before = sim.policy().capacity(Node::kFast) - sim.policy().free_pages(Node::kFast);
+      actuator.apply(o.table_bytes / 4, false);
+      EXPECT_EQ(sim.fast_bytes(), o.table_bytes / 4);
+    }
+  };
+  Simulator sim(c, gups.footprint_bytes());
+  gups.run(sim);
+  EXPECT_EQ(gups.verify(), "");
+  ASSERT_GE(calls.size(), 2u);
+  EXPECT_GE(calls[0], 1e6);
+  EXPECT_GE(calls[1] - calls[0], 1e6);
+  // What no longer fit was forced out at once (the only direct demotions of the run).
+  ASSERT_GT(used_before, 512u);
+  EXPECT_EQ(sim.counters().pgdemote_direct, used_before - 512);
+  EXPECT_GT(sim.counters().slow_accesses, 0u);
+  c.on_tuning_interval = [](Simulator&) {};
+  c.tuning_interval_ns = 0;
+  EXPECT_THROW(Simulator(c, 1 << 20), core::Error);
+}
+
 TEST(Graphs, KroneckerIsSkewedAndUniformIsNot) {
   for (const char* kind : {"kronecker", "uniform"}) {
     GraphOptions o;

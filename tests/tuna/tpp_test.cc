@@ -170,6 +170,36 @@ TEST(Tpp, HotThresholdAdaptsToTheCandidateRate) {
   EXPECT_EQ(tpp.hot_threshold_ms(), 1000);
 }
 
+TEST(Tpp, ShrinkingTheFastNodeMovesItsColdestPagesAndRecomputesWatermarks) {
+  TppPolicy tpp(small_params(), 1000);
+  for (uint64_t p = 0; p < 900; ++p) tpp.access(p, 0);  // inactive LRU: 899 at the head, 0 at the tail
+  for (uint64_t p = 0; p < 100; ++p) tpp.access(p, 1);  // referenced again, but still coldest
+  tpp.set_fast_pages(500);
+  EXPECT_EQ(tpp.capacity(Node::kFast), 500u);
+  // 400 forced out by the resize, oldest first; then kswapd (woken: free 0 < low) makes room up
+  // to the new promo watermark, sparing the referenced pages by second chance where it can.
+  EXPECT_EQ(tpp.counters().pgdemote_direct, 400u);
+  EXPECT_EQ(tpp.node_of(0), Node::kSlow);
+  EXPECT_EQ(tpp.node_of(899), Node::kFast);
+  // 500 pages of 1500 managed: min_free_kbytes 160 gives this node 53 kB = 13 pages.
+  EXPECT_EQ(tpp.fast_watermarks().min, 13u);
+  EXPECT_TRUE(tpp.kswapd_awake());
+  tpp.run_kswapd();
+  EXPECT_GE(tpp.free_pages(Node::kFast), tpp.fast_watermarks().promo);
+  // Growing leaves pages where they are; first touch and promotion fill the new room.
+  const uint64_t used = 500 - tpp.free_pages(Node::kFast);
+  tpp.set_fast_pages(2000);
+  EXPECT_EQ(tpp.free_pages(Node::kFast), 2000 - used);
+  tpp.access(950, 2);
+  EXPECT_EQ(tpp.node_of(950), Node::kFast);
+  // The slow node cannot take what does not fit.
+  TppParams tight = small_params();
+  tight.slow_pages = 10;
+  TppPolicy full(tight, 1000);
+  for (uint64_t p = 0; p < 900; ++p) full.access(p, 0);
+  EXPECT_THROW(full.set_fast_pages(100), core::Error);
+}
+
 TEST(Tpp, RejectsEmptyTiers) {
   TppParams p;
   p.fast_pages = 0;

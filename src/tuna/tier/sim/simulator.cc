@@ -29,6 +29,7 @@ SimConfig dilated(SimConfig c) {
   if (!(c.time_scale >= 1))
     core::throw_bad_input("time scale must be at least 1, not ", c.time_scale);
   c.tick_ns /= c.time_scale;
+  c.tuning_interval_ns /= c.time_scale;
   c.timing.hint_fault_ns /= c.time_scale;
   c.timing.migrate_page_ns /= c.time_scale;
   return c;
@@ -66,6 +67,25 @@ Simulator::Simulator(const SimConfig& config, uint64_t address_bytes)
   }
   line_ns_fast_ = 64.0 / t.fast_bandwidth_gbps;  // GB/s = bytes/ns
   line_ns_slow_ = 64.0 / t.slow_bandwidth_gbps;
+  if (config_.on_tuning_interval && !(config_.tuning_interval_ns > 0)) {
+    core::throw_bad_input("a tuning interval must be positive");
+  }
+  next_tuning_ns_ = config_.tuning_interval_ns;
+}
+
+void Simulator::set_fast_bytes(uint64_t bytes) {
+  if (config_.policy == Policy::kAllFast) core::throw_bad_input("an all-fast machine has no fast tier size");
+  tpp_.set_fast_pages(pages_of(bytes));
+  if (tpp_.kswapd_awake()) tpp_.run_kswapd();
+}
+
+uint64_t Simulator::fast_bytes() const { return tpp_.capacity(Node::kFast) * kPage; }
+
+std::string CapacityActuator::apply(uint64_t bytes, bool dry_run) {
+  const std::string line = core::cat("fast tier: ", sim_->fast_bytes() >> 10, " KiB -> ",
+                                     pages_of(bytes) * kPage >> 10, " KiB\n");
+  if (!dry_run) sim_->set_fast_bytes(bytes);
+  return line;
 }
 
 uint64_t Simulator::allocate(uint64_t bytes) {
@@ -111,6 +131,10 @@ void Simulator::background() {
                        tpp_.capacity(Node::kFast) - tpp_.free_pages(Node::kFast),
                        tpp_.capacity(Node::kSlow) - tpp_.free_pages(Node::kSlow)});
     next_sample_ns_ = now_ns_ + config_.interval_ns;
+  }
+  if (config_.on_tuning_interval && now_ns_ >= next_tuning_ns_) {
+    next_tuning_ns_ = now_ns_ + config_.tuning_interval_ns;
+    config_.on_tuning_interval(*this);
   }
 }
 

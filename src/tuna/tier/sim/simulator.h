@@ -25,6 +25,8 @@ enum class Policy {
 Policy parse_policy(const std::string& name);  // "tpp", "static", "all-fast"
 std::string policy_name(Policy policy);
 
+class Simulator;
+
 struct SimConfig {
   uint64_t fast_bytes = 0;  // fast-tier capacity (ignored for all-fast)
   uint64_t slow_bytes = 0;  // slow-tier capacity; 0: as much as the address space needs
@@ -43,6 +45,10 @@ struct SimConfig {
   // When set, receives the page of every LLC miss: the access stream a PEBS-based profiler
   // samples on Linux.
   std::function<void(uint64_t page)> page_miss_sink;
+  // The memory-tuning controller: called every `tuning_interval_ns` (Linux time, dilated like
+  // TPP's clock) at the end of a tuning interval; it may resize the fast tier.
+  double tuning_interval_ns = 0;
+  std::function<void(Simulator&)> on_tuning_interval;
 };
 
 struct IntervalSample {
@@ -83,6 +89,9 @@ class Simulator : public MemorySystem {
   const TppPolicy& policy() const { return tpp_; }
 
   uint64_t allocated_bytes() const { return next_address_; }
+  // Resizes the fast tier (TppPolicy::set_fast_pages); kswapd runs at once if that woke it.
+  void set_fast_bytes(uint64_t bytes);
+  uint64_t fast_bytes() const;
 
  private:
   void access(uint64_t address, bool dependent);
@@ -99,7 +108,19 @@ class Simulator : public MemorySystem {
   double now_ns_ = 0;
   double next_tick_ns_ = 0;
   double next_sample_ns_ = 0;
+  double next_tuning_ns_ = 0;
   double line_ns_fast_, line_ns_slow_;  // bandwidth bound per 64-byte line
+};
+
+// The simulator's fast-tier capacity as the memory-tuning controller's actuator.
+class CapacityActuator : public FastMemoryActuator {
+ public:
+  explicit CapacityActuator(Simulator& sim) : sim_(&sim) {}
+  std::string name() const override { return "simulated fast-tier capacity"; }
+  std::string apply(uint64_t bytes, bool dry_run) override;
+
+ private:
+  Simulator* sim_;
 };
 
 }  // namespace tuna::sim

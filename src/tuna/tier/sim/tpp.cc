@@ -29,15 +29,42 @@ TppPolicy::TppPolicy(const TppParams& params, uint64_t address_pages)
   if (params.fast_pages + params.slow_pages == 0) {
     core::throw_bad_input("the tiers have no memory at all");
   }
-  const uint64_t total = params.fast_pages + params.slow_pages;
-  const uint64_t min_kb = params.min_free_kbytes > 0
-                              ? params.min_free_kbytes
+  set_watermarks();
+}
+
+void TppPolicy::set_watermarks() {
+  const uint64_t total = params_.fast_pages + params_.slow_pages;
+  const uint64_t min_kb = params_.min_free_kbytes > 0
+                              ? params_.min_free_kbytes
                               : default_min_free_kbytes(total * kPageBytes / 1024);
   // min_free_kbytes is shared among zones in proportion to their managed pages.
-  fast_wmarks_ = zone_watermarks(params.fast_pages, min_kb * params.fast_pages / total,
-                                 params.watermark_scale_factor);
-  slow_wmarks_ = zone_watermarks(params.slow_pages, min_kb * params.slow_pages / total,
-                                 params.watermark_scale_factor);
+  fast_wmarks_ = zone_watermarks(params_.fast_pages, min_kb * params_.fast_pages / total,
+                                 params_.watermark_scale_factor);
+  slow_wmarks_ = zone_watermarks(params_.slow_pages, min_kb * params_.slow_pages / total,
+                                 params_.watermark_scale_factor);
+}
+
+void TppPolicy::set_fast_pages(uint64_t pages) {
+  if (pages + params_.slow_pages == 0) core::throw_bad_input("the tiers have no memory at all");
+  const auto fast = static_cast<int>(Node::kFast);
+  if (used_[fast] - std::min(used_[fast], pages) > free_pages(Node::kSlow)) {
+    core::throw_bad_input("cannot shrink the fast node to ", pages,
+                          " pages: the slow node has no room for the rest");
+  }
+  // Offlining migrates the pages that no longer fit, coldest first (inactive tail, then active
+  // tail), whatever their accessed bits say: the memory is going away.
+  while (used_[fast] > pages) {
+    List& inactive = lists_[list_id(Node::kFast, false)];
+    const List& active = lists_[list_id(Node::kFast, true)];
+    const int64_t page = inactive.tail >= 0 ? inactive.tail : active.tail;
+    if (page < 0) core::throw_internal("fast node pages in use are on no LRU list");
+    place(static_cast<uint64_t>(page), Node::kSlow, false);
+    ++counters_.pgdemote_direct;
+    ++counters_.pgmigrate_success;
+  }
+  params_.fast_pages = pages;
+  set_watermarks();  // memory hotplug recomputes min_free_kbytes and every zone's watermarks
+  if (free_pages(Node::kFast) < fast_wmarks_.low) kswapd_wake_ = true;
 }
 
 uint64_t TppPolicy::free_pages(Node node) const {

@@ -69,6 +69,11 @@ class TppPolicy {
   // watermarks): the simulator calls this right after the access that woke it, as the kernel
   // thread would run on another CPU within microseconds rather than at the next tick.
   void run_kswapd();
+  // Resizes the fast node to `pages` managed pages, as memory hot(un)plug does: pages beyond the
+  // new size move to the slow node at once (counted as direct demotions), min_free_kbytes and
+  // the watermarks are recomputed, and kswapd is woken if free memory is under the low mark.
+  // A grown node fills by first touch and promotion.
+  void set_fast_pages(uint64_t pages);
 
   Node node_of(uint64_t page) const { return static_cast<Node>(pages_[page].node); }
   uint64_t free_pages(Node node) const;
@@ -90,6 +95,7 @@ class TppPolicy {
   static int list_id(Node node, bool active) {
     return (node == Node::kFast ? 0 : 2) + (active ? 1 : 0);
   }
+  void set_watermarks();
   void push_head(int list, uint64_t page);
   void unlink(uint64_t page);
   void place(uint64_t page, Node node, bool active);
