@@ -67,6 +67,19 @@ TEST(Microbench, KnobsMoveTheirTelemetry) {
   EXPECT_EQ(run(read_only).accesses, base.footprint_bytes / 8 + base.accesses);
 }
 
+TEST(Microbench, PhasesChangeTheHotSetMidRun) {
+  MicrobenchOptions narrow = small(), wide = small(), phased = small();
+  wide.hot_bytes = 3 << 20;
+  phased.phase_hot_bytes = {512 << 10, 3 << 20, 512 << 10};
+  const uint64_t n = run(narrow).slow_accesses, w = run(wide).slow_accesses;
+  const uint64_t p = run(phased).slow_accesses;
+  EXPECT_GT(p, n);  // the wide middle phase does not fit the 1 MiB fast tier
+  EXPECT_LT(p, w);
+  EXPECT_EQ(microbench_from_json(to_json(phased)).phase_hot_bytes, phased.phase_hot_bytes);
+  phased.phase_hot_bytes[1] = phased.footprint_bytes + 4096;
+  EXPECT_THROW(Microbench{phased}, core::Error);
+}
+
 TEST(Microbench, VerifierCatchesAWrongTableOrChecksum) {
   Microbench bench(small());
   sim::Simulator sim(machine(1, small().footprint_bytes), bench.footprint_bytes());

@@ -19,10 +19,14 @@ void validate(const MicrobenchOptions& o) {
     if (!(v >= 0 && v <= 1)) core::throw_bad_input("microbench: ", what, " ", v, " must lie in [0, 1]");
   };
   if (o.footprint_bytes < 64 * 1024) core::throw_bad_input("microbench: footprint below 64 KiB");
-  if (o.hot_bytes < 4096 || o.hot_bytes > o.footprint_bytes) {
-    core::throw_bad_input("microbench: the hot set must be 4 KiB to the footprint, not ",
-                          o.hot_bytes, " bytes");
-  }
+  auto hot_set = [&](uint64_t bytes) {
+    if (bytes < 4096 || bytes > o.footprint_bytes) {
+      core::throw_bad_input("microbench: the hot set must be 4 KiB to the footprint, not ", bytes,
+                            " bytes");
+    }
+  };
+  hot_set(o.hot_bytes);
+  for (uint64_t bytes : o.phase_hot_bytes) hot_set(bytes);
   fraction(o.hot_fraction, "hot fraction");
   fraction(o.write_fraction, "write fraction");
   fraction(o.dependent_fraction, "dependent fraction");
@@ -38,6 +42,7 @@ nlohmann::json to_json(const MicrobenchOptions& o) {
           {"dependent_fraction", o.dependent_fraction},
           {"compute_per_access", o.compute_per_access},
           {"hot_moves", o.hot_moves},
+          {"phase_hot_bytes", o.phase_hot_bytes},
           {"accesses", o.accesses},
           {"seed", o.seed}};
 }
@@ -57,6 +62,7 @@ MicrobenchOptions microbench_from_json(const nlohmann::json& j) {
     o.dependent_fraction = j.value("dependent_fraction", o.dependent_fraction);
     o.compute_per_access = j.value("compute_per_access", o.compute_per_access);
     o.hot_moves = j.value("hot_moves", o.hot_moves);
+    o.phase_hot_bytes = j.value("phase_hot_bytes", o.phase_hot_bytes);
     o.accesses = j.value("accesses", o.accesses);
     o.seed = j.value("seed", o.seed);
   } catch (const nlohmann::json::exception& e) {
@@ -72,12 +78,13 @@ template <typename Table>
 uint64_t Microbench::play(Table& table, sim::MemorySystem* memory) const {
   const MicrobenchOptions& o = options_;
   const uint64_t words = o.footprint_bytes / 8;
-  const uint64_t hot_words = o.hot_bytes / 8;
   const uint64_t phases = o.hot_moves + 1;
+  const uint64_t sizes = o.phase_hot_bytes.size();
   uint64_t checksum = 0, last = 0, hot_cursor = 0, cold_cursor = 0;
   for (uint64_t k = 0; k < o.accesses; ++k) {
     const uint64_t r = splitmix64(o.seed * 0x1000003 + k);
     const uint64_t phase = k * phases / o.accesses;
+    const uint64_t hot_words = (sizes > 0 ? o.phase_hot_bytes[k * sizes / o.accesses] : o.hot_bytes) / 8;
     const bool hot = unit_interval(r) < o.hot_fraction;
     const uint64_t start = hot ? phase * hot_words % (words - hot_words + 1) : 0;
     const uint64_t size = hot ? hot_words : words;

@@ -9,7 +9,8 @@
 // XORs a value into the word; a read adds the word to a checksum. A dependent access takes its
 // address from the word the previous access read (pointer chasing: no overlap with it). The hot
 // set starts at word 0 and jumps to the next hot-set-sized region `hot_moves` times, evenly
-// spaced. The verifier replays the stream on a plain copy.
+// spaced. With phases, the hot set's size changes at each phase boundary. The verifier replays
+// the stream on a plain copy.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -29,6 +30,9 @@ struct MicrobenchOptions {
   double dependent_fraction = 0.0;  // share of accesses whose address comes from the last read
   uint64_t compute_per_access = 4;  // compute units between accesses (arithmetic intensity)
   uint64_t hot_moves = 0;           // times the hot set moves to fresh memory (drift)
+  // Phases: when given, the run is cut into this many equal phases, phase i with a hot set of
+  // phase_hot_bytes[i] (hot_bytes is then unused): a workload whose need for fast memory changes.
+  std::vector<uint64_t> phase_hot_bytes;
   uint64_t accesses = 5'000'000;
   uint64_t seed = 1;
 };

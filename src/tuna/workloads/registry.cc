@@ -56,6 +56,9 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions* o) {
   cmd->add_option("--hot-moves", o->microbench.hot_moves,
                   "microbench: times the hot set moves to fresh memory")
       ->capture_default_str();
+  cmd->add_option("--phase-hot-mb", o->phase_hot_mb,
+                  "microbench: hot-set sizes in MiB, one per equal phase of the run (e.g. 8,40,8)")
+      ->delimiter(',');
   cmd->add_option("--accesses", o->microbench.accesses, "microbench: accesses")
       ->capture_default_str();
   cmd->add_option("--trace", o->trace,
@@ -91,6 +94,8 @@ std::unique_ptr<Workload> make_workload(const WorkloadOptions& o) {
     m.footprint_bytes = o.table_mb << 20;
     m.hot_bytes = o.hot_mb << 20;
     m.hot_fraction = o.hot_fraction;
+    m.phase_hot_bytes.clear();
+    for (uint64_t mb : o.phase_hot_mb) m.phase_hot_bytes.push_back(mb << 20);
     if (o.pattern != "random" && o.pattern != "sequential") {
       core::throw_bad_input("microbench: pattern '", o.pattern, "' (random or sequential)");
     }

@@ -28,6 +28,7 @@ struct WorkloadOptions {
   std::string pattern = "random";     // microbench
   uint64_t table_mb = 256, hot_mb = 32;  // gups and microbench
   double hot_fraction = 0.9;             // gups and microbench
+  std::vector<uint64_t> phase_hot_mb;    // microbench
 };
 
 // Adds --workload and every workload's options to `cmd`.
