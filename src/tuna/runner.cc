@@ -58,23 +58,28 @@ RunResult run_workload(const WorkloadOptions& w, const MachineOptions& m, sim::P
   return run_workload(*make_workload(w), m, p, fast_ratio, observe_profile);
 }
 
-RunResult run_workload(Workload& workload, const MachineOptions& m, sim::Policy p,
-                       double fast_ratio, bool observe_profile) {
+namespace {
+
+sim::SimConfig config_for(const Workload& workload, const MachineOptions& m, sim::Policy p,
+                          double fast_ratio) {
   sim::SimConfig c = m.config;
-  std::unique_ptr<ProfileBuilder> profile;
-  if (observe_profile) {
-    profile = std::make_unique<ProfileBuilder>((workload.footprint_bytes() + 4095) / 4096);
-    c.page_miss_sink = [&profile](uint64_t page) { profile->add_miss(page); };
-  }
   c.policy = p;
   c.llc_bytes = m.llc_mb << 20;
   c.fast_bytes = static_cast<uint64_t>(fast_ratio * workload.footprint_bytes());
-  sim::Simulator sim(c, workload.footprint_bytes());
-  workload.run(sim);
+  return c;
+}
+
+std::unique_ptr<ProfileBuilder> observe_misses(const Workload& workload, sim::SimConfig* c) {
+  auto profile = std::make_unique<ProfileBuilder>((workload.footprint_bytes() + 4095) / 4096);
+  c->page_miss_sink = [p = profile.get()](uint64_t page) { p->add_miss(page); };
+  return profile;
+}
+
+RunResult finish_run(Workload& workload, const sim::Simulator& sim, const ProfileBuilder* profile) {
   const std::string verdict = workload.verify();
   if (!verdict.empty()) core::throw_internal("workload result is wrong: ", verdict);
   RunResult r{sim.counters(), nlohmann::json::array(), {}};
-  if (profile) r.profile = profile->finish(r.counters);
+  if (profile != nullptr) r.profile = profile->finish(r.counters);
   for (const auto& s : sim.series()) {
     nlohmann::json j = counters_json(s.counters);
     j["time_ns"] = s.time_ns;
@@ -83,6 +88,36 @@ RunResult run_workload(Workload& workload, const MachineOptions& m, sim::Policy 
     r.series.push_back(j);
   }
   return r;
+}
+
+}  // namespace
+
+RunResult run_workload(Workload& workload, const MachineOptions& m, sim::Policy p,
+                       double fast_ratio, bool observe_profile) {
+  sim::SimConfig c = config_for(workload, m, p, fast_ratio);
+  std::unique_ptr<ProfileBuilder> profile;
+  if (observe_profile) profile = observe_misses(workload, &c);
+  sim::Simulator sim(c, workload.footprint_bytes());
+  workload.run(sim);
+  return finish_run(workload, sim, profile.get());
+}
+
+TunedRun run_tuned(Workload& workload, const MachineOptions& m, SizingPolicy& policy,
+                   double interval_ns) {
+  sim::SimConfig c = config_for(workload, m, sim::Policy::kTpp, 1.0);
+  std::unique_ptr<ProfileBuilder> profile;
+  if (policy.wants_profile()) profile = observe_misses(workload, &c);
+  MemoryTuningController* controller = nullptr;
+  c.tuning_interval_ns = interval_ns;
+  c.on_tuning_interval = [&controller](sim::Simulator& s) { controller->on_interval(s.counters()); };
+  sim::Simulator sim(c, workload.footprint_bytes());
+  sim::CapacityActuator actuator(sim);
+  MemoryTuningController tuner(policy, actuator, workload.footprint_bytes(), platform_costs(m),
+                               profile.get());
+  controller = &tuner;
+  workload.run(sim);
+  tuner.finish(sim.counters());
+  return {finish_run(workload, sim, nullptr), tuner.steps()};
 }
 
 PlatformCosts platform_costs(const MachineOptions& m) {

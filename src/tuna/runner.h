@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tuna/model/histogram_model.h"
+#include "tuna/model/online.h"
 #include "tuna/tier/sim/simulator.h"
 #include "tuna/workloads/registry.h"
 
@@ -37,6 +38,16 @@ RunResult run_workload(const WorkloadOptions& w, const MachineOptions& m, sim::P
 // The same for a workload instance the caller made (it runs once).
 RunResult run_workload(Workload& workload, const MachineOptions& m, sim::Policy p,
                        double fast_ratio, bool observe_profile = false);
+
+// One run under the memory-tuning controller: it starts with all fast memory and `policy`
+// resizes the fast tier at the end of every tuning interval (`interval_ns` of Linux time, which
+// the simulator dilates like TPP's clock).
+struct TunedRun {
+  RunResult run;
+  std::vector<ControllerStep> steps;
+};
+TunedRun run_tuned(Workload& workload, const MachineOptions& m, SizingPolicy& policy,
+                   double interval_ns);
 
 // The machine's costs as our slowdown model sees them: the latency ratio, the per-event costs
 // after time dilation, and the fast memory TPP leaves usable above its promo watermark.

@@ -158,6 +158,50 @@ TEST(TunaCli, ProfileAdviseAndEvalEndToEnd) {
   EXPECT_NE(svg.find("<circle"), std::string::npos);
 }
 
+TEST(TunaCli, TuneResizesOnlineAndAccountsForEveryInterval) {
+  testing_support::TempDir dir;
+  write_tiny_grid(dir.path("grid.json"));
+  const std::string db = dir.path("db");
+  ASSERT_EQ(tuna("profile -q --out " + db + " --grid " + dir.path("grid.json") + kTinyMachine)
+                .exit_code,
+            0);
+  const std::string workload =
+      " -w microbench --table-mb 4 --phase-hot-mb 1,3,1 --hot-fraction 0.99 --accesses 600000";
+  Result r = tuna("tune --db " + db + workload + kTinyMachine + " --interval-ms 500 --json " +
+                  dir.path("t.json") + " --plot " + dir.path("t.svg"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto t = nlohmann::json::parse(std::ifstream(dir.path("t.json")));
+  ASSERT_EQ(t["policies"].size(), 2u);
+  for (const auto& p : t["policies"]) {
+    const auto& steps = p["steps"];
+    ASSERT_GE(steps.size(), 3u) << p["policy"];
+    EXPECT_EQ(steps[0]["fast_ratio"].get<double>(), 1.0);  // the controller starts with all
+    double accesses = 0, over = 0, end = 0;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      accesses += steps[i]["counters"]["accesses"].get<double>();
+      over += steps[i]["actual_slowdown"].get<double>() > 0.05;
+      if (i > 0) EXPECT_EQ(steps[i]["fast_ratio"], steps[i - 1]["next_ratio"]);
+      EXPECT_DOUBLE_EQ(steps[i]["start_ms"].get<double>(), end);
+      end = steps[i]["end_ms"].get<double>();
+    }
+    // 512 Ki first-touch stores, 600 k reads, a fifth of them also written.
+    EXPECT_NEAR(accesses, 524288 + 1.2 * 600000, 3000);
+    EXPECT_EQ(over, p["intervals_over_target"].get<int>());
+    const double saving = p["saving"].get<double>();
+    EXPECT_GT(saving, 0.0) << p["policy"];  // it did shrink
+    EXPECT_LE(saving, 1.0);
+  }
+  std::string svg((std::istreambuf_iterator<char>(std::ifstream(dir.path("t.svg")).rdbuf())), {});
+  EXPECT_NE(svg.find("fast memory chosen over time"), std::string::npos);
+  for (const std::string bad : {" --interval-ms 0", " --policy best", " --target 1.5"}) {
+    r = tuna("tune --db " + db + workload + kTinyMachine + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.output;
+  }
+  r = tuna("tune --db " + db + workload + " --llc-mb 2");
+  EXPECT_EQ(r.exit_code, 2) << r.output;  // another machine than the database's
+  EXPECT_NE(r.output.find("llc_mb"), std::string::npos) << r.output;
+}
+
 TEST(TunaCli, BadDatabasesGridsAndTargetsAreRejected) {
   testing_support::TempDir dir;
   write_tiny_grid(dir.path("grid.json"));

@@ -9,12 +9,13 @@
 #include "tuna/cli/linux_commands.h"
 #include "tuna/cli/model_commands.h"
 #include "tuna/cli/platform_commands.h"
+#include "tuna/cli/tune_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app(
       "tuna: fast-memory sizing for tiered memory (fast DRAM + slow CXL-like memory, pages\n"
       "migrated by TPP): on a simulated tiered machine (sim, oracle, profile, advise, eval,\n"
-      "accuracy) and on Linux (telemetry, apply).\n\n"
+      "accuracy, tune) and on Linux (telemetry, apply).\n\n"
       "Exit codes: 0 ok, 1 internal failure, 2 bad input or usage.");
   app.require_subcommand(1);
   tuna::cli::add_sim_command(app);
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   tuna::cli::add_advise_command(app);
   tuna::cli::add_eval_command(app);
   tuna::cli::add_accuracy_command(app);
+  tuna::cli::add_tune_command(app);
   tuna::cli::add_telemetry_command(app);
   tuna::cli::add_apply_command(app);
   try {

@@ -7,19 +7,7 @@
 namespace tuna::linux_tier {
 
 TierCounters counters_between(const TelemetrySnapshot& before, const TelemetrySnapshot& after) {
-  const auto diff = [&](uint64_t TierCounters::*field) {
-    const uint64_t a = before.totals.*field, b = after.totals.*field;
-    return b > a ? b - a : 0;
-  };
-  TierCounters c;
-  for (const auto field :
-       {&TierCounters::pgpromote_success, &TierCounters::pgpromote_candidate,
-        &TierCounters::pgdemote_kswapd, &TierCounters::pgdemote_direct,
-        &TierCounters::numa_hint_faults, &TierCounters::numa_pages_migrated,
-        &TierCounters::pgmigrate_success, &TierCounters::accesses, &TierCounters::llc_misses,
-        &TierCounters::fast_accesses, &TierCounters::slow_accesses, &TierCounters::compute_units}) {
-    c.*field = diff(field);
-  }
+  TierCounters c = tuna::counters_between(before.totals, after.totals);
   c.elapsed_ns = std::chrono::duration<double, std::nano>(after.time - before.time).count();
   return c;
 }

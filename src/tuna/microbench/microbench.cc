@@ -25,7 +25,7 @@ void validate(const MicrobenchOptions& o) {
                             " bytes");
     }
   };
-  hot_set(o.hot_bytes);
+  if (o.phase_hot_bytes.empty()) hot_set(o.hot_bytes);
   for (uint64_t bytes : o.phase_hot_bytes) hot_set(bytes);
   fraction(o.hot_fraction, "hot fraction");
   fraction(o.write_fraction, "write fraction");

@@ -24,7 +24,8 @@ ProfileBuilder::ProfileBuilder(uint64_t footprint_pages)
     : pages_(std::max<uint64_t>(footprint_pages, 1)),
       last_(pages_, -1),
       tree_(std::max<uint64_t>(4 * pages_, 1 << 20) + 1, 0),
-      by_bin_(kPoints, 0) {}
+      by_bin_(kPoints, 0),
+      window_start_bins_(kPoints, 0) {}
 
 void ProfileBuilder::mark(size_t t, int delta) {
   for (size_t i = t + 1; i < tree_.size(); i += i & (~i + 1)) tree_[i] += delta;
@@ -66,21 +67,39 @@ void ProfileBuilder::add_miss(uint64_t page) {
   mark(now_++, 1);
 }
 
-WorkloadProfile ProfileBuilder::finish(const TierCounters& c) const {
+namespace {
+
+WorkloadProfile profile_of(const std::vector<double>& by_bin, double binned_misses,
+                           const TierCounters& c, uint64_t pages) {
   WorkloadProfile p;
   p.misses = static_cast<double>(c.llc_misses);
   p.stall_per_miss_ns = c.llc_misses > 0 ? c.miss_stall_ns / p.misses : 0;
   p.elapsed_ns = c.elapsed_ns;
-  p.footprint_pages = pages_;
+  p.footprint_pages = pages;
   p.outside.assign(kPoints, 0);
-  if (misses_ == 0) return p;
+  if (binned_misses <= 0) return p;
   // A fast tier of k% of the footprint holds the misses at stack distances below k%.
   double beyond = 0;
   for (int k = kPoints - 1; k >= 1; --k) {
-    beyond += by_bin_[k];
-    p.outside[k] = beyond / misses_;
+    beyond += by_bin[k];
+    p.outside[k] = beyond / binned_misses;
   }
   p.outside[0] = 1;  // no fast memory: everything, allocations included, is slow
+  return p;
+}
+
+}  // namespace
+
+WorkloadProfile ProfileBuilder::finish(const TierCounters& c) const {
+  return profile_of(by_bin_, misses_, c, pages_);
+}
+
+WorkloadProfile ProfileBuilder::take_window(const TierCounters& c) {
+  std::vector<double> bins(kPoints);
+  for (int k = 0; k < kPoints; ++k) bins[k] = by_bin_[k] - window_start_bins_[k];
+  const WorkloadProfile p = profile_of(bins, misses_ - window_start_misses_, c, pages_);
+  window_start_bins_ = by_bin_;
+  window_start_misses_ = misses_;
   return p;
 }
 
@@ -113,13 +132,30 @@ SlowdownModel calibrate(const std::vector<CalibrationPoint>& points) {
   return m;
 }
 
+namespace {
+
+// The time a run lost to the slow tier: the stall its slow-tier misses added (of which 1/ρ they
+// would have cost on the fast tier), plus its hint faults and promotions.
+double extra_over_all_fast(const TierCounters& c, const PlatformCosts& costs) {
+  return c.slow_stall_ns * (1 - 1 / costs.latency_ratio) +
+         static_cast<double>(c.numa_hint_faults) * costs.hint_fault_ns +
+         static_cast<double>(c.pgpromote_success) * costs.migrate_page_ns;
+}
+
+}  // namespace
+
 double observed_slowdown(const TierCounters& c, const PlatformCosts& costs) {
-  // A slow-tier miss would have stalled 1/ρ as long on the fast tier.
-  const double extra = c.slow_stall_ns * (1 - 1 / costs.latency_ratio) +
-                       static_cast<double>(c.numa_hint_faults) * costs.hint_fault_ns +
-                       static_cast<double>(c.pgpromote_success) * costs.migrate_page_ns;
+  const double extra = extra_over_all_fast(c, costs);
   const double base = c.elapsed_ns - extra;
   return base > 0 ? extra / base : 0;
+}
+
+TierCounters as_if_all_fast(const TierCounters& c, const PlatformCosts& costs) {
+  TierCounters f = c;
+  f.elapsed_ns = std::max(0.0, c.elapsed_ns - extra_over_all_fast(c, costs));
+  f.miss_stall_ns = std::max(0.0, c.miss_stall_ns - c.slow_stall_ns * (1 - 1 / costs.latency_ratio));
+  f.slow_stall_ns = 0;
+  return f;
 }
 
 GuardedChoice choose_with_guard(

@@ -46,6 +46,10 @@ class ProfileBuilder {
   explicit ProfileBuilder(uint64_t footprint_pages);
   void add_miss(uint64_t page);
   WorkloadProfile finish(const TierCounters& c) const;
+  // The profile of the misses since the previous window (or the start), with `c` the counters of
+  // that window as they would read at full fast memory (as_if_all_fast). Stack distances still
+  // span the whole history, so a window sees reuse across its start.
+  WorkloadProfile take_window(const TierCounters& c);
 
  private:
   void mark(size_t t, int delta);
@@ -58,6 +62,8 @@ class ProfileBuilder {
   size_t now_ = 0;                // the next time
   std::vector<double> by_bin_;    // misses by stack distance in % of the footprint (0 … 100)
   double misses_ = 0;
+  std::vector<double> window_start_bins_;  // by_bin_ and misses_ when the window began
+  double window_start_misses_ = 0;
 };
 
 struct PlatformCosts {
@@ -89,6 +95,8 @@ SlowdownModel calibrate(const std::vector<CalibrationPoint>& points);
 // by data source measure it on Linux), plus the hint faults and promotions it took, over the
 // rest of its time.
 double observed_slowdown(const TierCounters& c, const PlatformCosts& costs);
+// The counters as they would read at full fast memory: that extra time and stall taken out.
+TierCounters as_if_all_fast(const TierCounters& c, const PlatformCosts& costs);
 
 struct GuardOptions {
   double target = 0.05;

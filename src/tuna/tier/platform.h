@@ -3,6 +3,7 @@
 // that an operator recognizes them and a Linux implementation reads them from /proc/vmstat.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -26,6 +27,25 @@ struct TierCounters {
   double slow_stall_ns = 0;          // of which by slow-tier misses (PEBS load latency by source)
   double elapsed_ns = 0;
 };
+
+// What happened between two cumulative readings: differences of every counter (0 where one went
+// backwards, which only a reset does) and of the times.
+inline TierCounters counters_between(const TierCounters& before, const TierCounters& after) {
+  TierCounters c;
+  for (const auto field :
+       {&TierCounters::pgpromote_success, &TierCounters::pgpromote_candidate,
+        &TierCounters::pgdemote_kswapd, &TierCounters::pgdemote_direct,
+        &TierCounters::numa_hint_faults, &TierCounters::numa_pages_migrated,
+        &TierCounters::pgmigrate_success, &TierCounters::accesses, &TierCounters::llc_misses,
+        &TierCounters::fast_accesses, &TierCounters::slow_accesses, &TierCounters::compute_units}) {
+    c.*field = after.*field > before.*field ? after.*field - before.*field : 0;
+  }
+  for (const auto field :
+       {&TierCounters::miss_stall_ns, &TierCounters::slow_stall_ns, &TierCounters::elapsed_ns}) {
+    c.*field = std::max(0.0, after.*field - before.*field);
+  }
+  return c;
+}
 
 // How the memory-tuning controller limits the fast memory a workload may use: the simulator's
 // fast-tier capacity, Linux watermarks, or a pinned balloon on the fast node.
