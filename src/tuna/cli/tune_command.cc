@@ -158,7 +158,6 @@ void run_tune(const TuneOptions& o) {
                            {"machine", machine_json(o.machine)},
                            {"policies", reports}};
   if (o.oracle) {
-    const std::unique_ptr<Workload> probe = make_workload(o.workload);
     const OracleResult oracle = find_minimal_ratio(
         [&](double r) {
           return run_workload(o.workload, o.machine, sim::Policy::kTpp, r).counters.elapsed_ns /

@@ -51,17 +51,10 @@ void TppPolicy::set_fast_pages(uint64_t pages) {
     core::throw_bad_input("cannot shrink the fast node to ", pages,
                           " pages: the slow node has no room for the rest");
   }
-  // Offlining migrates the pages that no longer fit, coldest first (inactive tail, then active
-  // tail), whatever their accessed bits say: the memory is going away.
-  while (used_[fast] > pages) {
-    List& inactive = lists_[list_id(Node::kFast, false)];
-    const List& active = lists_[list_id(Node::kFast, true)];
-    const int64_t page = inactive.tail >= 0 ? inactive.tail : active.tail;
-    if (page < 0) core::throw_internal("fast node pages in use are on no LRU list");
-    place(static_cast<uint64_t>(page), Node::kSlow, false);
-    ++counters_.pgdemote_direct;
-    ++counters_.pgmigrate_success;
-  }
+  // What no longer fits is reclaimed at once, as a balloon inflating on the node makes direct
+  // reclaim do: from the inactive tail, referenced pages getting their second chance.
+  demote_coldest(pages, &counters_.pgdemote_direct);
+  if (used_[fast] > pages) core::throw_internal("direct reclaim left the fast node over its size");
   params_.fast_pages = pages;
   set_watermarks();  // memory hotplug recomputes min_free_kbytes and every zone's watermarks
   if (free_pages(Node::kFast) < fast_wmarks_.low) kswapd_wake_ = true;
@@ -204,14 +197,12 @@ void TppPolicy::age_active_list(Node node) {
   }
 }
 
-void TppPolicy::run_kswapd() {
-  kswapd_wake_ = false;
-  if (!params_.demotion_enabled) return;  // reclaim would swap; not modelled
-  const uint64_t target = params_.promotion_enabled ? fast_wmarks_.promo : fast_wmarks_.high;
+void TppPolicy::demote_coldest(uint64_t max_used, uint64_t* counter) {
   const uint64_t ratio = inactive_ratio(params_.fast_pages);
   List& inactive = lists_[list_id(Node::kFast, false)];
   const List& active = lists_[list_id(Node::kFast, true)];
-  while (free_pages(Node::kFast) < target && free_pages(Node::kSlow) > 0) {
+  const auto fast = static_cast<int>(Node::kFast);
+  while (used_[fast] > max_used && free_pages(Node::kSlow) > 0) {
     if (inactive.size * ratio < active.size || inactive.tail < 0) age_active_list(Node::kFast);
     if (inactive.tail < 0) break;
     const auto page = static_cast<uint64_t>(inactive.tail);
@@ -222,9 +213,17 @@ void TppPolicy::run_kswapd() {
       continue;
     }
     place(page, Node::kSlow, false);
-    ++counters_.pgdemote_kswapd;
+    ++*counter;
     ++counters_.pgmigrate_success;
   }
+}
+
+void TppPolicy::run_kswapd() {
+  kswapd_wake_ = false;
+  if (!params_.demotion_enabled) return;  // reclaim would swap; not modelled
+  const uint64_t target = params_.promotion_enabled ? fast_wmarks_.promo : fast_wmarks_.high;
+  demote_coldest(params_.fast_pages > target ? params_.fast_pages - target : 0,
+                 &counters_.pgdemote_kswapd);
 }
 
 void TppPolicy::numa_scan(double now_ns) {

@@ -69,10 +69,10 @@ class TppPolicy {
   // watermarks): the simulator calls this right after the access that woke it, as the kernel
   // thread would run on another CPU within microseconds rather than at the next tick.
   void run_kswapd();
-  // Resizes the fast node to `pages` managed pages, as memory hot(un)plug does: pages beyond the
-  // new size move to the slow node at once (counted as direct demotions), min_free_kbytes and
-  // the watermarks are recomputed, and kswapd is woken if free memory is under the low mark.
-  // A grown node fills by first touch and promotion.
+  // Resizes the fast node to `pages` managed pages: what no longer fits is demoted at once by
+  // direct reclaim (the inactive tail first, referenced pages activated instead, as kswapd does),
+  // min_free_kbytes and the watermarks are recomputed as memory hotplug does, and kswapd is woken
+  // if free memory is under the low mark. A grown node fills by first touch and promotion.
   void set_fast_pages(uint64_t pages);
 
   Node node_of(uint64_t page) const { return static_cast<Node>(pages_[page].node); }
@@ -96,6 +96,8 @@ class TppPolicy {
     return (node == Node::kFast ? 0 : 2) + (active ? 1 : 0);
   }
   void set_watermarks();
+  // Demotes from the fast node's LRU, the kswapd way, until it holds at most `max_used` pages.
+  void demote_coldest(uint64_t max_used, uint64_t* counter);
   void push_head(int list, uint64_t page);
   void unlink(uint64_t page);
   void place(uint64_t page, Node node, bool active);
