@@ -1,5 +1,7 @@
-// Built with -ffp-contract=off (see CMakeLists.txt): d * q + m must round twice, as numpy does in
-// the reference, or a fused multiply-add makes the last bit differ from the goldens.
+// Bit-exact with the reference (gguf.quants, numpy) by construction: every product of an fp16
+// scale (11 significant bits) with the small integer scales and quants of the types below needs at
+// most 24 bits, so it is exact in fp32 and only the final add or subtract rounds, the same with or
+// without a fused multiply-add. Products are still taken in the reference's order.
 #include "attncache/model/ggml_type.h"
 
 #include <array>
