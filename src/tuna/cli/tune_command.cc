@@ -73,7 +73,8 @@ PolicyReport evaluate(const std::string& name, const TunedRun& t, const AllFastC
       settled_ns = s.end_ns;
     }
     out.ratio_series.points.emplace_back(s.start_ns / 1e6, s.fast_ratio);
-    out.ratio_series.points.emplace_back(s.end_ns / 1e6, s.fast_ratio);
+    // Just before the end, so that the step up or down is drawn vertical (points go in x order).
+    out.ratio_series.points.emplace_back(s.end_ns / 1e6 * (1 - 1e-9), s.fast_ratio);
     out.slowdown_series.points.emplace_back((s.start_ns + s.end_ns) / 2e6, 100 * actual);
     steps.push_back({{"start_ms", s.start_ns / 1e6},
                      {"end_ms", s.end_ns / 1e6},
