@@ -20,29 +20,28 @@ TPP = ["--policy", "tpp", "--time-scale", "200"]
 GUPS = ["-w", "gups", "--hot-fraction", "0.99", "--updates", "20000000"]
 
 
-def oracle(args, plot=None):
+def run_tuna(shown, plot):
+    """Runs `shown` (the command as the docs quote it) and returns its JSON report."""
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        shown = ["build/tuna", "oracle", *args, "--target", "0.05"]  # what reproduces the curve
         cmd = [str(TUNA), *shown[1:], "--json", f.name]
         if plot:
             cmd += ["--plot", str(ROOT / "docs" / "figures" / plot)]
         print("+", " ".join(shown), file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        r = json.load(open(f.name))
+        return json.load(open(f.name))
+
+
+def oracle(args, plot=None):
+    shown = ["build/tuna", "oracle", *args, "--target", "0.05"]  # what reproduces the curve
+    r = run_tuna(shown, plot)
     return {"command": " ".join(shown),
             "minimal_fast_ratio": r["minimal_fast_ratio"],
             "curve": [(p["fast_ratio"], p["slowdown"]) for p in r["curve"]]}
 
 
 def sim(args, plot=None):
-    with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        shown = ["build/tuna", "sim", *args]
-        cmd = [str(TUNA), *shown[1:], "--json", f.name]
-        if plot:
-            cmd += ["--plot", str(ROOT / "docs" / "figures" / plot)]
-        print("+", " ".join(shown), file=sys.stderr, flush=True)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        r = json.load(open(f.name))
+    shown = ["build/tuna", "sim", *args]
+    r = run_tuna(shown, plot)
     promoted = [b["pgpromote_success"] - a["pgpromote_success"]
                 for a, b in zip(r["series"], r["series"][1:])]
     return {"command": " ".join(shown), "slowdown": r["slowdown"],

@@ -117,11 +117,17 @@ void write_tiny_grid(const std::string& path) {
                              "ratios": [0, 0.5, 1]})";
 }
 
+// Profiles the tiny grid (written to DIR/grid.json) into DIR/db.
+Result profile_tiny_grid(testing_support::TempDir& dir) {
+  write_tiny_grid(dir.path("grid.json"));
+  return tuna("profile -q --out " + dir.path("db") + " --grid " + dir.path("grid.json") +
+              kTinyMachine);
+}
+
 TEST(TunaCli, ProfileAdviseAndEvalEndToEnd) {
   testing_support::TempDir dir;
-  write_tiny_grid(dir.path("grid.json"));
   const std::string db = dir.path("db");
-  Result r = tuna("profile -q --out " + db + " --grid " + dir.path("grid.json") + kTinyMachine);
+  Result r = profile_tiny_grid(dir);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("6 runs (2 settings × 3 ratios)"), std::string::npos) << r.output;
 
@@ -160,11 +166,8 @@ TEST(TunaCli, ProfileAdviseAndEvalEndToEnd) {
 
 TEST(TunaCli, TuneResizesOnlineAndAccountsForEveryInterval) {
   testing_support::TempDir dir;
-  write_tiny_grid(dir.path("grid.json"));
   const std::string db = dir.path("db");
-  ASSERT_EQ(tuna("profile -q --out " + db + " --grid " + dir.path("grid.json") + kTinyMachine)
-                .exit_code,
-            0);
+  ASSERT_EQ(profile_tiny_grid(dir).exit_code, 0);
   const std::string workload =
       " -w microbench --table-mb 4 --phase-hot-mb 1,3,1 --hot-fraction 0.99 --accesses 600000";
   Result r = tuna("tune --db " + db + workload + kTinyMachine + " --interval-ms 500 --json " +
@@ -180,7 +183,9 @@ TEST(TunaCli, TuneResizesOnlineAndAccountsForEveryInterval) {
     for (size_t i = 0; i < steps.size(); ++i) {
       accesses += steps[i]["counters"]["accesses"].get<double>();
       over += steps[i]["actual_slowdown"].get<double>() > 0.05;
-      if (i > 0) EXPECT_EQ(steps[i]["fast_ratio"], steps[i - 1]["next_ratio"]);
+      if (i > 0) {
+        EXPECT_EQ(steps[i]["fast_ratio"], steps[i - 1]["next_ratio"]);
+      }
       EXPECT_DOUBLE_EQ(steps[i]["start_ms"].get<double>(), end);
       end = steps[i]["end_ms"].get<double>();
     }
@@ -204,11 +209,8 @@ TEST(TunaCli, TuneResizesOnlineAndAccountsForEveryInterval) {
 
 TEST(TunaCli, BadDatabasesGridsAndTargetsAreRejected) {
   testing_support::TempDir dir;
-  write_tiny_grid(dir.path("grid.json"));
   const std::string db = dir.path("db");
-  ASSERT_EQ(tuna("profile -q --out " + db + " --grid " + dir.path("grid.json") + kTinyMachine)
-                .exit_code,
-            0);
+  ASSERT_EQ(profile_tiny_grid(dir).exit_code, 0);
   const std::string gups = " -w gups --table-mb 4 --hot-mb 1 --updates 100000";
   auto expect_rejected = [&](const std::string& args, const std::string& says) {
     const Result r = tuna(args);
@@ -286,7 +288,7 @@ TEST(TunaCli, TelemetryAndWatermarksOnAFakeTree) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("balloon on node 0"), std::string::npos) << r.output;
 
-  for (const std::string args :
+  for (const std::string& args :
        {"apply --actuator lever --fast-mb 1 --root " + root, "apply --root " + root,
         "apply --fast-mb 1 --root " + dir.path("nowhere"), "telemetry --root " + dir.path("nowhere")}) {
     r = tuna(args);

@@ -27,9 +27,7 @@ double minimal_predicted_ratio(const PerfDatabase& db, const std::vector<Setting
 
 Advice advise(const PerfDatabase& db, const std::function<TierCounters(double)>& run_at,
               const AdviseOptions& o) {
-  if (!(o.target > 0 && o.target < 1)) {
-    core::throw_bad_input("target ", o.target, " must lie in (0, 1), e.g. 0.05 for 5%");
-  }
+  check_target(o.target);
   Advice advice;
   double ratio = 1;
   for (int step = 0; step < o.max_steps; ++step) {

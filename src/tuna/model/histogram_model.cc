@@ -162,9 +162,7 @@ GuardedChoice choose_with_guard(
     const SlowdownModel& model, const PlatformCosts& costs,
     const std::function<std::pair<TierCounters, WorkloadProfile>(double, bool)>& run_at,
     const GuardOptions& o) {
-  if (!(o.target > 0 && o.target < 1)) {
-    core::throw_bad_input("target ", o.target, " must lie in (0, 1), e.g. 0.05 for 5%");
-  }
+  check_target(o.target);
   GuardedChoice out;
   const auto [full, profile] = run_at(1.0, true);
   out.profile = profile;

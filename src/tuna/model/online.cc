@@ -9,12 +9,6 @@
 namespace tuna {
 namespace {
 
-void check_target(double target) {
-  if (!(target > 0 && target < 1)) {
-    core::throw_bad_input("target ", target, " must lie in (0, 1), e.g. 0.05 for 5%");
-  }
-}
-
 class TunaPolicy : public SizingPolicy {
  public:
   TunaPolicy(const PerfDatabase& db, const AdviseOptions& o) : db_(&db), o_(o) {

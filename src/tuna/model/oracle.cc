@@ -7,6 +7,12 @@
 
 namespace tuna {
 
+void check_target(double target) {
+  if (!(target > 0 && target < 1)) {
+    core::throw_bad_input("target ", target, " must lie in (0, 1), e.g. 0.05 for 5%");
+  }
+}
+
 double smallest_ratio_within(const std::function<double(double)>& slowdown_at, double goal,
                              double resolution) {
   const int steps = static_cast<int>(std::lround(1 / resolution));

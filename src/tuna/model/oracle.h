@@ -26,6 +26,9 @@ struct OracleResult {
 double smallest_ratio_within(const std::function<double(double)>& slowdown_at, double goal,
                              double resolution);
 
+// Throws core::Error (bad input) unless 0 < target < 1.
+void check_target(double target);
+
 // `slowdown_at(ratio)` runs the workload; `on_sweep_step` (optional) is called after each of the
 // 11 sweep points, for progress.
 OracleResult find_minimal_ratio(const std::function<double(double)>& slowdown_at, double target,
