@@ -166,6 +166,9 @@ TEST(Simulator, TheTuningHookResizesTheFastTierMidRun) {
   c.on_tuning_interval = [](Simulator&) {};
   c.tuning_interval_ns = 0;
   EXPECT_THROW(Simulator(c, 1 << 20), core::Error);
+  SimConfig all_fast = small_config(Policy::kAllFast, 1.0, 1 << 20);
+  Simulator reference(all_fast, 1 << 20);
+  EXPECT_THROW(reference.set_fast_bytes(1 << 19), core::Error);  // it has no fast-tier size
 }
 
 TEST(Graphs, KroneckerIsSkewedAndUniformIsNot) {
