@@ -109,61 +109,93 @@ void softmax_row(float* s, int n) {
 }
 
 template <int DH>
-void attend_head(const float* qkv, float* ctx, const AttentionSeq& seq, int h, int num_heads,
-                 Scratch& scratch) {
+void attend_head(const float* qkv, float* ctx, const AttentionSeq& seq, int h,
+                 const AttentionShape& shape, Scratch& scratch) {
   constexpr int R = pv_rows<DH>();
   static_assert(R % kScoreRows == 0 || R < kScoreRows);
+  const bool causal = shape.causal;
   const int n = seq.length;
-  const int n_pad = (n + kScoreCols - 1) / kScoreCols * kScoreCols;
+  const int past = seq.past_length;
+  const int n_keys = past + n;
+  const int n_pad = (n_keys + kScoreCols - 1) / kScoreCols * kScoreCols;
   const int ld = skewed_stride(n_pad);
-  const int hidden = num_heads * DH;
-  const size_t ld_qkv = static_cast<size_t>(3) * hidden;
+  const int hidden = shape.num_heads * DH;
+  const int kv_hidden = shape.num_kv_heads * DH;
+  const int kv_head = h / (shape.num_heads / shape.num_kv_heads);
+  const size_t ld_qkv = static_cast<size_t>(hidden) + 2 * kv_hidden;
   const float* base = qkv + static_cast<size_t>(seq.offset) * ld_qkv;
   const bool reuse = seq.stored != nullptr && ((seq.stored_heads >> h) & 1u);
   // Score rows are computed in tiles of kScoreRows, so keep at least that many (zero) rows.
   const int score_rows = std::max(R, kScoreRows);
   // Hit heads never read K: skip zeroing (the padding columns must be zero) and packing it.
   if (!reuse) scratch.kt.assign(static_cast<size_t>(DH) * ld, 0.0f);
-  if (scratch.v.size() < static_cast<size_t>(n) * DH) scratch.v.resize(static_cast<size_t>(n) * DH);
+  if (scratch.v.size() < static_cast<size_t>(n_keys) * DH) {
+    scratch.v.resize(static_cast<size_t>(n_keys) * DH);
+  }
   if (scratch.scores.size() < static_cast<size_t>(score_rows) * ld) {
     scratch.scores.resize(static_cast<size_t>(score_rows) * ld);
   }
   float* kt = scratch.kt.data();
   float* v = scratch.v.data();
   float* scores = scratch.scores.data();
-  for (int j = 0; j < n; ++j) {
-    const float* row = base + j * ld_qkv;
-    if (!reuse) {
-      for (int d = 0; d < DH; ++d) kt[static_cast<size_t>(d) * ld + j] = row[hidden + h * DH + d];
+  for (int j = 0; j < n_keys; ++j) {
+    const float* k_row;
+    const float* v_row;
+    if (j < past) {
+      k_row = seq.past_k + static_cast<size_t>(j) * kv_hidden + kv_head * DH;
+      v_row = seq.past_v + static_cast<size_t>(j) * kv_hidden + kv_head * DH;
+    } else {
+      const float* row = base + (j - past) * ld_qkv;
+      k_row = row + hidden + kv_head * DH;
+      v_row = row + hidden + kv_hidden + kv_head * DH;
     }
-    std::memcpy(v + static_cast<size_t>(j) * DH, row + 2 * hidden + h * DH, DH * sizeof(float));
+    if (!reuse) {
+      for (int d = 0; d < DH; ++d) kt[static_cast<size_t>(d) * ld + j] = k_row[d];
+    }
+    std::memcpy(v + static_cast<size_t>(j) * DH, v_row, DH * sizeof(float));
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(DH));
-  const size_t head_probs = static_cast<size_t>(h) * n * n;
+  const size_t head_probs = static_cast<size_t>(h) * attention_map_size(n, causal);
+  // Where row i of this head's map starts, and how many keys row i sees.
+  auto map_row = [&](int i) {
+    return head_probs +
+           (causal ? static_cast<size_t>(i) * (i + 1) / 2 : static_cast<size_t>(i) * n);
+  };
+  auto visible = [&](int i) { return causal ? past + i + 1 : n_keys; };
   for (int i0 = 0; i0 < n; i0 += R) {
     const int rows = std::min(R, n - i0);
+    // Keys the block's rows see between them; the causal rows' later columns are zeroed.
+    const int cols = visible(i0 + rows - 1);
     if (reuse) {
       for (int r = 0; r < rows; ++r) {
-        const auto* stored =
-            static_cast<const unsigned char*>(seq.stored) +
-            (head_probs + static_cast<size_t>(i0 + r) * n) * core::dtype_size(seq.stored_dtype);
-        core::convert_to_f32(seq.stored_dtype, stored, n, scores + static_cast<size_t>(r) * ld);
+        const int len = visible(i0 + r);
+        const auto* stored = static_cast<const unsigned char*>(seq.stored) +
+                             map_row(i0 + r) * core::dtype_size(seq.stored_dtype);
+        float* s = scores + static_cast<size_t>(r) * ld;
+        core::convert_to_f32(seq.stored_dtype, stored, len, s);
+        std::fill(s + len, s + cols, 0.0f);
       }
     } else {
+      const int cols_pad = (cols + kScoreCols - 1) / kScoreCols * kScoreCols;
       for (int r0 = 0; r0 < rows; r0 += kScoreRows) {
         const float* q[kScoreRows];
         for (int r = 0; r < kScoreRows; ++r) {
           // Rows past the end reuse the last row's query; their scores are never read.
           q[r] = base + std::min(i0 + r0 + r, n - 1) * ld_qkv + h * DH;
         }
-        score_tile<DH>(q, kt, n_pad, ld, scale, scores + static_cast<size_t>(r0) * ld);
+        score_tile<DH>(q, kt, cols_pad, ld, scale, scores + static_cast<size_t>(r0) * ld);
       }
-      for (int r = 0; r < rows; ++r) softmax_row(scores + static_cast<size_t>(r) * ld, n);
+      for (int r = 0; r < rows; ++r) {
+        const int len = visible(i0 + r);
+        float* s = scores + static_cast<size_t>(r) * ld;
+        softmax_row(s, len);
+        std::fill(s + len, s + cols, 0.0f);
+      }
     }
     if (seq.record != nullptr) {
       for (int r = 0; r < rows; ++r) {
-        std::memcpy(seq.record + head_probs + static_cast<size_t>(i0 + r) * n,
-                    scores + static_cast<size_t>(r) * ld, n * sizeof(float));
+        std::memcpy(seq.record + map_row(i0 + r), scores + static_cast<size_t>(r) * ld,
+                    visible(i0 + r) * sizeof(float));
       }
     }
     // Rows past `rows` hold stale scores; their outputs are discarded by pv_tile.
@@ -171,20 +203,21 @@ void attend_head(const float* qkv, float* ctx, const AttentionSeq& seq, int h, i
     for (int r = 0; r < R; ++r) {
       out[r] = ctx + static_cast<size_t>(seq.offset + i0 + std::min(r, rows - 1)) * hidden + h * DH;
     }
-    pv_tile<DH>(scores, ld, v, n, rows, out);
+    pv_tile<DH>(scores, ld, v, cols, rows, out);
   }
 }
 
 template <int DH>
 void attention_impl(const float* qkv, float* ctx, const AttentionSeq* seqs, int num_seqs,
-                    int num_heads) {
-  const int tasks = num_seqs * num_heads;
+                    const AttentionShape& shape) {
+  const int heads = shape.num_heads;
+  const int tasks = num_seqs * heads;
 #pragma omp parallel
   {
     Scratch scratch;
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < tasks; ++t) {
-      attend_head<DH>(qkv, ctx, seqs[t / num_heads], t % num_heads, num_heads, scratch);
+      attend_head<DH>(qkv, ctx, seqs[t / heads], t % heads, shape, scratch);
     }
   }
 }
@@ -195,19 +228,29 @@ bool attention_supports_head_dim(int head_dim) {
   return head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
 }
 
-void attention(const float* qkv, float* ctx, const AttentionSeq* seqs, int num_seqs, int num_heads,
-               int head_dim) {
-  switch (head_dim) {
+void attention(const float* qkv, float* ctx, const AttentionSeq* seqs, int num_seqs,
+               const AttentionShape& shape) {
+  if (shape.num_kv_heads <= 0 || shape.num_heads % shape.num_kv_heads != 0) {
+    core::throw_internal("attention: ", shape.num_heads, " query heads cannot share ",
+                         shape.num_kv_heads, " key/value heads");
+  }
+  for (int s = 0; s < num_seqs; ++s) {
+    if (seqs[s].past_length > 0 &&
+        (!shape.causal || seqs[s].record != nullptr || seqs[s].stored != nullptr)) {
+      core::throw_internal("attention: a cached prefix needs causal attention without maps");
+    }
+  }
+  switch (shape.head_dim) {
     case 16:
-      return attention_impl<16>(qkv, ctx, seqs, num_seqs, num_heads);
+      return attention_impl<16>(qkv, ctx, seqs, num_seqs, shape);
     case 32:
-      return attention_impl<32>(qkv, ctx, seqs, num_seqs, num_heads);
+      return attention_impl<32>(qkv, ctx, seqs, num_seqs, shape);
     case 64:
-      return attention_impl<64>(qkv, ctx, seqs, num_seqs, num_heads);
+      return attention_impl<64>(qkv, ctx, seqs, num_seqs, shape);
     case 128:
-      return attention_impl<128>(qkv, ctx, seqs, num_seqs, num_heads);
+      return attention_impl<128>(qkv, ctx, seqs, num_seqs, shape);
     default:
-      core::throw_internal("attention: unsupported head size ", head_dim);
+      core::throw_internal("attention: unsupported head size ", shape.head_dim);
   }
 }
 
