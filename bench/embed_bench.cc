@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
     std::sort(sorted.begin(), sorted.end());
     const double median = sorted[sorted.size() / 2];
     const double reps = static_cast<double>(latencies.size());
-    const attncache::BertProfile& p = ws.timings;
+    const attncache::ForwardProfile& p = ws.timings;
     const double forward = p.gemm_seconds + p.attention_seconds + p.other_seconds;
     nlohmann::json result = {
         {"engine", "attncache"},

@@ -123,7 +123,7 @@ nlohmann::json per_hit(Embedder& embedder, AttnCache& cache, const Batch& hits,
   // medians over rounds (a round is short, and this machine's speed drifts by ±10%).
   constexpr int kRounds = 3;
   BertWorkspace& ws = embedder.workspace();
-  BertProfile exact_profile, hit_profile;
+  ForwardProfile exact_profile, hit_profile;
   double exact_seconds = 0, hit_seconds = 0;
   std::vector<double> e2e_ratios, block_ratios;
   for (int round = 0; round < kRounds; ++round) {
@@ -143,7 +143,7 @@ nlohmann::json per_hit(Embedder& embedder, AttnCache& cache, const Batch& hits,
           cache.embed_with(batch, e);
         }
         const double t = watch.seconds();
-        BertProfile& p = exact_turn ? exact_profile : hit_profile;
+        ForwardProfile& p = exact_turn ? exact_profile : hit_profile;
         (exact_turn ? round_exact : round_hit) += t;
         (exact_turn ? block_exact : block_hit) +=
             ws.timings.qkv_seconds + ws.timings.attention_seconds;
@@ -163,7 +163,7 @@ nlohmann::json per_hit(Embedder& embedder, AttnCache& cache, const Batch& hits,
     block_ratios.push_back(block_exact / std::max(1e-12, block_hit));
   }
   ws.profile = false;
-  auto phases = [](const BertProfile& p, double total) {
+  auto phases = [](const ForwardProfile& p, double total) {
     return nlohmann::json{{"total_s", total},
                           {"qkv_projection_s", p.qkv_seconds},
                           {"attention_core_s", p.attention_seconds},

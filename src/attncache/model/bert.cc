@@ -6,31 +6,8 @@
 #include "attncache/kernels/cpu/attention.h"
 #include "attncache/kernels/cpu/ops.h"
 #include "core/error.h"
-#include "core/stopwatch.h"
 
 namespace attncache {
-namespace {
-
-// Adds the time since the last mark to one BertProfile counter (no-op unless profiling).
-class PhaseTimer {
- public:
-  explicit PhaseTimer(BertWorkspace& ws) : ws_(ws) {}
-  // Returns the seconds added.
-  double mark(double BertProfile::*counter) {
-    if (!ws_.profile) return 0;
-    const double s = watch_.seconds();
-    ws_.timings.*counter += s;
-    watch_.reset();
-    return s;
-  }
-
- private:
-  BertWorkspace& ws_;
-  core::Stopwatch watch_;
-};
-
-}  // namespace
-
 BertModel::Param BertModel::param(const std::string& name, std::vector<int64_t> shape) const {
   const TensorView& t = file_.get(prefix_ + name);
   if (t.shape != shape) {
@@ -132,7 +109,7 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
   ws.tmp.resize(rows * d);
   ws.inter.resize(rows * ff);
 
-  PhaseTimer timer(ws);
+  PhaseTimer timer(ws.profile, ws.timings);
   if (ws.profile) {
     double attention_flops = 0;
     for (const auto& s : seqs) attention_flops += 4.0 * s.length * s.length * d;
@@ -161,7 +138,7 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
       seqs[s].stored_heads = stored.heads;
       v_only[s] = stored.data != nullptr && (stored.heads & all_heads) == all_heads;
     }
-    timer.mark(&BertProfile::other_seconds);
+    timer.mark(&ForwardProfile::other_seconds);
     // One projection per run of sequences that agree on V-only: [Q K V] for misses, V for hits.
     for (size_t s0 = 0; s0 < batch.size();) {
       size_t s1 = s0 + 1;
@@ -180,30 +157,30 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
       }
       s0 = s1;
     }
-    double block = timer.mark(&BertProfile::qkv_seconds);
-    timer.mark(&BertProfile::other_seconds);
+    double block = timer.mark(&ForwardProfile::qkv_seconds);
+    timer.mark(&ForwardProfile::other_seconds);
     cpu::attention(ws.qkv.data(), ws.ctx.data(), seqs.data(), static_cast<int>(seqs.size()),
                    c.num_heads, c.head_dim());
-    block += timer.mark(&BertProfile::attention_seconds);
+    block += timer.mark(&ForwardProfile::attention_seconds);
     if (ws.profile) {
       ws.timings.layer_attention_seconds.resize(c.num_layers);
       ws.timings.layer_attention_seconds[li] += block;
     }
     cpu::linear(ws.ctx.data(), l.out_w.data, ws.tmp.data(), total, d, d);
-    timer.mark(&BertProfile::gemm_seconds);
+    timer.mark(&ForwardProfile::gemm_seconds);
     cpu::bias_residual_layernorm(ws.tmp.data(), l.out_b.data, ws.hidden.data(), l.ln1_g.data,
                                  l.ln1_b.data, c.layer_norm_eps, ws.hidden.data(), total, d);
-    timer.mark(&BertProfile::other_seconds);
+    timer.mark(&ForwardProfile::other_seconds);
     cpu::linear(ws.hidden.data(), l.inter_w.data, ws.inter.data(), total, ff, d);
-    timer.mark(&BertProfile::gemm_seconds);
+    timer.mark(&ForwardProfile::gemm_seconds);
     cpu::bias_gelu(ws.inter.data(), l.inter_b.data, total, ff);
-    timer.mark(&BertProfile::other_seconds);
+    timer.mark(&ForwardProfile::other_seconds);
     cpu::linear(ws.inter.data(), l.ffn_out_w.data, ws.tmp.data(), total, d, ff);
-    timer.mark(&BertProfile::gemm_seconds);
+    timer.mark(&ForwardProfile::gemm_seconds);
     cpu::bias_residual_layernorm(ws.tmp.data(), l.ffn_out_b.data, ws.hidden.data(), l.ln2_g.data,
                                  l.ln2_b.data, c.layer_norm_eps, ws.hidden.data(), total, d);
   }
-  timer.mark(&BertProfile::other_seconds);
+  timer.mark(&ForwardProfile::other_seconds);
   return ws.hidden;
 }
 

@@ -9,28 +9,18 @@
 #include <vector>
 
 #include "attncache/model/attention_hook.h"
+#include "attncache/model/forward_profile.h"
 #include "attncache/model/model_config.h"
 #include "attncache/model/safetensors.h"
 
 namespace attncache {
-
-// Where forward time goes, accumulated over calls while BertWorkspace::profile is set.
-struct BertProfile {
-  double qkv_seconds = 0;        // Q, K, V projections (V only for sequences reusing every head)
-  double gemm_seconds = 0;       // the other projections
-  double attention_seconds = 0;  // QKᵀ, softmax, P·V; for reused heads loading P and P·V
-  double other_seconds = 0;      // embeddings, bias, GELU, LayerNorm
-  double gemm_flops = 0;
-  double attention_flops = 0;                   // QKᵀ and P·V
-  std::vector<double> layer_attention_seconds;  // per layer: Q/K/V projections + attention
-};
 
 // Scratch memory reused across forward calls (one per thread calling forward).
 struct BertWorkspace {
   std::vector<float> qkv, ctx, tmp, inter;
   std::vector<float> hidden;  // the output of the last forward call, [T × hidden]
   bool profile = false;
-  BertProfile timings;
+  ForwardProfile timings;
 };
 
 class BertModel {

@@ -134,6 +134,63 @@ void layernorm(float* x, const float* gamma, const float* beta, float eps, int r
     normalize_row(x + static_cast<size_t>(r) * cols, gamma, beta, eps, cols);
 }
 
+void rmsnorm(const float* x, const float* gamma, float eps, float* out, int rows, int cols) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const float* in = x + static_cast<size_t>(r) * cols;
+    float* row = out + static_cast<size_t>(r) * cols;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int c = 0; c < cols; ++c) sum += in[c] * in[c];
+    const float inv = 1.0f / std::sqrt(sum / cols + eps);
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) row[c] = in[c] * inv * gamma[c];
+  }
+}
+
+void silu_mul(const float* gate_up, float* out, int rows, int ff) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const float* gate = gate_up + static_cast<size_t>(r) * 2 * ff;
+    const float* up = gate + ff;
+    float* row = out + static_cast<size_t>(r) * ff;
+#pragma omp simd
+    for (int c = 0; c < ff; ++c) row[c] = gate[c] / (1.0f + exp_approx(-gate[c])) * up[c];
+  }
+}
+
+void apply_rope(float* x, int ld, int rows, int first_position, int heads, int head_dim,
+                const Rope& rope) {
+  const int pairs = static_cast<int>(rope.inv_freq.size());
+  // Angles as fp32 products, the way Hugging Face and llama.cpp form them: at long contexts the
+  // product's rounding is visible in the logits, so matching it matters more than precision.
+#pragma omp parallel
+  {
+    std::vector<float> cos_t(pairs), sin_t(pairs);
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const auto pos = static_cast<float>(first_position + r);
+      for (int i = 0; i < pairs; ++i) {
+        const float angle = pos * rope.inv_freq[i];
+        cos_t[i] = std::cos(angle);
+        sin_t[i] = std::sin(angle);
+      }
+      float* row = x + static_cast<size_t>(r) * ld;
+      for (int h = 0; h < heads; ++h) {
+        float* v = row + static_cast<size_t>(h) * head_dim;
+        const int stride = rope.neox ? 1 : 2;
+        const int partner = rope.neox ? pairs : 1;
+        for (int i = 0; i < pairs; ++i) {
+          float* a = v + i * stride;
+          const float x0 = a[0], x1 = a[partner];
+          a[0] = x0 * cos_t[i] - x1 * sin_t[i];
+          a[partner] = x0 * sin_t[i] + x1 * cos_t[i];
+        }
+      }
+    }
+  }
+}
+
 void exp_inplace(float* x, size_t n) {
 #pragma omp simd
   for (size_t i = 0; i < n; ++i) x[i] = exp_approx(x[i]);

@@ -1,8 +1,10 @@
-// Dense CPU building blocks of the encoder: GEMM through oneDNN, and the fused element-wise
-// passes that follow each GEMM (bias + GELU; bias + residual + LayerNorm). Row-major fp32.
+// Dense CPU building blocks of the models: GEMM through oneDNN, and the fused element-wise
+// passes around each GEMM (bias + GELU; bias + residual + LayerNorm for the encoder; RMSNorm,
+// rotary embeddings and SwiGLU for decoders). Row-major fp32.
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 namespace attncache::cpu {
 
@@ -21,6 +23,25 @@ void bias_residual_layernorm(const float* x, const float* bias, const float* res
 
 // In-place LayerNorm of each row.
 void layernorm(float* x, const float* gamma, const float* beta, float eps, int rows, int cols);
+
+// out[r] = x[r] / sqrt(mean(x[r]²) + eps) · gamma, per row (`out` may alias `x`).
+void rmsnorm(const float* x, const float* gamma, float eps, float* out, int rows, int cols);
+
+// out[r][c] = silu(gate_up[r][c]) · gate_up[r][ff + c]: the gate and up projections side by side
+// in one [rows × 2·ff] GEMM output; out is [rows × ff].
+void silu_mul(const float* gate_up, float* out, int rows, int ff);
+
+// Rotary position embedding. Row r of `x` (rows `ld` floats apart) holds `heads` heads of
+// `head_dim` values at position first_position + r; the first `rot_dims` dimensions of each head
+// rotate by angle position · inv_freq[i] per pair i. Pairs are adjacent dimensions (2i, 2i+1) as
+// in llama.cpp's normal mode (GGUF Llama weights are permuted for it), or dimensions (i,
+// i + rot_dims/2) in NeoX mode (Hugging Face's rotate_half).
+struct Rope {
+  std::vector<float> inv_freq;  // rot_dims / 2 frequencies
+  bool neox = false;
+};
+void apply_rope(float* x, int ld, int rows, int first_position, int heads, int head_dim,
+                const Rope& rope);
 
 // exp(x) for a vector, accurate to about 2 ulp, written so the compiler vectorizes it.
 void exp_inplace(float* x, size_t n);
