@@ -5,6 +5,8 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
+#include "core/record_store.h"
 
 namespace attncache {
 
@@ -49,6 +51,24 @@ std::vector<float> Embedder::embed(const std::vector<std::vector<int32_t>>& batc
     offset += n;
   }
   return out;
+}
+
+nlohmann::json Embedder::fingerprint() const {
+  const BertConfig& c = config_.bert;
+  const core::MappedFile weights =
+      core::MappedFile::open((std::filesystem::path(config_.dir) / "model.safetensors").string());
+  char tokenizer[17];
+  std::snprintf(tokenizer, sizeof tokenizer, "%016llx",
+                static_cast<unsigned long long>(tokenizer_.fingerprint()));
+  return {{"architecture", "bert"},
+          {"hidden_size", c.hidden_size},
+          {"num_layers", c.num_layers},
+          {"num_heads", c.num_heads},
+          {"intermediate_size", c.intermediate_size},
+          {"vocab_size", c.vocab_size},
+          {"max_position_embeddings", c.max_position_embeddings},
+          {"weights_crc32", core::crc32(weights.data(), weights.size())},
+          {"tokenizer", tokenizer}};
 }
 
 }  // namespace attncache

@@ -132,7 +132,7 @@ const std::string& small_db() {
 }
 
 TEST(MapDatabase, StoresEveryInputSortedByLengthWithItsExactEmbedding) {
-  MapDatabase db = MapDatabase::open(small_db(), model_fingerprint(minilm()), true);
+  MapDatabase db = MapDatabase::open(small_db(), minilm().fingerprint(), true);
   ASSERT_EQ(db.size(), 48u);
   EXPECT_EQ(db.layers(), 6);
   EXPECT_EQ(db.heads(), 12);
@@ -175,7 +175,7 @@ TEST(AttnCache, EightBitMapsReproduceTheExactEmbeddingOfTheirOwnInput) {
   options.max_tokens = 64;
   options.map_dtype = core::DType::kP8;
   MapDatabase::build(minilm(), corpus_lines(100, 12), dir.path("db"), options);
-  MapDatabase db = MapDatabase::open(dir.path("db"), model_fingerprint(minilm()), true);
+  MapDatabase db = MapDatabase::open(dir.path("db"), minilm().fingerprint(), true);
   EXPECT_EQ(db.map_dtype(), core::DType::kP8);
   AttnCache cache(minilm(), db, 0.995);
   for (size_t i = 0; i < db.size(); ++i) {

@@ -168,8 +168,7 @@ void run_eval(const EvalCliOptions& o) {
     core::throw_bad_input("--threshold ", o.threshold, " is out of range: it must lie in [0, 1]");
   }
   Embedder embedder = load_model(o.model, o.threads);
-  memo::MapDatabase db =
-      memo::MapDatabase::open(o.db, memo::model_fingerprint(embedder), !o.skip_crc_check);
+  memo::MapDatabase db = memo::MapDatabase::open(o.db, embedder.fingerprint(), !o.skip_crc_check);
   if (o.search_breadth > 0) db.index().set_search_breadth(o.search_breadth);
   const std::vector<std::string> lines = core::read_lines(o.queries);
   const int max_tokens = db.max_tokens() > 0 ? db.max_tokens() : embedder.config().max_tokens();

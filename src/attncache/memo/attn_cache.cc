@@ -26,7 +26,8 @@ class StoredMapsHook : public AttentionHook {
 
   float* record(int layer, int seq, int n_tokens) override {
     if (!verification_.enabled || layer != 0 || entries_[seq] < 0) return nullptr;
-    recorded_[seq].resize(static_cast<size_t>(db_.heads()) * n_tokens * n_tokens);
+    recorded_[seq].resize(static_cast<size_t>(db_.heads()) *
+                          cpu::attention_map_size(n_tokens, db_.causal()));
     return recorded_[seq].data();
   }
 
@@ -55,6 +56,7 @@ class StoredMapsHook : public AttentionHook {
   float measured_tv(int seq, const MapEntry& entry) const {
     constexpr int kCheckedRows = 64;
     const int n = entry.n_tokens;
+    const bool causal = db_.causal();
     const int stride = std::max(1, (n + kCheckedRows - 1) / kCheckedRows);
     const size_t es = core::dtype_size(db_.map_dtype());
     std::vector<float> stored(static_cast<size_t>(n)), mine(static_cast<size_t>(n));
@@ -63,14 +65,17 @@ class StoredMapsHook : public AttentionHook {
     long rows = 0;
     for (int h = 0; h < db_.heads(); ++h) {
       for (int i = 0; i < n; i += stride, ++rows) {
-        const size_t offset = (static_cast<size_t>(h) * n + i) * n;
-        core::convert_to_f32(db_.map_dtype(), entry.maps + offset * es, n, stored.data());
+        const size_t offset = static_cast<size_t>(h) * cpu::attention_map_size(n, causal) +
+                              cpu::attention_map_row(n, i, causal);
+        const int cols = causal ? i + 1 : n;
+        core::convert_to_f32(db_.map_dtype(), entry.maps + offset * es, cols, stored.data());
         // Compare what would be stored: the measured row rounded to the database's dtype, so that
         // storage rounding alone (large for P8) does not count as a difference.
-        core::convert_from_f32(db_.map_dtype(), recorded_[seq].data() + offset, n, rounded.data());
-        core::convert_to_f32(db_.map_dtype(), rounded.data(), n, mine.data());
+        core::convert_from_f32(db_.map_dtype(), recorded_[seq].data() + offset, cols,
+                               rounded.data());
+        core::convert_to_f32(db_.map_dtype(), rounded.data(), cols, mine.data());
         float row = 0;
-        for (int j = 0; j < n; ++j) row += std::fabs(mine[j] - stored[j]);
+        for (int j = 0; j < cols; ++j) row += std::fabs(mine[j] - stored[j]);
         sum += row;
       }
     }
@@ -110,13 +115,9 @@ uint64_t ReusePolicy::parse_mask(const std::string& spec, int count, const std::
   return mask;
 }
 
-AttnCache::AttnCache(Embedder& embedder, const MapDatabase& db, double threshold,
+AttnCache::AttnCache(PrefillModel& model, const MapDatabase& db, double threshold,
                      ReusePolicy policy, HitVerification verification)
-    : embedder_(embedder),
-      db_(db),
-      threshold_(threshold),
-      policy_(policy),
-      verification_(verification) {
+    : model_(model), db_(db), threshold_(threshold), policy_(policy), verification_(verification) {
   if (!(threshold >= 0.0 && threshold <= 1.0)) {
     core::throw_bad_input("threshold ", threshold,
                           " is out of range: it must lie in [0, 1] (hit "
@@ -132,7 +133,7 @@ Lookup AttnCache::lookup(const std::vector<int32_t>& ids) const {
   const Projector& projector = db_.projector();
   std::vector<float> features(static_cast<size_t>(n) * projector.model_dim());
   std::vector<float> pooled(projector.input_dim()), query(Projector::kOut);
-  embedder_.model().embed_tokens(ids, features.data());
+  model_.layer0_input(ids, features.data());
   projector.pool(features.data(), n, pooled.data());
   projector.project(pooled.data(), query.data());
   const core::Neighbor nearest = db_.index().search(query.data(), 1, first, last)[0];
@@ -177,8 +178,8 @@ std::vector<float> AttnCache::embed_with(const std::vector<std::vector<int32_t>>
     sorted_entries[i] = entries[order[i]];
   }
   StoredMapsHook hook(db_, sorted_entries, policy_, verification_);
-  const std::vector<float> out = embedder_.embed(sorted, &hook);
-  const int d = embedder_.dim();
+  const std::vector<float> out = model_.embed(sorted, &hook);
+  const int d = model_.dim();
   std::vector<float> result(out.size());
   for (size_t i = 0; i < order.size(); ++i) {
     std::copy_n(out.data() + i * d, d, result.data() + order[i] * d);

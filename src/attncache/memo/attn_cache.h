@@ -1,6 +1,6 @@
 // AttnCache online: for each input, find the stored input whose attention maps are predicted to
 // be closest (projector + Faiss, restricted to stored inputs of the same token count), and on a
-// hit run the encoder with the neighbour's maps read straight from the mapped database.
+// hit run the model with the neighbour's maps read straight from the mapped database.
 #pragma once
 
 #include <cmath>
@@ -8,7 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "attncache/embedder.h"
 #include "attncache/memo/map_database.h"
 
 namespace attncache::memo {
@@ -41,7 +40,7 @@ struct Lookup {
 class AttnCache {
  public:
   // The hit rule of the paper: 1 − D ≥ threshold, D the squared L2 distance; threshold in [0, 1].
-  AttnCache(Embedder& embedder, const MapDatabase& db, double threshold, ReusePolicy policy = {},
+  AttnCache(PrefillModel& model, const MapDatabase& db, double threshold, ReusePolicy policy = {},
             HitVerification verification = {});
 
   Lookup lookup(const std::vector<int32_t>& ids) const;
@@ -59,7 +58,7 @@ class AttnCache {
   double threshold() const { return threshold_; }
 
  private:
-  Embedder& embedder_;
+  PrefillModel& model_;
   const MapDatabase& db_;
   double threshold_;
   ReusePolicy policy_;

@@ -117,12 +117,12 @@ struct PathTimes {
 // Exact against stored-map forward passes of the same hit inputs, with the encoder's phase
 // profile: the per-hit ratios the paper reports (its "attention" is the attention block; ours is
 // the Q/K/V projections plus QKᵀ, softmax and P·V, or for hits V plus loading P and P·V).
-nlohmann::json per_hit(Embedder& embedder, AttnCache& cache, const Batch& hits,
+nlohmann::json per_hit(PrefillModel& model, AttnCache& cache, const Batch& hits,
                        const std::vector<int64_t>& entries, int batch_size, bool verified) {
   // Three rounds, each batch run both ways in alternating order; the ratios reported are the
   // medians over rounds (a round is short, and this machine's speed drifts by ±10%).
   constexpr int kRounds = 3;
-  BertWorkspace& ws = embedder.workspace();
+  const ForwardProfile& timings = model.timings();
   ForwardProfile exact_profile, hit_profile;
   double exact_seconds = 0, hit_seconds = 0;
   std::vector<double> e2e_ratios, block_ratios;
@@ -134,26 +134,25 @@ nlohmann::json per_hit(Embedder& embedder, AttnCache& cache, const Batch& hits,
       const std::vector<int64_t> e(entries.begin() + b0, entries.begin() + b1);
       for (int turn = 0; turn < 2; ++turn) {
         const bool exact_turn = (turn + round + b0 / batch_size) % 2 == 0;
-        ws.profile = true;
-        ws.timings = {};
+        model.set_profiling(true);
+        model.timings() = {};
         core::Stopwatch watch;
         if (exact_turn) {
-          embedder.embed(batch);
+          model.embed(batch);
         } else {
           cache.embed_with(batch, e);
         }
         const double t = watch.seconds();
         ForwardProfile& p = exact_turn ? exact_profile : hit_profile;
         (exact_turn ? round_exact : round_hit) += t;
-        (exact_turn ? block_exact : block_hit) +=
-            ws.timings.qkv_seconds + ws.timings.attention_seconds;
-        p.qkv_seconds += ws.timings.qkv_seconds;
-        p.attention_seconds += ws.timings.attention_seconds;
-        p.gemm_seconds += ws.timings.gemm_seconds;
-        p.other_seconds += ws.timings.other_seconds;
-        p.layer_attention_seconds.resize(ws.timings.layer_attention_seconds.size());
+        (exact_turn ? block_exact : block_hit) += timings.qkv_seconds + timings.attention_seconds;
+        p.qkv_seconds += timings.qkv_seconds;
+        p.attention_seconds += timings.attention_seconds;
+        p.gemm_seconds += timings.gemm_seconds;
+        p.other_seconds += timings.other_seconds;
+        p.layer_attention_seconds.resize(timings.layer_attention_seconds.size());
         for (size_t l = 0; l < p.layer_attention_seconds.size(); ++l) {
-          p.layer_attention_seconds[l] += ws.timings.layer_attention_seconds[l];
+          p.layer_attention_seconds[l] += timings.layer_attention_seconds[l];
         }
       }
     }
@@ -162,7 +161,7 @@ nlohmann::json per_hit(Embedder& embedder, AttnCache& cache, const Batch& hits,
     e2e_ratios.push_back(round_exact / std::max(1e-12, round_hit));
     block_ratios.push_back(block_exact / std::max(1e-12, block_hit));
   }
-  ws.profile = false;
+  model.set_profiling(false);
   auto phases = [](const ForwardProfile& p, double total) {
     return nlohmann::json{{"total_s", total},
                           {"qkv_projection_s", p.qkv_seconds},
@@ -192,12 +191,12 @@ nlohmann::json per_hit(Embedder& embedder, AttnCache& cache, const Batch& hits,
 
 }  // namespace
 
-nlohmann::json evaluate(Embedder& embedder, const MapDatabase& db, const Batch& queries,
+nlohmann::json evaluate(PrefillModel& model, const MapDatabase& db, const Batch& queries,
                         const EvalOptions& options) {
-  const int d = embedder.dim();
+  const int d = model.dim();
   const size_t q = queries.size();
   if (q == 0) core::throw_bad_input("no queries to evaluate");
-  AttnCache cache(embedder, db, options.threshold, options.policy, options.verification);
+  AttnCache cache(model, db, options.threshold, options.policy, options.verification);
 
   // Lookups alone, for the per-query lookup cost (it is also inside the timed AttnCache path).
   core::Stopwatch watch;
@@ -208,7 +207,7 @@ nlohmann::json evaluate(Embedder& embedder, const MapDatabase& db, const Batch& 
   const size_t bs = static_cast<size_t>(options.batch);
   {
     const Batch first(queries.begin(), queries.begin() + std::min(q, bs));
-    embedder.embed(first);
+    model.embed(first);
     cache.embed(first);
   }
 
@@ -229,13 +228,13 @@ nlohmann::json evaluate(Embedder& embedder, const MapDatabase& db, const Batch& 
       std::vector<Lookup> found;
       switch (path) {
         case 0:
-          out = embedder.embed(batch);
+          out = model.embed(batch);
           break;
         case 1:
           out = cache.embed(batch, &found);
           break;
         case 2:
-          out = result_cache.embed(batch, [&](const Batch& b) { return embedder.embed(b); });
+          out = result_cache.embed(batch, [&](const Batch& b) { return model.embed(b); });
           break;
         default:
           out = combined_cache.embed(batch, [&](const Batch& b) { return cache.embed(b); });
@@ -308,13 +307,13 @@ nlohmann::json evaluate(Embedder& embedder, const MapDatabase& db, const Batch& 
   if (n_hit > 0) {
     HitVerification accept_all = options.verification;
     accept_all.max_tv = INFINITY;
-    AttnCache forced_cache(embedder, db, options.threshold, options.policy, accept_all);
+    AttnCache forced_cache(model, db, options.threshold, options.policy, accept_all);
     const Batch h(timed_queries.begin(), timed_queries.begin() + n_hit);
     const std::vector<int64_t> e(timed_entries.begin(), timed_entries.begin() + n_hit);
     const bool verified = options.verification.enabled;
-    per_hit_json = per_hit(embedder, forced_cache, h, e, options.batch, verified);
+    per_hit_json = per_hit(model, forced_cache, h, e, options.batch, verified);
     const size_t n1 = std::min<size_t>(n_hit, 32);
-    per_hit_1 = per_hit(embedder, forced_cache, Batch(h.begin(), h.begin() + n1),
+    per_hit_1 = per_hit(model, forced_cache, Batch(h.begin(), h.begin() + n1),
                         std::vector<int64_t>(e.begin(), e.begin() + n1), 1, verified);
     per_hit_json["timed_on"] = timed_on;
     per_hit_1["timed_on"] = timed_on;
@@ -328,8 +327,8 @@ nlohmann::json evaluate(Embedder& embedder, const MapDatabase& db, const Batch& 
   std::vector<double> cos_paper(q, 1.0), cos_checked(q, 1.0);
   std::vector<float> tv(q, NAN);
   {
-    AttnCache paper(embedder, db, options.threshold, options.policy, {false, 0.0f});
-    AttnCache checked(embedder, db, options.threshold, options.policy, {true, INFINITY});
+    AttnCache paper(model, db, options.threshold, options.policy, {false, 0.0f});
+    AttnCache checked(model, db, options.threshold, options.policy, {true, INFINITY});
     for (size_t b0 = 0; b0 < q; b0 += bs) {
       const size_t b1 = std::min(q, b0 + bs);
       const Batch batch(queries.begin() + b0, queries.begin() + b1);

@@ -9,7 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "attncache/embedder.h"
 #include "attncache/memo/attn_cache.h"
 #include "attncache/memo/map_database.h"
 
@@ -27,7 +26,7 @@ struct EvalOptions {
 };
 
 // `queries` are token id sequences, each at most the database's length limit.
-nlohmann::json evaluate(Embedder& embedder, const MapDatabase& db,
+nlohmann::json evaluate(PrefillModel& model, const MapDatabase& db,
                         const std::vector<std::vector<int32_t>>& queries,
                         const EvalOptions& options);
 

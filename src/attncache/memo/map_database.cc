@@ -28,17 +28,18 @@ size_t align64(size_t x) { return (x + 63) / 64 * 64; }
 // Byte offsets of the pieces of one entry's record (each piece 64-byte aligned).
 struct EntryLayout {
   size_t ids = 0, embedding, features, maps, total;
-  EntryLayout(int n, int d, int layers, int heads, core::DType dtype) {
+  EntryLayout(int n, int d, int layers, int heads, bool causal, core::DType dtype) {
     embedding = align64(4 * static_cast<size_t>(n));
     features = align64(embedding + 4 * static_cast<size_t>(d));
     maps = align64(features + 4 * static_cast<size_t>(n) * d);
-    total = maps + static_cast<size_t>(layers) * heads * n * n * core::dtype_size(dtype);
+    total = maps + static_cast<size_t>(layers) * heads * cpu::attention_map_size(n, causal) *
+                       core::dtype_size(dtype);
   }
 };
 
 MapEntry view_entry(std::span<const std::byte> record, int n, int d, int layers, int heads,
-                    core::DType dtype) {
-  const EntryLayout layout(n, d, layers, heads, dtype);
+                    bool causal, core::DType dtype) {
+  const EntryLayout layout(n, d, layers, heads, causal, dtype);
   MapEntry e;
   e.n_tokens = n;
   e.ids = {reinterpret_cast<const int32_t*>(record.data()), static_cast<size_t>(n)};
@@ -60,11 +61,11 @@ core::DType parse_map_dtype(const std::string& name, const std::string& where) {
 // Collects every layer's fp32 maps of every sequence of a batch.
 class RecordingHook : public AttentionHook {
  public:
-  RecordingHook(int layers, int heads, const std::vector<std::vector<int32_t>>& batch)
-      : layers_(layers), maps_(static_cast<size_t>(layers) * batch.size()) {
+  RecordingHook(const PrefillModel& model, const std::vector<std::vector<int32_t>>& batch)
+      : layers_(model.num_layers()), maps_(static_cast<size_t>(layers_) * batch.size()) {
     for (size_t s = 0; s < batch.size(); ++s) {
-      const size_t n = batch[s].size();
-      for (int l = 0; l < layers; ++l) maps_[s * layers + l].resize(heads * n * n);
+      const size_t values = model.layer_map_values(static_cast<int>(batch[s].size()));
+      for (int l = 0; l < layers_; ++l) maps_[s * layers_ + l].resize(values);
     }
   }
   float* record(int layer, int seq, int) override {
@@ -111,25 +112,8 @@ void remove_stale_files(const fs::path& dir, const nlohmann::json& files) {
 
 }  // namespace
 
-nlohmann::json model_fingerprint(const Embedder& embedder) {
-  const BertConfig& c = embedder.config().bert;
-  const std::string weights = (fs::path(embedder.config().dir) / "model.safetensors").string();
-  char tokenizer[17];
-  std::snprintf(tokenizer, sizeof tokenizer, "%016llx",
-                static_cast<unsigned long long>(embedder.tokenizer().fingerprint()));
-  return {{"architecture", "bert"},
-          {"hidden_size", c.hidden_size},
-          {"num_layers", c.num_layers},
-          {"num_heads", c.num_heads},
-          {"intermediate_size", c.intermediate_size},
-          {"vocab_size", c.vocab_size},
-          {"max_position_embeddings", c.max_position_embeddings},
-          {"weights_crc32", file_crc32(weights)},
-          {"tokenizer", tokenizer}};
-}
-
-float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, core::DType dtype,
-                 const PairLabel& options) {
+float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, bool causal,
+                 core::DType dtype, const PairLabel& options) {
   const int m = std::min(a.n_tokens, b.n_tokens);
   const int stride = std::max(1, (m + options.max_rows - 1) / options.max_rows);
   const size_t es = core::dtype_size(dtype);
@@ -139,18 +123,21 @@ float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, co
   for (int l = 0; l < layers; ++l) {
     for (int h = 0; h < heads; ++h) {
       for (int i = 0; i < m; i += stride) {
+        // A causal row i sees i + 1 < m keys in both inputs: nothing to cut or renormalize.
+        const int cols = causal ? i + 1 : m;
         auto row = [&](const MapEntry& e, std::vector<float>& out) {
-          const size_t n = e.n_tokens;
-          const size_t offset = ((static_cast<size_t>(l) * heads + h) * n + i) * n;
-          core::convert_to_f32(dtype, e.maps + offset * es, m, out.data());
+          const size_t offset =
+              static_cast<size_t>(l * heads + h) * cpu::attention_map_size(e.n_tokens, causal) +
+              cpu::attention_map_row(e.n_tokens, i, causal);
+          core::convert_to_f32(dtype, e.maps + offset * es, cols, out.data());
           float sum = 0;
-          for (float x : out) sum += x;
+          for (int j = 0; j < cols; ++j) sum += out[j];
           return sum;
         };
         const float sa = row(a, ra), sb = row(b, rb);
         const float ia = sa > 0 ? 1 / sa : 0, ib = sb > 0 ? 1 / sb : 0;
         float tv = 0;
-        for (int j = 0; j < m; ++j) tv += std::fabs(ra[j] * ia - rb[j] * ib);
+        for (int j = 0; j < cols; ++j) tv += std::fabs(ra[j] * ia - rb[j] * ib);
         tv_sum += 0.5 * tv;
         ++rows;
       }
@@ -160,16 +147,18 @@ float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, co
          options.length_weight * static_cast<float>(std::abs(a.n_tokens - b.n_tokens));
 }
 
-BuildReport MapDatabase::build(Embedder& embedder, const std::vector<std::string>& texts,
+BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::string>& texts,
                                const std::string& dir, const BuildOptions& options) {
-  const BertConfig& c = embedder.config().bert;
-  const int d = c.hidden_size, layers = c.num_layers, heads = c.num_heads;
+  const int d = model.hidden_size(), layers = model.num_layers(), heads = model.num_heads();
+  const bool causal = model.causal();
+  if (model.dim() != d) {
+    core::throw_internal("the database stores embeddings as wide as the hidden states");
+  }
   if (options.map_dtype != core::DType::kF16 && options.map_dtype != core::DType::kBF16 &&
       options.map_dtype != core::DType::kP8) {
     core::throw_bad_input("maps are stored as F16, BF16 or P8");
   }
-  const int max_tokens =
-      options.max_tokens > 0 ? options.max_tokens : embedder.config().max_tokens();
+  const int max_tokens = options.max_tokens > 0 ? options.max_tokens : model.max_tokens();
   BuildReport report;
   report.lines = texts.size();
 
@@ -188,7 +177,7 @@ BuildReport MapDatabase::build(Embedder& embedder, const std::vector<std::string
     }
     Encoding enc;
     try {
-      enc = embedder.tokenize(texts[i], max_tokens);
+      enc = model.tokenize(texts[i], max_tokens);
     } catch (const core::Error& e) {
       core::throw_bad_input("corpus line ", i + 1, ": ", e.what());
     }
@@ -230,19 +219,19 @@ BuildReport MapDatabase::build(Embedder& embedder, const std::vector<std::string
       size_t bytes = 0;
       size_t b1 = b0;
       while (b1 < items.size() && static_cast<int>(batch.size()) < options.max_batch) {
-        const size_t n = items[b1].ids.size();
-        const size_t need = static_cast<size_t>(layers) * heads * n * n * 4;
+        const size_t need =
+            layers * model.layer_map_values(static_cast<int>(items[b1].ids.size())) * 4;
         if (!batch.empty() && bytes + need > options.batch_map_bytes) break;
         bytes += need;
         batch.push_back(items[b1++].ids);
       }
-      RecordingHook hook(layers, heads, batch);
-      const std::vector<float> embeddings = embedder.embed(batch, &hook);
+      RecordingHook hook(model, batch);
+      const std::vector<float> embeddings = model.embed(batch, &hook);
       for (size_t s = 0; s < batch.size(); ++s) {
         const int n = static_cast<int>(batch[s].size());
         features.resize(static_cast<size_t>(n) * d);
-        embedder.model().embed_tokens(batch[s], features.data());
-        const size_t per_layer = static_cast<size_t>(heads) * n * n;
+        model.layer0_input(batch[s], features.data());
+        const size_t per_layer = model.layer_map_values(n);
         const size_t es = core::dtype_size(options.map_dtype);
         maps.resize(per_layer * layers * es);
         for (int l = 0; l < layers; ++l) {
@@ -262,6 +251,7 @@ BuildReport MapDatabase::build(Embedder& embedder, const std::vector<std::string
     progress.finish();
     writer.finish({{"layers", layers},
                    {"heads", heads},
+                   {"causal", causal},
                    {"dim", d},
                    {"map_dtype", std::string(core::dtype_name(options.map_dtype))},
                    {"source_lines", lines}});
@@ -272,7 +262,7 @@ BuildReport MapDatabase::build(Embedder& embedder, const std::vector<std::string
   watch.reset();
   core::RecordStore store = core::RecordStore::open(maps_path, kMapsMagic, kMapsVersion);
   auto entry = [&](int i) {
-    return view_entry(store.record(i), static_cast<int>(store.key(i)), d, layers, heads,
+    return view_entry(store.record(i), static_cast<int>(store.key(i)), d, layers, heads, causal,
                       options.map_dtype);
   };
   Projector projector(d, options.train.seed);
@@ -307,7 +297,8 @@ BuildReport MapDatabase::build(Embedder& embedder, const std::vector<std::string
         pooled, batches,
         [&](int a, int b) {
           progress.advance(1);
-          return pair_label(entry(a), entry(b), layers, heads, options.map_dtype, options.label);
+          return pair_label(entry(a), entry(b), layers, heads, causal, options.map_dtype,
+                            options.label);
         },
         options.train);
     progress.finish();
@@ -331,11 +322,12 @@ BuildReport MapDatabase::build(Embedder& embedder, const std::vector<std::string
   nlohmann::json manifest = {
       {"format", kFormatName},
       {"version", kFormatVersion},
-      {"fingerprint", model_fingerprint(embedder)},
+      {"fingerprint", model.fingerprint()},
       {"max_tokens", max_tokens},
       {"entries", items.size()},
       {"layers", layers},
       {"heads", heads},
+      {"causal", causal},
       {"dim", d},
       {"map_dtype", std::string(core::dtype_name(options.map_dtype))},
       {"files", files},
@@ -409,6 +401,7 @@ MapDatabase MapDatabase::open(const std::string& dir, const nlohmann::json& fing
     db.manifest_ = m;
     db.layers_ = m.at("layers").get<int>();
     db.heads_ = m.at("heads").get<int>();
+    db.causal_ = m.value("causal", false);
     db.dim_ = m.at("dim").get<int>();
     db.map_dtype_ = parse_map_dtype(m.at("map_dtype").get<std::string>(), where);
     db.maps_ = core::RecordStore::open(file("maps"), kMapsMagic, kMapsVersion);
@@ -425,7 +418,7 @@ MapDatabase MapDatabase::open(const std::string& dir, const nlohmann::json& fing
     int previous = 0;
     for (size_t i = 0; i < entries; ++i) {
       const int n = db.n_tokens(i);
-      const EntryLayout layout(n, db.dim_, db.layers_, db.heads_, db.map_dtype_);
+      const EntryLayout layout(n, db.dim_, db.layers_, db.heads_, db.causal_, db.map_dtype_);
       if (n < previous || n <= 0 || db.maps_.record(i).size() != layout.total) {
         core::throw_bad_input(file("maps"), ": entry ", i, " is malformed");
       }
@@ -459,7 +452,7 @@ MapDatabase MapDatabase::open(const std::string& dir, const nlohmann::json& fing
 }
 
 MapEntry MapDatabase::entry(size_t i) const {
-  return view_entry(maps_.record(i), n_tokens(i), dim_, layers_, heads_, map_dtype_);
+  return view_entry(maps_.record(i), n_tokens(i), dim_, layers_, heads_, causal_, map_dtype_);
 }
 
 std::pair<int64_t, int64_t> MapDatabase::length_range(int n) const {
@@ -470,7 +463,8 @@ std::pair<int64_t, int64_t> MapDatabase::length_range(int n) const {
 int MapDatabase::max_stored_tokens() const { return ranges_.empty() ? 0 : ranges_.rbegin()->first; }
 
 size_t MapDatabase::layer_map_bytes(int n) const {
-  return static_cast<size_t>(heads_) * n * n * core::dtype_size(map_dtype_);
+  return static_cast<size_t>(heads_) * cpu::attention_map_size(n, causal_) *
+         core::dtype_size(map_dtype_);
 }
 
 }  // namespace attncache::memo

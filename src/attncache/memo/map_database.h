@@ -1,7 +1,8 @@
 // The attention-map memoization database: for each stored input, its token ids, its exact
 // sentence embedding, the projector's input (the layer-0 attention input, N×d fp32) and every
-// layer's attention probabilities (L×H×N×N at the input's own token count, fp16, bf16 or P8:
-// 8-bit square-root companded, see core/dtype.h), plus
+// layer's attention probabilities (L×H×N×N at the input's own token count, or L×H packed lower
+// triangles of N(N+1)/2 for a causal model; fp16, bf16 or P8: 8-bit square-root companded, see
+// core/dtype.h), plus
 // the trained projector and a Faiss index with one vector per stored input.
 //
 // On disk, a directory:
@@ -23,24 +24,20 @@
 #include <utility>
 #include <vector>
 
-#include "attncache/embedder.h"
 #include "attncache/memo/projector.h"
+#include "attncache/prefill_model.h"
 #include "core/dtype.h"
 #include "core/nearest_index.h"
 #include "core/record_store.h"
 
 namespace attncache::memo {
 
-// What maps depend on: architecture, sizes, the exact weights (CRC-32 of the safetensors file)
-// and the tokenizer. A database is only valid for the model with the same fingerprint.
-nlohmann::json model_fingerprint(const Embedder& embedder);
-
 struct MapEntry {
   int n_tokens = 0;
   std::span<const int32_t> ids;
   std::span<const float> embedding;  // d, the exact sentence embedding
   std::span<const float> features;   // N×d, the layer-0 attention input
-  const std::byte* maps = nullptr;   // L×H×N×N probabilities in the database's map dtype
+  const std::byte* maps = nullptr;   // L layers of maps in the database's map dtype
 };
 
 // Label of a training pair for the projector: the mean over layers, heads and (sampled) query
@@ -78,10 +75,11 @@ class MapDatabase {
   static constexpr int kFormatVersion = 1;
 
   // Builds a database in `dir` (created if missing) from `texts`. Throws core::Error.
-  static BuildReport build(Embedder& embedder, const std::vector<std::string>& texts,
+  static BuildReport build(PrefillModel& model, const std::vector<std::string>& texts,
                            const std::string& dir, const BuildOptions& options);
 
-  // Opens `dir`; checks format version, that it was built for `fingerprint` (null: any) and the
+  // Opens `dir`; checks format version, that it was built for `fingerprint` (a model's
+  // PrefillModel::fingerprint(); null: any) and the
   // structure of every file. verify_records also checks every record's CRC-32 (reads it all).
   static MapDatabase open(const std::string& dir, const nlohmann::json& fingerprint,
                           bool verify_records);
@@ -95,9 +93,10 @@ class MapDatabase {
   int max_tokens() const { return manifest_.value("max_tokens", 0); }
   int layers() const { return layers_; }
   int heads() const { return heads_; }
+  bool causal() const { return causal_; }
   int dim() const { return dim_; }
   core::DType map_dtype() const { return map_dtype_; }
-  size_t layer_map_bytes(int n) const;  // H·N·N·dtype size
+  size_t layer_map_bytes(int n) const;  // one layer's maps of an n-token entry
   const Projector& projector() const { return projector_; }
   const core::NearestIndex& index() const { return index_; }
   core::NearestIndex& index() { return index_; }
@@ -113,12 +112,13 @@ class MapDatabase {
   core::NearestIndex index_ = core::NearestIndex::create("Flat", 1);
   std::map<int, std::pair<int64_t, int64_t>> ranges_;
   int layers_ = 0, heads_ = 0, dim_ = 0;
+  bool causal_ = false;
   core::DType map_dtype_ = core::DType::kF16;
   uint64_t bytes_on_disk_ = 0;
 };
 
 // The pair label above, for two entries of a model with `layers` × `heads` maps of `dtype`.
-float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, core::DType dtype,
-                 const PairLabel& options);
+float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, bool causal,
+                 core::DType dtype, const PairLabel& options);
 
 }  // namespace attncache::memo

@@ -157,10 +157,7 @@ void attend_head(const float* qkv, float* ctx, const AttentionSeq& seq, int h,
   const float scale = 1.0f / std::sqrt(static_cast<float>(DH));
   const size_t head_probs = static_cast<size_t>(h) * attention_map_size(n, causal);
   // Where row i of this head's map starts, and how many keys row i sees.
-  auto map_row = [&](int i) {
-    return head_probs +
-           (causal ? static_cast<size_t>(i) * (i + 1) / 2 : static_cast<size_t>(i) * n);
-  };
+  auto map_row = [&](int i) { return head_probs + attention_map_row(n, i, causal); };
   auto visible = [&](int i) { return causal ? past + i + 1 : n_keys; };
   for (int i0 = 0; i0 < n; i0 += R) {
     const int rows = std::min(R, n - i0);

@@ -41,9 +41,12 @@ struct AttentionShape {
   int qkv_width() const { return (num_heads + 2 * num_kv_heads) * head_dim; }
 };
 
-// Values in one head's map of an n-token sequence.
+// Values in one head's map of an n-token sequence, and where row i starts in it.
 inline size_t attention_map_size(int n, bool causal) {
   return causal ? static_cast<size_t>(n) * (n + 1) / 2 : static_cast<size_t>(n) * n;
+}
+inline size_t attention_map_row(int n, int i, bool causal) {
+  return causal ? static_cast<size_t>(i) * (i + 1) / 2 : static_cast<size_t>(i) * n;
 }
 
 // Head sizes the kernel is specialized for (16, 32, 64, 128).
