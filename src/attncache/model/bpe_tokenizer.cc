@@ -19,7 +19,7 @@ constexpr const char* kTypesKey = "tokenizer.ggml.token_type";
 // The pre-tokenizer expressions, as llama.cpp's src/llama-vocab.cpp writes them. llama.cpp runs
 // the GPT-2, Llama-3 and Qwen2 ones as hand-written scanners and the rest through std::regex on
 // text with each code point collapsed to its category; both agree with these expressions run by
-// PCRE2 once \s means llama.cpp's whitespace set (see kWhitespace).
+// PCRE2 once the character classes mean what llama.cpp's tables say (see to_pcre2).
 constexpr const char* kGpt2 =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
 constexpr const char* kLlama3 =
@@ -30,10 +30,22 @@ constexpr const char* kQwen2 =
     "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 // What \s matches in llama.cpp (unicode_set_whitespace: Python's and Rust's \s). PCRE2's \s
-// under UCP also matches U+180E, so the expressions are rewritten to use this set instead.
+// under UCP also matches U+180E.
 constexpr const char* kWhitespace =
     "\\x{9}-\\x{D}\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}"
     "\\x{205F}\\x{3000}";
+// llama.cpp's category tables follow Unicode 15.1; Debian's PCRE2 10.42 follows Unicode 14. These
+// are the letters, numbers and punctuation assigned since (5,033 code points, all outside the
+// BMP: Kawi, Nag Mundari, Kaktovik numerals, CJK extensions H and I, ...), so that the two agree
+// on every code point (checked over all of them). With a PCRE2 on Unicode 15.1 they are
+// redundant; one on a later Unicode than llama.cpp's tables would disagree on the newest ones.
+constexpr const char* kLettersSince14 =
+    "\\x{1123F}-\\x{11240}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}\\x{1342F}"
+    "\\x{13441}-\\x{13446}\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}\\x{1E030}-\\x{1E06D}"
+    "\\x{1E4D0}-\\x{1E4EB}\\x{2B739}\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}";
+constexpr const char* kNumbersSince14 =
+    "\\x{11F50}-\\x{11F59}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}";
+constexpr const char* kPunctuationSince14 = "\\x{11B00}-\\x{11B09}\\x{11F43}-\\x{11F4F}";
 
 struct PreSpec {
   std::vector<const char*> names;  // values of tokenizer.ggml.pre
@@ -74,31 +86,48 @@ std::string supported_pre_names() {
   return out;
 }
 
-// Replaces \s and \S with llama.cpp's whitespace set.
-std::string with_llama_whitespace(std::string_view pattern) {
+// Rewrites \s, \S, \p{L}, \p{N} and \p{P} as the sets llama.cpp's tables define (the lists
+// above), inside character classes or as classes of their own.
+std::string to_pcre2(std::string_view pattern) {
+  struct Set {
+    std::string_view escape;
+    std::string members;
+  };
+  const Set sets[] = {{"\\s", kWhitespace},
+                      {"\\p{L}", std::string("\\p{L}") + kLettersSince14},
+                      {"\\p{N}", std::string("\\p{N}") + kNumbersSince14},
+                      {"\\p{P}", std::string("\\p{P}") + kPunctuationSince14}};
   std::string out;
   bool in_class = false;
   for (size_t i = 0; i < pattern.size(); ++i) {
-    char c = pattern[i];
-    if (c == '\\' && i + 1 < pattern.size()) {
-      char e = pattern[++i];
-      if (e == 's' && in_class) {
-        out += kWhitespace;
-      } else if (e == 's' || (e == 'S' && !in_class)) {
-        out += e == 's' ? "[" : "[^";
-        out += kWhitespace;
-        out += ']';
-      } else if (e == 'S') {
-        core::throw_internal("\\S inside a character class is not supported: ", pattern);
-      } else {
-        out += c;
-        out += e;
-      }
+    const std::string_view rest = pattern.substr(i);
+    if (rest.starts_with("\\S")) {
+      if (in_class) core::throw_internal("\\S inside a character class: ", pattern);
+      out += "[^";
+      out += kWhitespace;
+      out += ']';
+      ++i;
       continue;
     }
-    if (c == '[' && !in_class) in_class = true;
-    if (c == ']' && in_class) in_class = false;
-    out += c;
+    const Set* set = nullptr;
+    for (const Set& s : sets) {
+      if (rest.starts_with(s.escape)) set = &s;
+    }
+    if (set != nullptr) {
+      if (!in_class) out += '[';
+      out += set->members;
+      if (!in_class) out += ']';
+      i += set->escape.size() - 1;
+      continue;
+    }
+    if (rest[0] == '\\' && rest.size() > 1) {  // any other escape, kept whole
+      out += rest.substr(0, 2);
+      ++i;
+      continue;
+    }
+    if (rest[0] == '[' && !in_class) in_class = true;
+    if (rest[0] == ']' && in_class) in_class = false;
+    out += rest[0];
   }
   return out;
 }
@@ -164,7 +193,7 @@ class BpeTokenizer::Pretokenizer {
  public:
   explicit Pretokenizer(const std::vector<const char*>& patterns) {
     for (const char* p : patterns) {
-      const std::string pattern = with_llama_whitespace(p);
+      const std::string pattern = to_pcre2(p);
       int error = 0;
       PCRE2_SIZE error_offset = 0;
       pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
