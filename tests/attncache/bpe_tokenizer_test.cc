@@ -137,8 +137,12 @@ void write_variant(const nlohmann::json& overrides, const std::string& path) {
   for (const auto& [key, value] : overrides.items()) {
     if (value.is_boolean()) {
       w.set_bool(key, value.get<bool>());
-    } else {
+    } else if (value.is_string()) {
       w.set_string(key, value.get<std::string>());
+    } else if (value.at(0).is_string()) {
+      w.set_strings(key, value.get<std::vector<std::string>>());
+    } else {
+      w.set_int32s(key, value.get<std::vector<int32_t>>());
     }
   }
   w.write(path);
@@ -292,9 +296,11 @@ TEST(BpeTokenizer, SpecialTokensLongestFirstAndUserDefinedAlways) {
 
 TEST(BpeTokenizer, WhitespaceIsLlamaCppsSet) {
   BpeTokenizer t = Synthetic({}, {}).load();
-  // U+180E MONGOLIAN VOWEL SEPARATOR is \s to PCRE2 but not to llama.cpp: here it is a symbol.
-  EXPECT_EQ(t.pre_tokenize("a \xE1\xA0\x8E b"),
-            (std::vector<std::string_view>{"a", " \xE1\xA0\x8E", " b"}));
+  // U+180E MONGOLIAN VOWEL SEPARATOR is \s to PCRE2 but not to llama.cpp: here it is a symbol
+  // that joins the space before it (PCRE2's \s would give "a", " ", "\u180e", "b").
+  EXPECT_EQ(t.pre_tokenize("a \xE1\xA0\x8E"
+                           "b"),
+            (std::vector<std::string_view>{"a", " \xE1\xA0\x8E", "b"}));
   // U+3000 IDEOGRAPHIC SPACE is whitespace: a run before a word leaves its last character.
   EXPECT_EQ(t.pre_tokenize("a\xE3\x80\x80\xE3\x80\x80 b"),
             (std::vector<std::string_view>{"a", "\xE3\x80\x80\xE3\x80\x80", " b"}));

@@ -90,15 +90,63 @@ EDGE_CASES = [
     "",
 ]
 
-# Tokenizer variants: the model's metadata with these keys replaced.
+# Where llama.cpp's character classes and PCRE2's differ: letters, digits and punctuation assigned
+# in Unicode 15 and 15.1, which llama.cpp's tables know and PCRE2 10.42's do not (Kawi letters,
+# digits and punctuation, Kaktovik numerals, CJK extension H, Nag Mundari, Devanagari extended-A),
+# and U+180E. SmolLM2's merges never join their bytes, so they are tokenized under the byte
+# vocabularies below, whose merges join bytes across the places where the classes decide
+# pre-token boundaries.
+CLASS_CASES = [
+    "a\U00011F04 \U00011F05\U00011F06b",
+    "\U00011F50\U00011F51 \U0001D2C0\U0001D2C1 \U0001E4F0\U0001E4F1",
+    "x\U00031350\U00031351 \U0001E4D0\U0001E4D1",
+    "\U00011B00\U00011B01! \U00011F43? x\U00011F44",
+    # U+180E MONGOLIAN VOWEL SEPARATOR: whitespace to PCRE2, a format character to llama.cpp.
+    "a \u180eb \u180e\u180e c\u180e",
+]
+
+
+def byte_chars():
+    """GPT-2's bytes_to_unicode: the printable character that stands for each byte."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars, n = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(0x100 + n)
+            n += 1
+    return [chars[b] for b in range(256)]
+
+
+def byte_vocabulary(pre):
+    """The 256 byte characters and merges that join the bytes of neighbouring characters: a
+    letter or a space and the first byte of a 4- or 3-byte character ("a" + F0, " " + E1), the
+    last byte of one and the first of the next (84/90/91/... + F0), a last byte and "!", "?", "b".
+    """
+    c = byte_chars()
+    pairs = [(c[ord("a")], c[0xF0]), (c[ord("x")], c[0xF0])]
+    pairs += [(c[b], c[0xF0]) for b in (0x84, 0x85, 0x90, 0x91, 0x80, 0x81, 0xB0, 0x8D, 0x8E)]
+    pairs += [(c[b], c[ord(x)]) for b in (0x80, 0x81, 0x83, 0x84, 0x8E) for x in "!?b"]
+    pairs += [(c[ord(" ")], c[0xE1]), (c[ord("c")], c[0xE1])]
+    tokens = c + [a + b for a, b in pairs]
+    return {"tokenizer.ggml.pre": pre, "tokenizer.ggml.tokens": tokens,
+            "tokenizer.ggml.token_type": [1] * len(tokens),
+            "tokenizer.ggml.merges": [f"{a} {b}" for a, b in pairs]}
+
+
+# Tokenizer variants: the model's metadata with these keys replaced, and the texts each is tried on.
 VARIANTS = {
-    "smollm": {},
-    "smollm+bos+eos": {"tokenizer.ggml.add_bos_token": True, "tokenizer.ggml.add_eos_token": True},
-    "gpt-2": {"tokenizer.ggml.pre": "gpt-2"},
-    "default": {"tokenizer.ggml.pre": "default"},
-    "llama-bpe": {"tokenizer.ggml.pre": "llama-bpe"},
-    "qwen2": {"tokenizer.ggml.pre": "qwen2"},
+    "smollm": ({}, "edge"),
+    "smollm+bos+eos": ({"tokenizer.ggml.add_bos_token": True,
+                        "tokenizer.ggml.add_eos_token": True}, "edge"),
+    "gpt-2": ({"tokenizer.ggml.pre": "gpt-2"}, "edge+corpus"),
+    "default": ({"tokenizer.ggml.pre": "default"}, "edge+corpus"),
+    "llama-bpe": ({"tokenizer.ggml.pre": "llama-bpe"}, "edge+corpus"),
+    "qwen2": ({"tokenizer.ggml.pre": "qwen2"}, "edge+corpus"),
 }
+VARIANTS.update({f"bytes-{pre}": (byte_vocabulary(pre), "classes")
+                 for pre in ("smollm", "default", "llama-bpe", "qwen2")})
 
 
 def write_variant(reader, overrides, path):
@@ -110,9 +158,13 @@ def write_variant(reader, overrides, path):
         vtype = field.types[0]
         sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
         w.add_key_value(key, field.contents(), vtype, sub_type=sub)
+    T = gguf.GGUFValueType
     for key, value in overrides.items():
-        vtype = gguf.GGUFValueType.BOOL if isinstance(value, bool) else gguf.GGUFValueType.STRING
-        w.add_key_value(key, value, vtype)
+        if isinstance(value, list):
+            sub = T.STRING if isinstance(value[0], str) else T.INT32
+            w.add_key_value(key, value, T.ARRAY, sub_type=sub)
+        else:
+            w.add_key_value(key, value, T.BOOL if isinstance(value, bool) else T.STRING)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -172,12 +224,12 @@ def main():
     reader = gguf.GGUFReader(str(GGUF_PATH))
     cases = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, overrides in VARIANTS.items():
+        for name, (overrides, which) in VARIANTS.items():
             path = pathlib.Path(tmp) / f"{name}.gguf"
             write_variant(reader, overrides, path)
             v = Llama(model_path=str(path), vocab_only=True, verbose=False)
-            texts = [(t, "edge") for t in EDGE_CASES]
-            if name != "smollm":  # the smollm corpus ids are in token_ids.txt already
+            texts = [(t, "edge") for t in (CLASS_CASES if which == "classes" else EDGE_CASES)]
+            if which == "edge+corpus":  # (the smollm corpus ids are in token_ids.txt already)
                 texts += [(lines[i], f"corpus:{i}") for i in range(0, len(lines), SAMPLE_EVERY)]
             for text, source in texts:
                 for add_special, parse_special in ((False, True), (True, True), (False, False)):
@@ -199,15 +251,22 @@ def main():
                      f"(Llama(vocab_only=True).tokenize), variants written by gguf "
                      f"{versions['gguf']}",
         "model": f"models/{MODEL}/{GGUF_PATH.name}",
-        "variants": VARIANTS,
+        "variants": {name: overrides for name, (overrides, _) in VARIANTS.items()},
         "cases": cases,
     }
     with open(HERE / f"{MODEL}.tokenizer_cases.json", "w") as out:  # one case per line
-        head = {k: v for k, v in doc.items() if k != "cases"}
-        out.write(json.dumps(head, ensure_ascii=False, indent=1)[:-2] + ',\n "cases": [\n')
+        out.write("{\n")
+        for key in ("reference", "model"):
+            out.write(f' "{key}": {json.dumps(doc[key])},\n')
+        out.write(' "variants": {\n')
+        out.write(",\n".join(f"  {json.dumps(name)}: {json.dumps(v, ensure_ascii=False)}"
+                              for name, v in doc["variants"].items()))
+        out.write('\n },\n "cases": [\n')
         out.write(",\n".join(json.dumps(c, ensure_ascii=False) for c in cases))
         out.write("\n ]\n}\n")
     print(f"{len(cases)} cases over {len(VARIANTS)} variants")
+    for name in VARIANTS:
+        print(f"  {name}: {sum(c['variant'] == name for c in cases)} cases")
 
     compare_others(lines, golden)
 
