@@ -306,6 +306,26 @@ TEST(BpeTokenizer, WhitespaceIsLlamaCppsSet) {
             (std::vector<std::string_view>{"a", "\xE3\x80\x80\xE3\x80\x80", " b"}));
 }
 
+TEST(BpeTokenizer, LongRunsNeitherFailNorSplitWrongly) {
+  // A megabyte of one character class: PCRE2 must not run out of (JIT) stack backtracking
+  // through \s+(?!\S), and merging must stay near linear.
+  for (const char* pre : {"smollm", "default", "llama-bpe", "qwen2"}) {
+    Synthetic s({{"\xC4\xA0\xC4\xA0", Type::kNormal}}, {"\xC4\xA0 \xC4\xA0"}, pre);
+    s.writer.set_bool("tokenizer.ggml.add_bos_token", false);
+    BpeTokenizer t = s.load();
+    const std::string spaces = std::string(1 << 20, ' ') + "x";
+    std::vector<int32_t> ids = t.encode(spaces, false);
+    EXPECT_TRUE(t.decode(ids) == spaces) << pre;
+    // All but the last space (2^20 - 1: 2^19 - 1 pairs and one), then " x" (Ġ, x).
+    EXPECT_EQ(t.pre_tokenize(spaces).size(), 2u) << pre;
+    EXPECT_EQ(ids.size(), (1u << 19) + 2) << pre;
+    for (char c : {'a', '!', '7', '\n'}) {
+      const std::string run(1 << 20, c);
+      EXPECT_TRUE(t.decode(t.encode(run, false)) == run) << pre << " " << int(c);
+    }
+  }
+}
+
 TEST(BpeTokenizer, RejectsInvalidUtf8) {
   BpeTokenizer t = Synthetic({}, {}).load();
   try {
