@@ -5,7 +5,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 packages=(build-essential cmake pkg-config unzip python3 python3-pip
-          libdnnl-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev libgtest-dev libgmock-dev
+          libdnnl-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev libpcre2-dev libgtest-dev libgmock-dev
           libfaiss-dev zlib1g-dev valgrind)
 missing=()
 for p in "${packages[@]}"; do
