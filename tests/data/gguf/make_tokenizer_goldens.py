@@ -3,8 +3,9 @@
 llama.cpp's own tokenizer, through llama-cpp-python's bindings (Llama(..., vocab_only=True)
 .tokenize(text, add_bos, special)), run on the GGUF file itself.
 
-llama-cpp-python ships only a source distribution: pip compiles llama.cpp (about 20 minutes on two
-cores with the options below; nothing but the library is needed):
+llama-cpp-python ships only a source distribution: pip compiles llama.cpp (17 minutes on two
+cores with the options below, which build nothing but the library). It is not in
+scripts/reference/requirements.txt for that reason:
 
     CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=ON -DGGML_OPENMP=OFF -DLLAMA_BUILD_TESTS=OFF \\
                 -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \\
@@ -19,12 +20,15 @@ Writes into tests/data/gguf/:
                                             parsed, no BOS/EOS), one line of ids per corpus line
   SmolLM2-135M-Instruct.tokenizer_cases.json  hand-picked edge cases (digits, contractions, runs
                                             of spaces, newlines, tabs, emoji, special tokens, other
-                                            scripts and Unicode whitespace), each under several
-                                            variants of the model's tokenizer: its vocabulary and
-                                            merges with tokenizer.ggml.pre set to another
-                                            pre-tokenizer (gpt-2, default, llama-bpe, qwen2) or
-                                            with add_bos_token/add_eos_token set; plus every 50th
-                                            corpus line under each variant. A variant is the
+                                            scripts and Unicode whitespace), each under variants of
+                                            the model's tokenizer: its vocabulary and merges with
+                                            tokenizer.ggml.pre set to another pre-tokenizer
+                                            (gpt-2, default, llama-bpe, qwen2) or with
+                                            add_bos_token/add_eos_token set, plus every 50th
+                                            corpus line under the four other pre-tokenizers; and
+                                            byte vocabularies (bytes-*) whose merges cross the
+                                            pre-token boundaries that Unicode 15 characters and
+                                            U+180E decide, on texts made of those. A variant is the
                                             model's metadata with those keys replaced, written
                                             without tensors to a temporary file for llama.cpp.
 
