@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <vector>
@@ -48,5 +50,9 @@ class PrefillModel {
     return static_cast<size_t>(num_heads()) * cpu::attention_map_size(n, causal());
   }
 };
+
+// Loads a model by name or path: a Hugging Face directory with config.json is a BERT sentence
+// embedder; a .gguf file, or a directory holding one, is a decoder. Throws core::Error.
+std::unique_ptr<PrefillModel> load_prefill_model(const std::string& name_or_path);
 
 }  // namespace attncache

@@ -5,16 +5,19 @@
 
 #include "attncache/cli/embed_command.h"
 #include "attncache/cli/memo_command.h"
+#include "attncache/cli/score_command.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
   CLI::App app(
-      "attncache: prefill-only transformer inference (embeddings) on the CPU, with hooks to\n"
-      "record and reuse attention maps: `build` makes an attention-map database from a corpus,\n"
-      "`eval` measures AttnCache (reuse of the nearest stored input's maps) on queries.\n\n"
-      "Models are Hugging Face directories (config.json, model.safetensors, tokenizer.json,\n"
-      "sentence-transformers pooling files); a bare name resolves to models/<name>/, which\n"
-      "scripts/fetch-models.sh fills.\n\n"
+      "attncache: prefill-only transformer inference on the CPU (sentence embeddings with BERT\n"
+      "encoders; multiple-choice and log-likelihood scoring with Llama-family decoders), with\n"
+      "hooks to record and reuse attention maps: `build` makes an attention-map database from a\n"
+      "corpus, `eval` measures AttnCache (reuse of the nearest stored input's maps) on queries,\n"
+      "`score` runs decoder tasks with exact, prefix-KV and AttnCache paths side by side.\n\n"
+      "Encoders are Hugging Face directories (config.json, model.safetensors, tokenizer.json,\n"
+      "sentence-transformers pooling files); decoders are GGUF files. A bare name resolves to\n"
+      "models/<name>/, which scripts/fetch-models.sh fills.\n\n"
       "Exit codes: 0 ok, 1 internal failure, 2 bad input or usage.");
   app.require_subcommand(1);
   attncache::cli::add_embed_command(app);
@@ -22,6 +25,7 @@ int main(int argc, char** argv) {
   attncache::cli::add_tokenize_command(app);
   attncache::cli::add_build_command(app);
   attncache::cli::add_eval_command(app);
+  attncache::cli::add_score_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,7 +7,8 @@
 #include <filesystem>
 #include <sstream>
 
-#include "attncache/embedder.h"
+#include "attncache/prefill_model.h"
+#include "attncache/tasks/multiple_choice.h"
 #include "attncache/memo/evaluation.h"
 #include "attncache/memo/map_database.h"
 #include "core/atomic_file.h"
@@ -20,6 +21,9 @@ namespace {
 struct BuildCliOptions {
   std::string model = "all-MiniLM-L6-v2";
   std::string corpus;
+  std::string mmlu;
+  std::string mmlu_split = "validation";
+  int shots = 5;
   std::string db;
   size_t max_entries = 0;
   int max_length = 0;
@@ -48,14 +52,14 @@ struct EvalCliOptions {
   float max_tv = 0.02f;
 };
 
-Embedder load_model(const std::string& model, int threads) {
+std::unique_ptr<PrefillModel> load_model(const std::string& model, int threads) {
   if (threads > 0) omp_set_num_threads(threads);
-  return Embedder::load(resolve_model_dir(model));
+  return load_prefill_model(model);
 }
 
-int checked_max_tokens(const Embedder& embedder, int max_length) {
-  const int limit = embedder.config().bert.max_position_embeddings;
-  const int max_tokens = max_length > 0 ? max_length : embedder.config().max_tokens();
+int checked_max_tokens(const PrefillModel& model, int max_length) {
+  const int limit = model.context_limit();
+  const int max_tokens = max_length > 0 ? max_length : model.max_tokens();
   if (max_tokens > limit) {
     core::throw_bad_input("--max-length ", max_tokens, " exceeds the model's ", limit,
                           " positions");
@@ -63,10 +67,22 @@ int checked_max_tokens(const Embedder& embedder, int max_length) {
   return max_tokens;
 }
 
+// The build's inputs: the corpus's lines, or MMLU prompts for a decoder.
+std::vector<std::string> build_inputs(const BuildCliOptions& o, const PrefillModel& model) {
+  if (o.mmlu.empty()) return core::read_lines(o.corpus);
+  if (!model.causal()) core::throw_bad_input("--mmlu prompts are for decoder models");
+  const std::vector<tasks::McQuestion> dev = tasks::read_mmlu_split(o.mmlu, "dev");
+  std::vector<tasks::McQuestion> questions = tasks::read_mmlu_split(o.mmlu, o.mmlu_split);
+  return tasks::mmlu_prompts(questions, dev, o.shots);
+}
+
 void run_build(const BuildCliOptions& o) {
-  Embedder embedder = load_model(o.model, o.threads);
+  if (o.corpus.empty() == o.mmlu.empty()) {
+    core::throw_bad_input("give the inputs with exactly one of --corpus and --mmlu");
+  }
+  std::unique_ptr<PrefillModel> model = load_model(o.model, o.threads);
   memo::BuildOptions options;
-  options.max_tokens = checked_max_tokens(embedder, o.max_length);
+  options.max_tokens = checked_max_tokens(*model, o.max_length);
   options.max_entries = o.max_entries;
   options.map_dtype = o.map_dtype == "BF16" ? core::DType::kBF16
                       : o.map_dtype == "P8" ? core::DType::kP8
@@ -76,8 +92,8 @@ void run_build(const BuildCliOptions& o) {
   options.train.seed = o.seed;
   options.label.length_weight = o.length_weight;
   options.progress = true;
-  const std::vector<std::string> texts = core::read_lines(o.corpus);
-  const memo::BuildReport r = memo::MapDatabase::build(embedder, texts, o.db, options);
+  const std::vector<std::string> texts = build_inputs(o, *model);
+  const memo::BuildReport r = memo::MapDatabase::build(*model, texts, o.db, options);
   std::printf(
       "built %s: %zu entries from %zu lines (%zu empty, %zu duplicate, %zu truncated to "
       "%d tokens)\n",
@@ -167,18 +183,18 @@ void run_eval(const EvalCliOptions& o) {
   if (!(o.threshold >= 0.0 && o.threshold <= 1.0)) {
     core::throw_bad_input("--threshold ", o.threshold, " is out of range: it must lie in [0, 1]");
   }
-  Embedder embedder = load_model(o.model, o.threads);
-  memo::MapDatabase db = memo::MapDatabase::open(o.db, embedder.fingerprint(), !o.skip_crc_check);
+  std::unique_ptr<PrefillModel> model = load_model(o.model, o.threads);
+  memo::MapDatabase db = memo::MapDatabase::open(o.db, model->fingerprint(), !o.skip_crc_check);
   if (o.search_breadth > 0) db.index().set_search_breadth(o.search_breadth);
   const std::vector<std::string> lines = core::read_lines(o.queries);
-  const int max_tokens = db.max_tokens() > 0 ? db.max_tokens() : embedder.config().max_tokens();
+  const int max_tokens = db.max_tokens() > 0 ? db.max_tokens() : model->max_tokens();
   const int longest = db.max_stored_tokens();
   std::vector<std::vector<int32_t>> queries;
   for (size_t i = 0; i < lines.size(); ++i) {
     if (lines[i].find_first_not_of(" \t\r") == std::string::npos) continue;
     Encoding enc;
     try {
-      enc = embedder.tokenize(lines[i], max_tokens);
+      enc = model->tokenize(lines[i], max_tokens);
     } catch (const core::Error& e) {
       core::throw_bad_input(o.queries, ": line ", i + 1, ": ", e.what());
     }
@@ -198,7 +214,7 @@ void run_eval(const EvalCliOptions& o) {
   options.policy.heads = memo::ReusePolicy::parse_mask(o.heads, db.heads(), "--heads");
   options.verification = {!o.paper_mode, o.max_tv};
   options.progress = true;
-  nlohmann::json report = memo::evaluate(embedder, db, queries, options);
+  nlohmann::json report = memo::evaluate(*model, db, queries, options);
   report["model"] = o.model;
   report["db"] = o.db;
   report["queries_file"] = o.queries;
@@ -221,7 +237,15 @@ void add_build_command(CLI::App& app) {
       "every layer's attention probabilities and the projector input per distinct input, train "
       "the feature projector on pairs, and index one projection per input with Faiss.");
   cmd->add_option("-m,--model", o->model, "model name or directory")->capture_default_str();
-  cmd->add_option("--corpus", o->corpus, "text file, one input per line")->required();
+  cmd->add_option("--corpus", o->corpus, "text file, one input per line");
+  cmd->add_option("--mmlu", o->mmlu,
+                  "instead of --corpus, for a decoder: an MMLU folder (dev/, validation/, test/ "
+                  "of <subject>_<split>.csv); its --mmlu-split questions as k-shot prompts");
+  cmd->add_option("--mmlu-split", o->mmlu_split, "the split whose prompts are stored")
+      ->capture_default_str();
+  cmd->add_option("--shots", o->shots, "solved dev examples before each stored question")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 5));
   cmd->add_option("--db", o->db,
                   "database directory (created; an existing database there is "
                   "replaced atomically)")

@@ -72,6 +72,7 @@ class GgufFile {
   uint32_t version() const { return version_; }
   uint32_t alignment() const { return alignment_; }
   const std::string& path() const { return file_.path(); }
+  const core::MappedFile& mapped() const { return file_; }
   // Byte offset of the data section in the file.
   uint64_t data_offset() const { return data_offset_; }
 

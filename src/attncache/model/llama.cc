@@ -212,10 +212,7 @@ const std::vector<float>& LlamaModel::forward(const std::vector<std::vector<int3
     ws.timings.attention_flops += attention_flops * c.num_layers;
   }
   for (size_t s = 0; s < batch.size(); ++s) {
-    for (size_t i = 0; i < batch[s].size(); ++i) {
-      std::memcpy(ws.hidden.data() + (seqs[s].offset + i) * d,
-                  token_embd_.data() + static_cast<size_t>(batch[s][i]) * d, d * sizeof(float));
-    }
+    embed_tokens(batch[s], ws.hidden.data() + static_cast<size_t>(seqs[s].offset) * d);
   }
   if (save != nullptr) {
     save->k.resize(c.num_layers);
@@ -298,6 +295,14 @@ const std::vector<float>& LlamaModel::forward(const std::vector<std::vector<int3
   cpu::rmsnorm(ws.hidden.data(), output_norm_.data(), c.rms_norm_eps, ws.hidden.data(), total, d);
   timer.mark(&ForwardProfile::other_seconds);
   return ws.hidden;
+}
+
+void LlamaModel::embed_tokens(const std::vector<int32_t>& ids, float* out) const {
+  const int d = config_.hidden_size;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    std::memcpy(out + i * d, token_embd_.data() + static_cast<size_t>(ids[i]) * d,
+                d * sizeof(float));
+  }
 }
 
 void LlamaModel::logits(const float* hidden, int rows, float* out) const {

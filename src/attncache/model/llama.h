@@ -75,6 +75,9 @@ class LlamaModel {
                                     LlamaWorkspace& ws, AttentionHook* hook = nullptr,
                                     const KvCache* past = nullptr, KvCache* save = nullptr) const;
 
+  // The token embeddings of `ids` (valid ids: forward checks them), [ids.size() × hidden].
+  void embed_tokens(const std::vector<int32_t>& ids, float* out) const;
+
   // out[rows × vocab] = the LM head applied to `rows` hidden states (rows of forward's output).
   void logits(const float* hidden, int rows, float* out) const;
 

@@ -1,0 +1,141 @@
+#include "attncache/decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "attncache/model/model_config.h"
+#include "core/error.h"
+#include "core/record_store.h"
+
+namespace attncache {
+namespace fs = std::filesystem;
+namespace {
+
+std::string find_gguf(const std::string& name_or_path) {
+  if (fs::is_regular_file(name_or_path)) return name_or_path;
+  const fs::path dir = resolve_model_dir(name_or_path);
+  std::vector<fs::path> found;
+  for (const auto& item : fs::directory_iterator(dir)) {
+    if (item.path().extension() == ".gguf") found.push_back(item.path());
+  }
+  if (found.size() != 1) {
+    core::throw_bad_input(dir.string(), found.empty() ? " holds no .gguf file"
+                                                      : " holds several .gguf files; name one");
+  }
+  return found[0].string();
+}
+
+// log Σ exp(row), stable.
+double log_sum_exp(const float* row, int n) {
+  const float mx = *std::max_element(row, row + n);
+  double sum = 0;
+  for (int v = 0; v < n; ++v) sum += std::exp(static_cast<double>(row[v]) - mx);
+  return mx + std::log(sum);
+}
+
+}  // namespace
+
+std::unique_ptr<Decoder> Decoder::load(const std::string& name_or_path) {
+  const std::string path = find_gguf(name_or_path);
+  std::unique_ptr<LlamaModel> model = LlamaModel::load(path);
+  BpeTokenizer tokenizer = BpeTokenizer::from_gguf(model->file());
+  if (tokenizer.vocab_size() > static_cast<size_t>(model->config().vocab_size)) {
+    core::throw_bad_input(path, ": the tokenizer has ", tokenizer.vocab_size(),
+                          " tokens, the embedding only ", model->config().vocab_size);
+  }
+  return std::unique_ptr<Decoder>(new Decoder(std::move(model), std::move(tokenizer)));
+}
+
+Encoding Decoder::tokenize(std::string_view text, int max_tokens) const {
+  Encoding e;
+  e.ids = tokenizer_.encode(text, /*add_special=*/true, /*parse_special=*/false);
+  if (max_tokens > 0 && e.ids.size() > static_cast<size_t>(max_tokens)) {
+    e.ids.resize(max_tokens);
+    e.truncated = true;
+  }
+  return e;
+}
+
+void Decoder::layer0_input(const std::vector<int32_t>& ids, float* out) const {
+  model_->embed_tokens(ids, out);
+}
+
+std::vector<float> Decoder::embed(const std::vector<std::vector<int32_t>>& batch,
+                                  AttentionHook* hook) {
+  return last_hidden(batch, model_->forward(batch, workspace_, hook));
+}
+
+std::vector<float> Decoder::embed_after(const std::vector<std::vector<int32_t>>& batch,
+                                        const KvCache* past) {
+  return last_hidden(batch, model_->forward(batch, workspace_, nullptr, past));
+}
+
+std::vector<float> Decoder::last_hidden(const std::vector<std::vector<int32_t>>& batch,
+                                        const std::vector<float>& hidden) const {
+  const int d = dim();
+  std::vector<float> out(batch.size() * d);
+  size_t offset = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    offset += batch[s].size();
+    std::memcpy(out.data() + s * d, hidden.data() + (offset - 1) * d, d * sizeof(float));
+  }
+  return out;
+}
+
+nlohmann::json Decoder::fingerprint() const {
+  const LlamaConfig& c = model_->config();
+  const GgufFile& f = model_->file();
+  char tokenizer[17];
+  std::snprintf(tokenizer, sizeof tokenizer, "%016llx",
+                static_cast<unsigned long long>(tokenizer_.fingerprint()));
+  return {{"architecture", c.architecture},
+          {"hidden_size", c.hidden_size},
+          {"num_layers", c.num_layers},
+          {"num_heads", c.num_heads},
+          {"num_kv_heads", c.num_kv_heads},
+          {"intermediate_size", c.intermediate_size},
+          {"vocab_size", c.vocab_size},
+          {"context_length", c.context_length},
+          {"weights_crc32", core::crc32(f.mapped().data(), f.mapped().size())},
+          {"tokenizer", tokenizer}};
+}
+
+std::vector<double> Decoder::token_log_probs(const std::vector<int32_t>& ids) {
+  const int n = static_cast<int>(ids.size());
+  const int vocab = model_->config().vocab_size, d = dim();
+  const std::vector<float>& hidden = model_->forward({ids}, workspace_);
+  std::vector<double> out;
+  out.reserve(n > 0 ? n - 1 : 0);
+  // The LM head in slices of rows: [rows × vocab] logits are 196 KB per row.
+  constexpr int kRows = 64;
+  std::vector<float> logits(static_cast<size_t>(kRows) * vocab);
+  for (int r0 = 0; r0 + 1 < n; r0 += kRows) {
+    const int rows = std::min(kRows, n - 1 - r0);
+    model_->logits(hidden.data() + static_cast<size_t>(r0) * d, rows, logits.data());
+    for (int r = 0; r < rows; ++r) {
+      const float* row = logits.data() + static_cast<size_t>(r) * vocab;
+      out.push_back(row[ids[r0 + r + 1]] - log_sum_exp(row, vocab));
+    }
+  }
+  return out;
+}
+
+std::vector<float> Decoder::candidate_log_probs(std::span<const float> hidden, size_t inputs,
+                                                std::span<const int32_t> candidates) const {
+  const int vocab = model_->config().vocab_size;
+  std::vector<float> logits(inputs * vocab);
+  model_->logits(hidden.data(), static_cast<int>(inputs), logits.data());
+  std::vector<float> out(inputs * candidates.size());
+  for (size_t s = 0; s < inputs; ++s) {
+    const float* row = logits.data() + s * vocab;
+    const double lse = log_sum_exp(row, vocab);
+    for (size_t k = 0; k < candidates.size(); ++k) {
+      out[s * candidates.size() + k] = static_cast<float>(row[candidates[k]] - lse);
+    }
+  }
+  return out;
+}
+
+}  // namespace attncache
