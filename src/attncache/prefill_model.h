@@ -8,8 +8,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <string_view>
 #include <vector>
 

@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <sstream>
 
-#include "attncache/prefill_model.h"
-#include "attncache/tasks/multiple_choice.h"
 #include "attncache/memo/evaluation.h"
 #include "attncache/memo/map_database.h"
+#include "attncache/prefill_model.h"
+#include "attncache/tasks/multiple_choice.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/text_lines.h"

@@ -97,8 +97,8 @@ void run_mmlu(const MmluOptions& o) {
       core::throw_bad_input("--paths: unknown path '", p, "' (exact, prefix_kv, attncache)");
     }
   }
-  if (!o.db.empty() && std::find(paths.begin(), paths.end(), tasks::McPath::kAttnCache) ==
-                           paths.end()) {
+  if (!o.db.empty() &&
+      std::find(paths.begin(), paths.end(), tasks::McPath::kAttnCache) == paths.end()) {
     paths.push_back(tasks::McPath::kAttnCache);
   }
   const bool attncache =
@@ -159,14 +159,15 @@ void run_mmlu(const MmluOptions& o) {
     auto& [right, total] = by_subject[questions[i].subject];
     total += questions[i].answer >= 0;
     right += questions[i].answer >= 0 && runs[0].answers[i].predicted == questions[i].answer;
-    nlohmann::json a = {{"subject", questions[i].subject},
-                        {"tokens", runs[0].answers[i].tokens},
-                        {"answer", questions[i].answer >= 0
-                                       ? std::string(1, char('A' + questions[i].answer))
-                                       : std::string()}};
+    nlohmann::json a = {
+        {"subject", questions[i].subject},
+        {"tokens", runs[0].answers[i].tokens},
+        {"answer", questions[i].answer >= 0 ? std::string(1, char('A' + questions[i].answer))
+                                            : std::string()}};
     for (const tasks::McRun& r : runs) {
-      a[tasks::mc_path_name(r.path)] = {{"predicted", std::string(1, char('A' + r.answers[i].predicted))},
-                                        {"log_probs", r.answers[i].log_probs}};
+      a[tasks::mc_path_name(r.path)] = {
+          {"predicted", std::string(1, char('A' + r.answers[i].predicted))},
+          {"log_probs", r.answers[i].log_probs}};
       if (r.path == tasks::McPath::kAttnCache) a["attncache"]["hit"] = r.answers[i].hit;
     }
     answers.push_back(std::move(a));
@@ -180,19 +181,21 @@ void run_mmlu(const MmluOptions& o) {
 
   std::printf("%s, MMLU %s, %zu questions, %d-shot, batch %d, %d threads\n\n", o.model.c_str(),
               o.split.c_str(), questions.size(), o.shots, o.batch, omp_get_max_threads());
-  std::printf("%-11s %9s %10s %12s %10s %10s %9s\n", "path", "accuracy", "agreement",
-              "ms/question", "speedup", "computed", "hit rate");
+  std::printf("%-11s %9s %10s %12s %10s %10s %9s\n", "path", "accuracy", "agreement", "ms/question",
+              "speedup", "computed", "hit rate");
   for (const auto& p : report["paths"]) {
     auto get = [&](const char* k) { return p.contains(k) ? p[k].get<double>() : NAN; };
     std::printf("%-11s %8.1f%% %9.1f%% %12.1f %9.2fx %9.0f%% %8s\n",
                 p["path"].get<std::string>().c_str(), 100 * get("accuracy"),
                 100 * get("agreement_with_exact"), get("ms_per_question"), get("speedup_vs_exact"),
                 100 * get("computed_tokens") / get("prompt_tokens"),
-                p.contains("hit_rate") ? (std::to_string(int(std::lround(100 * get("hit_rate")))) + "%").c_str()
-                                       : "-");
+                p.contains("hit_rate")
+                    ? (std::to_string(int(std::lround(100 * get("hit_rate")))) + "%").c_str()
+                    : "-");
   }
-  std::printf("\n(computed: prompt tokens run through the model; the rest come from the cached "
-              "header)\n");
+  std::printf(
+      "\n(computed: prompt tokens run through the model; the rest come from the cached "
+      "header)\n");
   report["answers"] = std::move(answers);
   write_json(o.json, report);
 }
@@ -240,9 +243,10 @@ void run_text(const std::string& model, const std::string& input, const std::str
                     {"token_log_probs", lp}});
   }
   const double ppl = total_tokens > 0 ? std::exp(-total_lp / total_tokens) : NAN;
-  std::printf("\n%zu lines, %zu scored tokens (each token given the ones before it on its line), "
-              "perplexity %.3f\n",
-              lines.size(), total_tokens, ppl);
+  std::printf(
+      "\n%zu lines, %zu scored tokens (each token given the ones before it on its line), "
+      "perplexity %.3f\n",
+      lines.size(), total_tokens, ppl);
   write_json(json, {{"model", model},
                     {"input", input},
                     {"scored_tokens", total_tokens},
@@ -269,12 +273,14 @@ void add_score_command(CLI::App& app) {
       "prefix_kv (the k-shot header's keys and values computed once per subject and reused:\n"
       "lossless); attncache (with --db: reuse the attention maps of a similar stored prompt).\n"
       "Reports accuracy, agreement with the exact answers, time per question and hit rate.");
-  mmlu->add_option("-m,--model", o->model, "decoder: a name under models/, a .gguf file or a "
-                                           "directory holding one")
+  mmlu->add_option("-m,--model", o->model,
+                   "decoder: a name under models/, a .gguf file or a "
+                   "directory holding one")
       ->capture_default_str();
-  mmlu->add_option("--data", o->data,
-                   "MMLU folder (dev/, test/, … of <subject>_<split>.csv: question,A,B,C,D,answer); "
-                   "scripts/fetch-datasets.sh mmlu fetches it")
+  mmlu->add_option(
+          "--data", o->data,
+          "MMLU folder (dev/, test/, … of <subject>_<split>.csv: question,A,B,C,D,answer); "
+          "scripts/fetch-datasets.sh mmlu fetches it")
       ->capture_default_str();
   mmlu->add_option("--split", o->split, "split to answer (dev examples make the shots)")
       ->capture_default_str();

@@ -88,8 +88,7 @@ McRun score_mc(Decoder& decoder, const McPrompts& prompts, McPath path, const Mc
     run.answers[i].tokens = static_cast<int>(prompts.ids[i].size());
     run.answers[i].computed_tokens = run.answers[i].tokens;
   }
-  core::Progress progress(std::string("scoring (") + mc_path_name(path) + ")", n,
-                          options.progress);
+  core::Progress progress(std::string("scoring (") + mc_path_name(path) + ")", n, options.progress);
   core::Stopwatch watch;
   const size_t batch = static_cast<size_t>(std::max(1, options.batch));
   // Questions sharing a header (one subject) are consecutive; each group is one unit of work.

@@ -48,7 +48,7 @@ struct McRun {
 struct McPrompts {
   std::vector<std::vector<int32_t>> ids;
   std::vector<std::vector<int32_t>> header_ids;  // per question: its subject's header, tokenized
-  std::array<int32_t, 4> letter_ids{};            // " A" … " D"
+  std::array<int32_t, 4> letter_ids{};           // " A" … " D"
 };
 McPrompts build_mc_prompts(const Decoder& decoder, const std::vector<McQuestion>& questions,
                            const std::vector<McQuestion>& dev, int shots, int max_tokens);

@@ -53,8 +53,9 @@ std::vector<std::vector<std::string>> parse_csv(const std::string& text, const s
       field += c;
     }
   }
-  if (quoted) core::throw_bad_input(path, ": a quoted field opened on line ", record_line,
-                                    " is never closed");
+  if (quoted)
+    core::throw_bad_input(path, ": a quoted field opened on line ", record_line,
+                          " is never closed");
   if (in_record) {
     fields.push_back(std::move(field));
     records.push_back(std::move(fields));
@@ -96,9 +97,10 @@ std::vector<McQuestion> read_mmlu_csv(const std::string& path, const std::string
 std::vector<McQuestion> read_mmlu_split(const std::string& dir, const std::string& split) {
   const fs::path folder = fs::path(dir) / split;
   if (!fs::is_directory(folder)) {
-    core::throw_bad_input(folder.string(), " does not exist (an MMLU folder holds dev/, test/ "
-                                           "… of <subject>_<split>.csv; scripts/fetch-datasets.sh "
-                                           "mmlu fetches it)");
+    core::throw_bad_input(folder.string(),
+                          " does not exist (an MMLU folder holds dev/, test/ "
+                          "… of <subject>_<split>.csv; scripts/fetch-datasets.sh "
+                          "mmlu fetches it)");
   }
   const std::string suffix = "_" + split + ".csv";
   std::vector<fs::path> files;
