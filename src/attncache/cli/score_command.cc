@@ -132,7 +132,8 @@ void run_mmlu(const MmluOptions& o) {
   options.progress = true;
   decoder->embed({prompts.ids[0]});  // warm up: page in weights, size buffers
 
-  std::vector<tasks::McRun> runs;
+  const std::vector<tasks::McRun> runs =
+      tasks::score_mc(*decoder, prompts, paths, options, cache.get());
   nlohmann::json report = {{"model", o.model},
                            {"data", o.data},
                            {"split", o.split},
@@ -141,9 +142,8 @@ void run_mmlu(const MmluOptions& o) {
                            {"batch", o.batch},
                            {"threads", omp_get_max_threads()},
                            {"paths", nlohmann::json::array()}};
-  for (tasks::McPath path : paths) {
-    runs.push_back(tasks::score_mc(*decoder, prompts, path, options, cache.get()));
-    report["paths"].push_back(tasks::summarize(runs.back(), &runs.front(), questions));
+  for (const tasks::McRun& run : runs) {
+    report["paths"].push_back(tasks::summarize(run, &runs.front(), questions));
   }
   if (db) {
     report["db"] = {{"dir", o.db},

@@ -1,6 +1,7 @@
 #include "attncache/tasks/mc_scoring.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "core/error.h"
@@ -75,71 +76,93 @@ McPrompts build_mc_prompts(const Decoder& decoder, const std::vector<McQuestion>
   return p;
 }
 
-McRun score_mc(Decoder& decoder, const McPrompts& prompts, McPath path, const McOptions& options,
-               memo::AttnCache* cache) {
-  if (path == McPath::kAttnCache && cache == nullptr) {
-    core::throw_internal("score_mc: AttnCache scoring needs a cache");
-  }
-  McRun run;
-  run.path = path;
-  const size_t n = prompts.ids.size();
-  run.answers.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    run.answers[i].tokens = static_cast<int>(prompts.ids[i].size());
-    run.answers[i].computed_tokens = run.answers[i].tokens;
-  }
-  core::Progress progress(std::string("scoring (") + mc_path_name(path) + ")", n, options.progress);
-  core::Stopwatch watch;
+namespace {
+
+// Scores questions [g0, g1) (one subject: they share a header) along one path into `run`.
+void score_group(Decoder& decoder, const McPrompts& prompts, size_t g0, size_t g1,
+                 const McOptions& options, memo::AttnCache* cache, McRun* run) {
   const size_t batch = static_cast<size_t>(std::max(1, options.batch));
-  // Questions sharing a header (one subject) are consecutive; each group is one unit of work.
-  for (size_t g0 = 0; g0 < n;) {
+  KvCache header;
+  size_t prefix = 0;
+  if (run->path == McPath::kPrefixKv) {
+    // The tokens every prompt of the group starts with (the header's last token may merge with
+    // the question's first), leaving each at least one token of its own.
+    prefix = prompts.header_ids[g0].size();
+    for (size_t i = g0; i < g1; ++i) {
+      prefix = std::min({prefix, common_prefix(prompts.ids[i], prompts.header_ids[g0]),
+                         prompts.ids[i].size() - 1});
+    }
+    if (prefix > 0) {
+      const std::vector<int32_t> head(prompts.header_ids[g0].begin(),
+                                      prompts.header_ids[g0].begin() + prefix);
+      decoder.model().forward({head}, decoder.workspace(), nullptr, nullptr, &header);
+      run->kv_cache_bytes = std::max(run->kv_cache_bytes, header.bytes());
+    }
+  }
+  for (size_t b0 = g0; b0 < g1; b0 += batch) {
+    const size_t b1 = std::min(g1, b0 + batch);
+    std::vector<std::vector<int32_t>> ids;
+    for (size_t i = b0; i < b1; ++i) {
+      ids.emplace_back(prompts.ids[i].begin() + prefix, prompts.ids[i].end());
+      run->answers[i].computed_tokens = static_cast<int>(ids.back().size());
+    }
+    std::vector<float> hidden;
+    if (run->path == McPath::kAttnCache) {
+      std::vector<memo::Lookup> lookups;
+      hidden = cache->embed(ids, &lookups);
+      for (size_t i = b0; i < b1; ++i) {
+        run->answers[i].lookup = lookups[i - b0];
+        run->answers[i].hit = lookups[i - b0].hit;
+      }
+    } else {
+      hidden = decoder.embed_after(ids, prefix > 0 ? &header : nullptr);
+    }
+    read_answers(decoder, hidden, b1 - b0, prompts, run->answers.data() + b0);
+  }
+}
+
+}  // namespace
+
+std::vector<McRun> score_mc(Decoder& decoder, const McPrompts& prompts,
+                            const std::vector<McPath>& paths, const McOptions& options,
+                            memo::AttnCache* cache) {
+  const size_t n = prompts.ids.size();
+  std::vector<McRun> runs(paths.size());
+  for (size_t p = 0; p < paths.size(); ++p) {
+    if (paths[p] == McPath::kAttnCache && cache == nullptr) {
+      core::throw_internal("score_mc: AttnCache scoring needs a cache");
+    }
+    runs[p].path = paths[p];
+    runs[p].answers.resize(n);
+    for (size_t i = 0; i < n; ++i)
+      runs[p].answers[i].tokens = static_cast<int>(prompts.ids[i].size());
+  }
+  core::Progress progress("scoring " + std::to_string(paths.size()) + " path(s)", n,
+                          options.progress);
+  // Subject by subject, every path in turn, the first path rotating: all paths see the same
+  // machine state on average (this machine's speed drifts, and other jobs come and go).
+  size_t group = 0;
+  for (size_t g0 = 0; g0 < n; ++group) {
     size_t g1 = g0 + 1;
     while (g1 < n && prompts.header_ids[g1] == prompts.header_ids[g0]) ++g1;
-    KvCache header;
-    size_t prefix = 0;
-    if (path == McPath::kPrefixKv) {
-      // The tokens every prompt of the group starts with (the header's last token may merge
-      // with the question's first), leaving each at least one token of its own.
-      prefix = prompts.header_ids[g0].size();
-      for (size_t i = g0; i < g1; ++i) {
-        prefix = std::min({prefix, common_prefix(prompts.ids[i], prompts.header_ids[g0]),
-                           prompts.ids[i].size() - 1});
-      }
-      if (prefix > 0) {
-        const std::vector<int32_t> head(prompts.header_ids[g0].begin(),
-                                        prompts.header_ids[g0].begin() + prefix);
-        decoder.model().forward({head}, decoder.workspace(), nullptr, nullptr, &header);
-        run.kv_cache_bytes = std::max(run.kv_cache_bytes, header.bytes());
-      }
+    for (size_t k = 0; k < paths.size(); ++k) {
+      McRun& run = runs[(group + k) % paths.size()];
+      core::Stopwatch watch;
+      score_group(decoder, prompts, g0, g1, options, cache, &run);
+      run.seconds += watch.seconds();
     }
-    for (size_t b0 = g0; b0 < g1; b0 += batch) {
-      const size_t b1 = std::min(g1, b0 + batch);
-      std::vector<std::vector<int32_t>> ids;
-      for (size_t i = b0; i < b1; ++i) {
-        ids.emplace_back(prompts.ids[i].begin() + prefix, prompts.ids[i].end());
-        run.answers[i].computed_tokens = static_cast<int>(ids.back().size());
-      }
-      std::vector<float> hidden;
-      if (path == McPath::kAttnCache) {
-        std::vector<memo::Lookup> lookups;
-        hidden = cache->embed(ids, &lookups);
-        for (size_t i = b0; i < b1; ++i) run.answers[i].hit = lookups[i - b0].hit;
-      } else {
-        hidden = decoder.embed_after(ids, prefix > 0 ? &header : nullptr);
-      }
-      read_answers(decoder, hidden, b1 - b0, prompts, run.answers.data() + b0);
-      progress.advance(b1 - b0);
-    }
+    progress.advance(g1 - g0);
     g0 = g1;
   }
-  run.seconds = watch.seconds();
   progress.finish();
-  return run;
+  return runs;
 }
 
 nlohmann::json summarize(const McRun& run, const McRun* exact,
                          const std::vector<McQuestion>& questions) {
   size_t labelled = 0, correct = 0, agree = 0, hits = 0, tokens = 0, computed = 0;
+  size_t candidates = 0, hit_agree = 0;
+  std::vector<double> tv;
   for (size_t i = 0; i < run.answers.size(); ++i) {
     const McAnswer& a = run.answers[i];
     if (questions[i].answer >= 0) {
@@ -148,6 +171,9 @@ nlohmann::json summarize(const McRun& run, const McRun* exact,
     }
     if (exact != nullptr) agree += a.predicted == exact->answers[i].predicted;
     hits += a.hit;
+    candidates += a.lookup.entry >= 0;
+    if (a.hit && exact != nullptr) hit_agree += a.predicted == exact->answers[i].predicted;
+    if (!std::isnan(a.lookup.layer0_tv)) tv.push_back(a.lookup.layer0_tv);
     tokens += a.tokens;
     computed += a.computed_tokens;
   }
@@ -164,7 +190,17 @@ nlohmann::json summarize(const McRun& run, const McRun* exact,
     j["agreement_with_exact"] = agree / q;
     j["speedup_vs_exact"] = exact->seconds / std::max(1e-12, run.seconds);
   }
-  if (run.path == McPath::kAttnCache) j["hit_rate"] = hits / q;
+  if (run.path == McPath::kAttnCache) {
+    j["hit_rate"] = hits / q;
+    j["hits"] = hits;
+    j["same_length_candidates"] = candidates;
+    if (exact != nullptr && hits > 0) j["agreement_on_hits"] = double(hit_agree) / hits;
+    if (!tv.empty()) {
+      std::sort(tv.begin(), tv.end());
+      j["candidate_layer0_tv_median"] = tv[tv.size() / 2];
+      j["candidate_layer0_tv_min"] = tv.front();
+    }
+  }
   if (run.path == McPath::kPrefixKv) j["kv_cache_bytes"] = run.kv_cache_bytes;
   return j;
 }

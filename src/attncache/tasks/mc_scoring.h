@@ -33,6 +33,7 @@ struct McAnswer {
   int tokens = 0;           // prompt tokens
   int computed_tokens = 0;  // tokens run through the model (the suffix with a cached header)
   bool hit = false;         // AttnCache: stored maps were used
+  memo::Lookup lookup;      // AttnCache: the nearest stored prompt of the same length
 };
 
 struct McRun {
@@ -53,9 +54,11 @@ struct McPrompts {
 McPrompts build_mc_prompts(const Decoder& decoder, const std::vector<McQuestion>& questions,
                            const std::vector<McQuestion>& dev, int shots, int max_tokens);
 
-// Runs one path over all prompts. `cache` is required for kAttnCache.
-McRun score_mc(Decoder& decoder, const McPrompts& prompts, McPath path, const McOptions& options,
-               memo::AttnCache* cache = nullptr);
+// Runs every path over all prompts, subject by subject with the paths taking turns (timings
+// are comparable under drift). `cache` is required for kAttnCache.
+std::vector<McRun> score_mc(Decoder& decoder, const McPrompts& prompts,
+                            const std::vector<McPath>& paths, const McOptions& options,
+                            memo::AttnCache* cache = nullptr);
 
 // Accuracy (labelled questions), agreement with `exact`, time, hit rate: one JSON object.
 nlohmann::json summarize(const McRun& run, const McRun* exact,
