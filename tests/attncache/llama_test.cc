@@ -9,10 +9,14 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
+#include "attncache/decoder.h"
 #include "attncache/kernels/cpu/attention.h"
 #include "core/error.h"
+#include "support/gguf_metadata_writer.h"
+#include "support/temp_dir.h"
 #include "support/test_paths.h"
 
 namespace attncache {
@@ -229,6 +233,133 @@ TEST(LlamaModel, RefusesInputsItCannotRun) {
   m.forward({{1, 2, 3}}, ws, nullptr, nullptr, &cache);
   EXPECT_NE(error({std::vector<int32_t>(8190, 1)}, &cache).find("after a prefix of 3"),
             std::string::npos);
+}
+
+// A one-layer Llama with hidden 32 (two query heads of 16 over one key/value head), FFN 48,
+// vocabulary 40, F32 weights from a fixed generator; `edit` changes it before writing.
+struct TinyLlama {
+  testing_support::GgufMetadataWriter w;
+  std::map<std::string, std::vector<uint64_t>> dims;
+
+  TinyLlama() {
+    w.set_string("general.architecture", "llama");
+    w.set_uint32("llama.embedding_length", 32);
+    w.set_uint32("llama.block_count", 1);
+    w.set_uint32("llama.attention.head_count", 2);
+    w.set_uint32("llama.attention.head_count_kv", 1);
+    w.set_uint32("llama.feed_forward_length", 48);
+    w.set_uint32("llama.context_length", 64);
+    w.set_float32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    w.set_float32("llama.rope.freq_base", 10000.0f);
+    dims = {{"token_embd.weight", {32, 40}},        {"output_norm.weight", {32}},
+            {"blk.0.attn_norm.weight", {32}},       {"blk.0.attn_q.weight", {32, 32}},
+            {"blk.0.attn_k.weight", {32, 16}},      {"blk.0.attn_v.weight", {32, 16}},
+            {"blk.0.attn_output.weight", {32, 32}}, {"blk.0.ffn_norm.weight", {32}},
+            {"blk.0.ffn_gate.weight", {32, 48}},    {"blk.0.ffn_up.weight", {32, 48}},
+            {"blk.0.ffn_down.weight", {48, 32}}};
+  }
+  std::string write(const std::string& path, uint32_t q_type = 0) {
+    uint32_t seed = 1;
+    for (const auto& [name, d] : dims) {
+      uint64_t n = 1;
+      for (uint64_t x : d) n *= x;
+      const bool norm = name.find("norm") != std::string::npos;
+      std::vector<float> v(n);
+      for (float& x : v) {
+        seed = seed * 1664525u + 1013904223u;
+        x = norm ? 1.0f : (static_cast<float>(seed >> 8) / (1u << 24) - 0.5f) * 0.2f;
+      }
+      const bool quantized = q_type != 0 && name == "blk.0.attn_q.weight";
+      w.add_tensor(name, d, quantized ? q_type : 0,
+                   std::string(reinterpret_cast<const char*>(v.data()), n * 4));
+    }
+    w.write(path);
+    return path;
+  }
+};
+
+std::string load_error(const std::string& path) {
+  try {
+    LlamaModel::load(path);
+  } catch (const core::Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(LlamaGguf, ASyntheticModelLoadsAndRuns) {
+  testing_support::TempDir dir;
+  TinyLlama tiny;
+  const auto m = LlamaModel::load(tiny.write(dir.path("tiny.gguf")));
+  EXPECT_EQ(m->config().head_dim, 16);
+  EXPECT_EQ(m->config().vocab_size, 40);
+  LlamaWorkspace ws;
+  const std::vector<float>& h = m->forward({{1, 2, 3, 39}}, ws);
+  ASSERT_EQ(h.size(), 4u * 32);
+  for (float x : h) ASSERT_TRUE(std::isfinite(x));
+}
+
+TEST(LlamaGguf, RefusesModelsItCannotRunNamingWhy) {
+  testing_support::TempDir dir;
+  {
+    TinyLlama t;
+    t.w.set_string("general.architecture", "gemma3");
+    EXPECT_NE(load_error(t.write(dir.path("a.gguf"))).find("'gemma3' is not supported"),
+              std::string::npos);
+  }
+  {
+    TinyLlama t;
+    t.dims.erase("blk.0.ffn_up.weight");
+    EXPECT_NE(load_error(t.write(dir.path("b.gguf"))).find("blk.0.ffn_up.weight"),
+              std::string::npos);
+  }
+  {
+    TinyLlama t;
+    t.dims["blk.0.attn_k.weight"] = {32, 32};
+    EXPECT_NE(load_error(t.write(dir.path("c.gguf"))).find("'blk.0.attn_k.weight' has dims"),
+              std::string::npos);
+  }
+  {
+    TinyLlama t;  // IQ2_XXS: a type we do not dequantize (the bytes are never read)
+    EXPECT_NE(load_error(t.write(dir.path("d.gguf"), 16)).find("IQ2_XXS"), std::string::npos);
+  }
+  {
+    TinyLlama t;
+    t.w.set_uint32("llama.attention.head_count", 4);  // head size 8
+    t.w.set_uint32("llama.attention.head_count_kv", 4);
+    EXPECT_NE(load_error(t.write(dir.path("e.gguf"))).find("head size 8"), std::string::npos);
+  }
+  {
+    TinyLlama t;
+    t.w.set_string("llama.rope.scaling.type", "yarn");
+    EXPECT_NE(load_error(t.write(dir.path("f.gguf"))).find("rope scaling 'yarn'"),
+              std::string::npos);
+  }
+  {
+    TinyLlama t;
+    t.w.erase("llama.context_length");
+    EXPECT_NE(load_error(t.write(dir.path("g.gguf"))).find("llama.context_length"),
+              std::string::npos);
+  }
+  {
+    TinyLlama t;  // the file ends inside the tensor data
+    const std::string path = t.write(dir.path("h.gguf"));
+    std::filesystem::resize_file(path, std::filesystem::file_size(path) - 100);
+    EXPECT_NE(load_error(path), "no error");
+  }
+}
+
+TEST(LlamaGguf, ADecoderNeedsATokenizerItCanRun) {
+  testing_support::TempDir dir;
+  TinyLlama t;
+  t.w.set_string("tokenizer.ggml.model", "llama");  // SentencePiece: not implemented
+  const std::string path = t.write(dir.path("spm.gguf"));
+  try {
+    Decoder::load(path);
+    FAIL() << "loaded";
+  } catch (const core::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("llama"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// Writes GGUF v3 files that hold metadata only (no tensors), for tests that need tokenizer
-// variants: copies of a real model's keys with some replaced, or small synthetic vocabularies.
+// Writes GGUF v3 files for tests: metadata (copies of a real model's keys with some replaced, or
+// small synthetic vocabularies) and optionally tensors given as raw bytes of any ggml type.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +53,17 @@ class GgufMetadataWriter {
     v.value = std::move(a);
     set(key, std::move(v));
   }
+  void set_float32(const std::string& key, float f) {
+    Value v;
+    v.type = Type::kFloat32;
+    v.value = double{f};
+    set(key, std::move(v));
+  }
+  // dims as stored: innermost first ({in, out} for a PyTorch [out, in] weight).
+  void add_tensor(const std::string& name, std::vector<uint64_t> dims, uint32_t type,
+                  std::string data) {
+    tensors_.push_back({name, std::move(dims), type, std::move(data)});
+  }
   void set_int32s(const std::string& key, const std::vector<int32_t>& items) {
     Value v;
     v.type = Type::kArray;
@@ -71,15 +82,25 @@ class GgufMetadataWriter {
   std::string bytes() const {
     std::string out = "GGUF";
     raw<uint32_t>(&out, 3);
-    raw<uint64_t>(&out, 0);  // tensors
+    raw<uint64_t>(&out, tensors_.size());
     raw<uint64_t>(&out, kv_.size());
     for (const auto& [key, value] : kv_) {
       str(&out, key);
       raw<uint32_t>(&out, static_cast<uint32_t>(value.type));
       put(&out, value);
     }
-    out.resize((out.size() + 31) / 32 * 32, '\0');  // the (empty) data section is aligned
-    return out;
+    std::string data;
+    for (const Tensor& t : tensors_) {
+      str(&out, t.name);
+      raw<uint32_t>(&out, static_cast<uint32_t>(t.dims.size()));
+      for (uint64_t d : t.dims) raw<uint64_t>(&out, d);
+      raw<uint32_t>(&out, t.type);
+      raw<uint64_t>(&out, data.size());
+      data += t.data;
+      data.resize((data.size() + 31) / 32 * 32, '\0');
+    }
+    out.resize((out.size() + 31) / 32 * 32, '\0');  // the data section is aligned
+    return out + data;
   }
 
   void write(const std::string& path) const { std::ofstream(path, std::ios::binary) << bytes(); }
@@ -135,7 +156,14 @@ class GgufMetadataWriter {
     }
   }
 
+  struct Tensor {
+    std::string name;
+    std::vector<uint64_t> dims;
+    uint32_t type;
+    std::string data;
+  };
   std::map<std::string, Value> kv_;
+  std::vector<Tensor> tensors_;
 };
 
 }  // namespace testing_support

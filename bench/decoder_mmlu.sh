@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# AttnCache on a decoder, on MMLU, against the exact path and exact prefix-KV reuse of the k-shot
+# header, at 0, 1 and 2 shots. Subjects: high_school_geography, us_foreign_policy,
+# computer_security, marketing. The first half of each subject's test questions is stored (their
+# prompts' maps, P8), the second half are the queries: a stored prompt is never its own query.
+# AttnCache runs three ways: ours (projector hit at 0.995, then the layer-0 check at mean TV
+# 0.02), the paper's rule at the same threshold (no check), and the paper's rule with threshold 0
+# (every stored prompt of the same length is reused: what reuse alone does to answers).
+# Writes bench/results/decoder_mmlu/*.json and the table in docs/decoders.md.
+#
+#   bench/decoder_mmlu.sh        # about 25 minutes on 2 cores; needs about 3 GB in $TMPDIR
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/fetch-models.sh SmolLM2-135M-Instruct >/dev/null
+scripts/fetch-datasets.sh mmlu >/dev/null
+out=bench/results/decoder_mmlu
+work=$(mktemp -d "${TMPDIR:-/tmp}/decoder_mmlu.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$out" "$work/mmlu/dev" "$work/mmlu/validation" "$work/mmlu/test"
+for s in high_school_geography us_foreign_policy computer_security marketing; do
+  cp "data/mmlu/dev/${s}_dev.csv" "$work/mmlu/dev/"
+  python3 - "$s" "$work/mmlu" <<'PY'
+import csv, sys
+subject, dest = sys.argv[1], sys.argv[2]
+rows = list(csv.reader(open(f"data/mmlu/test/{subject}_test.csv", encoding="utf-8")))
+half = len(rows) // 2
+for split, part in (("validation", rows[:half]), ("test", rows[half:])):
+    with open(f"{dest}/{split}/{subject}_{split}.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(part)
+PY
+done
+for shots in 0 1 2; do
+  db="$work/db$shots"
+  echo "== $shots-shot: storing the first halves"
+  build/attncache build -m SmolLM2-135M-Instruct --mmlu "$work/mmlu" --mmlu-split validation \
+    --shots "$shots" --map-dtype P8 --db "$db" 2>&1 | grep -v "^collecting\|^labelling"
+  for mode in ours paper paper-any; do
+    case $mode in
+      ours) flags=() ;;
+      paper) flags=(--paper) ;;
+      paper-any) flags=(--paper --threshold 0) ;;
+    esac
+    echo "== $shots-shot, AttnCache $mode: the second halves"
+    build/attncache score mmlu -m SmolLM2-135M-Instruct --data "$work/mmlu" --split test \
+      --shots "$shots" --db "$db" "${flags[@]}" --json "$out/shots${shots}_$mode.json" 2>&1 |
+      grep -v "^scoring"
+  done
+done
+python3 bench/render_decoder_mmlu.py
