@@ -124,6 +124,44 @@ TEST(ScoreCli, MmluPathsAgreeAndReportAccuracy) {
   }
 }
 
+// Stored prompts asked again hit their own maps (F16 triangles): the answers must be the
+// exact ones, through build --mmlu, the database and the causal reuse path.
+TEST(ScoreCli, AttnCacheOnItsOwnPromptsGivesTheExactAnswers) {
+  if (!have_smollm()) GTEST_SKIP() << "SmolLM2-135M-Instruct is absent";
+  testing_support::TempDir dir;
+  const std::string src = testing_paths::data_dir() + "/mmlu/";
+  fs::create_directories(dir.path("mmlu/dev"));
+  fs::copy(src + "dev/us_foreign_policy_dev.csv", dir.path("mmlu/dev/"));
+  std::ifstream in(src + "test/us_foreign_policy_test.csv");
+  std::string text, line;
+  for (int i = 0; i < 5 && std::getline(in, line); ++i) text += line + "\n";
+  write(dir.path("mmlu/validation/us_foreign_policy_validation.csv"), text);
+  const auto built = run_cli("build -m SmolLM2-135M-Instruct --mmlu " + dir.path("mmlu") +
+                             " --shots 1 --epochs 1 --db " + dir.path("db"));
+  ASSERT_EQ(built.exit_code, 0) << built.output;
+  EXPECT_NE(built.output.find("5 entries"), std::string::npos) << built.output;
+  const std::string json = dir.path("r.json");
+  const auto r = run_cli("score mmlu --data " + dir.path("mmlu") +
+                         " --split validation --shots 1 --threshold 0 --db " + dir.path("db") +
+                         " --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(std::ifstream(json));
+  const auto& cached = j["paths"].back();
+  EXPECT_EQ(cached["path"], "attncache");
+  EXPECT_EQ(cached["hit_rate"], 1.0);
+  EXPECT_EQ(cached["agreement_with_exact"], 1.0);
+  for (const auto& a : j["answers"]) {
+    for (int k = 0; k < 4; ++k) {
+      EXPECT_NEAR(a["attncache"]["log_probs"][k].get<double>(),
+                  a["exact"]["log_probs"][k].get<double>(), 2e-2);
+    }
+  }
+  // A database of another model is refused.
+  const auto other = run_cli("score mmlu --data " + dir.path("mmlu") + " --split validation --db " +
+                             testing_paths::data_dir() + "/nodb");
+  EXPECT_EQ(other.exit_code, 2);
+}
+
 TEST(ScoreCli, TextLogLikelihoodAddsUpTokenByToken) {
   if (!have_smollm()) GTEST_SKIP() << "SmolLM2-135M-Instruct is absent";
   testing_support::TempDir dir;
