@@ -30,7 +30,8 @@ struct Batch {
 };
 
 // Lengths cover the kernel's edge cases: one token, partial row and column blocks, several blocks.
-Batch make_batch(std::vector<int> lengths, unsigned seed = 7) {
+// Rows of qkv are `width` floats (0: 3·kHidden, q | k | v of kHeads heads each).
+Batch make_batch(std::vector<int> lengths, unsigned seed = 7, int width = 0) {
   Batch b;
   b.lengths = std::move(lengths);
   for (int n : b.lengths) {
@@ -42,7 +43,7 @@ Batch make_batch(std::vector<int> lengths, unsigned seed = 7) {
   }
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.5f);
-  b.qkv.resize(static_cast<size_t>(b.total) * 3 * kHidden);
+  b.qkv.resize(static_cast<size_t>(b.total) * (width > 0 ? width : 3 * kHidden));
   for (float& v : b.qkv) v = dist(rng);
   return b;
 }
@@ -164,28 +165,13 @@ TEST(Attention, ReuseHonoursDTypeAndHeadMask) {
 }
 
 // Causal grouped-query attention: 6 query heads over 2 key/value heads, rows of (q | k | v).
-struct GqaBatch {
+struct GqaBatch : Batch {
   AttentionShape shape{6, 2, 32, true};
-  std::vector<int> lengths;
-  std::vector<AttentionSeq> seqs;
-  std::vector<float> qkv;
-  int total = 0;
 };
 
 GqaBatch make_gqa_batch(std::vector<int> lengths, unsigned seed = 11) {
   GqaBatch b;
-  b.lengths = std::move(lengths);
-  for (int n : b.lengths) {
-    AttentionSeq s;
-    s.offset = b.total;
-    s.length = n;
-    b.seqs.push_back(s);
-    b.total += n;
-  }
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.5f);
-  b.qkv.resize(static_cast<size_t>(b.total) * b.shape.qkv_width());
-  for (float& v : b.qkv) v = dist(rng);
+  static_cast<Batch&>(b) = make_batch(std::move(lengths), seed, b.shape.qkv_width());
   return b;
 }
 

@@ -120,29 +120,12 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
   for (size_t s = 0; s < batch.size(); ++s) {
     embed_tokens(batch[s], ws.hidden.data() + static_cast<size_t>(seqs[s].offset) * d);
   }
-  std::vector<char> v_only(batch.size());
-  const uint64_t all_heads = c.num_heads >= 64 ? ~0ull : (1ull << c.num_heads) - 1;
-
   for (int li = 0; li < c.num_layers; ++li) {
     const Layer& l = layers_[li];
-    for (size_t s = 0; s < batch.size(); ++s) {
-      seqs[s].record = nullptr;
-      StoredProbs stored;
-      if (hook != nullptr) {
-        const int seq = static_cast<int>(s);
-        seqs[s].record = hook->record(li, seq, seqs[s].length);
-        stored = hook->stored(li, seq, seqs[s].length);
-      }
-      seqs[s].stored = stored.data;
-      seqs[s].stored_dtype = stored.dtype;
-      seqs[s].stored_heads = stored.heads;
-      v_only[s] = stored.data != nullptr && (stored.heads & all_heads) == all_heads;
-    }
+    const std::vector<char> v_only = ask_attention_hook(hook, li, c.num_heads, seqs);
     timer.mark(&ForwardProfile::other_seconds);
     // One projection per run of sequences that agree on V-only: [Q K V] for misses, V for hits.
-    for (size_t s0 = 0; s0 < batch.size();) {
-      size_t s1 = s0 + 1;
-      while (s1 < batch.size() && v_only[s1] == v_only[s0]) ++s1;
+    for_each_projection_run(v_only, [&](size_t s0, size_t s1) {
       const int first = seqs[s0].offset;
       const int run_rows = seqs[s1 - 1].offset + seqs[s1 - 1].length - first;
       const int skip = v_only[s0] ? 2 * d : 0;
@@ -155,8 +138,7 @@ const std::vector<float>& BertModel::forward(const std::vector<std::vector<int32
         float* row = ws.qkv.data() + static_cast<size_t>(r) * 3 * d;
         for (int k = skip; k < 3 * d; ++k) row[k] += l.qkv_b[k];
       }
-      s0 = s1;
-    }
+    });
     double block = timer.mark(&ForwardProfile::qkv_seconds);
     timer.mark(&ForwardProfile::other_seconds);
     cpu::attention(ws.qkv.data(), ws.ctx.data(), seqs.data(), static_cast<int>(seqs.size()),

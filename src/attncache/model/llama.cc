@@ -1,5 +1,6 @@
 #include "attncache/model/llama.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -218,33 +219,23 @@ const std::vector<float>& LlamaModel::forward(const std::vector<std::vector<int3
     save->k.resize(c.num_layers);
     save->v.resize(c.num_layers);
   }
-  std::vector<char> v_only(batch.size());
-  const uint64_t all_heads = c.num_heads >= 64 ? ~0ull : (1ull << c.num_heads) - 1;
+  int longest = 0;
+  for (const auto& s : seqs) longest = std::max(longest, s.length);
+  std::vector<float> rope_cos, rope_sin;
+  rope_.angles(past_len, longest, &rope_cos, &rope_sin);
 
   for (int li = 0; li < c.num_layers; ++li) {
     const Layer& l = layers_[li];
-    for (size_t s = 0; s < batch.size(); ++s) {
-      seqs[s].record = nullptr;
-      StoredProbs stored;
-      if (hook != nullptr) {
-        const int seq = static_cast<int>(s);
-        seqs[s].record = hook->record(li, seq, seqs[s].length);
-        stored = hook->stored(li, seq, seqs[s].length);
-      }
-      seqs[s].stored = stored.data;
-      seqs[s].stored_dtype = stored.dtype;
-      seqs[s].stored_heads = stored.heads;
-      seqs[s].past_k = past != nullptr ? past->k[li].data() : nullptr;
-      seqs[s].past_v = past != nullptr ? past->v[li].data() : nullptr;
-      v_only[s] = stored.data != nullptr && (stored.heads & all_heads) == all_heads;
+    const std::vector<char> v_only = ask_attention_hook(hook, li, c.num_heads, seqs);
+    for (cpu::AttentionSeq& seq : seqs) {
+      seq.past_k = past != nullptr ? past->k[li].data() : nullptr;
+      seq.past_v = past != nullptr ? past->v[li].data() : nullptr;
     }
     cpu::rmsnorm(ws.hidden.data(), l.attn_norm.data(), c.rms_norm_eps, ws.normed.data(), total, d);
     timer.mark(&ForwardProfile::other_seconds);
     // One projection per run of sequences that agree on V-only: [Q K V] for misses, V for hits.
     double block = 0;
-    for (size_t s0 = 0; s0 < batch.size();) {
-      size_t s1 = s0 + 1;
-      while (s1 < batch.size() && v_only[s1] == v_only[s0]) ++s1;
+    for_each_projection_run(v_only, [&](size_t s0, size_t s1) {
       const int first = seqs[s0].offset;
       const int run_rows = seqs[s1 - 1].offset + seqs[s1 - 1].length - first;
       const int skip = v_only[s0] ? q_width + kv_width : 0;
@@ -257,14 +248,14 @@ const std::vector<float>& LlamaModel::forward(const std::vector<std::vector<int3
       if (!v_only[s0]) {
         for (size_t s = s0; s < s1; ++s) {
           float* seq_qkv = ws.qkv.data() + static_cast<size_t>(seqs[s].offset) * width;
-          cpu::apply_rope(seq_qkv, width, seqs[s].length, past_len, c.num_heads, c.head_dim, rope_);
-          cpu::apply_rope(seq_qkv + q_width, width, seqs[s].length, past_len, c.num_kv_heads,
-                          c.head_dim, rope_);
+          cpu::apply_rope(seq_qkv, width, seqs[s].length, c.num_heads, c.head_dim, rope_,
+                          rope_cos.data(), rope_sin.data());
+          cpu::apply_rope(seq_qkv + q_width, width, seqs[s].length, c.num_kv_heads, c.head_dim,
+                          rope_, rope_cos.data(), rope_sin.data());
         }
       }
       block += timer.mark(&ForwardProfile::other_seconds);
-      s0 = s1;
-    }
+    });
     if (save != nullptr) {
       std::vector<float>& k = save->k[li];
       std::vector<float>& v = save->v[li];

@@ -78,47 +78,39 @@ McPrompts build_mc_prompts(const Decoder& decoder, const std::vector<McQuestion>
 
 namespace {
 
-// Scores questions [g0, g1) (one subject: they share a header) along one path into `run`.
-void score_group(Decoder& decoder, const McPrompts& prompts, size_t g0, size_t g1,
-                 const McOptions& options, memo::AttnCache* cache, McRun* run) {
-  const size_t batch = static_cast<size_t>(std::max(1, options.batch));
-  KvCache header;
-  size_t prefix = 0;
-  if (run->path == McPath::kPrefixKv) {
-    // The tokens every prompt of the group starts with (the header's last token may merge with
-    // the question's first), leaving each at least one token of its own.
-    prefix = prompts.header_ids[g0].size();
-    for (size_t i = g0; i < g1; ++i) {
-      prefix = std::min({prefix, common_prefix(prompts.ids[i], prompts.header_ids[g0]),
-                         prompts.ids[i].size() - 1});
-    }
-    if (prefix > 0) {
-      const std::vector<int32_t> head(prompts.header_ids[g0].begin(),
-                                      prompts.header_ids[g0].begin() + prefix);
-      decoder.model().forward({head}, decoder.workspace(), nullptr, nullptr, &header);
-      run->kv_cache_bytes = std::max(run->kv_cache_bytes, header.bytes());
-    }
+// The tokens every prompt of [g0, g1) starts with (the header's last token may merge with the
+// question's first), leaving each at least one token of its own.
+size_t shared_prefix(const McPrompts& prompts, size_t g0, size_t g1) {
+  size_t prefix = prompts.header_ids[g0].size();
+  for (size_t i = g0; i < g1; ++i) {
+    prefix = std::min(
+        {prefix, common_prefix(prompts.ids[i], prompts.header_ids[g0]), prompts.ids[i].size() - 1});
   }
-  for (size_t b0 = g0; b0 < g1; b0 += batch) {
-    const size_t b1 = std::min(g1, b0 + batch);
-    std::vector<std::vector<int32_t>> ids;
+  return prefix;
+}
+
+// Scores questions [b0, b1) along `run`'s path; `header` holds the first `prefix` tokens' keys
+// and values for the prefix path.
+void score_batch(Decoder& decoder, const McPrompts& prompts, size_t b0, size_t b1,
+                 const KvCache& header, size_t prefix, memo::AttnCache* cache, McRun* run) {
+  if (run->path != McPath::kPrefixKv) prefix = 0;
+  std::vector<std::vector<int32_t>> ids;
+  for (size_t i = b0; i < b1; ++i) {
+    ids.emplace_back(prompts.ids[i].begin() + prefix, prompts.ids[i].end());
+    run->answers[i].computed_tokens = static_cast<int>(ids.back().size());
+  }
+  std::vector<float> hidden;
+  if (run->path == McPath::kAttnCache) {
+    std::vector<memo::Lookup> lookups;
+    hidden = cache->embed(ids, &lookups);
     for (size_t i = b0; i < b1; ++i) {
-      ids.emplace_back(prompts.ids[i].begin() + prefix, prompts.ids[i].end());
-      run->answers[i].computed_tokens = static_cast<int>(ids.back().size());
+      run->answers[i].lookup = lookups[i - b0];
+      run->answers[i].hit = lookups[i - b0].hit;
     }
-    std::vector<float> hidden;
-    if (run->path == McPath::kAttnCache) {
-      std::vector<memo::Lookup> lookups;
-      hidden = cache->embed(ids, &lookups);
-      for (size_t i = b0; i < b1; ++i) {
-        run->answers[i].lookup = lookups[i - b0];
-        run->answers[i].hit = lookups[i - b0].hit;
-      }
-    } else {
-      hidden = decoder.embed_after(ids, prefix > 0 ? &header : nullptr);
-    }
-    read_answers(decoder, hidden, b1 - b0, prompts, run->answers.data() + b0);
+  } else {
+    hidden = decoder.embed_after(ids, prefix > 0 ? &header : nullptr);
   }
+  read_answers(decoder, hidden, b1 - b0, prompts, run->answers.data() + b0);
 }
 
 }  // namespace
@@ -127,6 +119,7 @@ std::vector<McRun> score_mc(Decoder& decoder, const McPrompts& prompts,
                             const std::vector<McPath>& paths, const McOptions& options,
                             memo::AttnCache* cache) {
   const size_t n = prompts.ids.size();
+  const size_t batch = static_cast<size_t>(std::max(1, options.batch));
   std::vector<McRun> runs(paths.size());
   for (size_t p = 0; p < paths.size(); ++p) {
     if (paths[p] == McPath::kAttnCache && cache == nullptr) {
@@ -134,24 +127,41 @@ std::vector<McRun> score_mc(Decoder& decoder, const McPrompts& prompts,
     }
     runs[p].path = paths[p];
     runs[p].answers.resize(n);
-    for (size_t i = 0; i < n; ++i)
+    for (size_t i = 0; i < n; ++i) {
       runs[p].answers[i].tokens = static_cast<int>(prompts.ids[i].size());
+    }
   }
   core::Progress progress("scoring " + std::to_string(paths.size()) + " path(s)", n,
                           options.progress);
-  // Subject by subject, every path in turn, the first path rotating: all paths see the same
-  // machine state on average (this machine's speed drifts, and other jobs come and go).
-  size_t group = 0;
-  for (size_t g0 = 0; g0 < n; ++group) {
+  // Batch by batch, every path in turn, the first path rotating: all paths see the same machine
+  // state on average (this machine's speed drifts, and other jobs come and go). Questions that
+  // share a header (one subject) are consecutive; the prefix path computes the header's keys
+  // and values once per subject, timed as its own.
+  size_t turn = 0;
+  for (size_t g0 = 0; g0 < n;) {
     size_t g1 = g0 + 1;
     while (g1 < n && prompts.header_ids[g1] == prompts.header_ids[g0]) ++g1;
-    for (size_t k = 0; k < paths.size(); ++k) {
-      McRun& run = runs[(group + k) % paths.size()];
+    KvCache header;
+    const size_t prefix = shared_prefix(prompts, g0, g1);
+    for (McRun& run : runs) {
+      if (run.path != McPath::kPrefixKv || prefix == 0) continue;
       core::Stopwatch watch;
-      score_group(decoder, prompts, g0, g1, options, cache, &run);
+      const std::vector<int32_t> head(prompts.header_ids[g0].begin(),
+                                      prompts.header_ids[g0].begin() + prefix);
+      decoder.model().forward({head}, decoder.workspace(), nullptr, nullptr, &header);
       run.seconds += watch.seconds();
+      run.kv_cache_bytes = std::max(run.kv_cache_bytes, header.bytes());
     }
-    progress.advance(g1 - g0);
+    for (size_t b0 = g0; b0 < g1; b0 += batch, ++turn) {
+      const size_t b1 = std::min(g1, b0 + batch);
+      for (size_t k = 0; k < runs.size(); ++k) {
+        McRun& run = runs[(turn + k) % runs.size()];
+        core::Stopwatch watch;
+        score_batch(decoder, prompts, b0, b1, header, prefix, cache, &run);
+        run.seconds += watch.seconds();
+      }
+      progress.advance(b1 - b0);
+    }
     g0 = g1;
   }
   progress.finish();

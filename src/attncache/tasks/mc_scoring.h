@@ -54,8 +54,8 @@ struct McPrompts {
 McPrompts build_mc_prompts(const Decoder& decoder, const std::vector<McQuestion>& questions,
                            const std::vector<McQuestion>& dev, int shots, int max_tokens);
 
-// Runs every path over all prompts, subject by subject with the paths taking turns (timings
-// are comparable under drift). `cache` is required for kAttnCache.
+// Runs every path over all prompts, batch by batch with the paths taking turns (timings are
+// comparable under drift). `cache` is required for kAttnCache.
 std::vector<McRun> score_mc(Decoder& decoder, const McPrompts& prompts,
                             const std::vector<McPath>& paths, const McOptions& options,
                             memo::AttnCache* cache = nullptr);

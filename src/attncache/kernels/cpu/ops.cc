@@ -159,33 +159,40 @@ void silu_mul(const float* gate_up, float* out, int rows, int ff) {
   }
 }
 
-void apply_rope(float* x, int ld, int rows, int first_position, int heads, int head_dim,
-                const Rope& rope) {
-  const int pairs = static_cast<int>(rope.inv_freq.size());
+void Rope::angles(int first, int count, std::vector<float>* cos, std::vector<float>* sin) const {
+  const size_t pairs = inv_freq.size();
+  cos->resize(static_cast<size_t>(count) * pairs);
+  sin->resize(cos->size());
   // Angles as fp32 products, the way Hugging Face and llama.cpp form them: at long contexts the
   // product's rounding is visible in the logits, so matching it matters more than precision.
-#pragma omp parallel
-  {
-    std::vector<float> cos_t(pairs), sin_t(pairs);
-#pragma omp for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      const auto pos = static_cast<float>(first_position + r);
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < count; ++r) {
+    const auto pos = static_cast<float>(first + r);
+    for (size_t i = 0; i < pairs; ++i) {
+      const float angle = pos * inv_freq[i];
+      (*cos)[r * pairs + i] = std::cos(angle);
+      (*sin)[r * pairs + i] = std::sin(angle);
+    }
+  }
+}
+
+void apply_rope(float* x, int ld, int rows, int heads, int head_dim, const Rope& rope,
+                const float* cos, const float* sin) {
+  const int pairs = static_cast<int>(rope.inv_freq.size());
+  const int stride = rope.neox ? 1 : 2;
+  const int partner = rope.neox ? pairs : 1;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    float* row = x + static_cast<size_t>(r) * ld;
+    const float* c = cos + static_cast<size_t>(r) * pairs;
+    const float* s = sin + static_cast<size_t>(r) * pairs;
+    for (int h = 0; h < heads; ++h) {
+      float* v = row + static_cast<size_t>(h) * head_dim;
       for (int i = 0; i < pairs; ++i) {
-        const float angle = pos * rope.inv_freq[i];
-        cos_t[i] = std::cos(angle);
-        sin_t[i] = std::sin(angle);
-      }
-      float* row = x + static_cast<size_t>(r) * ld;
-      for (int h = 0; h < heads; ++h) {
-        float* v = row + static_cast<size_t>(h) * head_dim;
-        const int stride = rope.neox ? 1 : 2;
-        const int partner = rope.neox ? pairs : 1;
-        for (int i = 0; i < pairs; ++i) {
-          float* a = v + i * stride;
-          const float x0 = a[0], x1 = a[partner];
-          a[0] = x0 * cos_t[i] - x1 * sin_t[i];
-          a[partner] = x0 * sin_t[i] + x1 * cos_t[i];
-        }
+        float* a = v + i * stride;
+        const float x0 = a[0], x1 = a[partner];
+        a[0] = x0 * c[i] - x1 * s[i];
+        a[partner] = x0 * s[i] + x1 * c[i];
       }
     }
   }

@@ -32,16 +32,20 @@ void rmsnorm(const float* x, const float* gamma, float eps, float* out, int rows
 void silu_mul(const float* gate_up, float* out, int rows, int ff);
 
 // Rotary position embedding. Row r of `x` (rows `ld` floats apart) holds `heads` heads of
-// `head_dim` values at position first_position + r; the first `rot_dims` dimensions of each head
-// rotate by angle position · inv_freq[i] per pair i. Pairs are adjacent dimensions (2i, 2i+1) as
-// in llama.cpp's normal mode (GGUF Llama weights are permuted for it), or dimensions (i,
-// i + rot_dims/2) in NeoX mode (Hugging Face's rotate_half).
+// `head_dim` values; the first 2·pairs dimensions of each head rotate by angle position ·
+// inv_freq[i] per pair i. Pairs are adjacent dimensions (2i, 2i+1) as in llama.cpp's normal mode
+// (GGUF Llama weights are permuted for it), or dimensions (i, i + pairs) in NeoX mode (Hugging
+// Face's rotate_half). The angles' cosines and sines come from a table made once per forward
+// pass and shared by Q, K and every layer.
 struct Rope {
-  std::vector<float> inv_freq;  // rot_dims / 2 frequencies
+  std::vector<float> inv_freq;  // one frequency per pair
   bool neox = false;
+  // cos/sin of position · inv_freq for positions [first, first + count): [count × pairs] each.
+  void angles(int first, int count, std::vector<float>* cos, std::vector<float>* sin) const;
 };
-void apply_rope(float* x, int ld, int rows, int first_position, int heads, int head_dim,
-                const Rope& rope);
+// `cos` and `sin` are the table's rows for x's rows.
+void apply_rope(float* x, int ld, int rows, int heads, int head_dim, const Rope& rope,
+                const float* cos, const float* sin);
 
 // exp(x) for a vector, accurate to about 2 ulp, written so the compiler vectorizes it.
 void exp_inplace(float* x, size_t n);
