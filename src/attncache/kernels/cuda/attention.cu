@@ -1,0 +1,352 @@
+#include <cuda_bf16.h>
+
+#include <cmath>
+
+#include "attncache/kernels/cuda/attention.h"
+#include "attncache/kernels/cuda/check.h"
+
+namespace attncache::cuda {
+namespace {
+
+constexpr int kRows = kAttentionRows;
+constexpr int kWarps = kRows / 16;  // each warp owns 16 query rows
+constexpr int kThreads = kWarps * 32;
+constexpr float kNegInf = -INFINITY;
+
+// D += A·B for one m16n8k16 tile: A 16×16 bf16 (row-major fragment), B 16×8 bf16 (column-major
+// fragment), D 16×8 fp32. Fragment layouts (PTX ISA, "mma.m16n8k16"), with g = lane / 4 and
+// t = lane % 4: a0 = A[g][2t..2t+1], a1 = A[g+8][2t..], a2 = A[g][2t+8..], a3 = A[g+8][2t+8..];
+// b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]; d0,d1 = D[g][2t..2t+1], d2,d3 = D[g+8][2t..].
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two floats as a bf16 pair, `lo` in the low half (the element with the smaller index).
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+__device__ __forceinline__ uint32_t pack_raw(uint16_t lo, uint16_t hi) {
+  return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
+}
+__device__ __forceinline__ uint32_t ld32(const uint16_t* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+__device__ __forceinline__ uint16_t bf16_bits(float x) {
+  const __nv_bfloat16 v = __float2bfloat16_rn(x);
+  return *reinterpret_cast<const uint16_t*>(&v);
+}
+
+// Shared-memory tiles pad each row by 8 bf16 (16 bytes) so that the fragment loads of a warp
+// (8 rows × 4 words) fall in 32 different banks.
+template <int D>
+using Tile = uint16_t[kRows][D + 8];
+
+// Copies rows [row0, row0 + 64) of one head's slice (D bf16 starting at `base`, rows `stride`
+// elements apart) into `tile`, 16 bytes per load; rows at or past n become zero.
+template <int D>
+__device__ __forceinline__ void load_tile(Tile<D>& tile, const uint16_t* base, int stride, int row0,
+                                          int n) {
+  constexpr int kChunks = D / 8;
+  for (int i = threadIdx.x; i < kRows * kChunks; i += kThreads) {
+    const int r = i / kChunks, c = (i % kChunks) * 8;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (row0 + r < n) {
+      v = *reinterpret_cast<const uint4*>(base + static_cast<size_t>(row0 + r) * stride + c);
+    }
+    *reinterpret_cast<uint4*>(&tile[r][c]) = v;
+  }
+}
+
+// This warp's 16×64 scores S = Q·Kᵀ for one key block (unscaled).
+template <int D>
+__device__ __forceinline__ void scores(float (&s)[8][4], const uint32_t (&qf)[D / 16][4],
+                                       const Tile<D>& ks, int g, int t) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint16_t* k = &ks[8 * j + g][16 * kk + 2 * t];
+      mma_bf16(s[j], qf[kk], ld32(k), ld32(k + 8));
+    }
+  }
+}
+
+// o[16×D] += P[16×64] · V[64×D], P given as this warp's A fragments for the 4 steps of 16 keys.
+template <int D>
+__device__ __forceinline__ void accumulate_pv(float (&o)[D / 8][4], const uint32_t (&pa)[4], int kk,
+                                              const Tile<D>& vs, int g, int t) {
+  const int key = 16 * kk + 2 * t;
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd) {
+    const int dim = 8 * jd + g;
+    const uint32_t b0 = pack_raw(vs[key][dim], vs[key + 1][dim]);
+    const uint32_t b1 = pack_raw(vs[key + 8][dim], vs[key + 9][dim]);
+    mma_bf16(o[jd], pa, b0, b1);
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (&o)[D / 8][4],
+                                           int off, int n, int row, int h, float inv0, float inv1,
+                                           int t) {
+  const int width = a.num_heads * D;
+  uint16_t* ctx = static_cast<uint16_t*>(a.ctx);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = row + 8 * half;
+    if (r >= n) continue;
+    const float inv = half == 0 ? inv0 : inv1;
+    uint16_t* out = ctx + static_cast<size_t>(off + r) * width + h * D + 2 * t;
+#pragma unroll
+    for (int jd = 0; jd < D / 8; ++jd) {
+      *reinterpret_cast<uint32_t*>(out + 8 * jd) =
+          pack_bf16(o[jd][2 * half] * inv, o[jd][2 * half + 1] * inv);
+    }
+  }
+}
+
+template <int D, bool kRecord>
+__global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float scale_log2) {
+  const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
+  const int h = blockIdx.y;
+  const int heads = a.num_heads;
+  DeviceMapSlot slot;
+  if (a.maps != nullptr) slot = a.maps[seq];
+  if (slot.stored != nullptr && ((slot.heads >> h) & 1)) return;  // the reuse kernel's head
+  const int n = a.seq_len[seq], off = a.seq_offset[seq];
+  const int stride = 3 * heads * D;
+  const uint16_t* qkv = static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride;
+  const int q0 = qb * kRows;
+
+  __shared__ alignas(16) Tile<D> qs, ks, vs;
+  load_tile<D>(qs, qkv + h * D, stride, q0, n);
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int r0 = warp * 16 + g;  // this thread's rows: r0 and r0 + 8 of the block
+  uint32_t qf[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    qf[kk][0] = ld32(&qs[r0][16 * kk + 2 * t]);
+    qf[kk][1] = ld32(&qs[r0 + 8][16 * kk + 2 * t]);
+    qf[kk][2] = ld32(&qs[r0][16 * kk + 2 * t + 8]);
+    qf[kk][3] = ld32(&qs[r0 + 8][16 * kk + 2 * t + 8]);
+  }
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
+  float m0 = kNegInf, m1 = kNegInf, l0 = 0.0f, l1 = 0.0f;  // l: this thread's partial sums
+  const int key_blocks = (n + kRows - 1) / kRows;
+  for (int kb = 0; kb < key_blocks; ++kb) {
+    __syncthreads();  // every warp is done with the previous block
+    load_tile<D>(ks, qkv + heads * D + h * D, stride, kb * kRows, n);
+    load_tile<D>(vs, qkv + 2 * heads * D + h * D, stride, kb * kRows, n);
+    __syncthreads();
+    float s[8][4];
+    scores<D>(s, qf, ks, g, t);
+    float mx0 = kNegInf, mx1 = kNegInf;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const bool valid = kb * kRows + 8 * j + 2 * t + e < n;
+        s[j][e] = valid ? s[j][e] * scale_log2 : kNegInf;
+        s[j][2 + e] = valid ? s[j][2 + e] * scale_log2 : kNegInf;
+        mx0 = fmaxf(mx0, s[j][e]);
+        mx1 = fmaxf(mx1, s[j][2 + e]);
+      }
+    }
+    // The four threads of a quad hold one row's 64 columns between them.
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    // Every key block holds at least one valid key, so the new maxima are finite.
+    const float new0 = fmaxf(m0, mx0), new1 = fmaxf(m1, mx1);
+    const float alpha0 = exp2f(m0 - new0), alpha1 = exp2f(m1 - new1);
+    m0 = new0;
+    m1 = new1;
+    float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      s[j][0] = exp2f(s[j][0] - m0);
+      s[j][1] = exp2f(s[j][1] - m0);
+      s[j][2] = exp2f(s[j][2] - m1);
+      s[j][3] = exp2f(s[j][3] - m1);
+      sum0 += s[j][0] + s[j][1];
+      sum1 += s[j][2] + s[j][3];
+    }
+    l0 = l0 * alpha0 + sum0;
+    l1 = l1 * alpha1 + sum1;
+#pragma unroll
+    for (int jd = 0; jd < D / 8; ++jd) {
+      o[jd][0] *= alpha0;
+      o[jd][1] *= alpha0;
+      o[jd][2] *= alpha1;
+      o[jd][3] *= alpha1;
+    }
+    // The scores' accumulator layout is the A-fragment layout of the next product: keys
+    // 16kk..16kk+15 are score tiles 2kk and 2kk+1.
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
+                              pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                              pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      accumulate_pv<D>(o, pa, kk, vs, g, t);
+    }
+  }
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+  store_rows<D>(a, o, off, n, q0 + r0, h, inv0, inv1, t);
+
+  if constexpr (kRecord) {
+    // Second pass: P = exp2(s − m) / l with the final m and l, written as bf16.
+    if (slot.record == nullptr) return;
+    uint16_t* rec = static_cast<uint16_t*>(slot.record) + static_cast<size_t>(h) * n * n;
+    const int row0 = q0 + r0, row1 = row0 + 8;
+    for (int kb = 0; kb < key_blocks; ++kb) {
+      __syncthreads();
+      load_tile<D>(ks, qkv + heads * D + h * D, stride, kb * kRows, n);
+      __syncthreads();
+      float s[8][4];
+      scores<D>(s, qf, ks, g, t);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = kb * kRows + 8 * j + 2 * t + e;
+          if (col >= n) continue;
+          if (row0 < n) {
+            rec[static_cast<size_t>(row0) * n + col] =
+                bf16_bits(exp2f(s[j][e] * scale_log2 - m0) * inv0);
+          }
+          if (row1 < n) {
+            rec[static_cast<size_t>(row1) * n + col] =
+                bf16_bits(exp2f(s[j][2 + e] * scale_log2 - m1) * inv1);
+          }
+        }
+      }
+    }
+  }
+}
+
+// ctx = P·V for the reused heads. P streams through shared memory in 64×64 tiles: each stored
+// value is read once.
+template <int D>
+__global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
+  const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
+  const int h = blockIdx.y;
+  const DeviceMapSlot slot = a.maps[seq];
+  if (slot.stored == nullptr || ((slot.heads >> h) & 1) == 0) return;
+  const int heads = a.num_heads;
+  const int n = a.seq_len[seq], off = a.seq_offset[seq];
+  const int stride = 3 * heads * D;
+  const uint16_t* qkv = static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride;
+  const uint16_t* p = static_cast<const uint16_t*>(slot.stored) + static_cast<size_t>(h) * n * n;
+  const int q0 = qb * kRows;
+
+  __shared__ alignas(16) Tile<kRows> ps;
+  __shared__ alignas(16) Tile<D> vs;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int r0 = warp * 16 + g;
+  float o[D / 8][4];
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
+  const int key_blocks = (n + kRows - 1) / kRows;
+  const bool vector_rows = n % 8 == 0;  // rows of P start 16-byte aligned
+  for (int kb = 0; kb < key_blocks; ++kb) {
+    const int k0 = kb * kRows;
+    __syncthreads();
+    if (vector_rows) {
+      for (int i = threadIdx.x; i < kRows * kRows / 8; i += kThreads) {
+        const int r = i / (kRows / 8), c = (i % (kRows / 8)) * 8;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (q0 + r < n && k0 + c < n) {
+          v = *reinterpret_cast<const uint4*>(p + static_cast<size_t>(q0 + r) * n + k0 + c);
+        }
+        *reinterpret_cast<uint4*>(&ps[r][c]) = v;
+      }
+    } else {
+      for (int i = threadIdx.x; i < kRows * kRows; i += kThreads) {
+        const int r = i / kRows, c = i % kRows;
+        ps[r][c] = q0 + r < n && k0 + c < n ? p[static_cast<size_t>(q0 + r) * n + k0 + c] : 0;
+      }
+    }
+    load_tile<D>(vs, qkv + 2 * heads * D + h * D, stride, k0, n);
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint32_t pa[4] = {ld32(&ps[r0][16 * kk + 2 * t]), ld32(&ps[r0 + 8][16 * kk + 2 * t]),
+                              ld32(&ps[r0][16 * kk + 2 * t + 8]),
+                              ld32(&ps[r0 + 8][16 * kk + 2 * t + 8])};
+      accumulate_pv<D>(o, pa, kk, vs, g, t);
+    }
+  }
+  store_rows<D>(a, o, off, n, q0 + r0, h, 1.0f, 1.0f, t);
+}
+
+template <int D>
+void launch_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
+  const dim3 grid(args.num_items, args.num_heads);
+  const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(D));
+  if (record) {
+    flash_forward<D, true><<<grid, kThreads, 0, stream>>>(args, scale_log2);
+  } else {
+    flash_forward<D, false><<<grid, kThreads, 0, stream>>>(args, scale_log2);
+  }
+  check_launch("flash_forward");
+}
+
+template <int D>
+void launch_reuse(const AttentionArgs& args, cudaStream_t stream) {
+  reuse_pv<D><<<dim3(args.num_items, args.num_heads), kThreads, 0, stream>>>(args);
+  check_launch("reuse_pv");
+}
+
+}  // namespace
+
+bool attention_supports_head_dim(int head_dim) {
+  return head_dim == 16 || head_dim == 32 || head_dim == 64;
+}
+
+void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
+  if (args.num_items == 0) return;
+  switch (args.head_dim) {
+    case 16:
+      return launch_exact<16>(args, record, stream);
+    case 32:
+      return launch_exact<32>(args, record, stream);
+    case 64:
+      return launch_exact<64>(args, record, stream);
+    default:
+      core::throw_internal("attention_exact: unsupported head size ", args.head_dim);
+  }
+}
+
+void attention_reuse(const AttentionArgs& args, cudaStream_t stream) {
+  if (args.num_items == 0) return;
+  if (args.maps == nullptr) core::throw_internal("attention_reuse without maps");
+  switch (args.head_dim) {
+    case 16:
+      return launch_reuse<16>(args, stream);
+    case 32:
+      return launch_reuse<32>(args, stream);
+    case 64:
+      return launch_reuse<64>(args, stream);
+    default:
+      core::throw_internal("attention_reuse: unsupported head size ", args.head_dim);
+  }
+}
+
+}  // namespace attncache::cuda

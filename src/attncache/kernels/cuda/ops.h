@@ -1,0 +1,32 @@
+// Element-wise and reduction passes of the GPU encoder around its GEMMs: embeddings + LayerNorm,
+// bias + residual + LayerNorm, exact GELU, pooling + L2 normalization. The residual stream stays
+// fp32; each LayerNorm also writes the bf16 copy that the next GEMM reads.
+#pragma once
+
+#include <cuda_runtime.h>
+
+namespace attncache::cuda {
+
+// Hidden sizes the LayerNorm kernels are built for (multiples of 32 up to 1024).
+bool layernorm_supports(int d);
+
+// out[r] = LayerNorm(word[ids[r]] + pos[positions[r]] + type0) · gamma + beta, fp32 and bf16.
+void embed_layernorm(const int* ids, const int* positions, const float* word, const float* pos,
+                     const float* type0, const float* gamma, const float* beta, float eps,
+                     float* out, void* out_bf16, int rows, int d, cudaStream_t stream);
+
+// out[r] = LayerNorm(x[r] + bias + residual[r]) · gamma + beta, fp32 and bf16; `out` may alias
+// `residual`.
+void bias_residual_layernorm(const float* x, const float* bias, const float* residual,
+                             const float* gamma, const float* beta, float eps, float* out,
+                             void* out_bf16, int rows, int d, cudaStream_t stream);
+
+// x = gelu(x) in place on bf16 [count], GELU with the exact erf form.
+void gelu_bf16(void* x, size_t count, cudaStream_t stream);
+
+// out[b] = mean of rows seq_offset[b] .. + seq_len[b] of hidden (or the first row when `cls`),
+// L2-normalized when `normalize` (eps 1e-12, as torch's F.normalize).
+void pool(const float* hidden, const int* seq_offset, const int* seq_len, int batch, int d,
+          bool cls, bool normalize, float* out, cudaStream_t stream);
+
+}  // namespace attncache::cuda
