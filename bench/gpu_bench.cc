@@ -54,21 +54,23 @@ Timing time_calls(const std::function<void()>& call, double min_seconds) {
   return {ms[ms.size() / 2], ms.front(), static_cast<int>(ms.size())};
 }
 
-// Median of `reps` launches timed with CUDA events.
-double time_kernel(const std::function<void()>& launch, int reps = 50) {
+// Per-launch time: median over `reps` samples of `inner` back-to-back launches timed with CUDA
+// events (back to back, so host launch gaps do not count for short kernels). launch(i) gets the
+// launch's index, for rotating inputs.
+double time_kernel(const std::function<void(int)>& launch, int reps = 30, int inner = 20) {
   cudaEvent_t start, stop;
   cuda::check(cudaEventCreate(&start), "cudaEventCreate");
   cuda::check(cudaEventCreate(&stop), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) launch();
+  for (int i = 0; i < 3; ++i) launch(i);
   std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
+  for (int r = 0; r < reps; ++r) {
     cuda::check(cudaEventRecord(start), "cudaEventRecord");
-    launch();
+    for (int i = 0; i < inner; ++i) launch(r * inner + i);
     cuda::check(cudaEventRecord(stop), "cudaEventRecord");
     cuda::check(cudaEventSynchronize(stop), "cudaEventSynchronize");
     float t = 0;
     cuda::check(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
-    ms.push_back(t);
+    ms.push_back(t / inner);
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
@@ -99,20 +101,24 @@ nlohmann::json attention_only(int batch, int n, int heads, int head_dim) {
     for (int q = 0; q * cuda::kAttentionRows < n; ++q) items.insert(items.end(), {s, q});
   }
   const size_t map_bytes = static_cast<size_t>(heads) * n * n * 2;
-  cuda::DeviceBuffer maps(map_bytes * batch, "bench maps");
-  std::vector<cuda::DeviceMapSlot> record(batch), reuse(batch);
-  for (int s = 0; s < batch; ++s) {
+  // Enough copies of the maps that the reuse kernel reads them from device memory, not from the
+  // 50 MB L2 (as it would in a forward pass, where each layer has its own maps).
+  const size_t copies = std::max<size_t>(1, (256u << 20) / (map_bytes * batch));
+  cuda::DeviceBuffer maps(map_bytes * batch * copies, "bench maps");
+  std::vector<cuda::DeviceMapSlot> record(batch), reuse(batch * copies);
+  for (int s = 0; s < batch; ++s)
     record[s].record = static_cast<char*>(maps.data()) + map_bytes * s;
-    reuse[s].stored = record[s].record;
+  for (size_t i = 0; i < reuse.size(); ++i) {
+    reuse[i].stored = static_cast<char*>(maps.data()) + map_bytes * i;
   }
   cuda::DeviceBuffer meta_offsets(batch * 4, "meta"), meta_lengths(batch * 4, "meta"),
       meta_items(items.size() * 4, "meta"), meta_record(batch * sizeof(cuda::DeviceMapSlot), "m"),
-      meta_reuse(batch * sizeof(cuda::DeviceMapSlot), "meta");
+      meta_reuse(reuse.size() * sizeof(cuda::DeviceMapSlot), "meta");
   meta_offsets.upload(offsets.data(), batch * 4);
   meta_lengths.upload(lengths.data(), batch * 4);
   meta_items.upload(items.data(), items.size() * 4);
   meta_record.upload(record.data(), batch * sizeof(cuda::DeviceMapSlot));
-  meta_reuse.upload(reuse.data(), batch * sizeof(cuda::DeviceMapSlot));
+  meta_reuse.upload(reuse.data(), reuse.size() * sizeof(cuda::DeviceMapSlot));
 
   cuda::AttentionArgs args;
   args.qkv = qkv.data();
@@ -123,11 +129,19 @@ nlohmann::json attention_only(int batch, int n, int heads, int head_dim) {
   args.num_items = static_cast<int>(items.size() / 2);
   args.num_heads = heads;
   args.head_dim = head_dim;
-  const double exact_ms = time_kernel([&] { cuda::attention_exact(args, false, nullptr); });
+  const double exact_ms = time_kernel([&](int) { cuda::attention_exact(args, false, nullptr); });
   args.maps = meta_record.as<cuda::DeviceMapSlot>();
-  const double record_ms = time_kernel([&] { cuda::attention_exact(args, true, nullptr); }, 10);
-  args.maps = meta_reuse.as<cuda::DeviceMapSlot>();
-  const double reuse_ms = time_kernel([&] { cuda::attention_reuse(args, nullptr); });
+  const double record_ms =
+      time_kernel([&](int) { cuda::attention_exact(args, true, nullptr); }, 5, 4);
+  for (size_t c = 1; c < copies; ++c) {
+    cuda::check(cudaMemcpy(static_cast<char*>(maps.data()) + map_bytes * batch * c, maps.data(),
+                           map_bytes * batch, cudaMemcpyDeviceToDevice),
+                "cudaMemcpy (map copies)");
+  }
+  const double reuse_ms = time_kernel([&](int i) {
+    args.maps = meta_reuse.as<cuda::DeviceMapSlot>() + (i % copies) * batch;
+    cuda::attention_reuse(args, nullptr);
+  });
   cuda::check(cudaDeviceSynchronize(), "attention kernels");
   const double flops = 4.0 * batch * heads * double(n) * n * head_dim;
   const double reuse_bytes = double(map_bytes) * batch + tokens * width * 2.0 * 2;  // P, V, ctx
@@ -165,10 +179,24 @@ int main(int argc, char** argv) {
     attncache::Embedder cpu = attncache::Embedder::load(model);
     const auto& c = cpu.config().bert;
     const std::vector<std::string> corpus = core::read_lines(corpus_path);
-    CudaEncoderOptions graph_options, eager_options;
+    CudaEncoderOptions graph_options, eager_options, profile_options;
     eager_options.cuda_graphs = false;
+    profile_options.cuda_graphs = false;
+    profile_options.profile = true;
     auto graphed = CudaBertEncoder::create(cpu.config(), graph_options);
     auto eager = CudaBertEncoder::create(cpu.config(), eager_options);
+    auto profiled = CudaBertEncoder::create(cpu.config(), profile_options);
+    // Phase times per call (CUDA events between phases of eager calls).
+    auto phases = [&](const std::vector<std::vector<int32_t>>& batch, const DeviceMapPlan* plan) {
+      for (int i = 0; i < 3; ++i) profiled->embed(batch, plan);
+      profiled->reset_profile();
+      for (int i = 0; i < 20; ++i) profiled->embed(batch, plan);
+      const attncache::CudaProfile& p = profiled->profile();
+      return nlohmann::json{{"qkv_ms", p.qkv_ms / p.calls},
+                            {"attention_ms", p.attention_ms / p.calls},
+                            {"gemm_ms", p.gemm_ms / p.calls},
+                            {"other_ms", p.other_ms / p.calls}};
+    };
 
     nlohmann::json out = {{"bench", "gpu_bench"},
                           {"device", graphed->device_description()},
@@ -234,6 +262,8 @@ int main(int argc, char** argv) {
             {"reuse_tokens_per_s", tokens / hit.median_ms * 1e3},
             {"reuse_speedup_per_hit", exact.median_ms / hit.median_ms},
             {"reuse_worst_cosine_to_exact", worst},
+            {"phases_exact_eager", phases(batch, nullptr)},
+            {"phases_reuse_eager", phases(batch, &reuse)},
             {"map_bytes_all_layers", double(graphed->map_bytes(n)) * batch_size * c.num_layers},
             {"attention_kernels_one_layer",
              attention_only(batch_size, n, c.num_heads, c.head_dim())}};

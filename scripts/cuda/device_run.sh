@@ -3,7 +3,7 @@
 # bundle of scripts/cuda/bundle.sh carried in .carry-cuda. Prints the environment, unpacks,
 # then runs the stages asked for (default: tests bench torch) and leaves logs and JSON in $OUT.
 #
-#   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [compile] [sanitize]
+#   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [sanitize]
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -47,12 +47,8 @@ for stage in $stages; do
         --out "$out/gpu_bench.json" --ids-out "$work/ids.json" > /dev/null
       ;;
     torch)
-      PYTHONUNBUFFERED=1 timeout 240 python3 "$work/gpu_torch_bench.py" --model "$model" \
-        --ids "$work/ids.json" --out "$out/torch_bench.json" > /dev/null
-      ;;
-    compile)
-      PYTHONUNBUFFERED=1 timeout 300 python3 "$work/gpu_torch_bench.py" --model "$model" \
-        --ids "$work/ids.json" --out "$out/torch_compile_bench.json" --compile > /dev/null
+      PYTHONUNBUFFERED=1 timeout 360 python3 "$work/gpu_torch_bench.py" --model "$model" \
+        --ids "$work/ids.json" --out "$out/torch_bench.json" --compile > /dev/null
       ;;
     sanitize)
       timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 "$work/bin/gpu_tests" \

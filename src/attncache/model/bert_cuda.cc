@@ -128,7 +128,52 @@ struct CudaBertEncoder::Impl {
   std::map<std::vector<int64_t>, cudaGraphExec_t> graphs;
   std::map<std::vector<int64_t>, int> seen;
 
+  // Profiling: events recorded at phase boundaries of an eager forward, and the phase each
+  // interval between consecutive events belongs to.
+  enum Phase { kOther, kQkv, kAttention, kGemm };
+  bool timing = false;  // this forward records events
+  std::vector<cudaEvent_t> events;
+  std::vector<Phase> phases;
+  size_t marks = 0;
+  CudaProfile totals;
+
+  void mark(Phase next) {
+    if (!timing) return;
+    if (marks == events.size()) {
+      cudaEvent_t e = nullptr;
+      cuda::check(cudaEventCreate(&e), "cudaEventCreate");
+      events.push_back(e);
+      phases.push_back(kOther);
+    }
+    cuda::check(cudaEventRecord(events[marks], stream), "cudaEventRecord");
+    phases[marks] = next;  // the phase of the interval that starts here
+    ++marks;
+  }
+
+  void collect() {
+    for (size_t i = 0; i + 1 < marks; ++i) {
+      float ms = 0;
+      cuda::check(cudaEventElapsedTime(&ms, events[i], events[i + 1]), "cudaEventElapsedTime");
+      switch (phases[i]) {
+        case kQkv:
+          totals.qkv_ms += ms;
+          break;
+        case kAttention:
+          totals.attention_ms += ms;
+          break;
+        case kGemm:
+          totals.gemm_ms += ms;
+          break;
+        case kOther:
+          totals.other_ms += ms;
+          break;
+      }
+    }
+    ++totals.calls;
+  }
+
   ~Impl() {
+    for (cudaEvent_t e : events) cudaEventDestroy(e);
     clear_graphs();
     if (host_meta != nullptr) cudaFreeHost(host_meta);
     if (host_out != nullptr) cudaFreeHost(host_out);
@@ -219,6 +264,8 @@ size_t CudaBertEncoder::weight_bytes() const { return impl_->weights.size(); }
 size_t CudaBertEncoder::activation_bytes() const {
   return activation_bytes_for(impl_->config.bert, impl_->capacity);
 }
+const CudaProfile& CudaBertEncoder::profile() const { return impl_->totals; }
+void CudaBertEncoder::reset_profile() { impl_->totals = {}; }
 size_t CudaBertEncoder::map_bytes(int n_tokens) const {
   return static_cast<size_t>(impl_->config.bert.num_heads) * n_tokens * n_tokens * 2;
 }
@@ -447,8 +494,16 @@ std::vector<float> CudaBertEncoder::Impl::run(const std::vector<std::vector<int3
       launched = true;
     }
   }
-  if (!launched) enqueue(lengths, total, num_items, slots, pool_output, at, meta_bytes);
+  if (!launched) {
+    timing = options.profile;
+    marks = 0;
+    mark(kOther);
+    enqueue(lengths, total, num_items, slots, pool_output, at, meta_bytes);
+    mark(kOther);
+    timing = false;
+  }
   cuda::check(cudaStreamSynchronize(stream), "the GPU encoder's batch");
+  if (!launched && options.profile) collect();
   return std::vector<float>(host_out, host_out + out_floats);
 }
 
@@ -490,6 +545,7 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
       any_record |= slot.record != nullptr;
     }
     // One projection per run of sequences that agree on V-only: [Q K V] for the others.
+    mark(kQkv);
     for (int s0 = 0; s0 < nseq;) {
       int s1 = s0 + 1;
       while (s1 < nseq && v_only[s1] == v_only[s0]) ++s1;
@@ -512,14 +568,18 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
     args.num_heads = c.num_heads;
     args.head_dim = c.head_dim();
     args.maps = slots != nullptr ? dev_slots + static_cast<size_t>(li) * nseq : nullptr;
+    mark(kAttention);
     if (any_exact) cuda::attention_exact(args, any_record, stream);
     if (any_stored) cuda::attention_reuse(args, stream);
 
+    mark(kGemm);
     gemm->linear(ctx.data(), d, w<uint16_t>(l.out_w), d, tmp.data(), d, cuda::OutType::kF32, total,
                  d, d, cuda::Epilogue::kNone, nullptr, stream);
+    mark(kOther);
     cuda::bias_residual_layernorm(tmp.as<float>(), w<float>(l.out_b), hid, w<float>(l.ln1_g),
                                   w<float>(l.ln1_b), c.layer_norm_eps, hid, hid16, total, d,
                                   stream);
+    mark(kGemm);
     if (options.exact_gelu) {
       gemm->linear(hid16, d, w<uint16_t>(l.inter_w), d, inter.data(), ff, cuda::OutType::kBF16,
                    total, ff, d, cuda::Epilogue::kBias, w<uint16_t>(l.inter_b), stream);
@@ -530,6 +590,7 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
     }
     gemm->linear(inter.data(), ff, w<uint16_t>(l.ffn_w), ff, tmp.data(), d, cuda::OutType::kF32,
                  total, d, ff, cuda::Epilogue::kNone, nullptr, stream);
+    mark(kOther);
     cuda::bias_residual_layernorm(tmp.as<float>(), w<float>(l.ffn_b), hid, w<float>(l.ln2_g),
                                   w<float>(l.ln2_b), c.layer_norm_eps, hid, hid16, total, d,
                                   stream);

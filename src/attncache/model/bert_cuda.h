@@ -33,6 +33,17 @@ struct CudaEncoderOptions {
   bool exact_gelu = false;
   // Replay each distinct batch shape as a CUDA graph after its first run.
   bool cuda_graphs = true;
+  // Time the phases of each forward with CUDA events (eager runs only; graphs are not timed).
+  bool profile = false;
+};
+
+// Device time of forward calls by phase, summed over the calls made while profiling.
+struct CudaProfile {
+  double qkv_ms = 0;        // Q/K/V projections (V only for full hits)
+  double attention_ms = 0;  // exact attention and P·V from stored maps
+  double gemm_ms = 0;       // output projection and MLP GEMMs
+  double other_ms = 0;      // copies, embeddings, LayerNorms, pooling
+  int calls = 0;
 };
 
 // Device-resident attention maps for one forward call: slot [layer · batch + sequence].
@@ -71,6 +82,10 @@ class CudaBertEncoder {
 
   // Bytes of one sequence's maps at one layer (bf16 H×N×N).
   size_t map_bytes(int n_tokens) const;
+
+  // Phase times so far (options.profile), and a reset.
+  const CudaProfile& profile() const;
+  void reset_profile();
 
  private:
   struct Impl;

@@ -31,64 +31,97 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
 }
-__device__ __forceinline__ uint32_t pack_raw(uint16_t lo, uint16_t hi) {
-  return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
-}
-__device__ __forceinline__ uint32_t ld32(const uint16_t* p) {
-  return *reinterpret_cast<const uint32_t*>(p);
-}
 __device__ __forceinline__ uint16_t bf16_bits(float x) {
   const __nv_bfloat16 v = __float2bfloat16_rn(x);
   return *reinterpret_cast<const uint16_t*>(&v);
 }
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
 
-// Shared-memory tiles pad each row by 8 bf16 (16 bytes) so that the fragment loads of a warp
-// (8 rows × 4 words) fall in 32 different banks.
+// Four 8×8 bf16 matrices from shared memory; lanes 8i..8i+7 give the row addresses of matrix i,
+// and register i gets lane (g, t)'s elements [g][2t..2t+1] of matrix i (with .trans: [2t..2t+1][g]
+// of the matrix as stored, i.e. the fragment of its transpose).
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const uint16_t* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// 16 bytes global → shared without passing through registers; `valid` false writes zeros.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// Shared-memory tiles pad each row by 8 bf16 (16 bytes): the 8 row addresses of an ldmatrix
+// then fall in 8 different 16-byte bank groups.
 template <int D>
 using Tile = uint16_t[kRows][D + 8];
 
-// Copies rows [row0, row0 + 64) of one head's slice (D bf16 starting at `base`, rows `stride`
-// elements apart) into `tile`, 16 bytes per load; rows at or past n become zero.
+// Starts copying rows [row0, row0 + 64) of one head's slice (D bf16 at `base`, rows `stride`
+// elements apart) into `tile`, 16 bytes per copy; rows at or past n become zero.
 template <int D>
 __device__ __forceinline__ void load_tile(Tile<D>& tile, const uint16_t* base, int stride, int row0,
                                           int n) {
   constexpr int kChunks = D / 8;
   for (int i = threadIdx.x; i < kRows * kChunks; i += kThreads) {
     const int r = i / kChunks, c = (i % kChunks) * 8;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (row0 + r < n) {
-      v = *reinterpret_cast<const uint4*>(base + static_cast<size_t>(row0 + r) * stride + c);
-    }
-    *reinterpret_cast<uint4*>(&tile[r][c]) = v;
+    const bool valid = row0 + r < n;
+    cp_async16(&tile[r][c], base + (valid ? static_cast<size_t>(row0 + r) * stride + c : 0), valid);
   }
 }
 
-// This warp's 16×64 scores S = Q·Kᵀ for one key block (unscaled).
+// This warp's A fragments of a 16-row slice (rows 16·warp..) of a tile, for k-step kk.
+template <int W>
+__device__ __forceinline__ void a_fragments(uint32_t (&a)[4], const Tile<W>& tile, int warp, int kk,
+                                            int lane) {
+  const int mi = lane / 8, ri = lane % 8;
+  ldsm_x4(a, &tile[16 * warp + 8 * (mi % 2) + ri][16 * kk + 8 * (mi / 2)]);
+}
+
+// This warp's 16×64 scores S = Q·Kᵀ for one key block (unscaled). B = Kᵀ: the fragments of key
+// tiles j and j+1 come from one ldmatrix over K's rows (not transposed).
 template <int D>
 __device__ __forceinline__ void scores(float (&s)[8][4], const uint32_t (&qf)[D / 16][4],
-                                       const Tile<D>& ks, int g, int t) {
+                                       const Tile<D>& ks, int lane) {
 #pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+  for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+  const int mi = lane / 8, ri = lane % 8;
+#pragma unroll
+  for (int j = 0; j < 8; j += 2) {
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      const uint16_t* k = &ks[8 * j + g][16 * kk + 2 * t];
-      mma_bf16(s[j], qf[kk], ld32(k), ld32(k + 8));
+      uint32_t b[4];
+      ldsm_x4(b, &ks[8 * (j + mi / 2) + ri][16 * kk + 8 * (mi % 2)]);
+      mma_bf16(s[j], qf[kk], b[0], b[1]);
+      mma_bf16(s[j + 1], qf[kk], b[2], b[3]);
     }
   }
 }
 
-// o[16×D] += P[16×64] · V[64×D], P given as this warp's A fragments for the 4 steps of 16 keys.
+// o[16×D] += P[16×16] · V[16×D] for keys 16kk..16kk+15 of the block, P given as A fragments.
+// B = V[key][dim]: transposed ldmatrix gives the fragments of dimension tiles jd and jd+1.
 template <int D>
 __device__ __forceinline__ void accumulate_pv(float (&o)[D / 8][4], const uint32_t (&pa)[4], int kk,
-                                              const Tile<D>& vs, int g, int t) {
-  const int key = 16 * kk + 2 * t;
+                                              const Tile<D>& vs, int lane) {
+  const int mi = lane / 8, ri = lane % 8;
 #pragma unroll
-  for (int jd = 0; jd < D / 8; ++jd) {
-    const int dim = 8 * jd + g;
-    const uint32_t b0 = pack_raw(vs[key][dim], vs[key + 1][dim]);
-    const uint32_t b1 = pack_raw(vs[key + 8][dim], vs[key + 9][dim]);
-    mma_bf16(o[jd], pa, b0, b1);
+  for (int jd = 0; jd < D / 8; jd += 2) {
+    uint32_t b[4];
+    ldsm_x4_trans(b, &vs[16 * kk + 8 * (mi % 2) + ri][8 * (jd + mi / 2)]);
+    mma_bf16(o[jd], pa, b[0], b[1]);
+    mma_bf16(o[jd + 1], pa, b[2], b[3]);
   }
 }
 
@@ -112,6 +145,7 @@ __device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (
   }
 }
 
+// Key/value blocks are double-buffered: the copies of block kb+1 run while block kb is used.
 template <int D, bool kRecord>
 __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float scale_log2) {
   const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
@@ -123,21 +157,19 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
   const int n = a.seq_len[seq], off = a.seq_offset[seq];
   const int stride = 3 * heads * D;
   const uint16_t* qkv = static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride;
+  const uint16_t* kbase = qkv + heads * D + h * D;
+  const uint16_t* vbase = qkv + 2 * heads * D + h * D;
   const int q0 = qb * kRows;
 
-  __shared__ alignas(16) Tile<D> qs, ks, vs;
+  __shared__ alignas(16) Tile<D> qs;
+  __shared__ alignas(16) Tile<D> ks[2], vs[2];
   load_tile<D>(qs, qkv + h * D, stride, q0, n);
-  __syncthreads();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int r0 = warp * 16 + g;  // this thread's rows: r0 and r0 + 8 of the block
+  load_tile<D>(ks[0], kbase, stride, 0, n);
+  load_tile<D>(vs[0], vbase, stride, 0, n);
+  cp_async_commit();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
+  const int r0 = warp * 16 + lane / 4;  // this thread's rows: r0 and r0 + 8 of the block
   uint32_t qf[D / 16][4];
-#pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) {
-    qf[kk][0] = ld32(&qs[r0][16 * kk + 2 * t]);
-    qf[kk][1] = ld32(&qs[r0 + 8][16 * kk + 2 * t]);
-    qf[kk][2] = ld32(&qs[r0][16 * kk + 2 * t + 8]);
-    qf[kk][3] = ld32(&qs[r0 + 8][16 * kk + 2 * t + 8]);
-  }
 
   float o[D / 8][4];
 #pragma unroll
@@ -145,12 +177,22 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
   float m0 = kNegInf, m1 = kNegInf, l0 = 0.0f, l1 = 0.0f;  // l: this thread's partial sums
   const int key_blocks = (n + kRows - 1) / kRows;
   for (int kb = 0; kb < key_blocks; ++kb) {
-    __syncthreads();  // every warp is done with the previous block
-    load_tile<D>(ks, qkv + heads * D + h * D, stride, kb * kRows, n);
-    load_tile<D>(vs, qkv + 2 * heads * D + h * D, stride, kb * kRows, n);
+    const int buf = kb & 1;
+    if (kb + 1 < key_blocks) {
+      load_tile<D>(ks[buf ^ 1], kbase, stride, (kb + 1) * kRows, n);
+      load_tile<D>(vs[buf ^ 1], vbase, stride, (kb + 1) * kRows, n);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
+    if (kb == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) a_fragments<D>(qf[kk], qs, warp, kk, lane);
+    }
     float s[8][4];
-    scores<D>(s, qf, ks, g, t);
+    scores<D>(s, qf, ks[buf], lane);
     float mx0 = kNegInf, mx1 = kNegInf;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -200,8 +242,9 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
                               pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                               pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                               pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      accumulate_pv<D>(o, pa, kk, vs, g, t);
+      accumulate_pv<D>(o, pa, kk, vs[buf], lane);
     }
+    __syncthreads();  // buffer `buf` is refilled in the next iteration
   }
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
@@ -216,11 +259,13 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
     uint16_t* rec = static_cast<uint16_t*>(slot.record) + static_cast<size_t>(h) * n * n;
     const int row0 = q0 + r0, row1 = row0 + 8;
     for (int kb = 0; kb < key_blocks; ++kb) {
-      __syncthreads();
-      load_tile<D>(ks, qkv + heads * D + h * D, stride, kb * kRows, n);
+      load_tile<D>(ks[0], kbase, stride, kb * kRows, n);
+      cp_async_commit();
+      cp_async_wait<0>();
       __syncthreads();
       float s[8][4];
-      scores<D>(s, qf, ks, g, t);
+      scores<D>(s, qf, ks[0], lane);
+      __syncthreads();
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
 #pragma unroll
@@ -241,8 +286,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
   }
 }
 
-// ctx = P·V for the reused heads. P streams through shared memory in 64×64 tiles: each stored
-// value is read once.
+// ctx = P·V for the reused heads. P streams through shared memory in 64×64 tiles, double-
+// buffered like the exact kernel's keys: each stored value is read once.
 template <int D>
 __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
@@ -252,46 +297,56 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   const int heads = a.num_heads;
   const int n = a.seq_len[seq], off = a.seq_offset[seq];
   const int stride = 3 * heads * D;
-  const uint16_t* qkv = static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride;
+  const uint16_t* vbase = static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride +
+                          2 * heads * D + h * D;
   const uint16_t* p = static_cast<const uint16_t*>(slot.stored) + static_cast<size_t>(h) * n * n;
   const int q0 = qb * kRows;
 
-  __shared__ alignas(16) Tile<kRows> ps;
-  __shared__ alignas(16) Tile<D> vs;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int r0 = warp * 16 + g;
-  float o[D / 8][4];
-#pragma unroll
-  for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
-  const int key_blocks = (n + kRows - 1) / kRows;
+  __shared__ alignas(16) Tile<kRows> ps[2];
+  __shared__ alignas(16) Tile<D> vs[2];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
+  const int r0 = warp * 16 + lane / 4;
   const bool vector_rows = n % 8 == 0;  // rows of P start 16-byte aligned
-  for (int kb = 0; kb < key_blocks; ++kb) {
+  // Starts loading key block kb (its P columns and V rows) into buffer `buf`.
+  auto stage = [&](int kb, int buf) {
     const int k0 = kb * kRows;
-    __syncthreads();
     if (vector_rows) {
       for (int i = threadIdx.x; i < kRows * kRows / 8; i += kThreads) {
         const int r = i / (kRows / 8), c = (i % (kRows / 8)) * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (q0 + r < n && k0 + c < n) {
-          v = *reinterpret_cast<const uint4*>(p + static_cast<size_t>(q0 + r) * n + k0 + c);
-        }
-        *reinterpret_cast<uint4*>(&ps[r][c]) = v;
+        const bool valid = q0 + r < n && k0 + c < n;
+        cp_async16(&ps[buf][r][c], p + (valid ? static_cast<size_t>(q0 + r) * n + k0 + c : 0),
+                   valid);
       }
     } else {
       for (int i = threadIdx.x; i < kRows * kRows; i += kThreads) {
         const int r = i / kRows, c = i % kRows;
-        ps[r][c] = q0 + r < n && k0 + c < n ? p[static_cast<size_t>(q0 + r) * n + k0 + c] : 0;
+        ps[buf][r][c] = q0 + r < n && k0 + c < n ? p[static_cast<size_t>(q0 + r) * n + k0 + c] : 0;
       }
     }
-    load_tile<D>(vs, qkv + 2 * heads * D + h * D, stride, k0, n);
+    load_tile<D>(vs[buf], vbase, stride, k0, n);
+    cp_async_commit();
+  };
+  float o[D / 8][4];
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
+  const int key_blocks = (n + kRows - 1) / kRows;
+  stage(0, 0);
+  for (int kb = 0; kb < key_blocks; ++kb) {
+    const int buf = kb & 1;
+    if (kb + 1 < key_blocks) {
+      stage(kb + 1, buf ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-      const uint32_t pa[4] = {ld32(&ps[r0][16 * kk + 2 * t]), ld32(&ps[r0 + 8][16 * kk + 2 * t]),
-                              ld32(&ps[r0][16 * kk + 2 * t + 8]),
-                              ld32(&ps[r0 + 8][16 * kk + 2 * t + 8])};
-      accumulate_pv<D>(o, pa, kk, vs, g, t);
+      uint32_t pa[4];
+      a_fragments<kRows>(pa, ps[buf], warp, kk, lane);
+      accumulate_pv<D>(o, pa, kk, vs[buf], lane);
     }
+    __syncthreads();
   }
   store_rows<D>(a, o, off, n, q0 + r0, h, 1.0f, 1.0f, t);
 }
