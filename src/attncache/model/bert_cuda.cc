@@ -90,11 +90,11 @@ struct LayerWeights {
 // Device bytes of the activations for a batch of `tokens` tokens.
 size_t activation_bytes_for(const BertConfig& c, size_t tokens) {
   const size_t d = c.hidden_size, ff = c.intermediate_size;
-  const size_t per_token = d * 4        // hidden, fp32 residual stream
-                           + d * 2      // its bf16 copy (GEMM input)
+  const size_t per_token = d * 4        // the last layer's output, fp32 (pooling reads it)
+                           + d * 2      // the residual stream, bf16 (GEMM input)
                            + 3 * d * 2  // qkv
                            + d * 2      // attention context
-                           + d * 4      // GEMM output before LayerNorm
+                           + d * 2      // GEMM output + bias + residual, before LayerNorm
                            + ff * 2;    // MLP intermediate
   return tokens * per_token;
 }
@@ -215,7 +215,7 @@ struct CudaBertEncoder::Impl {
     hidden_bf16 = cuda::DeviceBuffer(tokens * d * 2, "activations (hidden states, bf16)");
     qkv = cuda::DeviceBuffer(tokens * 3 * d * 2, "activations (Q, K, V)");
     ctx = cuda::DeviceBuffer(tokens * d * 2, "activations (attention output)");
-    tmp = cuda::DeviceBuffer(tokens * d * 4, "activations (projection output)");
+    tmp = cuda::DeviceBuffer(tokens * d * 2, "activations (projection output)");
     inter = cuda::DeviceBuffer(tokens * ff * 2, "activations (MLP)");
     capacity = tokens;
   }
@@ -324,13 +324,13 @@ std::unique_ptr<CudaBertEncoder> CudaBertEncoder::create(const ModelConfig& conf
     l.qkv_w = image.add_bf16(qkv_w);
     l.qkv_b = image.add_bf16(qkv_b);  // bias of a bf16 output: bf16 (cuBLASLt epilogue)
     l.out_w = image.add_bf16(file.get(p + "attention.output.dense.weight", {d, d}));
-    l.out_b = image.add_f32(file.get(p + "attention.output.dense.bias", {d}));
+    l.out_b = image.add_bf16(file.get(p + "attention.output.dense.bias", {d}));
     l.ln1_g = image.add_f32(file.get(p + "attention.output.LayerNorm.weight", {d}));
     l.ln1_b = image.add_f32(file.get(p + "attention.output.LayerNorm.bias", {d}));
     l.inter_w = image.add_bf16(file.get(p + "intermediate.dense.weight", {ff, d}));
     l.inter_b = image.add_bf16(file.get(p + "intermediate.dense.bias", {ff}));
     l.ffn_w = image.add_bf16(file.get(p + "output.dense.weight", {d, ff}));
-    l.ffn_b = image.add_f32(file.get(p + "output.dense.bias", {d}));
+    l.ffn_b = image.add_bf16(file.get(p + "output.dense.bias", {d}));
     l.ln2_g = image.add_f32(file.get(p + "output.LayerNorm.weight", {d}));
     l.ln2_b = image.add_f32(file.get(p + "output.LayerNorm.bias", {d}));
     impl->layers.push_back(l);
@@ -527,8 +527,8 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
   uint16_t* hid16 = hidden_bf16.as<uint16_t>();
   uint16_t* q = qkv.as<uint16_t>();
   cuda::embed_layernorm(ids, positions, w<float>(word), w<float>(pos), w<float>(type0),
-                        w<float>(emb_g), w<float>(emb_b), c.layer_norm_eps, hid, hid16, total, d,
-                        stream);
+                        w<float>(emb_g), w<float>(emb_b), c.layer_norm_eps, hid16, nullptr, total,
+                        d, stream);
   const uint64_t all_heads = c.num_heads >= 64 ? ~0ull : (1ull << c.num_heads) - 1;
   std::vector<char> v_only(nseq, 0);
   std::vector<int> first_row(nseq);
@@ -572,13 +572,13 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
     if (any_exact) cuda::attention_exact(args, any_record, stream);
     if (any_stored) cuda::attention_reuse(args, stream);
 
+    // Output projection: tmp = ctx·Woᵀ + bo + residual, then LayerNorm into the residual stream.
     mark(kGemm);
-    gemm->linear(ctx.data(), d, w<uint16_t>(l.out_w), d, tmp.data(), d, cuda::OutType::kF32, total,
-                 d, d, cuda::Epilogue::kNone, nullptr, stream);
+    gemm->linear(ctx.data(), d, w<uint16_t>(l.out_w), d, tmp.data(), d, cuda::OutType::kBF16, total,
+                 d, d, cuda::Epilogue::kBias, w<uint16_t>(l.out_b), stream, hid16);
     mark(kOther);
-    cuda::bias_residual_layernorm(tmp.as<float>(), w<float>(l.out_b), hid, w<float>(l.ln1_g),
-                                  w<float>(l.ln1_b), c.layer_norm_eps, hid, hid16, total, d,
-                                  stream);
+    cuda::layernorm(tmp.data(), w<float>(l.ln1_g), w<float>(l.ln1_b), c.layer_norm_eps, hid16,
+                    nullptr, total, d, stream);
     mark(kGemm);
     if (options.exact_gelu) {
       gemm->linear(hid16, d, w<uint16_t>(l.inter_w), d, inter.data(), ff, cuda::OutType::kBF16,
@@ -588,12 +588,13 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
       gemm->linear(hid16, d, w<uint16_t>(l.inter_w), d, inter.data(), ff, cuda::OutType::kBF16,
                    total, ff, d, cuda::Epilogue::kGeluBias, w<uint16_t>(l.inter_b), stream);
     }
-    gemm->linear(inter.data(), ff, w<uint16_t>(l.ffn_w), ff, tmp.data(), d, cuda::OutType::kF32,
-                 total, d, ff, cuda::Epilogue::kNone, nullptr, stream);
+    gemm->linear(inter.data(), ff, w<uint16_t>(l.ffn_w), ff, tmp.data(), d, cuda::OutType::kBF16,
+                 total, d, ff, cuda::Epilogue::kBias, w<uint16_t>(l.ffn_b), stream, hid16);
     mark(kOther);
-    cuda::bias_residual_layernorm(tmp.as<float>(), w<float>(l.ffn_b), hid, w<float>(l.ln2_g),
-                                  w<float>(l.ln2_b), c.layer_norm_eps, hid, hid16, total, d,
-                                  stream);
+    // The last layer's output also in fp32, for pooling and encode().
+    const bool last = li + 1 == c.num_layers;
+    cuda::layernorm(tmp.data(), w<float>(l.ln2_g), w<float>(l.ln2_b), c.layer_norm_eps, hid16,
+                    last ? hid : nullptr, total, d, stream);
   }
   if (pool_output) {
     cuda::pool(hid, offsets, lens, nseq, d, config.sentence.pooling == Pooling::kCls,

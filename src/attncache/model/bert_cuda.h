@@ -1,8 +1,8 @@
 // A BERT encoder on one CUDA GPU, the counterpart of BertModel + Embedder's pooling: the same
-// packed, unpadded batches; GEMM weights in bf16 (embeddings, biases of fp32 outputs and
-// LayerNorm parameters in fp32) uploaded once; cuBLASLt GEMMs with bias / GELU epilogues; fused
-// FlashAttention-2-style attention on tensor cores; an fp32 residual stream; pooling and
-// normalization on the device.
+// packed, unpadded batches; GEMM weights and biases in bf16 (embeddings and LayerNorm parameters
+// in fp32) uploaded once; cuBLASLt GEMMs whose epilogues add the bias, the GELU or the residual;
+// fused FlashAttention-2-style attention on tensor cores; a bf16 residual stream with LayerNorms
+// computed in fp32; pooling and normalization on the device, from the last layer's fp32 output.
 //
 // AttnCache on the device: a DeviceMapPlan gives, per layer and sequence, bf16 H×N×N maps to
 // reuse (for a head mask) and/or a buffer to record the exact P into. Sequences reusing every

@@ -193,35 +193,39 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
     }
     float s[8][4];
     scores<D>(s, qf, ks[buf], lane);
+    if ((kb + 1) * kRows > n) {  // the last block runs past the sequence: mask those keys
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (kb * kRows + 8 * j + 2 * t + e >= n) s[j][e] = s[j][2 + e] = kNegInf;
+        }
+      }
+    }
     float mx0 = kNegInf, mx1 = kNegInf;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const bool valid = kb * kRows + 8 * j + 2 * t + e < n;
-        s[j][e] = valid ? s[j][e] * scale_log2 : kNegInf;
-        s[j][2 + e] = valid ? s[j][2 + e] * scale_log2 : kNegInf;
-        mx0 = fmaxf(mx0, s[j][e]);
-        mx1 = fmaxf(mx1, s[j][2 + e]);
-      }
+      mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+      mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
     }
     // The four threads of a quad hold one row's 64 columns between them.
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    // Maxima are kept scaled (log2 units; the scale is positive, so it commutes with max).
     // Every key block holds at least one valid key, so the new maxima are finite.
-    const float new0 = fmaxf(m0, mx0), new1 = fmaxf(m1, mx1);
+    const float new0 = fmaxf(m0, mx0 * scale_log2), new1 = fmaxf(m1, mx1 * scale_log2);
     const float alpha0 = exp2f(m0 - new0), alpha1 = exp2f(m1 - new1);
     m0 = new0;
     m1 = new1;
     float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      s[j][0] = exp2f(s[j][0] - m0);
-      s[j][1] = exp2f(s[j][1] - m0);
-      s[j][2] = exp2f(s[j][2] - m1);
-      s[j][3] = exp2f(s[j][3] - m1);
+      s[j][0] = exp2f(fmaf(s[j][0], scale_log2, -m0));
+      s[j][1] = exp2f(fmaf(s[j][1], scale_log2, -m0));
+      s[j][2] = exp2f(fmaf(s[j][2], scale_log2, -m1));
+      s[j][3] = exp2f(fmaf(s[j][3], scale_log2, -m1));
       sum0 += s[j][0] + s[j][1];
       sum1 += s[j][2] + s[j][3];
     }
@@ -274,11 +278,11 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
           if (col >= n) continue;
           if (row0 < n) {
             rec[static_cast<size_t>(row0) * n + col] =
-                bf16_bits(exp2f(s[j][e] * scale_log2 - m0) * inv0);
+                bf16_bits(exp2f(fmaf(s[j][e], scale_log2, -m0)) * inv0);
           }
           if (row1 < n) {
             rec[static_cast<size_t>(row1) * n + col] =
-                bf16_bits(exp2f(s[j][2 + e] * scale_log2 - m1) * inv1);
+                bf16_bits(exp2f(fmaf(s[j][2 + e], scale_log2, -m1)) * inv1);
           }
         }
       }

@@ -41,10 +41,12 @@ Gemm::~Gemm() {
 }
 
 void Gemm::linear(const void* x, int ldx, const void* w, int ldw, void* y, int ldy, OutType out,
-                  int m, int n, int k, Epilogue epilogue, const void* bias, cudaStream_t stream) {
+                  int m, int n, int k, Epilogue epilogue, const void* bias, cudaStream_t stream,
+                  const void* residual) {
   if (m == 0) return;
   const int align =
-      std::min({alignment(x), alignment(w), alignment(y), bias != nullptr ? alignment(bias) : 256});
+      std::min({alignment(x), alignment(w), alignment(y), bias != nullptr ? alignment(bias) : 256,
+                residual != nullptr ? alignment(residual) : 256});
   const Key key{m, n, k, ldx, ldw, ldy, static_cast<int>(out), static_cast<int>(epilogue), align};
   auto it = plans_.find(key);
   if (it == plans_.end()) {
@@ -110,9 +112,10 @@ void Gemm::linear(const void* x, int ldx, const void* w, int ldw, void* y, int l
                                          sizeof bias),
           "BIAS_POINTER");
   }
-  const float alpha = 1.0f, beta = 0.0f;
-  check(cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, x, plan.b, &beta, y, plan.c, y,
-                       plan.c, &plan.algo, workspace_.data(), workspace_.size(), stream),
+  const float alpha = 1.0f, beta = residual != nullptr ? 1.0f : 0.0f;
+  check(cublasLtMatmul(handle_, plan.desc, &alpha, w, plan.a, x, plan.b, &beta,
+                       residual != nullptr ? residual : y, plan.c, y, plan.c, &plan.algo,
+                       workspace_.data(), workspace_.size(), stream),
         "cublasLtMatmul");
 }
 

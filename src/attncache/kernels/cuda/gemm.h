@@ -2,7 +2,8 @@
 // accumulation, Y bf16 or fp32. X is [m × k] row-major (tokens), W a PyTorch Linear weight
 // [n × k]. A plan (descriptors, layouts and the heuristic's algorithm) is made once per shape,
 // leading dimensions, output type, epilogue and pointer alignment, then reused; plans hold no
-// pointers, so calls are safe to capture in CUDA graphs.
+// pointers, so calls are safe to capture in CUDA graphs. A residual enters as cuBLASLt's C
+// matrix with beta = 1.
 #pragma once
 
 #include <cublasLt.h>
@@ -27,9 +28,11 @@ class Gemm {
   Gemm& operator=(const Gemm&) = delete;
 
   // y[m × n] (rows ldy elements apart) = x[m × k] (rows ldx apart) · w[n × k]ᵀ (rows ldw apart)
-  // (+ bias[n], of the output's type). Throws core::Error when cuBLASLt has no algorithm.
+  // (+ bias[n], of the output's type) (+ residual[m × n], laid out as y and of its type; not
+  // aliasing y). Throws core::Error when cuBLASLt has no algorithm.
   void linear(const void* x, int ldx, const void* w, int ldw, void* y, int ldy, OutType out, int m,
-              int n, int k, Epilogue epilogue, const void* bias, cudaStream_t stream);
+              int n, int k, Epilogue epilogue, const void* bias, cudaStream_t stream,
+              const void* residual = nullptr);
 
  private:
   struct Plan;

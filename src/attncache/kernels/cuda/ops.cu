@@ -14,8 +14,8 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// LayerNorm of the VPT·32 values a warp holds (lane holds columns lane + 32·i), written as fp32
-// and bf16. Two passes over registers: mean, then the centred variance.
+// LayerNorm of the VPT·32 values a warp holds (lane holds columns lane + 32·i), written as bf16
+// and, unless `out` is null, fp32. Two passes over registers: mean, then the centred variance.
 template <int VPT>
 __device__ __forceinline__ void layernorm_store(float (&v)[VPT], const float* gamma,
                                                 const float* beta, float eps, float* out,
@@ -36,7 +36,7 @@ __device__ __forceinline__ void layernorm_store(float (&v)[VPT], const float* ga
   for (int i = 0; i < VPT; ++i) {
     const int c = lane + 32 * i;
     const float y = v[i] * rstd * gamma[c] + beta[c];
-    out[c] = y;
+    if (out != nullptr) out[c] = y;
     out_bf16[c] = __float2bfloat16_rn(y);
   }
 }
@@ -59,15 +59,15 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
     const int c = lane + 32 * i;
     v[i] = w[c] + p[c] + type0[c];
   }
-  layernorm_store<VPT>(v, gamma, beta, eps, out + static_cast<size_t>(row) * d,
+  layernorm_store<VPT>(v, gamma, beta, eps,
+                       out != nullptr ? out + static_cast<size_t>(row) * d : out,
                        out_bf16 + static_cast<size_t>(row) * d, lane);
 }
 
 template <int VPT>
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
-    bias_residual_layernorm_kernel(const float* x, const float* bias, const float* residual,
-                                   const float* gamma, const float* beta, float eps, float* out,
-                                   __nv_bfloat16* out_bf16, int rows) {
+    layernorm_kernel(const __nv_bfloat16* x, const float* gamma, const float* beta, float eps,
+                     float* out, __nv_bfloat16* out_bf16, int rows) {
   constexpr int d = VPT * 32;
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;
@@ -75,11 +75,9 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   const size_t base = static_cast<size_t>(row) * d;
   float v[VPT];
 #pragma unroll
-  for (int i = 0; i < VPT; ++i) {
-    const int c = lane + 32 * i;
-    v[i] = x[base + c] + bias[c] + residual[base + c];
-  }
-  layernorm_store<VPT>(v, gamma, beta, eps, out + base, out_bf16 + base, lane);
+  for (int i = 0; i < VPT; ++i) v[i] = __bfloat162float(x[base + lane + 32 * i]);
+  layernorm_store<VPT>(v, gamma, beta, eps, out != nullptr ? out + base : out, out_bf16 + base,
+                       lane);
 }
 
 __global__ void gelu_kernel(__nv_bfloat16* x, size_t count) {
@@ -144,8 +142,8 @@ void dispatch_vpt(int d, Args&&... args) {
 template <int VPT>
 struct EmbedLaunch {
   static void run(const int* ids, const int* positions, const float* word, const float* pos,
-                  const float* type0, const float* gamma, const float* beta, float eps, float* out,
-                  void* out_bf16, int rows, cudaStream_t stream) {
+                  const float* type0, const float* gamma, const float* beta, float eps,
+                  void* out_bf16, float* out, int rows, cudaStream_t stream) {
     const int blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
     embed_layernorm_kernel<VPT><<<blocks, 32 * kRowsPerBlock, 0, stream>>>(
         ids, positions, word, pos, type0, gamma, beta, eps, out,
@@ -155,14 +153,14 @@ struct EmbedLaunch {
 };
 
 template <int VPT>
-struct ResidualLaunch {
-  static void run(const float* x, const float* bias, const float* residual, const float* gamma,
-                  const float* beta, float eps, float* out, void* out_bf16, int rows,
-                  cudaStream_t stream) {
+struct LayerNormLaunch {
+  static void run(const void* x, const float* gamma, const float* beta, float eps, void* out_bf16,
+                  float* out, int rows, cudaStream_t stream) {
     const int blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-    bias_residual_layernorm_kernel<VPT><<<blocks, 32 * kRowsPerBlock, 0, stream>>>(
-        x, bias, residual, gamma, beta, eps, out, static_cast<__nv_bfloat16*>(out_bf16), rows);
-    check_launch("bias_residual_layernorm");
+    layernorm_kernel<VPT><<<blocks, 32 * kRowsPerBlock, 0, stream>>>(
+        static_cast<const __nv_bfloat16*>(x), gamma, beta, eps, out,
+        static_cast<__nv_bfloat16*>(out_bf16), rows);
+    check_launch("layernorm");
   }
 };
 
@@ -184,17 +182,16 @@ bool layernorm_supports(int d) {
 
 void embed_layernorm(const int* ids, const int* positions, const float* word, const float* pos,
                      const float* type0, const float* gamma, const float* beta, float eps,
-                     float* out, void* out_bf16, int rows, int d, cudaStream_t stream) {
+                     void* out_bf16, float* out_f32, int rows, int d, cudaStream_t stream) {
   if (rows == 0) return;
-  dispatch_vpt<EmbedLaunch>(d, ids, positions, word, pos, type0, gamma, beta, eps, out, out_bf16,
-                            rows, stream);
+  dispatch_vpt<EmbedLaunch>(d, ids, positions, word, pos, type0, gamma, beta, eps, out_bf16,
+                            out_f32, rows, stream);
 }
 
-void bias_residual_layernorm(const float* x, const float* bias, const float* residual,
-                             const float* gamma, const float* beta, float eps, float* out,
-                             void* out_bf16, int rows, int d, cudaStream_t stream) {
+void layernorm(const void* x, const float* gamma, const float* beta, float eps, void* out_bf16,
+               float* out_f32, int rows, int d, cudaStream_t stream) {
   if (rows == 0) return;
-  dispatch_vpt<ResidualLaunch>(d, x, bias, residual, gamma, beta, eps, out, out_bf16, rows, stream);
+  dispatch_vpt<LayerNormLaunch>(d, x, gamma, beta, eps, out_bf16, out_f32, rows, stream);
 }
 
 void gelu_bf16(void* x, size_t count, cudaStream_t stream) {
