@@ -140,7 +140,25 @@ nlohmann::json attention_only(int batch, int n, int heads, int head_dim) {
   }
   const double reuse_ms = time_kernel([&](int i) {
     args.maps = meta_reuse.as<cuda::DeviceMapSlot>() + (i % copies) * batch;
-    cuda::attention_reuse(args, nullptr);
+    cuda::attention_reuse(args, cuda::MapFormat::kBF16, nullptr);
+  });
+  // The same maps as P8 (one byte per probability), twice as many copies in the same bytes.
+  const size_t copies8 = 2 * copies;
+  cuda::DeviceBuffer maps8(map_bytes / 2 * batch * copies8, "bench P8 maps");
+  for (size_t c = 0; c < copies8; ++c) {
+    cuda::maps_to_p8(maps.data(), static_cast<char*>(maps8.data()) + map_bytes / 2 * batch * c,
+                     map_bytes / 2 * batch, nullptr);
+  }
+  std::vector<cuda::DeviceMapSlot> reuse8(batch * copies8);
+  for (size_t i = 0; i < reuse8.size(); ++i) {
+    reuse8[i].stored = static_cast<char*>(maps8.data()) + map_bytes / 2 * i;
+    reuse8[i].format = cuda::MapFormat::kP8;
+  }
+  cuda::DeviceBuffer meta_reuse8(reuse8.size() * sizeof(cuda::DeviceMapSlot), "meta");
+  meta_reuse8.upload(reuse8.data(), reuse8.size() * sizeof(cuda::DeviceMapSlot));
+  const double reuse8_ms = time_kernel([&](int i) {
+    args.maps = meta_reuse8.as<cuda::DeviceMapSlot>() + (i % copies8) * batch;
+    cuda::attention_reuse(args, cuda::MapFormat::kP8, nullptr);
   });
   cuda::check(cudaDeviceSynchronize(), "attention kernels");
   const double flops = 4.0 * batch * heads * double(n) * n * head_dim;
@@ -150,6 +168,9 @@ nlohmann::json attention_only(int batch, int n, int heads, int head_dim) {
           {"reuse_ms", reuse_ms},
           {"exact_tflops", flops / exact_ms / 1e9},
           {"reuse_tbps", reuse_bytes / reuse_ms / 1e9},
+          {"reuse_p8_ms", reuse8_ms},
+          {"reuse_p8_tbps", (reuse_bytes - double(map_bytes) * batch / 2) / reuse8_ms / 1e9},
+          {"reuse_p8_speedup", exact_ms / reuse8_ms},
           {"map_bytes_per_layer", double(map_bytes) * batch},
           {"reuse_speedup", exact_ms / reuse_ms}};
 }
@@ -239,17 +260,32 @@ int main(int argc, char** argv) {
         const Timing recording = time_calls([&] { eager->embed(batch, &record); }, min_seconds);
         const std::vector<float> reference = graphed->embed(batch, &record);
         const Timing hit = time_calls([&] { graphed->embed(batch, &reuse); }, min_seconds);
+        // The same maps compressed to P8 on the device.
+        std::vector<cuda::DeviceBuffer> maps8;
+        DeviceMapPlan reuse8;
+        for (size_t i = 0; i < maps.size(); ++i) {
+          maps8.emplace_back(maps[i].size() / 2, "bench P8 maps");
+          cuda::maps_to_p8(maps[i].data(), maps8.back().data(), maps[i].size() / 2, nullptr);
+          reuse8.slots.push_back({maps8.back().data(), nullptr, ~0ull, core::DType::kP8});
+        }
+        cuda::check(cudaDeviceSynchronize(), "maps_to_p8");
+        const Timing hit8 = time_calls([&] { graphed->embed(batch, &reuse8); }, min_seconds);
+        const std::vector<float> reused8 = graphed->embed(batch, &reuse8);
         const Timing hit_eager = time_calls([&] { eager->embed(batch, &reuse); }, min_seconds);
         const std::vector<float> reused = graphed->embed(batch, &reuse);
-        double worst = 1.0;
-        for (int s = 0; s < batch_size; ++s) {
-          double dot = 0, na = 0, nb = 0;
-          for (int k = 0; k < c.hidden_size; ++k) {
-            const double a = reference[s * c.hidden_size + k], b = reused[s * c.hidden_size + k];
-            dot += a * b, na += a * a, nb += b * b;
+        auto worst_cosine = [&](const std::vector<float>& x) {
+          double worst = 1.0;
+          for (int s = 0; s < batch_size; ++s) {
+            double dot = 0, na = 0, nb = 0;
+            for (int k = 0; k < c.hidden_size; ++k) {
+              const double a = reference[s * c.hidden_size + k], b = x[s * c.hidden_size + k];
+              dot += a * b, na += a * a, nb += b * b;
+            }
+            worst = std::min(worst, dot / std::sqrt(na * nb));
           }
-          worst = std::min(worst, dot / std::sqrt(na * nb));
-        }
+          return worst;
+        };
+        const double worst = worst_cosine(reused);
         nlohmann::json r = {
             {"batch", batch_size},
             {"tokens", n},
@@ -262,19 +298,25 @@ int main(int argc, char** argv) {
             {"reuse_tokens_per_s", tokens / hit.median_ms * 1e3},
             {"reuse_speedup_per_hit", exact.median_ms / hit.median_ms},
             {"reuse_worst_cosine_to_exact", worst},
+            {"reuse_p8_graph", timing_json(hit8)},
+            {"reuse_p8_speedup_per_hit", exact.median_ms / hit8.median_ms},
+            {"reuse_p8_worst_cosine_to_exact", worst_cosine(reused8)},
             {"phases_exact_eager", phases(batch, nullptr)},
             {"phases_reuse_eager", phases(batch, &reuse)},
             {"map_bytes_all_layers", double(graphed->map_bytes(n)) * batch_size * c.num_layers},
             {"attention_kernels_one_layer",
              attention_only(batch_size, n, c.num_heads, c.head_dim())}};
-        std::fprintf(stderr,
-                     "B=%-3d N=%-4d exact %.3f ms (eager %.3f)  reuse %.3f ms (eager %.3f)  "
-                     "%.0f tok/s  per-hit %.2fx  attention exact %.1f us reuse %.1f us\n",
-                     batch_size, n, exact.median_ms, exact_eager.median_ms, hit.median_ms,
-                     hit_eager.median_ms, tokens / exact.median_ms * 1e3,
-                     exact.median_ms / hit.median_ms,
-                     r["attention_kernels_one_layer"]["exact_ms"].get<double>() * 1e3,
-                     r["attention_kernels_one_layer"]["reuse_ms"].get<double>() * 1e3);
+        std::fprintf(
+            stderr,
+            "B=%-3d N=%-4d exact %.3f ms (eager %.3f)  reuse %.3f ms (eager %.3f) P8 %.3f ms  "
+            "%.0f tok/s  per-hit %.2fx (P8 %.2fx)  attention exact %.1f us reuse %.1f us "
+            "P8 %.1f us\n",
+            batch_size, n, exact.median_ms, exact_eager.median_ms, hit.median_ms,
+            hit_eager.median_ms, hit8.median_ms, tokens / exact.median_ms * 1e3,
+            exact.median_ms / hit.median_ms, exact.median_ms / hit8.median_ms,
+            r["attention_kernels_one_layer"]["exact_ms"].get<double>() * 1e3,
+            r["attention_kernels_one_layer"]["reuse_ms"].get<double>() * 1e3,
+            r["attention_kernels_one_layer"]["reuse_p8_ms"].get<double>() * 1e3);
         out["results"].push_back(r);
       }
     }

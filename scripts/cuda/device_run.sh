@@ -3,7 +3,7 @@
 # bundle of scripts/cuda/bundle.sh carried in .carry-cuda. Prints the environment, unpacks,
 # then runs the stages asked for (default: tests bench torch) and leaves logs and JSON in $OUT.
 #
-#   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [sanitize]
+#   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [bench-repeat] [sanitize]
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -45,6 +45,10 @@ for stage in $stages; do
     bench)
       timeout 240 "$work/bin/gpu_bench" --model "$model" --corpus "$root/tests/data/corpus.txt" \
         --out "$out/gpu_bench.json" --ids-out "$work/ids.json" > /dev/null
+      ;;
+    bench-repeat)  # the same benchmark again after the others: run-to-run spread
+      timeout 240 "$work/bin/gpu_bench" --model "$model" --corpus "$root/tests/data/corpus.txt" \
+        --out "$out/gpu_bench_repeat.json" > /dev/null
       ;;
     torch)
       PYTHONUNBUFFERED=1 timeout 360 python3 "$work/gpu_torch_bench.py" --model "$model" \

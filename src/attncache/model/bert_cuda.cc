@@ -266,8 +266,9 @@ size_t CudaBertEncoder::activation_bytes() const {
 }
 const CudaProfile& CudaBertEncoder::profile() const { return impl_->totals; }
 void CudaBertEncoder::reset_profile() { impl_->totals = {}; }
-size_t CudaBertEncoder::map_bytes(int n_tokens) const {
-  return static_cast<size_t>(impl_->config.bert.num_heads) * n_tokens * n_tokens * 2;
+size_t CudaBertEncoder::map_bytes(int n_tokens, core::DType dtype) const {
+  return static_cast<size_t>(impl_->config.bert.num_heads) * n_tokens * n_tokens *
+         (dtype == core::DType::kP8 ? 1 : 2);
 }
 
 std::unique_ptr<CudaBertEncoder> CudaBertEncoder::create(const ModelConfig& config,
@@ -406,8 +407,13 @@ std::vector<float> CudaBertEncoder::Impl::run(const std::vector<std::vector<int3
                             maps->slots.size());
     }
     for (const auto& slot : maps->slots) {
-      if (slot.stored != nullptr && reinterpret_cast<uintptr_t>(slot.stored) % 16 != 0) {
+      if (slot.stored == nullptr) continue;
+      if (reinterpret_cast<uintptr_t>(slot.stored) % 16 != 0) {
         core::throw_bad_input("stored attention maps must be 16-byte aligned on the device");
+      }
+      if (slot.dtype != core::DType::kBF16 && slot.dtype != core::DType::kP8) {
+        core::throw_bad_input("the GPU encoder reuses BF16 or P8 maps, not ",
+                              core::dtype_name(slot.dtype));
       }
     }
     slots = &maps->slots;
@@ -452,6 +458,8 @@ std::vector<float> CudaBertEncoder::Impl::run(const std::vector<std::vector<int3
       dev_slots[i].stored = (*slots)[i].stored;
       dev_slots[i].record = (*slots)[i].record;
       dev_slots[i].heads = (*slots)[i].heads;
+      dev_slots[i].format =
+          (*slots)[i].dtype == core::DType::kP8 ? cuda::MapFormat::kP8 : cuda::MapFormat::kBF16;
     }
   }
 
@@ -463,6 +471,7 @@ std::vector<float> CudaBertEncoder::Impl::run(const std::vector<std::vector<int3
     for (const auto& slot : *slots) {
       int code = slot.record != nullptr ? 4 : 0;
       if (slot.stored != nullptr) code |= (slot.heads & all_heads) == all_heads ? 2 : 1;
+      if (slot.stored != nullptr && slot.dtype == core::DType::kP8) code |= 8;
       key.push_back(code);
     }
   }
@@ -536,12 +545,14 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
 
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerWeights& l = layers[li];
-    bool any_exact = slots == nullptr, any_stored = false, any_record = false;
+    bool any_exact = slots == nullptr, any_bf16 = false, any_p8 = false, any_record = false;
     for (int s = 0; s < nseq && slots != nullptr; ++s) {
       const auto& slot = (*slots)[static_cast<size_t>(li) * nseq + s];
       v_only[s] = slot.stored != nullptr && (slot.heads & all_heads) == all_heads;
       any_exact |= !v_only[s];
-      any_stored |= slot.stored != nullptr && (slot.heads & all_heads) != 0;
+      const bool reused = slot.stored != nullptr && (slot.heads & all_heads) != 0;
+      any_bf16 |= reused && slot.dtype != core::DType::kP8;
+      any_p8 |= reused && slot.dtype == core::DType::kP8;
       any_record |= slot.record != nullptr;
     }
     // One projection per run of sequences that agree on V-only: [Q K V] for the others.
@@ -570,7 +581,8 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
     args.maps = slots != nullptr ? dev_slots + static_cast<size_t>(li) * nseq : nullptr;
     mark(kAttention);
     if (any_exact) cuda::attention_exact(args, any_record, stream);
-    if (any_stored) cuda::attention_reuse(args, stream);
+    if (any_bf16) cuda::attention_reuse(args, cuda::MapFormat::kBF16, stream);
+    if (any_p8) cuda::attention_reuse(args, cuda::MapFormat::kP8, stream);
 
     // Output projection: tmp = ctx·Woᵀ + bo + residual, then LayerNorm into the residual stream.
     mark(kGemm);

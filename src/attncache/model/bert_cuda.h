@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "attncache/model/model_config.h"
+#include "core/dtype.h"
 
 namespace attncache {
 
@@ -49,9 +50,10 @@ struct CudaProfile {
 // Device-resident attention maps for one forward call: slot [layer · batch + sequence].
 struct DeviceMapPlan {
   struct Slot {
-    const void* stored = nullptr;  // bf16 H×N×N (16-byte aligned) to reuse, or null
-    void* record = nullptr;        // bf16 H×N×N receiving the exact P, or null
-    uint64_t heads = ~0ull;        // bit h: head h reuses `stored`
+    const void* stored = nullptr;            // H×N×N (16-byte aligned) to reuse, or null
+    void* record = nullptr;                  // bf16 H×N×N receiving the exact P, or null
+    uint64_t heads = ~0ull;                  // bit h: head h reuses `stored`
+    core::DType dtype = core::DType::kBF16;  // of `stored`: kBF16 or kP8 (q = round(255·√p))
   };
   std::vector<Slot> slots;  // empty: no reuse, nothing recorded
 };
@@ -80,8 +82,8 @@ class CudaBertEncoder {
   std::vector<float> encode(const std::vector<std::vector<int32_t>>& batch,
                             const DeviceMapPlan* maps = nullptr);
 
-  // Bytes of one sequence's maps at one layer (bf16 H×N×N).
-  size_t map_bytes(int n_tokens) const;
+  // Bytes of one sequence's maps at one layer (H×N×N of bf16 or P8).
+  size_t map_bytes(int n_tokens, core::DType dtype = core::DType::kBF16) const;
 
   // Phase times so far (options.profile), and a reset.
   const CudaProfile& profile() const;

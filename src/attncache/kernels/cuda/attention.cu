@@ -291,40 +291,53 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
 }
 
 // ctx = P·V for the reused heads. P streams through shared memory in 64×64 tiles, double-
-// buffered like the exact kernel's keys: each stored value is read once.
-template <int D>
+// buffered like the exact kernel's keys: each stored value is read once. P8 tiles are decoded to
+// bf16 while the A fragments are built.
+template <int D, MapFormat kFormat>
 __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
+  constexpr bool kP8 = kFormat == MapFormat::kP8;
+  constexpr int kBytes = kP8 ? 1 : 2;
+  using PTile = unsigned char[kRows][kRows * kBytes + 16];
   const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
   const int h = blockIdx.y;
   const DeviceMapSlot slot = a.maps[seq];
-  if (slot.stored == nullptr || ((slot.heads >> h) & 1) == 0) return;
+  if (slot.stored == nullptr || slot.format != kFormat || ((slot.heads >> h) & 1) == 0) return;
   const int heads = a.num_heads;
   const int n = a.seq_len[seq], off = a.seq_offset[seq];
   const int stride = 3 * heads * D;
   const uint16_t* vbase = static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride +
                           2 * heads * D + h * D;
-  const uint16_t* p = static_cast<const uint16_t*>(slot.stored) + static_cast<size_t>(h) * n * n;
+  const unsigned char* p =
+      static_cast<const unsigned char*>(slot.stored) + static_cast<size_t>(h) * n * n * kBytes;
   const int q0 = qb * kRows;
 
-  __shared__ alignas(16) Tile<kRows> ps[2];
+  __shared__ alignas(16) PTile ps[2];
   __shared__ alignas(16) Tile<D> vs[2];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
   const int r0 = warp * 16 + lane / 4;
-  const bool vector_rows = n % 8 == 0;  // rows of P start 16-byte aligned
+  constexpr int kPerChunk = 16 / kBytes;        // values per 16-byte copy
+  const bool vector_rows = n % kPerChunk == 0;  // rows of P start 16-byte aligned
   // Starts loading key block kb (its P columns and V rows) into buffer `buf`.
   auto stage = [&](int kb, int buf) {
     const int k0 = kb * kRows;
     if (vector_rows) {
-      for (int i = threadIdx.x; i < kRows * kRows / 8; i += kThreads) {
-        const int r = i / (kRows / 8), c = (i % (kRows / 8)) * 8;
+      for (int i = threadIdx.x; i < kRows * kRows / kPerChunk; i += kThreads) {
+        const int r = i / (kRows / kPerChunk), c = (i % (kRows / kPerChunk)) * kPerChunk;
         const bool valid = q0 + r < n && k0 + c < n;
-        cp_async16(&ps[buf][r][c], p + (valid ? static_cast<size_t>(q0 + r) * n + k0 + c : 0),
-                   valid);
+        cp_async16(&ps[buf][r][c * kBytes],
+                   p + (valid ? (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes : 0), valid);
       }
     } else {
       for (int i = threadIdx.x; i < kRows * kRows; i += kThreads) {
         const int r = i / kRows, c = i % kRows;
-        ps[buf][r][c] = q0 + r < n && k0 + c < n ? p[static_cast<size_t>(q0 + r) * n + k0 + c] : 0;
+        const bool valid = q0 + r < n && k0 + c < n;
+        const size_t at = (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes;
+        if constexpr (kP8) {
+          ps[buf][r][c] = valid ? p[at] : 0;
+        } else {
+          *reinterpret_cast<uint16_t*>(&ps[buf][r][2 * c]) =
+              valid ? *reinterpret_cast<const uint16_t*>(p + at) : 0;
+        }
       }
     }
     load_tile<D>(vs[buf], vbase, stride, k0, n);
@@ -347,12 +360,37 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       uint32_t pa[4];
-      a_fragments<kRows>(pa, ps[buf], warp, kk, lane);
+      if constexpr (kP8) {
+        // a0..a3 = rows r0, r0+8 × columns 16kk+2t (+8): two bytes each, p = (q/255)².
+        const unsigned char* row0 = &ps[buf][r0][16 * kk + 2 * t];
+        const unsigned char* row1 = &ps[buf][r0 + 8][16 * kk + 2 * t];
+        const uint16_t q[4] = {*reinterpret_cast<const uint16_t*>(row0),
+                               *reinterpret_cast<const uint16_t*>(row1),
+                               *reinterpret_cast<const uint16_t*>(row0 + 8),
+                               *reinterpret_cast<const uint16_t*>(row1 + 8)};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float lo = static_cast<float>(q[i] & 0xff) * (1.0f / 255.0f);
+          const float hi = static_cast<float>(q[i] >> 8) * (1.0f / 255.0f);
+          pa[i] = pack_bf16(lo * lo, hi * hi);
+        }
+      } else {
+        const int mi = lane / 8, ri = lane % 8;
+        ldsm_x4(pa, reinterpret_cast<const uint16_t*>(
+                        &ps[buf][16 * warp + 8 * (mi % 2) + ri][2 * (16 * kk + 8 * (mi / 2))]));
+      }
       accumulate_pv<D>(o, pa, kk, vs[buf], lane);
     }
     __syncthreads();
   }
   store_rows<D>(a, o, off, n, q0 + r0, h, 1.0f, 1.0f, t);
+}
+
+__global__ void to_p8_kernel(const __nv_bfloat16* in, unsigned char* out, size_t count) {
+  const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  if (i >= count) return;
+  const float p = fminf(fmaxf(__bfloat162float(in[i]), 0.0f), 1.0f);
+  out[i] = static_cast<unsigned char>(rintf(sqrtf(p) * 255.0f));
 }
 
 template <int D>
@@ -368,8 +406,13 @@ void launch_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
 }
 
 template <int D>
-void launch_reuse(const AttentionArgs& args, cudaStream_t stream) {
-  reuse_pv<D><<<dim3(args.num_items, args.num_heads), kThreads, 0, stream>>>(args);
+void launch_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t stream) {
+  const dim3 grid(args.num_items, args.num_heads);
+  if (format == MapFormat::kP8) {
+    reuse_pv<D, MapFormat::kP8><<<grid, kThreads, 0, stream>>>(args);
+  } else {
+    reuse_pv<D, MapFormat::kBF16><<<grid, kThreads, 0, stream>>>(args);
+  }
   check_launch("reuse_pv");
 }
 
@@ -393,19 +436,27 @@ void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream
   }
 }
 
-void attention_reuse(const AttentionArgs& args, cudaStream_t stream) {
+void attention_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t stream) {
   if (args.num_items == 0) return;
   if (args.maps == nullptr) core::throw_internal("attention_reuse without maps");
   switch (args.head_dim) {
     case 16:
-      return launch_reuse<16>(args, stream);
+      return launch_reuse<16>(args, format, stream);
     case 32:
-      return launch_reuse<32>(args, stream);
+      return launch_reuse<32>(args, format, stream);
     case 64:
-      return launch_reuse<64>(args, stream);
+      return launch_reuse<64>(args, format, stream);
     default:
       core::throw_internal("attention_reuse: unsupported head size ", args.head_dim);
   }
+}
+
+void maps_to_p8(const void* bf16, void* p8, size_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  const int threads = 256;
+  to_p8_kernel<<<static_cast<unsigned>((count + threads - 1) / threads), threads, 0, stream>>>(
+      static_cast<const __nv_bfloat16*>(bf16), static_cast<unsigned char*>(p8), count);
+  check_launch("maps_to_p8");
 }
 
 }  // namespace attncache::cuda
