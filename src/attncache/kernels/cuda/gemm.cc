@@ -91,11 +91,12 @@ void Gemm::linear(const void* x, int ldx, const void* w, int ldw, void* y, int l
         st = cublasLtMatmulPreferenceSetAttribute(pref, attr, &align_bytes, sizeof align_bytes);
       }
     }
-    cublasLtMatmulHeuristicResult_t result{};
+    constexpr int kCandidates = 8;
+    cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
     int found = 0;
     if (st == CUBLAS_STATUS_SUCCESS) {
       st = cublasLtMatmulAlgoGetHeuristic(handle_, plan->desc, plan->a, plan->b, plan->c, plan->c,
-                                          pref, 1, &result, &found);
+                                          pref, kCandidates, results, &found);
     }
     cublasLtMatmulPreferenceDestroy(pref);
     check(st, "cublasLtMatmulAlgoGetHeuristic");
@@ -103,7 +104,42 @@ void Gemm::linear(const void* x, int ldx, const void* w, int ldw, void* y, int l
       core::throw_internal("cuBLASLt has no algorithm for a bf16 GEMM of ", m, "×", n, "×", k,
                            " (epilogue ", static_cast<int>(epilogue), ")");
     }
-    plan->algo = result.algo;
+    plan->algo = results[0].algo;
+    // The heuristic's first pick is often not the fastest for these small-k, few-row shapes:
+    // time the candidates once on the real operands and keep the fastest (never while the
+    // stream is being captured into a graph; the encoder's first run of a shape is eager).
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    check(cudaStreamIsCapturing(stream, &capturing), "cudaStreamIsCapturing");
+    if (found > 1 && capturing == cudaStreamCaptureStatusNone) {
+      if (epilogue != Epilogue::kNone) {
+        check(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                             sizeof bias),
+              "BIAS_POINTER");
+      }
+      const float alpha = 1.0f, beta = residual != nullptr ? 1.0f : 0.0f;
+      const void* c_in = residual != nullptr ? residual : y;
+      cudaEvent_t start = nullptr, stop = nullptr;
+      check(cudaEventCreate(&start), "cudaEventCreate");
+      check(cudaEventCreate(&stop), "cudaEventCreate");
+      float best = 0;
+      for (int i = 0; i < found; ++i) {
+        auto run = [&] {
+          return cublasLtMatmul(handle_, plan->desc, &alpha, w, plan->a, x, plan->b, &beta, c_in,
+                                plan->c, y, plan->c, &results[i].algo, workspace_.data(),
+                                workspace_.size(), stream);
+        };
+        if (run() != CUBLAS_STATUS_SUCCESS) continue;  // warm-up; skip what does not run
+        check(cudaEventRecord(start, stream), "cudaEventRecord");
+        for (int rep = 0; rep < 5; ++rep) (void)run();
+        check(cudaEventRecord(stop, stream), "cudaEventRecord");
+        check(cudaEventSynchronize(stop), "cudaEventSynchronize (GEMM autotune)");
+        float ms = 0;
+        check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+        if (i == 0 || ms < best) best = ms, plan->algo = results[i].algo;
+      }
+      cudaEventDestroy(start);
+      cudaEventDestroy(stop);
+    }
     it = plans_.emplace(key, std::move(plan)).first;
   }
   Plan& plan = *it->second;

@@ -1,7 +1,8 @@
 // Linear layers through cuBLASLt: Y = X · Wᵀ (+ bias, GELU) with X and W bf16, fp32
 // accumulation, Y bf16 or fp32. X is [m × k] row-major (tokens), W a PyTorch Linear weight
-// [n × k]. A plan (descriptors, layouts and the heuristic's algorithm) is made once per shape,
-// leading dimensions, output type, epilogue and pointer alignment, then reused; plans hold no
+// [n × k]. A plan (descriptors, layouts, and the fastest of the heuristic's first 8 algorithms,
+// timed once on the first call's operands) is made once per shape, leading dimensions, output
+// type, epilogue and pointer alignment, then reused; plans hold no
 // pointers, so calls are safe to capture in CUDA graphs. A residual enters as cuBLASLt's C
 // matrix with beta = 1.
 #pragma once
