@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Packs what a run on the lent GPU machine needs into DEST (default: .carry-cuda in the checkout
+# that the device tool sends, ignored through .git/info/exclude): the GPU test and benchmark
+# binaries built here, the shared libraries they need that the GPU machine's image lacks
+# (oneDNN, OpenCL loader, utf8proc, GNU OpenMP), the fp16 copy of all-MiniLM-L6-v2, and the
+# scripts that run there. The machine's own CUDA toolkit provides cuBLASLt.
+#
+#   scripts/cuda/bundle.sh BUILD_DIR [DEST]
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+build=$(cd "${1:?usage: bundle.sh BUILD_DIR [DEST]}" && pwd)
+dest=${2:-$(git -C "$here" rev-parse --path-format=absolute --git-common-dir)/../.carry-cuda}
+mkdir -p "$dest"
+dest=$(cd "$dest" && pwd)
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+
+mkdir -p "$stage/bin" "$stage/lib"
+cp "$build/tests/gpu_tests" "$build/bench/gpu_bench" "$stage/bin/"
+cp "$here/bench/gpu_torch_bench.py" "$stage/"
+for lib in libdnnl.so.2 libOpenCL.so.1 libutf8proc.so.2 libgomp.so.1; do
+  cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')" "$stage/lib/$lib"
+done
+tar -C "$stage" -cf - . | xz -T2 -6 > "$dest/bundle.tar.xz"
+cp "$here/scripts/cuda/device_run.sh" "$dest/device_run.sh"
+
+# The model changes rarely: rebuild its archive only when missing.
+if [[ ! -f "$dest/model.tar.xz" ]]; then
+  mkdir -p "$stage/model/models"
+  python3 "$here/scripts/cuda/to_fp16.py" "$here/models/all-MiniLM-L6-v2" \
+    "$stage/model/models/all-MiniLM-L6-v2"
+  tar -C "$stage/model" -cf - models | xz -T2 -6 > "$dest/model.tar.xz"
+fi
+du -ch "$dest"/* | tail -1

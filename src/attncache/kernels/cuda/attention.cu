@@ -1,0 +1,462 @@
+#include <cuda_bf16.h>
+
+#include <cmath>
+
+#include "attncache/kernels/cuda/attention.h"
+#include "attncache/kernels/cuda/check.h"
+
+namespace attncache::cuda {
+namespace {
+
+constexpr int kRows = kAttentionRows;
+constexpr int kWarps = kRows / 16;  // each warp owns 16 query rows
+constexpr int kThreads = kWarps * 32;
+constexpr float kNegInf = -INFINITY;
+
+// D += A·B for one m16n8k16 tile: A 16×16 bf16 (row-major fragment), B 16×8 bf16 (column-major
+// fragment), D 16×8 fp32. Fragment layouts (PTX ISA, "mma.m16n8k16"), with g = lane / 4 and
+// t = lane % 4: a0 = A[g][2t..2t+1], a1 = A[g+8][2t..], a2 = A[g][2t+8..], a3 = A[g+8][2t+8..];
+// b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]; d0,d1 = D[g][2t..2t+1], d2,d3 = D[g+8][2t..].
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two floats as a bf16 pair, `lo` in the low half (the element with the smaller index).
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+__device__ __forceinline__ uint16_t bf16_bits(float x) {
+  const __nv_bfloat16 v = __float2bfloat16_rn(x);
+  return *reinterpret_cast<const uint16_t*>(&v);
+}
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Four 8×8 bf16 matrices from shared memory; lanes 8i..8i+7 give the row addresses of matrix i,
+// and register i gets lane (g, t)'s elements [g][2t..2t+1] of matrix i (with .trans: [2t..2t+1][g]
+// of the matrix as stored, i.e. the fragment of its transpose).
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const uint16_t* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// 16 bytes global → shared without passing through registers; `valid` false writes zeros.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// Shared-memory tiles pad each row by 8 bf16 (16 bytes): the 8 row addresses of an ldmatrix
+// then fall in 8 different 16-byte bank groups.
+template <int D>
+using Tile = uint16_t[kRows][D + 8];
+
+// Starts copying rows [row0, row0 + 64) of one head's slice (D bf16 at `base`, rows `stride`
+// elements apart) into `tile`, 16 bytes per copy; rows at or past n become zero.
+template <int D>
+__device__ __forceinline__ void load_tile(Tile<D>& tile, const uint16_t* base, int stride, int row0,
+                                          int n) {
+  constexpr int kChunks = D / 8;
+  for (int i = threadIdx.x; i < kRows * kChunks; i += kThreads) {
+    const int r = i / kChunks, c = (i % kChunks) * 8;
+    const bool valid = row0 + r < n;
+    cp_async16(&tile[r][c], base + (valid ? static_cast<size_t>(row0 + r) * stride + c : 0), valid);
+  }
+}
+
+// This warp's A fragments of a 16-row slice (rows 16·warp..) of a tile, for k-step kk.
+template <int W>
+__device__ __forceinline__ void a_fragments(uint32_t (&a)[4], const Tile<W>& tile, int warp, int kk,
+                                            int lane) {
+  const int mi = lane / 8, ri = lane % 8;
+  ldsm_x4(a, &tile[16 * warp + 8 * (mi % 2) + ri][16 * kk + 8 * (mi / 2)]);
+}
+
+// This warp's 16×64 scores S = Q·Kᵀ for one key block (unscaled). B = Kᵀ: the fragments of key
+// tiles j and j+1 come from one ldmatrix over K's rows (not transposed).
+template <int D>
+__device__ __forceinline__ void scores(float (&s)[8][4], const uint32_t (&qf)[D / 16][4],
+                                       const Tile<D>& ks, int lane) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+  const int mi = lane / 8, ri = lane % 8;
+#pragma unroll
+  for (int j = 0; j < 8; j += 2) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t b[4];
+      ldsm_x4(b, &ks[8 * (j + mi / 2) + ri][16 * kk + 8 * (mi % 2)]);
+      mma_bf16(s[j], qf[kk], b[0], b[1]);
+      mma_bf16(s[j + 1], qf[kk], b[2], b[3]);
+    }
+  }
+}
+
+// o[16×D] += P[16×16] · V[16×D] for keys 16kk..16kk+15 of the block, P given as A fragments.
+// B = V[key][dim]: transposed ldmatrix gives the fragments of dimension tiles jd and jd+1.
+template <int D>
+__device__ __forceinline__ void accumulate_pv(float (&o)[D / 8][4], const uint32_t (&pa)[4], int kk,
+                                              const Tile<D>& vs, int lane) {
+  const int mi = lane / 8, ri = lane % 8;
+#pragma unroll
+  for (int jd = 0; jd < D / 8; jd += 2) {
+    uint32_t b[4];
+    ldsm_x4_trans(b, &vs[16 * kk + 8 * (mi % 2) + ri][8 * (jd + mi / 2)]);
+    mma_bf16(o[jd], pa, b[0], b[1]);
+    mma_bf16(o[jd + 1], pa, b[2], b[3]);
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (&o)[D / 8][4],
+                                           int off, int n, int row, int h, float inv0, float inv1,
+                                           int t) {
+  const int width = a.num_heads * D;
+  uint16_t* ctx = static_cast<uint16_t*>(a.ctx);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = row + 8 * half;
+    if (r >= n) continue;
+    const float inv = half == 0 ? inv0 : inv1;
+    uint16_t* out = ctx + static_cast<size_t>(off + r) * width + h * D + 2 * t;
+#pragma unroll
+    for (int jd = 0; jd < D / 8; ++jd) {
+      *reinterpret_cast<uint32_t*>(out + 8 * jd) =
+          pack_bf16(o[jd][2 * half] * inv, o[jd][2 * half + 1] * inv);
+    }
+  }
+}
+
+// Key/value blocks are double-buffered: the copies of block kb+1 run while block kb is used.
+template <int D, bool kRecord>
+__global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float scale_log2) {
+  const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
+  const int h = blockIdx.y;
+  const int heads = a.num_heads;
+  DeviceMapSlot slot;
+  if (a.maps != nullptr) slot = a.maps[seq];
+  if (slot.stored != nullptr && ((slot.heads >> h) & 1)) return;  // the reuse kernel's head
+  const int n = a.seq_len[seq], off = a.seq_offset[seq];
+  const int stride = 3 * heads * D;
+  const uint16_t* qkv = static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride;
+  const uint16_t* kbase = qkv + heads * D + h * D;
+  const uint16_t* vbase = qkv + 2 * heads * D + h * D;
+  const int q0 = qb * kRows;
+
+  __shared__ alignas(16) Tile<D> qs;
+  __shared__ alignas(16) Tile<D> ks[2], vs[2];
+  load_tile<D>(qs, qkv + h * D, stride, q0, n);
+  load_tile<D>(ks[0], kbase, stride, 0, n);
+  load_tile<D>(vs[0], vbase, stride, 0, n);
+  cp_async_commit();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
+  const int r0 = warp * 16 + lane / 4;  // this thread's rows: r0 and r0 + 8 of the block
+  uint32_t qf[D / 16][4];
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
+  float m0 = kNegInf, m1 = kNegInf, l0 = 0.0f, l1 = 0.0f;  // l: this thread's partial sums
+  const int key_blocks = (n + kRows - 1) / kRows;
+  for (int kb = 0; kb < key_blocks; ++kb) {
+    const int buf = kb & 1;
+    if (kb + 1 < key_blocks) {
+      load_tile<D>(ks[buf ^ 1], kbase, stride, (kb + 1) * kRows, n);
+      load_tile<D>(vs[buf ^ 1], vbase, stride, (kb + 1) * kRows, n);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (kb == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) a_fragments<D>(qf[kk], qs, warp, kk, lane);
+    }
+    float s[8][4];
+    scores<D>(s, qf, ks[buf], lane);
+    if ((kb + 1) * kRows > n) {  // the last block runs past the sequence: mask those keys
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (kb * kRows + 8 * j + 2 * t + e >= n) s[j][e] = s[j][2 + e] = kNegInf;
+        }
+      }
+    }
+    float mx0 = kNegInf, mx1 = kNegInf;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+      mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+    }
+    // The four threads of a quad hold one row's 64 columns between them.
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    // Maxima are kept scaled (log2 units; the scale is positive, so it commutes with max).
+    // Every key block holds at least one valid key, so the new maxima are finite.
+    const float new0 = fmaxf(m0, mx0 * scale_log2), new1 = fmaxf(m1, mx1 * scale_log2);
+    const float alpha0 = exp2f(m0 - new0), alpha1 = exp2f(m1 - new1);
+    m0 = new0;
+    m1 = new1;
+    float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      s[j][0] = exp2f(fmaf(s[j][0], scale_log2, -m0));
+      s[j][1] = exp2f(fmaf(s[j][1], scale_log2, -m0));
+      s[j][2] = exp2f(fmaf(s[j][2], scale_log2, -m1));
+      s[j][3] = exp2f(fmaf(s[j][3], scale_log2, -m1));
+      sum0 += s[j][0] + s[j][1];
+      sum1 += s[j][2] + s[j][3];
+    }
+    l0 = l0 * alpha0 + sum0;
+    l1 = l1 * alpha1 + sum1;
+#pragma unroll
+    for (int jd = 0; jd < D / 8; ++jd) {
+      o[jd][0] *= alpha0;
+      o[jd][1] *= alpha0;
+      o[jd][2] *= alpha1;
+      o[jd][3] *= alpha1;
+    }
+    // The scores' accumulator layout is the A-fragment layout of the next product: keys
+    // 16kk..16kk+15 are score tiles 2kk and 2kk+1.
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
+                              pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                              pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      accumulate_pv<D>(o, pa, kk, vs[buf], lane);
+    }
+    __syncthreads();  // buffer `buf` is refilled in the next iteration
+  }
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+  store_rows<D>(a, o, off, n, q0 + r0, h, inv0, inv1, t);
+
+  if constexpr (kRecord) {
+    // Second pass: P = exp2(s − m) / l with the final m and l, written as bf16.
+    if (slot.record == nullptr) return;
+    uint16_t* rec = static_cast<uint16_t*>(slot.record) + static_cast<size_t>(h) * n * n;
+    const int row0 = q0 + r0, row1 = row0 + 8;
+    for (int kb = 0; kb < key_blocks; ++kb) {
+      load_tile<D>(ks[0], kbase, stride, kb * kRows, n);
+      cp_async_commit();
+      cp_async_wait<0>();
+      __syncthreads();
+      float s[8][4];
+      scores<D>(s, qf, ks[0], lane);
+      __syncthreads();
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = kb * kRows + 8 * j + 2 * t + e;
+          if (col >= n) continue;
+          if (row0 < n) {
+            rec[static_cast<size_t>(row0) * n + col] =
+                bf16_bits(exp2f(fmaf(s[j][e], scale_log2, -m0)) * inv0);
+          }
+          if (row1 < n) {
+            rec[static_cast<size_t>(row1) * n + col] =
+                bf16_bits(exp2f(fmaf(s[j][2 + e], scale_log2, -m1)) * inv1);
+          }
+        }
+      }
+    }
+  }
+}
+
+// ctx = P·V for the reused heads. P streams through shared memory in 64×64 tiles, double-
+// buffered like the exact kernel's keys: each stored value is read once. P8 tiles are decoded to
+// bf16 while the A fragments are built.
+template <int D, MapFormat kFormat>
+__global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
+  constexpr bool kP8 = kFormat == MapFormat::kP8;
+  constexpr int kBytes = kP8 ? 1 : 2;
+  using PTile = unsigned char[kRows][kRows * kBytes + 16];
+  const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
+  const int h = blockIdx.y;
+  const DeviceMapSlot slot = a.maps[seq];
+  if (slot.stored == nullptr || slot.format != kFormat || ((slot.heads >> h) & 1) == 0) return;
+  const int heads = a.num_heads;
+  const int n = a.seq_len[seq], off = a.seq_offset[seq];
+  const int stride = 3 * heads * D;
+  const uint16_t* vbase = static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride +
+                          2 * heads * D + h * D;
+  const unsigned char* p =
+      static_cast<const unsigned char*>(slot.stored) + static_cast<size_t>(h) * n * n * kBytes;
+  const int q0 = qb * kRows;
+
+  __shared__ alignas(16) PTile ps[2];
+  __shared__ alignas(16) Tile<D> vs[2];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
+  const int r0 = warp * 16 + lane / 4;
+  constexpr int kPerChunk = 16 / kBytes;        // values per 16-byte copy
+  const bool vector_rows = n % kPerChunk == 0;  // rows of P start 16-byte aligned
+  // Starts loading key block kb (its P columns and V rows) into buffer `buf`.
+  auto stage = [&](int kb, int buf) {
+    const int k0 = kb * kRows;
+    if (vector_rows) {
+      for (int i = threadIdx.x; i < kRows * kRows / kPerChunk; i += kThreads) {
+        const int r = i / (kRows / kPerChunk), c = (i % (kRows / kPerChunk)) * kPerChunk;
+        const bool valid = q0 + r < n && k0 + c < n;
+        cp_async16(&ps[buf][r][c * kBytes],
+                   p + (valid ? (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes : 0), valid);
+      }
+    } else {
+      for (int i = threadIdx.x; i < kRows * kRows; i += kThreads) {
+        const int r = i / kRows, c = i % kRows;
+        const bool valid = q0 + r < n && k0 + c < n;
+        const size_t at = (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes;
+        if constexpr (kP8) {
+          ps[buf][r][c] = valid ? p[at] : 0;
+        } else {
+          *reinterpret_cast<uint16_t*>(&ps[buf][r][2 * c]) =
+              valid ? *reinterpret_cast<const uint16_t*>(p + at) : 0;
+        }
+      }
+    }
+    load_tile<D>(vs[buf], vbase, stride, k0, n);
+    cp_async_commit();
+  };
+  float o[D / 8][4];
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
+  const int key_blocks = (n + kRows - 1) / kRows;
+  stage(0, 0);
+  for (int kb = 0; kb < key_blocks; ++kb) {
+    const int buf = kb & 1;
+    if (kb + 1 < key_blocks) {
+      stage(kb + 1, buf ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      uint32_t pa[4];
+      if constexpr (kP8) {
+        // a0..a3 = rows r0, r0+8 × columns 16kk+2t (+8): two bytes each, p = (q/255)².
+        const unsigned char* row0 = &ps[buf][r0][16 * kk + 2 * t];
+        const unsigned char* row1 = &ps[buf][r0 + 8][16 * kk + 2 * t];
+        const uint16_t q[4] = {*reinterpret_cast<const uint16_t*>(row0),
+                               *reinterpret_cast<const uint16_t*>(row1),
+                               *reinterpret_cast<const uint16_t*>(row0 + 8),
+                               *reinterpret_cast<const uint16_t*>(row1 + 8)};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float lo = static_cast<float>(q[i] & 0xff) * (1.0f / 255.0f);
+          const float hi = static_cast<float>(q[i] >> 8) * (1.0f / 255.0f);
+          pa[i] = pack_bf16(lo * lo, hi * hi);
+        }
+      } else {
+        const int mi = lane / 8, ri = lane % 8;
+        ldsm_x4(pa, reinterpret_cast<const uint16_t*>(
+                        &ps[buf][16 * warp + 8 * (mi % 2) + ri][2 * (16 * kk + 8 * (mi / 2))]));
+      }
+      accumulate_pv<D>(o, pa, kk, vs[buf], lane);
+    }
+    __syncthreads();
+  }
+  store_rows<D>(a, o, off, n, q0 + r0, h, 1.0f, 1.0f, t);
+}
+
+__global__ void to_p8_kernel(const __nv_bfloat16* in, unsigned char* out, size_t count) {
+  const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  if (i >= count) return;
+  const float p = fminf(fmaxf(__bfloat162float(in[i]), 0.0f), 1.0f);
+  out[i] = static_cast<unsigned char>(rintf(sqrtf(p) * 255.0f));
+}
+
+template <int D>
+void launch_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
+  const dim3 grid(args.num_items, args.num_heads);
+  const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(D));
+  if (record) {
+    flash_forward<D, true><<<grid, kThreads, 0, stream>>>(args, scale_log2);
+  } else {
+    flash_forward<D, false><<<grid, kThreads, 0, stream>>>(args, scale_log2);
+  }
+  check_launch("flash_forward");
+}
+
+template <int D>
+void launch_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t stream) {
+  const dim3 grid(args.num_items, args.num_heads);
+  if (format == MapFormat::kP8) {
+    reuse_pv<D, MapFormat::kP8><<<grid, kThreads, 0, stream>>>(args);
+  } else {
+    reuse_pv<D, MapFormat::kBF16><<<grid, kThreads, 0, stream>>>(args);
+  }
+  check_launch("reuse_pv");
+}
+
+}  // namespace
+
+bool attention_supports_head_dim(int head_dim) {
+  return head_dim == 16 || head_dim == 32 || head_dim == 64;
+}
+
+void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
+  if (args.num_items == 0) return;
+  switch (args.head_dim) {
+    case 16:
+      return launch_exact<16>(args, record, stream);
+    case 32:
+      return launch_exact<32>(args, record, stream);
+    case 64:
+      return launch_exact<64>(args, record, stream);
+    default:
+      core::throw_internal("attention_exact: unsupported head size ", args.head_dim);
+  }
+}
+
+void attention_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t stream) {
+  if (args.num_items == 0) return;
+  if (args.maps == nullptr) core::throw_internal("attention_reuse without maps");
+  switch (args.head_dim) {
+    case 16:
+      return launch_reuse<16>(args, format, stream);
+    case 32:
+      return launch_reuse<32>(args, format, stream);
+    case 64:
+      return launch_reuse<64>(args, format, stream);
+    default:
+      core::throw_internal("attention_reuse: unsupported head size ", args.head_dim);
+  }
+}
+
+void maps_to_p8(const void* bf16, void* p8, size_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  const int threads = 256;
+  to_p8_kernel<<<static_cast<unsigned>((count + threads - 1) / threads), threads, 0, stream>>>(
+      static_cast<const __nv_bfloat16*>(bf16), static_cast<unsigned char*>(p8), count);
+  check_launch("maps_to_p8");
+}
+
+}  // namespace attncache::cuda

@@ -1,0 +1,57 @@
+// Multi-head self-attention on the GPU over variable-length sequences packed without padding,
+// bidirectional (BERT). bf16 in and out, fp32 accumulation, tensor cores (mma.sync m16n8k16).
+//
+// Exact path: a FlashAttention-2-style forward. One CTA per (sequence, head, block of 64 query
+// rows); four warps of 16 rows each; keys and values stream through shared memory in blocks of
+// 64 with an online softmax, so P never reaches device memory. With `record`, a second pass over
+// the keys writes the normalized P (bf16, H×N×N per sequence) for the sequences that ask.
+//
+// Reuse path: for heads whose maps are stored (H×N×N per sequence, a per-head mask), ctx = P·V
+// straight from the stored maps: no Q, no K, no QKᵀ, no softmax. The exact kernel skips those
+// heads; the two kernels together cover every head of every sequence. Maps are bf16 or P8 (one
+// byte, q = round(255·√p), the map database's compact format): P8 halves the bytes the reuse
+// kernel streams, which is what bounds it.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace attncache::cuda {
+
+constexpr int kAttentionRows = 64;  // query rows per CTA (and keys per block)
+
+enum class MapFormat : int { kBF16 = 0, kP8 = 1 };
+
+// One sequence's maps at one layer, in device memory.
+struct DeviceMapSlot {
+  const void* stored = nullptr;  // H×N×N to reuse for the heads in `heads` (16-byte aligned)
+  void* record = nullptr;        // bf16 H×N×N that receives the exact P, or null
+  uint64_t heads = ~0ull;        // bit h: head h reuses `stored`
+  MapFormat format = MapFormat::kBF16;  // of `stored`
+};
+
+struct AttentionArgs {
+  const void* qkv = nullptr;  // bf16 [T × 3·H·dh]: rows of (q | k | v), heads contiguous in each
+  void* ctx = nullptr;        // bf16 [T × H·dh]
+  const int* seq_offset = nullptr;  // [B] first row of each sequence (device)
+  const int* seq_len = nullptr;     // [B] tokens of each sequence (device)
+  const int* items = nullptr;       // [2·num_items] (sequence, query block) pairs (device)
+  int num_items = 0;
+  int num_heads = 0;
+  int head_dim = 0;
+  const DeviceMapSlot* maps = nullptr;  // [B] this layer's slots (device), or null
+};
+
+// Head sizes the kernels are built for.
+bool attention_supports_head_dim(int head_dim);
+
+// Exact attention for every head not reused; with `record`, also writes P where a slot asks.
+void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream);
+// P·V from stored maps for the reused heads whose maps are in `format` (args.maps must be set).
+void attention_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t stream);
+
+// P8 copies of bf16 probabilities: q = round(255·√clamp(p, 0, 1)), as core::convert_from_f32.
+void maps_to_p8(const void* bf16, void* p8, size_t count, cudaStream_t stream);
+
+}  // namespace attncache::cuda

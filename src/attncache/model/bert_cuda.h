@@ -1,0 +1,98 @@
+// A BERT encoder on one CUDA GPU, the counterpart of BertModel + Embedder's pooling: the same
+// packed, unpadded batches; GEMM weights and biases in bf16 (embeddings and LayerNorm parameters
+// in fp32) uploaded once; cuBLASLt GEMMs whose epilogues add the bias, the GELU or the residual;
+// fused FlashAttention-2-style attention on tensor cores; a bf16 residual stream with LayerNorms
+// computed in fp32; pooling and normalization on the device, from the last layer's fp32 output.
+//
+// AttnCache on the device: a DeviceMapPlan gives, per layer and sequence, bf16 H×N×N maps to
+// reuse (for a head mask) and/or a buffer to record the exact P into. Sequences reusing every
+// head at a layer skip the Q and K projections there (only V is projected) and the exact kernel;
+// their context is P·V from the stored maps.
+//
+// This header needs no CUDA headers. Errors are core::Error: bad input for batches the CPU engine
+// would refuse, for a machine without a usable GPU and for too little device memory; internal
+// for a CUDA failure during a batch (the batch's result is then not returned).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "attncache/model/model_config.h"
+#include "core/dtype.h"
+
+namespace attncache {
+
+struct CudaEncoderOptions {
+  int device = 0;
+  // Activation buffers are sized up front for this many tokens per batch (and grow on demand).
+  int max_batch_tokens = 8192;
+  // Bytes of device memory the encoder may take; 0: whatever the device has free.
+  size_t memory_limit = 0;
+  // GELU with the exact erf form in its own pass, instead of cuBLASLt's tanh-form epilogue.
+  bool exact_gelu = false;
+  // Replay each distinct batch shape as a CUDA graph after its first run.
+  bool cuda_graphs = true;
+  // Time the phases of each forward with CUDA events (eager runs only; graphs are not timed).
+  bool profile = false;
+};
+
+// Device time of forward calls by phase, summed over the calls made while profiling.
+struct CudaProfile {
+  double qkv_ms = 0;        // Q/K/V projections (V only for full hits)
+  double attention_ms = 0;  // exact attention and P·V from stored maps
+  double gemm_ms = 0;       // output projection and MLP GEMMs
+  double other_ms = 0;      // copies, embeddings, LayerNorms, pooling
+  int calls = 0;
+};
+
+// Device-resident attention maps for one forward call: slot [layer · batch + sequence].
+struct DeviceMapPlan {
+  struct Slot {
+    const void* stored = nullptr;            // H×N×N (16-byte aligned) to reuse, or null
+    void* record = nullptr;                  // bf16 H×N×N receiving the exact P, or null
+    uint64_t heads = ~0ull;                  // bit h: head h reuses `stored`
+    core::DType dtype = core::DType::kBF16;  // of `stored`: kBF16 or kP8 (q = round(255·√p))
+  };
+  std::vector<Slot> slots;  // empty: no reuse, nothing recorded
+};
+
+class CudaBertEncoder {
+ public:
+  // Uploads the weights of config.dir/model.safetensors to the device. Throws core::Error (bad
+  // input) when no CUDA device is usable, when the device has too little free memory (or
+  // options.memory_limit is too small) for the weights plus max_batch_tokens of activations,
+  // or when the model is one the kernels do not support (head size, hidden size).
+  static std::unique_ptr<CudaBertEncoder> create(const ModelConfig& config,
+                                                 const CudaEncoderOptions& options = {});
+  ~CudaBertEncoder();
+
+  const ModelConfig& config() const;
+  const std::string& device_description() const;
+  size_t weight_bytes() const;      // device bytes of the model
+  size_t activation_bytes() const;  // device bytes of the activation buffers now
+
+  // Sentence embeddings [batch.size() × hidden], pooled and normalized as config.sentence says.
+  // Throws core::Error (bad input) for empty sequences, sequences longer than the position
+  // table, out-of-vocabulary ids, or a plan with the wrong number of slots.
+  std::vector<float> embed(const std::vector<std::vector<int32_t>>& batch,
+                           const DeviceMapPlan* maps = nullptr);
+  // The last layer's hidden states of every token, packed [Σ N × hidden], fp32.
+  std::vector<float> encode(const std::vector<std::vector<int32_t>>& batch,
+                            const DeviceMapPlan* maps = nullptr);
+
+  // Bytes of one sequence's maps at one layer (H×N×N of bf16 or P8).
+  size_t map_bytes(int n_tokens, core::DType dtype = core::DType::kBF16) const;
+
+  // Phase times so far (options.profile), and a reset.
+  const CudaProfile& profile() const;
+  void reset_profile();
+
+ private:
+  struct Impl;
+  explicit CudaBertEncoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace attncache
