@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "attncache/model/model_config.h"
 #include "core/error.h"
@@ -13,16 +14,19 @@ namespace attncache {
 namespace fs = std::filesystem;
 namespace {
 
-std::string find_gguf(const std::string& name_or_path) {
+// A .gguf file, or a directory: a Hugging Face one (config.json) as it is, else its one .gguf.
+std::string find_weights(const std::string& name_or_path) {
   if (fs::is_regular_file(name_or_path)) return name_or_path;
   const fs::path dir = resolve_model_dir(name_or_path);
+  if (fs::exists(dir / "config.json")) return dir.string();
   std::vector<fs::path> found;
   for (const auto& item : fs::directory_iterator(dir)) {
     if (item.path().extension() == ".gguf") found.push_back(item.path());
   }
   if (found.size() != 1) {
-    core::throw_bad_input(dir.string(), found.empty() ? " holds no .gguf file"
-                                                      : " holds several .gguf files; name one");
+    core::throw_bad_input(dir.string(), found.empty()
+                                            ? " holds neither config.json nor a .gguf file"
+                                            : " holds several .gguf files; name one");
   }
   return found[0].string();
 }
@@ -38,14 +42,27 @@ double log_sum_exp(const float* row, int n) {
 }  // namespace
 
 std::unique_ptr<Decoder> Decoder::load(const std::string& name_or_path) {
-  const std::string path = find_gguf(name_or_path);
-  std::unique_ptr<LlamaModel> model = LlamaModel::load(path);
-  BpeTokenizer tokenizer = BpeTokenizer::from_gguf(model->file());
-  if (tokenizer.vocab_size() > static_cast<size_t>(model->config().vocab_size)) {
-    core::throw_bad_input(path, ": the tokenizer has ", tokenizer.vocab_size(),
+  const std::string path = find_weights(name_or_path);
+  std::unique_ptr<LlamaModel> model;
+  std::optional<BpeTokenizer> tokenizer;
+  if (fs::is_directory(path)) {
+    // The config first: a directory of another kind (an encoder) is named as such.
+    LlamaConfig::from_hf((fs::path(path) / "config.json").string());
+    const fs::path tokenizer_json = fs::path(path) / "tokenizer.json";
+    if (!fs::exists(tokenizer_json)) {
+      core::throw_bad_input(path, " has no tokenizer.json (a decoder needs its tokenizer)");
+    }
+    tokenizer = BpeTokenizer::from_tokenizer_json(tokenizer_json.string());
+    model = LlamaModel::load(path);
+  } else {
+    model = LlamaModel::load(path);
+    tokenizer = BpeTokenizer::from_gguf(model->file());
+  }
+  if (tokenizer->vocab_size() > static_cast<size_t>(model->config().vocab_size)) {
+    core::throw_bad_input(path, ": the tokenizer has ", tokenizer->vocab_size(),
                           " tokens, the embedding only ", model->config().vocab_size);
   }
-  return std::unique_ptr<Decoder>(new Decoder(std::move(model), std::move(tokenizer)));
+  return std::unique_ptr<Decoder>(new Decoder(std::move(model), std::move(*tokenizer)));
 }
 
 Encoding Decoder::tokenize(std::string_view text, int max_tokens) const {
@@ -86,7 +103,6 @@ std::vector<float> Decoder::last_hidden(const std::vector<std::vector<int32_t>>&
 
 nlohmann::json Decoder::fingerprint() const {
   const LlamaConfig& c = model_->config();
-  const GgufFile& f = model_->file();
   char tokenizer[17];
   std::snprintf(tokenizer, sizeof tokenizer, "%016llx",
                 static_cast<unsigned long long>(tokenizer_.fingerprint()));
@@ -98,7 +114,7 @@ nlohmann::json Decoder::fingerprint() const {
           {"intermediate_size", c.intermediate_size},
           {"vocab_size", c.vocab_size},
           {"context_length", c.context_length},
-          {"weights_crc32", core::crc32(f.mapped().data(), f.mapped().size())},
+          {"weights_crc32", model_->weights_crc32()},
           {"tokenizer", tokenizer}};
 }
 

@@ -1,4 +1,5 @@
-// A decoder LLM for prefill-only work: the Llama model and its BPE tokenizer from one GGUF file.
+// A decoder LLM for prefill-only work: the Llama model and its BPE tokenizer, from one GGUF file
+// or from a Hugging Face directory (config.json, safetensors, tokenizer.json).
 // As a PrefillModel its vector per input is the last token's final hidden state, the input of the
 // LM head for the next token: multiple-choice answers are read from it, and the memo layer stores
 // and compares it like an encoder's sentence embedding.
@@ -17,8 +18,9 @@ namespace attncache {
 
 class Decoder : public PrefillModel {
  public:
-  // Loads `name_or_path`: a .gguf file, a directory holding exactly one, or a model name looked
-  // up as for encoders (resolve_model_dir). Throws core::Error (bad input).
+  // Loads `name_or_path`: a .gguf file, a Hugging Face directory (config.json with model_type
+  // llama or qwen2, tokenizer.json), a directory holding exactly one .gguf, or a model name
+  // looked up as for encoders (resolve_model_dir). Throws core::Error (bad input).
   static std::unique_ptr<Decoder> load(const std::string& name_or_path);
 
   const LlamaModel& model() const { return *model_; }
@@ -46,7 +48,7 @@ class Decoder : public PrefillModel {
                                  const KvCache* past);
   void set_profiling(bool on) override { workspace_.profile = on; }
   ForwardProfile& timings() override { return workspace_.timings; }
-  // Architecture, sizes, the CRC-32 of the GGUF file and the tokenizer's fingerprint.
+  // Architecture, sizes, the CRC-32 of the weight files and the tokenizer's fingerprint.
   nlohmann::json fingerprint() const override;
 
   // log p(ids[i] | ids[0..i)) for i = 1..n-1 (n-1 values), from one forward pass.

@@ -51,8 +51,9 @@ class PrefillModel {
   }
 };
 
-// Loads a model by name or path: a Hugging Face directory with config.json is a BERT sentence
-// embedder; a .gguf file, or a directory holding one, is a decoder. Throws core::Error.
+// Loads a model by name or path: a Hugging Face directory is a BERT sentence embedder or a
+// decoder by its config.json's model_type (bert; llama or qwen2); a .gguf file, or a directory
+// holding one, is a decoder. Throws core::Error.
 std::unique_ptr<PrefillModel> load_prefill_model(const std::string& name_or_path);
 
 }  // namespace attncache

@@ -204,7 +204,8 @@ TEST(ScoreCli, RefusesBadInputWithExitCode2) {
   expect_bad("score mmlu --data " + data + " --shots 6", "--shots");
   expect_bad("score mmlu --data " + data + " --subjects us_foreign_policy --db " + dir.path("nodb"),
              "does not exist");
-  expect_bad("score mmlu -m all-MiniLM-L6-v2 --data " + data, ".gguf");
+  expect_bad("score mmlu -m all-MiniLM-L6-v2 --data " + data,
+             "model_type 'bert' is not supported for a decoder (supported: llama, qwen2)");
   const std::string bad_utf8 = write(dir.path("bad.txt"), "fine\nbad \xff byte\n");
   expect_bad("score text -i " + bad_utf8, "line 2");
   const std::string long_line = write(dir.path("long.txt"), std::string(200, 'x') + " y z\n");

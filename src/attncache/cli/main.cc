@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
       "corpus, `eval` measures AttnCache (reuse of the nearest stored input's maps) on queries,\n"
       "`score` runs decoder tasks with exact, prefix-KV and AttnCache paths side by side.\n\n"
       "Encoders are Hugging Face directories (config.json, model.safetensors, tokenizer.json,\n"
-      "sentence-transformers pooling files); decoders are GGUF files. A bare name resolves to\n"
+      "sentence-transformers pooling files); decoders are GGUF files or Hugging Face Llama /\n"
+      "Qwen2 directories (config.json, safetensors, tokenizer.json). A bare name resolves to\n"
       "models/<name>/, which scripts/fetch-models.sh fills.\n\n"
       "Exit codes: 0 ok, 1 internal failure, 2 bad input or usage.");
   app.require_subcommand(1);

@@ -260,7 +260,8 @@ void run_text(const std::string& model, const std::string& input, const std::str
 void add_score_command(CLI::App& app) {
   CLI::App* score = app.add_subcommand(
       "score",
-      "Prefill-only tasks with a decoder (GGUF Llama-family model): `score mmlu` answers "
+      "Prefill-only tasks with a decoder (a Llama-family model, GGUF or Hugging Face "
+      "directory): `score mmlu` answers "
       "multiple-choice questions, `score text` computes log-likelihoods.");
   score->require_subcommand(1);
 
@@ -274,8 +275,8 @@ void add_score_command(CLI::App& app) {
       "lossless); attncache (with --db: reuse the attention maps of a similar stored prompt).\n"
       "Reports accuracy, agreement with the exact answers, time per question and hit rate.");
   mmlu->add_option("-m,--model", o->model,
-                   "decoder: a name under models/, a .gguf file or a "
-                   "directory holding one")
+                   "decoder: a name under models/, a .gguf file, a directory holding one, "
+                   "or a Hugging Face directory")
       ->capture_default_str();
   mmlu->add_option(
           "--data", o->data,
@@ -328,7 +329,8 @@ void add_score_command(CLI::App& app) {
       "text",
       "Log-likelihood of each line under the decoder: the sum over its tokens of log p(token |\n"
       "the tokens before it), and its perplexity; one prefill per line.");
-  text->add_option("-m,--model", t->model, "decoder: a name under models/ or a .gguf file")
+  text->add_option("-m,--model", t->model,
+                   "decoder: a name under models/, a .gguf file or a Hugging Face directory")
       ->capture_default_str();
   text->add_option("-i,--input", t->input, "text file, one text per line; '-' reads stdin")
       ->capture_default_str();

@@ -5,9 +5,14 @@
 #include <utf8proc.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <queue>
 
 #include "core/error.h"
+#include "core/json_file.h"
 
 namespace attncache {
 namespace {
@@ -87,8 +92,9 @@ std::string supported_pre_names() {
 }
 
 // Rewrites \s, \S, \p{L}, \p{N} and \p{P} as the sets llama.cpp's tables define (the lists
-// above), inside character classes or as classes of their own.
-std::string to_pcre2(std::string_view pattern) {
+// above), inside character classes or as classes of their own. `source` names the file a pattern
+// came from (errors are then bad input), or is empty for the built-in ones.
+std::string to_pcre2(std::string_view pattern, const std::string& source) {
   struct Set {
     std::string_view escape;
     std::string members;
@@ -102,7 +108,13 @@ std::string to_pcre2(std::string_view pattern) {
   for (size_t i = 0; i < pattern.size(); ++i) {
     const std::string_view rest = pattern.substr(i);
     if (rest.starts_with("\\S")) {
-      if (in_class) core::throw_internal("\\S inside a character class: ", pattern);
+      if (in_class && source.empty()) {
+        core::throw_internal("\\S inside a character class: ", pattern);
+      }
+      if (in_class) {
+        core::throw_bad_input(source, ": pre-tokenizer pattern '", pattern,
+                              "' has \\S inside a character class, which is not supported");
+      }
       out += "[^";
       out += kWhitespace;
       out += ']';
@@ -167,6 +179,24 @@ void check_utf8(std::string_view text) {
   }
 }
 
+// `text` (valid UTF-8) in Unicode normalization form C.
+void nfc(std::string_view text, std::string* out) {
+  if (std::all_of(text.begin(), text.end(), [](char c) { return (c & 0x80) == 0; })) {
+    out->assign(text);  // ASCII is its own NFC
+    return;
+  }
+  utf8proc_uint8_t* mapped = nullptr;
+  const utf8proc_ssize_t n =
+      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
+                   static_cast<utf8proc_ssize_t>(text.size()), &mapped,
+                   static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  if (n < 0) {
+    core::throw_internal("NFC normalization failed: ", utf8proc_errmsg(n));
+  }
+  out->assign(reinterpret_cast<const char*>(mapped), static_cast<size_t>(n));
+  std::free(mapped);
+}
+
 uint64_t fnv1a(uint64_t h, std::string_view bytes) {
   for (unsigned char b : bytes) {
     h ^= b;
@@ -191,22 +221,13 @@ int32_t optional_id(const GgufFile& g, const std::string& key, size_t vocab_size
 // and the text between them, as llama.cpp's unicode_regex_split does.
 class BpeTokenizer::Pretokenizer {
  public:
-  explicit Pretokenizer(const std::vector<const char*>& patterns) {
-    for (const char* p : patterns) {
-      const std::string pattern = to_pcre2(p);
-      int error = 0;
-      PCRE2_SIZE error_offset = 0;
-      pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                       PCRE2_UTF | PCRE2_UCP, &error, &error_offset, nullptr);
-      if (code == nullptr) {
-        PCRE2_UCHAR message[256];
-        pcre2_get_error_message(error, message, sizeof message);
-        core::throw_internal("pre-tokenizer expression does not compile at ", error_offset, ": ",
-                             reinterpret_cast<const char*>(message), ": ", pattern);
-      }
-      // JIT is several times faster; without it (unsupported CPU) the interpreter still works.
-      pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
-      codes_.push_back(code);
+  // `source`: as for to_pcre2.
+  Pretokenizer(const std::vector<std::string>& patterns, const std::string& source) {
+    try {
+      for (const std::string& p : patterns) compile(p, source);
+    } catch (...) {
+      for (pcre2_code* code : codes_) pcre2_code_free(code);
+      throw;
     }
   }
   ~Pretokenizer() {
@@ -256,6 +277,27 @@ class BpeTokenizer::Pretokenizer {
   }
 
  private:
+  void compile(const std::string& p, const std::string& source) {
+    const std::string pattern = to_pcre2(p, source);
+    int error = 0;
+    PCRE2_SIZE error_offset = 0;
+    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                     PCRE2_UTF | PCRE2_UCP, &error, &error_offset, nullptr);
+    if (code == nullptr) {
+      PCRE2_UCHAR message[256];
+      pcre2_get_error_message(error, message, sizeof message);
+      if (!source.empty()) {
+        core::throw_bad_input(source, ": pre-tokenizer pattern '", p,
+                              "' does not compile: ", reinterpret_cast<const char*>(message));
+      }
+      core::throw_internal("pre-tokenizer expression does not compile at ", error_offset, ": ",
+                           reinterpret_cast<const char*>(message), ": ", pattern);
+    }
+    // JIT is several times faster; without it (unsupported CPU) the interpreter still works.
+    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+    codes_.push_back(code);
+  }
+
   std::vector<pcre2_code*> codes_;
 };
 
@@ -263,6 +305,46 @@ BpeTokenizer::BpeTokenizer() = default;
 BpeTokenizer::BpeTokenizer(BpeTokenizer&&) noexcept = default;
 BpeTokenizer& BpeTokenizer::operator=(BpeTokenizer&&) noexcept = default;
 BpeTokenizer::~BpeTokenizer() = default;
+
+// Symbols: the vocabulary, then every other text the byte alphabet or a merge can produce.
+int32_t BpeTokenizer::intern(const std::string& text) {
+  if (auto it = vocab_.find(text); it != vocab_.end()) return it->second;
+  auto [it, inserted] =
+      extra_symbols_.emplace(text, static_cast<int32_t>(tokens_.size() + extra_texts_.size()));
+  if (inserted) extra_texts_.push_back(text);
+  return it->second;
+}
+
+void BpeTokenizer::build_byte_tables() {
+  std::fill(std::begin(char_byte_), std::end(char_byte_), int16_t{-1});
+  for (int b = 0; b < 256; ++b) {
+    const char32_t c = byte_to_char(static_cast<uint8_t>(b));
+    char_byte_[c] = static_cast<int16_t>(b);
+    append_utf8(c, &byte_text_[b]);
+    byte_symbol_[b] = intern(byte_text_[b]);
+    single_byte_token_[b] = token_id(std::string(1, static_cast<char>(b)));
+  }
+}
+
+void BpeTokenizer::add_merge(const std::string& first, const std::string& second, int32_t rank) {
+  const int32_t left = intern(first);
+  const int32_t right = intern(second);
+  const int32_t result = intern(first + second);
+  const uint64_t key = static_cast<uint64_t>(left) << 32 | static_cast<uint32_t>(right);
+  merges_.emplace(key, Merge{rank, result});  // the first rank wins
+}
+
+void BpeTokenizer::collect_special() {
+  for (size_t i = 0; i < tokens_.size(); ++i) {
+    const TokenType type = types_[i];
+    if (type == TokenType::kControl || type == TokenType::kUserDefined ||
+        type == TokenType::kUnknown) {
+      special_.push_back(static_cast<int32_t>(i));
+    }
+  }
+  std::stable_sort(special_.begin(), special_.end(),
+                   [this](int32_t a, int32_t b) { return tokens_[a].size() > tokens_[b].size(); });
+}
 
 BpeTokenizer BpeTokenizer::from_gguf(const GgufFile& g) {
   const std::string& model = g.get_string("tokenizer.ggml.model");
@@ -285,7 +367,8 @@ BpeTokenizer BpeTokenizer::from_gguf(const GgufFile& g) {
         g.path(), ": pre-tokenizer '", t.pre_,
         "' (tokenizer.ggml.pre) is not supported; supported: ", supported_pre_names());
   }
-  t.pretokenizer_ = std::make_unique<Pretokenizer>(spec->patterns);
+  t.pretokenizer_ = std::make_unique<Pretokenizer>(
+      std::vector<std::string>(spec->patterns.begin(), spec->patterns.end()), "");
   t.ignore_merges_ = spec->ignore_merges;
 
   if (g.find(kTokensKey) == nullptr) {
@@ -324,23 +407,7 @@ BpeTokenizer BpeTokenizer::from_gguf(const GgufFile& g) {
     }
   }
 
-  // Symbols: the vocabulary, then every other text the byte alphabet or a merge can produce.
-  auto intern = [&t, n](const std::string& text) -> int32_t {
-    if (auto it = t.vocab_.find(text); it != t.vocab_.end()) return it->second;
-    auto [it, inserted] =
-        t.extra_symbols_.emplace(text, static_cast<int32_t>(n + t.extra_texts_.size()));
-    if (inserted) t.extra_texts_.push_back(text);
-    return it->second;
-  };
-  std::fill(std::begin(t.char_byte_), std::end(t.char_byte_), int16_t{-1});
-  for (int b = 0; b < 256; ++b) {
-    const char32_t c = byte_to_char(static_cast<uint8_t>(b));
-    t.char_byte_[c] = static_cast<int16_t>(b);
-    append_utf8(c, &t.byte_text_[b]);
-    t.byte_symbol_[b] = intern(t.byte_text_[b]);
-    t.single_byte_token_[b] = t.token_id(std::string(1, static_cast<char>(b)));
-  }
-
+  t.build_byte_tables();
   if (g.find(kMergesKey) == nullptr) {
     core::throw_bad_input(g.path(), ": missing metadata key '", kMergesKey,
                           "' (the BPE merge list a 'gpt2' tokenizer needs)");
@@ -358,25 +425,9 @@ BpeTokenizer BpeTokenizer::from_gguf(const GgufFile& g) {
       core::throw_bad_input(g.path(), ": merge ", i, " ('", m, "') in ", kMergesKey,
                             " is not two symbols separated by a space");
     }
-    const std::string first = m.substr(0, space);
-    const std::string second = m.substr(space + 1);
-    const int32_t left = intern(first);
-    const int32_t right = intern(second);
-    const int32_t result = intern(first + second);
-    const uint64_t key = static_cast<uint64_t>(left) << 32 | static_cast<uint32_t>(right);
-    t.merges_.emplace(key, Merge{static_cast<int32_t>(i), result});  // the first rank wins
+    t.add_merge(m.substr(0, space), m.substr(space + 1), static_cast<int32_t>(i));
   }
-
-  for (size_t i = 0; i < n; ++i) {
-    const TokenType type = t.types_[i];
-    if (type == TokenType::kControl || type == TokenType::kUserDefined ||
-        type == TokenType::kUnknown) {
-      t.special_.push_back(static_cast<int32_t>(i));
-    }
-  }
-  std::stable_sort(t.special_.begin(), t.special_.end(), [&t](int32_t a, int32_t b) {
-    return t.tokens_[a].size() > t.tokens_[b].size();
-  });
+  t.collect_special();
 
   t.bos_id_ = optional_id(g, "tokenizer.ggml.bos_token_id", n);
   t.eos_id_ = optional_id(g, "tokenizer.ggml.eos_token_id", n);
@@ -404,6 +455,334 @@ BpeTokenizer BpeTokenizer::from_gguf(const GgufFile& g) {
   for (const std::string& m : merges) h = fnv1a(h, m);
   t.fingerprint_ =
       fnv1a(h, core::cat(t.pre_, "|", t.bos_id_, "|", t.eos_id_, "|", t.add_bos_, t.add_eos_));
+  return t;
+}
+
+namespace {
+
+using Json = nlohmann::json;
+
+// What the ByteLevel pre-tokenizer splits with when use_regex is set (tokenizers' GPT-2
+// expression; the final \s+ only names pieces that the splitter keeps anyway).
+constexpr const char* kByteLevelRegex =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+std::string type_of(const Json& j) {
+  return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>()
+                                                                      : std::string();
+}
+
+bool flag(const Json& j, const char* key, bool fallback = false) {
+  return j.contains(key) && j[key].is_boolean() ? j[key].get<bool>() : fallback;
+}
+
+// A Split pattern as a PCRE2 expression: {"Regex": ...} as it is, {"String": ...} literally.
+std::string split_pattern(const Json& step, const std::string& path) {
+  const Json& pattern = step.contains("pattern") ? step["pattern"] : Json();
+  if (pattern.contains("Regex") && pattern["Regex"].is_string()) {
+    return pattern["Regex"].get<std::string>();
+  }
+  if (pattern.contains("String") && pattern["String"].is_string()) {
+    std::string out;
+    for (char c : pattern["String"].get<std::string>()) {
+      if ((c & 0x80) == 0 && !std::isalnum(static_cast<unsigned char>(c))) out += '\\';
+      out += c;
+    }
+    return out;
+  }
+  core::throw_bad_input(path, ": a Split pre-tokenizer without a Regex or String pattern");
+}
+
+// The special tokens a TemplateProcessing puts before and after a single sequence.
+struct Template {
+  std::vector<int32_t> before, after;
+};
+
+void read_post_processor(const Json& p, const std::string& path, Template* t, bool* any_template) {
+  const std::string type = type_of(p);
+  if (type == "ByteLevel") return;  // offsets only
+  if (type == "Sequence" && p.contains("processors") && p["processors"].is_array()) {
+    for (const Json& q : p["processors"]) read_post_processor(q, path, t, any_template);
+    return;
+  }
+  if (type != "TemplateProcessing") {
+    core::throw_bad_input(path, ": post-processor '", type,
+                          "' is not supported (ByteLevel, TemplateProcessing, or none)");
+  }
+  if (*any_template) core::throw_bad_input(path, ": more than one TemplateProcessing");
+  *any_template = true;
+  if (!p.contains("single") || !p["single"].is_array()) {
+    core::throw_bad_input(path, ": TemplateProcessing without a 'single' template");
+  }
+  bool seen_text = false;
+  for (const Json& item : p["single"]) {
+    if (item.contains("Sequence")) {
+      seen_text = true;
+      continue;
+    }
+    const Json& special = item.contains("SpecialToken") ? item["SpecialToken"] : Json();
+    const std::string name = special.value("id", std::string());
+    const Json& entry = p.contains("special_tokens") && p["special_tokens"].contains(name)
+                            ? p["special_tokens"][name]
+                            : Json();
+    if (!entry.contains("ids") || !entry["ids"].is_array() || entry["ids"].size() != 1 ||
+        !entry["ids"][0].is_number_integer()) {
+      core::throw_bad_input(path, ": TemplateProcessing names special token '", name,
+                            "' without exactly one id in its special_tokens");
+    }
+    (seen_text ? t->after : t->before).push_back(entry["ids"][0].get<int32_t>());
+  }
+  if (!seen_text || t->before.size() > 1 || t->after.size() > 1) {
+    core::throw_bad_input(path,
+                          ": a TemplateProcessing 'single' template other than [special] $A "
+                          "[special] is not supported");
+  }
+}
+
+}  // namespace
+
+BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path) {
+  const Json doc = core::read_json_file(path);
+  const Json& model = doc.is_object() && doc.contains("model") ? doc["model"] : Json();
+  const std::string model_type = type_of(model);
+  if (model_type != "BPE") {
+    core::throw_bad_input(path, ": tokenizer model '", model_type.empty() ? "(none)" : model_type,
+                          "' is not supported; this tokenizer runs byte-level BPE ('BPE')");
+  }
+  if (flag(model, "byte_fallback")) {
+    core::throw_bad_input(
+        path, ": a BPE model with byte_fallback (SentencePiece style) is not supported");
+  }
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    if (model.contains(key) && model[key].is_string() && !model[key].get<std::string>().empty()) {
+      core::throw_bad_input(path, ": a BPE model with a ", key, " is not supported");
+    }
+  }
+  if (model.contains("dropout") && model["dropout"].is_number() &&
+      model["dropout"].get<double>() > 0) {
+    core::throw_bad_input(path, ": a BPE model with dropout is not supported");
+  }
+  if (!model.contains("vocab") || !model["vocab"].is_object() || model["vocab"].empty()) {
+    core::throw_bad_input(path, ": model.vocab is missing or empty");
+  }
+  const Json empty_array = Json::array();
+  const Json& added = doc.contains("added_tokens") && doc["added_tokens"].is_array()
+                          ? doc["added_tokens"]
+                          : empty_array;
+
+  // The vocabulary: model.vocab's ids, then the added tokens (new ids, or types for old ones).
+  BpeTokenizer t;
+  t.hf_missing_symbols_ = true;
+  t.fuse_unk_ = flag(model, "fuse_unk");
+  t.ignore_merges_ = flag(model, "ignore_merges");
+  constexpr int64_t kMaxId = int64_t{1} << 30;
+  auto id_of = [&path](const Json& v, const std::string& what) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= kMaxId) {
+      core::throw_bad_input(path, ": ", what, " has no valid id");
+    }
+    return v.get<int32_t>();
+  };
+  int32_t size = 0;
+  for (const auto& [text, id] : model["vocab"].items()) {
+    size = std::max(size, id_of(id, "token '" + text + "'") + 1);
+  }
+  for (const Json& a : added) {
+    size = std::max(size, id_of(a.value("id", Json()), "an added token") + 1);
+  }
+  const size_t entries = model["vocab"].size() + added.size();
+  if (static_cast<size_t>(size) > 2 * entries + 1024) {  // dense in practice; never allocate 2^30
+    core::throw_bad_input(path, ": token ids run to ", size - 1, " for ", entries, " tokens");
+  }
+  t.tokens_.resize(size);
+  t.types_.assign(size, TokenType::kUnused);
+  for (const auto& [text, id] : model["vocab"].items()) {
+    const int32_t i = id.get<int32_t>();
+    if (t.types_[i] != TokenType::kUnused) {
+      core::throw_bad_input(path, ": id ", i, " is given to both '", t.tokens_[i], "' and '", text,
+                            "'");
+    }
+    t.tokens_[i] = text;
+    t.types_[i] = TokenType::kNormal;
+    t.vocab_.emplace(text, i);
+  }
+  for (const Json& a : added) {
+    const int32_t i = a["id"].get<int32_t>();
+    const std::string content = a.value("content", std::string());
+    if (content.empty()) core::throw_bad_input(path, ": added token ", i, " has no content");
+    for (const char* key : {"lstrip", "rstrip", "single_word"}) {
+      if (flag(a, key)) {
+        core::throw_bad_input(path, ": added token '", content, "' sets ", key,
+                              ", which is not supported");
+      }
+    }
+    if (t.types_[i] == TokenType::kNormal && t.tokens_[i] != content) {
+      core::throw_bad_input(path, ": added token ", i, " is '", content,
+                            "' but the vocabulary's token ", i, " is '", t.tokens_[i], "'");
+    }
+    t.tokens_[i] = content;
+    t.types_[i] = flag(a, "special") ? TokenType::kControl : TokenType::kUserDefined;
+    t.vocab_[content] = i;  // an added token is matched as itself, whatever the vocabulary says
+  }
+  for (int32_t i = 0; i < size; ++i) {
+    if (t.types_[i] == TokenType::kUnused) t.tokens_[i] = "[UNUSED_" + std::to_string(i) + "]";
+  }
+
+  t.build_byte_tables();
+  if (!model.contains("merges") || !model["merges"].is_array()) {
+    core::throw_bad_input(path, ": model.merges is missing");
+  }
+  const Json& merges = model["merges"];
+  t.merges_.reserve(merges.size());
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < merges.size(); ++i) {
+    const Json& m = merges[i];
+    std::string first, second;
+    if (m.is_string()) {  // "a b", the form before tokenizers 0.20
+      const std::string s = m.get<std::string>();
+      const size_t space = s.find(' ', 1);
+      if (space != std::string::npos) {
+        first = s.substr(0, space);
+        second = s.substr(space + 1);
+      }
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      first = m[0].get<std::string>();
+      second = m[1].get<std::string>();
+    }
+    if (first.empty() || second.empty()) {
+      core::throw_bad_input(path, ": merge ", i, " (", m.dump(), ") is not two symbols");
+    }
+    for (const std::string& s : {first, second, first + second}) {
+      if (t.token_id(s) < 0) {
+        core::throw_bad_input(path, ": merge ", i, " (", m.dump(), ") needs '", s,
+                              "', which is not in the vocabulary");
+      }
+    }
+    t.add_merge(first, second, static_cast<int32_t>(i));
+    h = fnv1a(h, first + " " + second);
+  }
+  t.collect_special();
+
+  // Normalizer and pre-tokenizer.
+  std::string steps;
+  auto note = [&steps](const std::string& step) { steps += (steps.empty() ? "" : ", ") + step; };
+  const Json& normalizer = doc.contains("normalizer") ? doc["normalizer"] : Json();
+  std::vector<const Json*> normalizers;
+  if (type_of(normalizer) == "Sequence" && normalizer.contains("normalizers")) {
+    for (const Json& n : normalizer["normalizers"]) normalizers.push_back(&n);
+  } else if (!normalizer.is_null()) {
+    normalizers.push_back(&normalizer);
+  }
+  for (const Json* n : normalizers) {
+    if (type_of(*n) != "NFC") {
+      core::throw_bad_input(path, ": normalizer '", type_of(*n),
+                            "' is not supported (none, or NFC)");
+    }
+    t.nfc_ = true;
+    note("NFC");
+  }
+  const Json& pre = doc.contains("pre_tokenizer") ? doc["pre_tokenizer"] : Json();
+  std::vector<const Json*> pre_steps;
+  if (type_of(pre) == "Sequence" && pre.contains("pretokenizers")) {
+    for (const Json& p : pre["pretokenizers"]) pre_steps.push_back(&p);
+  } else if (!pre.is_null()) {
+    pre_steps.push_back(&pre);
+  }
+  std::vector<std::string> patterns;
+  bool byte_level = false;
+  for (const Json* step : pre_steps) {
+    const std::string type = type_of(*step);
+    if (byte_level) {
+      core::throw_bad_input(path, ": pre-tokenizer '", type,
+                            "' after ByteLevel is not supported (ByteLevel must come last)");
+    }
+    if (type == "ByteLevel") {
+      if (flag(*step, "add_prefix_space")) {
+        core::throw_bad_input(path, ": ByteLevel with add_prefix_space is not supported");
+      }
+      if (flag(*step, "use_regex", true)) patterns.push_back(kByteLevelRegex);
+      byte_level = true;
+    } else if (type == "Split") {
+      if (step->value("behavior", std::string()) != "Isolated" || flag(*step, "invert")) {
+        core::throw_bad_input(path, ": a Split pre-tokenizer with behavior '",
+                              step->value("behavior", std::string()),
+                              "'/invert is not supported (Isolated, not inverted)");
+      }
+      patterns.push_back(split_pattern(*step, path));
+    } else if (type == "Digits") {
+      patterns.push_back(flag(*step, "individual_digits") ? "\\p{N}" : "\\p{N}+");
+    } else {
+      core::throw_bad_input(path, ": pre-tokenizer '", type.empty() ? "(none)" : type,
+                            "' is not supported (ByteLevel, alone or after Split and Digits)");
+    }
+    note(type);
+  }
+  if (!byte_level) {
+    core::throw_bad_input(path,
+                          ": the pre-tokenizer has no ByteLevel step; this tokenizer runs "
+                          "byte-level BPE only");
+  }
+  t.pretokenizer_ = std::make_unique<Pretokenizer>(patterns, path);
+  t.pre_ = "tokenizer.json: " + steps;
+
+  // Special token ids, and which are added: the post-processor's template, unless
+  // tokenizer_config.json says add_bos_token / add_eos_token (transformers then rebuilds it).
+  auto special_id = [&t](const Json& value, const std::string& where,
+                         const std::string& key) -> int32_t {
+    if (value.is_null()) return -1;
+    const std::string text = value.is_string()   ? value.get<std::string>()
+                             : value.is_object() ? value.value("content", std::string())
+                                                 : std::string();
+    const int32_t id = t.token_id(text);
+    if (id < 0) {
+      core::throw_bad_input(where, ": ", key, " '", text, "' is not in the vocabulary");
+    }
+    return id;
+  };
+  if (model.contains("unk_token")) t.unk_id_ = special_id(model["unk_token"], path, "unk_token");
+  Template tmpl;
+  bool any_template = false;
+  const bool no_post = !doc.contains("post_processor") || doc["post_processor"].is_null();
+  if (!no_post) read_post_processor(doc["post_processor"], path, &tmpl, &any_template);
+  for (int32_t id : tmpl.before) {
+    if (id < 0 || id >= size)
+      core::throw_bad_input(path, ": template token id ", id, " is unknown");
+  }
+  for (int32_t id : tmpl.after) {
+    if (id < 0 || id >= size)
+      core::throw_bad_input(path, ": template token id ", id, " is unknown");
+  }
+  const std::string config_path =
+      (std::filesystem::path(path).parent_path() / "tokenizer_config.json").string();
+  Json config = Json::object();
+  if (std::filesystem::exists(config_path)) {
+    config = core::read_json_file(config_path);
+    if (!config.is_object()) core::throw_bad_input(config_path, ": expected a JSON object");
+  }
+  auto config_id = [&](const char* key) {
+    return config.contains(key) ? special_id(config[key], config_path, key) : -1;
+  };
+  t.bos_id_ = config_id("bos_token");
+  t.eos_id_ = config_id("eos_token");
+  t.pad_id_ = config_id("pad_token");
+  if (t.unk_id_ < 0) t.unk_id_ = config_id("unk_token");
+  if (config.contains("add_bos_token") || config.contains("add_eos_token") || no_post) {
+    t.add_bos_ = flag(config, "add_bos_token") && t.bos_id_ >= 0;
+    t.add_eos_ = flag(config, "add_eos_token") && t.eos_id_ >= 0;
+  } else {
+    t.add_bos_ = !tmpl.before.empty();
+    t.add_eos_ = !tmpl.after.empty();
+    if (t.add_bos_) t.bos_id_ = tmpl.before[0];
+    if (t.add_eos_) t.eos_id_ = tmpl.after[0];
+  }
+
+  for (int32_t i = 0; i < size; ++i) {
+    h = fnv1a(h, t.tokens_[i]);
+    h = fnv1a(h, std::to_string(static_cast<int>(t.types_[i])));
+  }
+  for (const std::string& p : patterns) h = fnv1a(h, p);
+  t.fingerprint_ =
+      fnv1a(h, core::cat(t.pre_, "|", t.bos_id_, "|", t.eos_id_, "|", t.add_bos_, t.add_eos_,
+                         t.ignore_merges_, t.nfc_, t.unk_id_, t.fuse_unk_));
   return t;
 }
 
@@ -470,6 +849,7 @@ struct BpeTokenizer::Scratch {
   std::vector<Symbol> symbols;
   std::priority_queue<Bigram> queue;
   std::string encoded;
+  std::string normalized;
   std::vector<std::string_view> words;
   std::vector<Fragment> fragments;
 };
@@ -515,10 +895,18 @@ void BpeTokenizer::encode_word(std::string_view word, Scratch* s, std::vector<in
     add_bigram(b.left, left.next);
   }
   const int32_t vocab = static_cast<int32_t>(tokens_.size());
+  bool after_unk = false;  // the last symbol was missing and became the unknown token
   for (int32_t i = 0; i >= 0 && i < n; i = symbols[i].next) {
     const int32_t id = symbols[i].id;
     if (id < vocab) {
       ids->push_back(id);
+      after_unk = false;
+      continue;
+    }
+    if (hf_missing_symbols_) {
+      // Hugging Face: the unknown token (one for a run with fuse_unk), or nothing without one.
+      if (unk_id_ >= 0 && !(fuse_unk_ && after_unk)) ids->push_back(unk_id_);
+      after_unk = unk_id_ >= 0;
       continue;
     }
     // A symbol the vocabulary lacks: llama.cpp looks up each of its bytes as a one-byte token
@@ -543,7 +931,12 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool add_specia
       continue;
     }
     s.words.clear();
-    pretokenizer_->split(text.substr(f.begin, f.end - f.begin), &s.words);
+    std::string_view fragment = text.substr(f.begin, f.end - f.begin);
+    if (nfc_) {
+      nfc(fragment, &s.normalized);
+      fragment = s.normalized;
+    }
+    pretokenizer_->split(fragment, &s.words);
     for (std::string_view word : s.words) encode_word(word, &s, &ids);
   }
   if (add_special && add_eos_) ids.push_back(eos_id_);

@@ -4,6 +4,13 @@
 // that tokenizer.ggml.pre names; each pre-token's bytes are mapped to GPT-2's printable byte
 // alphabet and merged pair by pair in order of merge rank. Ids equal llama.cpp's; see
 // tests/attncache/bpe_tokenizer_test.cc and tests/data/gguf/make_tokenizer_goldens.py.
+//
+// The same machinery runs a Hugging Face tokenizer.json of the same kind (a "BPE" model behind a
+// ByteLevel pre-tokenizer, as GPT-2, Llama 3, SmolLM and Qwen2 ship): added tokens are the
+// special tokens (control when "special", user-defined otherwise), the Split / Digits /
+// ByteLevel pre-tokenizers become the expressions, an NFC normalizer runs on the text between
+// special tokens. Ids equal transformers'; see tests/attncache/bpe_tokenizer_json_test.cc and
+// tests/data/llama_hf/make_goldens.py.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +44,17 @@ class BpeTokenizer {
   // lists those it does), missing or malformed tokens or merges, ids out of range.
   static BpeTokenizer from_gguf(const GgufFile& gguf);
 
+  // Reads a Hugging Face tokenizer.json, and tokenizer_config.json beside it when present. Runs:
+  // model "BPE" (no byte fallback, subword prefix or suffix, dropout); normalizer none or NFC;
+  // pre-tokenizer ByteLevel (without add_prefix_space), alone or last in a Sequence after Split
+  // (a regex or string pattern, behavior "Isolated") and Digits; post-processor none, ByteLevel,
+  // or TemplateProcessing with at most one special token before and one after the text; added
+  // tokens without lstrip, rstrip or single_word. BOS / EOS are added as transformers adds them:
+  // by the post-processor, unless tokenizer_config.json sets add_bos_token or add_eos_token
+  // (then those, with its bos_token / eos_token). Throws core::Error (bad input) naming the file
+  // and the part it cannot run (a WordPiece or Unigram model, a Metaspace pre-tokenizer, ...).
+  static BpeTokenizer from_tokenizer_json(const std::string& path);
+
   BpeTokenizer(BpeTokenizer&&) noexcept;
   BpeTokenizer& operator=(BpeTokenizer&&) noexcept;
   ~BpeTokenizer();
@@ -59,6 +77,8 @@ class BpeTokenizer {
   TokenType token_type(int32_t id) const { return types_.at(static_cast<size_t>(id)); }
   // The id of a token's text, or -1.
   int32_t token_id(std::string_view text) const;
+  // tokenizer.ggml.pre, or for a tokenizer.json "tokenizer.json: " and its normalizer and
+  // pre-tokenizer types ("tokenizer.json: NFC, Split, ByteLevel").
   const std::string& pre_type() const { return pre_; }
   int32_t bos_id() const { return bos_id_; }  // -1 when the file names none
   int32_t eos_id() const { return eos_id_; }
@@ -84,6 +104,11 @@ class BpeTokenizer {
   struct Scratch;  // per-call buffers of encode
 
   BpeTokenizer();
+  // The tables built from tokens_ and the merges: byte alphabet, merge map, special tokens.
+  int32_t intern(const std::string& text);
+  void build_byte_tables();
+  void add_merge(const std::string& first, const std::string& second, int32_t rank);
+  void collect_special();
   void partition_special(std::string_view text, bool parse_special,
                          std::vector<Fragment>* fragments) const;
   void encode_word(std::string_view word, Scratch* scratch, std::vector<int32_t>* ids) const;
@@ -94,6 +119,11 @@ class BpeTokenizer {
   std::string pre_;
   std::unique_ptr<Pretokenizer> pretokenizer_;
   bool ignore_merges_ = false;  // a pre-token that is itself a token skips the merges (llama3)
+  bool nfc_ = false;            // text between special tokens is NFC-normalized first
+  // A symbol the vocabulary lacks: llama.cpp's one-byte tokens of its bytes (GGUF), or as
+  // Hugging Face's BPE: the unknown token (runs of them fused into one with fuse_unk), or nothing.
+  bool hf_missing_symbols_ = false;
+  bool fuse_unk_ = false;
 
   // Symbols of the merge loop: the vocabulary's ids, then texts that merges name but the
   // vocabulary lacks (ids from vocab_size() on), so a merge is a lookup on two integers.

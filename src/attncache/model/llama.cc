@@ -3,11 +3,20 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numbers>
 
 #include "attncache/kernels/cpu/attention.h"
+#include "attncache/model/safetensors.h"
 #include "core/error.h"
+#include "core/json_file.h"
+#include "core/mapped_file.h"
+#include "core/record_store.h"
 
 namespace attncache {
+namespace fs = std::filesystem;
 namespace {
 
 int positive_int(const GgufFile& file, const std::string& key) {
@@ -88,6 +97,259 @@ LlamaConfig LlamaConfig::from_gguf(const GgufFile& file) {
   return c;
 }
 
+namespace {
+
+using Json = nlohmann::json;
+
+// A positive integer key of config.json (at most 2^30).
+int hf_int(const Json& json, const char* key, const std::string& path) {
+  if (!json.contains(key) || json[key].is_null()) {
+    core::throw_bad_input(path, ": missing key '", key, "'");
+  }
+  const Json& v = json[key];
+  if (!v.is_number_integer() || v.get<int64_t>() <= 0 || v.get<int64_t>() > (int64_t{1} << 30)) {
+    core::throw_bad_input(path, ": '", key, "' must be a positive integer (it is ", v.dump(), ")");
+  }
+  return v.get<int>();
+}
+
+double hf_number(const Json& json, const char* key, double fallback, const std::string& path) {
+  if (!json.contains(key) || json[key].is_null()) return fallback;
+  if (!json[key].is_number()) {
+    core::throw_bad_input(path, ": '", key, "' must be a number (it is ", json[key].dump(), ")");
+  }
+  return json[key].get<double>();
+}
+
+bool hf_bool(const Json& json, const char* key, bool fallback) {
+  return json.contains(key) && json[key].is_boolean() ? json[key].get<bool>() : fallback;
+}
+
+}  // namespace
+
+LlamaConfig LlamaConfig::from_hf(const std::string& path) {
+  const Json json = core::read_json_file(path);
+  if (!json.is_object()) core::throw_bad_input(path, ": expected a JSON object");
+  LlamaConfig c;
+  c.architecture = json.contains("model_type") && json["model_type"].is_string()
+                       ? json["model_type"].get<std::string>()
+                       : "";
+  if (c.architecture != "llama" && c.architecture != "qwen2") {
+    core::throw_bad_input(path, ": model_type '", c.architecture,
+                          "' is not supported for a decoder (supported: llama, qwen2)");
+  }
+  for (const char* key : {"_name_or_path", "_model_name_or_path"}) {
+    if (json.contains(key) && json[key].is_string()) c.name = json[key].get<std::string>();
+  }
+  c.hidden_size = hf_int(json, "hidden_size", path);
+  c.num_layers = hf_int(json, "num_hidden_layers", path);
+  c.num_heads = hf_int(json, "num_attention_heads", path);
+  c.num_kv_heads = json.contains("num_key_value_heads") && !json["num_key_value_heads"].is_null()
+                       ? hf_int(json, "num_key_value_heads", path)
+                       : c.num_heads;
+  c.intermediate_size = hf_int(json, "intermediate_size", path);
+  c.vocab_size = hf_int(json, "vocab_size", path);
+  c.context_length = hf_int(json, "max_position_embeddings", path);
+  c.rms_norm_eps = static_cast<float>(hf_number(json, "rms_norm_eps", 1e-6, path));
+  c.tie_word_embeddings = hf_bool(json, "tie_word_embeddings", false);
+  if (json.contains("head_dim") && !json["head_dim"].is_null()) {
+    c.head_dim = hf_int(json, "head_dim", path);
+  } else if (c.hidden_size % c.num_heads != 0) {
+    core::throw_bad_input(path, ": hidden_size ", c.hidden_size,
+                          " is not a multiple of num_attention_heads ", c.num_heads);
+  } else {
+    c.head_dim = c.hidden_size / c.num_heads;
+  }
+  const std::string act = json.value("hidden_act", std::string("silu"));
+  if (act != "silu") {
+    core::throw_bad_input(path, ": hidden_act '", act, "' is not supported (silu)");
+  }
+  if (c.architecture == "llama") {
+    for (const char* key : {"attention_bias", "mlp_bias"}) {
+      if (hf_bool(json, key, false)) {
+        core::throw_bad_input(path, ": ", key, " is set; a Llama with biases is not supported");
+      }
+    }
+  } else {  // Qwen2: biased Q/K/V; sliding-window layers are not implemented
+    c.qkv_bias = true;
+    bool sliding = hf_bool(json, "use_sliding_window", false);
+    if (json.contains("layer_types") && json["layer_types"].is_array()) {
+      for (const Json& t : json["layer_types"]) sliding |= t != "full_attention";
+    }
+    if (sliding) {
+      core::throw_bad_input(
+          path, ": sliding-window attention (use_sliding_window, layer_types) is not supported");
+    }
+  }
+  if (c.num_heads % c.num_kv_heads != 0 || c.num_heads > 64) {
+    core::throw_bad_input(path, ": ", c.num_heads, " attention heads over ", c.num_kv_heads,
+                          " key/value heads is not supported (a multiple, at most 64)");
+  }
+  if (!cpu::attention_supports_head_dim(c.head_dim)) {
+    core::throw_bad_input(path, ": head size ", c.head_dim,
+                          " is not supported (16, 32, 64 or 128)");
+  }
+
+  // RoPE: transformers 5 writes rope_parameters (rope_theta inside); earlier versions rope_theta
+  // and rope_scaling ("type" or "rope_type").
+  const Json none = Json::object();
+  const Json& rope = json.contains("rope_parameters") && json["rope_parameters"].is_object()
+                         ? json["rope_parameters"]
+                     : json.contains("rope_scaling") && json["rope_scaling"].is_object()
+                         ? json["rope_scaling"]
+                         : none;
+  for (const auto& [key, value] : rope.items()) {
+    if (value.is_object()) {
+      core::throw_bad_input(path, ": RoPE parameters per layer type ('", key,
+                            "') are not supported");
+    }
+  }
+  c.rope_base = static_cast<float>(
+      hf_number(rope, "rope_theta", hf_number(json, "rope_theta", 10000.0, path), path));
+  if (hf_number(rope, "partial_rotary_factor", hf_number(json, "partial_rotary_factor", 1.0, path),
+                path) != 1.0) {
+    core::throw_bad_input(path, ": partial_rotary_factor other than 1 is not supported");
+  }
+  c.rope_dims = c.head_dim;
+  c.rope_neox = true;
+  const std::string type = rope.contains("rope_type") && rope["rope_type"].is_string()
+                               ? rope["rope_type"].get<std::string>()
+                           : rope.contains("type") && rope["type"].is_string()
+                               ? rope["type"].get<std::string>()
+                               : "default";
+  if (type == "linear") {
+    c.rope_linear_scale = static_cast<float>(hf_number(rope, "factor", 0, path));
+    if (!(c.rope_linear_scale > 0)) {
+      core::throw_bad_input(path, ": linear rope scaling needs a positive 'factor'");
+    }
+  } else if (type == "llama3") {
+    LlamaConfig::Llama3Rope& l = c.rope_llama3;
+    l.factor = hf_number(rope, "factor", 0, path);
+    l.low_freq_factor = hf_number(rope, "low_freq_factor", 0, path);
+    l.high_freq_factor = hf_number(rope, "high_freq_factor", 0, path);
+    // As transformers: a top-level original_max_position_embeddings wins, then the rope
+    // parameters', then max_position_embeddings.
+    l.original_context = json.contains("original_max_position_embeddings")
+                             ? hf_int(json, "original_max_position_embeddings", path)
+                         : rope.contains("original_max_position_embeddings")
+                             ? hf_int(rope, "original_max_position_embeddings", path)
+                             : c.context_length;
+    if (!(l.factor > 0) || !(l.low_freq_factor > 0) || !(l.high_freq_factor > l.low_freq_factor)) {
+      core::throw_bad_input(path,
+                            ": llama3 rope scaling needs factor > 0 and high_freq_factor > "
+                            "low_freq_factor > 0");
+    }
+  } else if (type != "default") {
+    core::throw_bad_input(path, ": rope scaling '", type,
+                          "' is not supported (default, linear, llama3)");
+  }
+  return c;
+}
+
+std::vector<float> LlamaConfig::rope_inv_freq(const std::vector<float>& freq_factors) const {
+  std::vector<float> inv_freq(rope_dims / 2);
+  for (int i = 0; i < rope_dims / 2; ++i) {
+    // As Hugging Face computes it: 1 / base^(2i / dims) in fp32.
+    float f = 1.0f / std::pow(rope_base, static_cast<float>(2 * i) / rope_dims);
+    if (!freq_factors.empty()) f /= freq_factors[i];
+    if (rope_llama3.factor > 0) {
+      // transformers' _compute_llama3_parameters, operation for operation in fp32 (Python
+      // scalars rounded to fp32 where they meet a tensor; a scalar over a tensor is the
+      // tensor's reciprocal times the scalar): wavelengths beyond the original context /
+      // low_freq_factor are slowed by `factor`, those under context / high_freq_factor kept,
+      // those between interpolated.
+      const Llama3Rope& l = rope_llama3;
+      const auto low_freq_wavelen = static_cast<float>(l.original_context / l.low_freq_factor);
+      const auto high_freq_wavelen = static_cast<float>(l.original_context / l.high_freq_factor);
+      const auto factor = static_cast<float>(l.factor);
+      const float wavelen = (1.0f / f) * static_cast<float>(2 * std::numbers::pi);
+      const float scaled = wavelen > low_freq_wavelen ? f / factor : f;
+      const float smooth = ((1.0f / wavelen) * static_cast<float>(l.original_context) -
+                            static_cast<float>(l.low_freq_factor)) /
+                           static_cast<float>(l.high_freq_factor - l.low_freq_factor);
+      const float smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+      const bool medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+      f = medium ? smoothed : scaled;
+    }
+    inv_freq[i] = f / rope_linear_scale;
+  }
+  return inv_freq;
+}
+
+namespace {
+
+// The safetensors files of a Hugging Face directory, with each tensor's file.
+class HfWeights {
+ public:
+  explicit HfWeights(const fs::path& dir) {
+    const fs::path single = dir / "model.safetensors";
+    const fs::path index = dir / "model.safetensors.index.json";
+    if (fs::exists(single)) {
+      open(single.string());
+      for (const auto& [name, view] : files_[0].tensors()) where_.emplace(name, 0);
+      return;
+    }
+    if (!fs::exists(index)) {
+      core::throw_bad_input(dir.string(),
+                            " holds neither model.safetensors nor model.safetensors.index.json");
+    }
+    const Json json = core::read_json_file(index.string());
+    if (!json.contains("weight_map") || !json["weight_map"].is_object()) {
+      core::throw_bad_input(index.string(), ": no 'weight_map' object");
+    }
+    std::map<std::string, size_t> file_index;
+    for (const auto& [name, file] : json["weight_map"].items()) {
+      if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos ||
+          file.get<std::string>().empty()) {
+        core::throw_bad_input(index.string(), ": tensor '", name, "' maps to ", file.dump(),
+                              ", not a file name in the directory");
+      }
+      auto [it, inserted] = file_index.emplace(file.get<std::string>(), files_.size());
+      if (inserted) open((dir / file.get<std::string>()).string());
+      where_.emplace(name, it->second);
+    }
+  }
+
+  bool has(const std::string& name) const { return where_.count(name) != 0; }
+
+  // The tensor as fp32, checked against `shape`.
+  std::vector<float> get(const std::string& name, const std::vector<int64_t>& shape,
+                         const std::string& dir) const {
+    auto it = where_.find(name);
+    if (it == where_.end()) core::throw_bad_input(dir, ": missing tensor '", name, "'");
+    const SafeTensors& file = files_[it->second];
+    const TensorView& t = file.get(name);
+    if (t.shape != shape) {
+      TensorView expected;
+      expected.shape = shape;
+      core::throw_bad_input(file.path(), ": tensor '", name, "' has shape ", t.shape_string(),
+                            " but config.json implies ", expected.shape_string());
+    }
+    if (t.dtype != core::DType::kF32 && t.dtype != core::DType::kF16 &&
+        t.dtype != core::DType::kBF16) {
+      core::throw_bad_input(file.path(), ": tensor '", name, "' has dtype ",
+                            core::dtype_name(t.dtype), "; expected F32, F16 or BF16");
+    }
+    std::vector<float> out(static_cast<size_t>(t.numel()));
+    core::convert_to_f32(t.dtype, t.data, out.size(), out.data());
+    return out;
+  }
+
+  std::vector<std::string> paths() const {
+    std::vector<std::string> out;
+    for (const SafeTensors& f : files_) out.push_back(f.path());
+    return out;
+  }
+
+ private:
+  void open(const std::string& path) { files_.push_back(SafeTensors::open(path)); }
+
+  std::vector<SafeTensors> files_;
+  std::map<std::string, size_t> where_;
+};
+
+}  // namespace
+
 size_t KvCache::bytes() const {
   size_t n = 0;
   for (const auto& layer : k) n += layer.size() * sizeof(float);
@@ -106,27 +368,35 @@ std::vector<float> LlamaModel::weight(const std::string& name, std::vector<int64
   return file_.dequantize(t);
 }
 
-std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& gguf_path) {
+std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path) {
+  return fs::is_directory(path) ? load_hf(path) : load_gguf(path);
+}
+
+uint32_t LlamaModel::weights_crc32() const {
+  uint32_t crc = 0;
+  for (const std::string& path : weight_files_) {
+    const core::MappedFile file = core::MappedFile::open(path);
+    crc = core::crc32(file.data(), file.size(), crc);
+  }
+  return crc;
+}
+
+std::unique_ptr<LlamaModel> LlamaModel::load_gguf(const std::string& gguf_path) {
   auto m = std::unique_ptr<LlamaModel>(new LlamaModel());
   m->file_ = GgufFile::open(gguf_path);
+  m->weight_files_ = {gguf_path};
   m->config_ = LlamaConfig::from_gguf(m->file_);
   const LlamaConfig& c = m->config_;
   const int64_t d = c.hidden_size, ff = c.intermediate_size;
   const int64_t q_rows = static_cast<int64_t>(c.num_heads) * c.head_dim;
   const int64_t kv_rows = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
 
-  m->rope_.neox = false;  // GGUF Llama weights are permuted for llama.cpp's adjacent pairs
-  m->rope_.inv_freq.resize(c.rope_dims / 2);
+  m->rope_.neox = c.rope_neox;  // false: GGUF Llama weights are permuted for adjacent pairs
   std::vector<float> freq_factors;
   if (m->file_.find_tensor("rope_freqs.weight") != nullptr) {
     freq_factors = m->weight("rope_freqs.weight", {c.rope_dims / 2});
   }
-  for (int i = 0; i < c.rope_dims / 2; ++i) {
-    // As Hugging Face computes it: 1 / base^(2i / dims) in fp32.
-    float f = 1.0f / std::pow(c.rope_base, static_cast<float>(2 * i) / c.rope_dims);
-    if (!freq_factors.empty()) f /= freq_factors[i];
-    m->rope_.inv_freq[i] = f / c.rope_linear_scale;
-  }
+  m->rope_.inv_freq = c.rope_inv_freq(freq_factors);
 
   m->token_embd_ = m->weight("token_embd.weight", {c.vocab_size, d});
   m->output_norm_ = m->weight("output_norm.weight", {d});
@@ -150,6 +420,51 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& gguf_path) {
     append(&l.gate_up_w, "ffn_gate.weight", ff);
     append(&l.gate_up_w, "ffn_up.weight", ff);
     l.down_w = m->weight(p + "ffn_down.weight", {d, ff});
+  }
+  return m;
+}
+
+std::unique_ptr<LlamaModel> LlamaModel::load_hf(const std::string& dir) {
+  auto m = std::unique_ptr<LlamaModel>(new LlamaModel());
+  m->config_ = LlamaConfig::from_hf((fs::path(dir) / "config.json").string());
+  const LlamaConfig& c = m->config_;
+  const HfWeights weights(dir);
+  m->weight_files_ = weights.paths();
+  const int64_t d = c.hidden_size, ff = c.intermediate_size;
+  const int64_t q_rows = static_cast<int64_t>(c.num_heads) * c.head_dim;
+  const int64_t kv_rows = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
+  m->rope_.neox = c.rope_neox;
+  m->rope_.inv_freq = c.rope_inv_freq();
+
+  m->token_embd_ = weights.get("model.embed_tokens.weight", {c.vocab_size, d}, dir);
+  m->output_norm_ = weights.get("model.norm.weight", {d}, dir);
+  // transformers ties the head to the embedding when asked to, whatever the files hold.
+  if (!c.tie_word_embeddings && weights.has("lm_head.weight")) {
+    m->output_ = weights.get("lm_head.weight", {c.vocab_size, d}, dir);
+  }
+  m->layers_.resize(c.num_layers);
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    Layer& l = m->layers_[i];
+    auto append = [&](std::vector<float>* out, const std::string& name,
+                      std::vector<int64_t> shape) {
+      std::vector<float> w = weights.get(p + name, shape, dir);
+      out->insert(out->end(), w.begin(), w.end());
+    };
+    l.attn_norm = weights.get(p + "input_layernorm.weight", {d}, dir);
+    append(&l.qkv_w, "self_attn.q_proj.weight", {q_rows, d});
+    append(&l.qkv_w, "self_attn.k_proj.weight", {kv_rows, d});
+    append(&l.qkv_w, "self_attn.v_proj.weight", {kv_rows, d});
+    if (c.qkv_bias) {
+      append(&l.qkv_b, "self_attn.q_proj.bias", {q_rows});
+      append(&l.qkv_b, "self_attn.k_proj.bias", {kv_rows});
+      append(&l.qkv_b, "self_attn.v_proj.bias", {kv_rows});
+    }
+    l.o_w = weights.get(p + "self_attn.o_proj.weight", {d, q_rows}, dir);
+    l.ffn_norm = weights.get(p + "post_attention_layernorm.weight", {d}, dir);
+    append(&l.gate_up_w, "mlp.gate_proj.weight", {ff, d});
+    append(&l.gate_up_w, "mlp.up_proj.weight", {ff, d});
+    l.down_w = weights.get(p + "mlp.down_proj.weight", {d, ff}, dir);
   }
   return m;
 }
@@ -244,6 +559,12 @@ const std::vector<float>& LlamaModel::forward(const std::vector<std::vector<int3
                   l.qkv_w.data() + static_cast<size_t>(skip) * d, qkv + skip, run_rows,
                   width - skip, d, false, width);
       if (ws.profile) ws.timings.gemm_flops += 2.0 * run_rows * (width - skip) * d;
+      if (!l.qkv_b.empty()) {
+        for (int r = 0; r < run_rows; ++r) {
+          float* row = qkv + static_cast<size_t>(r) * width;
+          for (int k = skip; k < width; ++k) row[k] += l.qkv_b[k];
+        }
+      }
       block += timer.mark(&ForwardProfile::qkv_seconds);
       if (!v_only[s0]) {
         for (size_t s = s0; s < s1; ++s) {

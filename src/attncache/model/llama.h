@@ -1,7 +1,8 @@
-// A Llama-family decoder on the CPU, loaded from GGUF: token embeddings, then per layer RMSNorm,
-// fused Q/K/V projection, rotary embeddings, causal grouped-query attention (with the
+// A Llama-family decoder on the CPU, loaded from GGUF or from a Hugging Face directory (Llama or
+// Qwen2: config.json + safetensors): token embeddings, then per layer RMSNorm, fused Q/K/V
+// projection (with biases for Qwen2), rotary embeddings, causal grouped-query attention (with the
 // AttentionHook, maps stored as packed lower triangles), output projection + residual, RMSNorm,
-// SwiGLU MLP + residual; a final RMSNorm and the LM head. Weights are dequantized to fp32 at load.
+// SwiGLU MLP + residual; a final RMSNorm and the LM head. Weights are converted to fp32 at load.
 // Batches are token sequences packed back to back without padding, as in the encoder.
 #pragma once
 
@@ -18,7 +19,7 @@
 namespace attncache {
 
 struct LlamaConfig {
-  std::string architecture;  // general.architecture ("llama")
+  std::string architecture;  // general.architecture ("llama"), or config.json's model_type
   std::string name;          // general.name, when present
   int hidden_size = 0;
   int num_layers = 0;
@@ -32,10 +33,31 @@ struct LlamaConfig {
   float rope_base = 10000.0f;
   int rope_dims = 0;            // leading dimensions of each head that rotate
   float rope_linear_scale = 1;  // positions are divided by this ("linear" scaling)
+  // Llama 3's frequency-dependent scaling (rope type "llama3" in config.json; a GGUF file holds
+  // its result as the rope_freqs.weight tensor instead). factor 0: none.
+  struct Llama3Rope {
+    double factor = 0, low_freq_factor = 1, high_freq_factor = 4;
+    int original_context = 0;
+  } rope_llama3;
+  // Which dimensions rotate together: (i, i + rope_dims/2) as Hugging Face's rotate_half does, or
+  // adjacent pairs (2i, 2i+1) as llama.cpp does on GGUF's permuted Q/K weights.
+  bool rope_neox = false;
+  bool qkv_bias = false;  // biases on the query, key and value projections (Qwen2)
+  // config.json's tie_word_embeddings: the LM head is the token embedding even if the files hold
+  // lm_head.weight (without it, a missing lm_head.weight ties them too).
+  bool tie_word_embeddings = false;
 
   // Reads and validates the hyperparameters. Throws core::Error (bad input) naming the key for
   // a missing or inconsistent one, or an architecture or rope scaling we cannot run.
   static LlamaConfig from_gguf(const GgufFile& file);
+  // The same from a Hugging Face config.json (model_type "llama" or "qwen2"; rope_theta and
+  // rope_scaling, or transformers 5's rope_parameters; rope types default, linear and llama3;
+  // head_dim may differ from hidden_size / heads).
+  static LlamaConfig from_hf(const std::string& config_json);
+
+  // The rotary inverse frequency of each rotating pair, as transformers computes it in fp32
+  // (divided by `freq_factors`, GGUF's rope_freqs, when given).
+  std::vector<float> rope_inv_freq(const std::vector<float>& freq_factors = {}) const;
 };
 
 // Keys and values of earlier tokens, per layer [length × H_kv·dh], after the rotary embedding.
@@ -55,12 +77,21 @@ struct LlamaWorkspace {
 
 class LlamaModel {
  public:
-  // Maps the GGUF file and dequantizes its weights. Throws core::Error (bad input) for a missing
-  // tensor, a shape that disagrees with the metadata, or a type we cannot dequantize.
-  static std::unique_ptr<LlamaModel> load(const std::string& gguf_path);
+  // Loads a GGUF file, or a Hugging Face directory: config.json, and model.safetensors or the
+  // shards that model.safetensors.index.json lists (F32, F16 or BF16; lm_head.weight absent or
+  // tie_word_embeddings set: the head is the token embedding). Throws core::Error (bad input)
+  // for a missing tensor, a shape that disagrees with the hyperparameters, or a type we cannot
+  // convert, naming the file and the tensor.
+  static std::unique_ptr<LlamaModel> load(const std::string& path);
 
   const LlamaConfig& config() const { return config_; }
+  // The GGUF file (holding the tokenizer too); not open for a Hugging Face directory.
   const GgufFile& file() const { return file_; }
+  // The files the weights were read from: the GGUF file, or the safetensors files in order.
+  const std::vector<std::string>& weight_files() const { return weight_files_; }
+  // CRC-32 of the weight files' bytes, in order.
+  uint32_t weights_crc32() const;
+  const cpu::Rope& rope() const { return rope_; }
 
   // Runs `batch` and returns the final hidden states (after the output RMSNorm) of all tokens,
   // packed in order ([sum of lengths × hidden], a view into `ws`). Throws core::Error (bad input)
@@ -83,12 +114,15 @@ class LlamaModel {
 
  private:
   struct Layer {
-    std::vector<float> attn_norm, qkv_w, o_w, ffn_norm, gate_up_w, down_w;
+    std::vector<float> attn_norm, qkv_w, qkv_b, o_w, ffn_norm, gate_up_w, down_w;
   };
+  static std::unique_ptr<LlamaModel> load_gguf(const std::string& path);
+  static std::unique_ptr<LlamaModel> load_hf(const std::string& dir);
   std::vector<float> weight(const std::string& name, std::vector<int64_t> shape) const;
 
   LlamaConfig config_;
   GgufFile file_;
+  std::vector<std::string> weight_files_;
   cpu::Rope rope_;
   std::vector<float> token_embd_, output_norm_, output_;  // output_ empty: tied to token_embd_
   std::vector<Layer> layers_;
