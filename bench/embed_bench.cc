@@ -9,31 +9,14 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "attncache/embedder.h"
+#include "bench_util.h"
 #include "core/error.h"
 #include "core/stopwatch.h"
-
-// Core clock in GHz, measured: a chain of dependent integer adds retires one add per cycle, so
-// adds per second is the clock. (The nominal MHz in /proc/cpuinfo is the base clock; the cores
-// run faster under load, which made GEMMs look like >100% of "peak".)
-double measure_clock_ghz() {
-  constexpr uint64_t kIterations = 50'000'000;
-  uint64_t x = 0;
-  core::Stopwatch watch;
-  for (uint64_t i = 0; i < kIterations; ++i) {
-    asm volatile(
-        "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
-        "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
-        : "+r"(x));
-  }
-  return static_cast<double>(x) / watch.seconds() / 1e9;
-}
 
 int main(int argc, char** argv) {
   CLI::App app("Time the attncache CPU encoder on fixed token ids; prints JSON.");
@@ -50,26 +33,12 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (threads > 0) omp_set_num_threads(threads);
-    std::ifstream in(ids_path);
-    if (!in) core::throw_bad_input("cannot open ", ids_path);
-    std::vector<std::vector<int32_t>> batch;
-    std::string line;
-    while (static_cast<int>(batch.size()) < batch_size && std::getline(in, line)) {
-      std::istringstream ss(line);
-      std::vector<int32_t> ids;
-      int32_t id;
-      while (ss >> id) ids.push_back(id);
-      batch.push_back(std::move(ids));
-    }
-    if (static_cast<int>(batch.size()) < batch_size)
-      core::throw_bad_input(ids_path, ": too few lines");
+    const std::vector<std::vector<int32_t>> batch = bench::read_id_lines(ids_path, batch_size);
 
     attncache::Embedder embedder = attncache::Embedder::load(model);
     for (int i = 0; i < 2; ++i) embedder.embed(batch);  // warm up: page in weights, size buffers
-    const double clock_ghz = measure_clock_ghz();
-    // fp32 FMA peak: two 256-bit FMA pipes per core (Zen 4 issues AVX-512 as 2×256) =
-    // 16 FMAs = 32 FLOP per cycle.
-    const double peak_gflops = clock_ghz * 32.0 * omp_get_max_threads();
+    const double clock_ghz = bench::measure_clock_ghz();
+    const double peak_gflops = bench::fp32_peak_gflops(clock_ghz);
     attncache::BertWorkspace& ws = embedder.workspace();
     ws.profile = true;
     ws.timings = {};
