@@ -282,7 +282,7 @@ def main():
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
     parser.add_argument("--ik-mode", choices=["batch", "sequential"], default="sequential",
                         help="ik_llama: the batch's sequences in one llama_batch, or one by one")
-    parser.add_argument("--ik-flash-attn", type=int, choices=[0, 1], default=0)
+    parser.add_argument("--ik-flash-attn", type=int, choices=[0, 1], default=1)
     parser.add_argument("--wait-quiet", type=float, default=120,
                         help="before each shape, wait up to this many seconds for other "
                              "processes to leave the CPUs (0: do not wait)")
