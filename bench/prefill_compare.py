@@ -20,8 +20,10 @@ Engines (threads = --threads everywhere):
                 attn_implementation="sdpa", inference_mode, logits_to_keep=1, use_cache=False;
                 the batch is one [B, N] tensor.
   pytorch-bf16  the same model cast to bfloat16 (this CPU has AVX512-BF16).
-  ik_llama      ik-llama-cpp-python (ik_llama.cpp) on the native Q4_1 weights, the batch as one
-                llama_batch with seq_ids 0..B-1 (bench/prefill_llamacpp.py).
+  ik_llama      ik-llama-cpp-python (ik_llama.cpp) on the native Q4_1 weights, flash attention
+                on, one llama_decode per sequence (bench/prefill_llamacpp.py); --ik-mode batch
+                puts the B sequences in one llama_batch with seq_ids 0..B-1 instead, which shares
+                one KV cache whose attention spans all of them and was slower.
   llama.cpp     xllamacpp (upstream llama-server in-process) on the native Q4_1 weights, the B
                 sequences as one request with B parallel slots (bench/prefill_llamacpp.py).
 The two llama.cpp engines run quantized weights (Q4_1 dot products against activations quantized
@@ -30,8 +32,10 @@ installed, at the pinned versions below, into bench/.venv-llamacpp when absent.
 
 Timing: engines take turns; in each of a shape's rounds every engine runs its warm-up passes,
 then timed passes until it has both min_reps passes and min_seconds; its latency is the median
-over all rounds' median batch latencies. Long shapes get fewer rounds and passes (see PLANS) to
-keep the whole run near 15 minutes on 2 cores.
+over all rounds' median batch latencies. Long shapes get fewer rounds and passes (see plan()) to
+keep the whole run near 10 minutes on 2 cores. Before each shape the script waits (up to
+--wait-quiet seconds) until other processes leave the CPUs, and it records the share of CPU time
+they took while the shape ran.
 
 Correctness: each engine's top-1 next token of every sequence is compared with attncache's; where
 an engine returns logits (PyTorch, ik_llama), the largest |logit difference| too, and for
@@ -282,7 +286,7 @@ def main():
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
     parser.add_argument("--ik-mode", choices=["batch", "sequential"], default="sequential",
                         help="ik_llama: the batch's sequences in one llama_batch, or one by one")
-    parser.add_argument("--ik-flash-attn", type=int, choices=[0, 1], default=0)
+    parser.add_argument("--ik-flash-attn", type=int, choices=[0, 1], default=1)
     parser.add_argument("--wait-quiet", type=float, default=120,
                         help="before each shape, wait up to this many seconds for other "
                              "processes to leave the CPUs (0: do not wait)")

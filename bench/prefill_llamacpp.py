@@ -4,8 +4,9 @@ The llama.cpp counterpart of prefill_bench (same arguments, same JSON), run by
 bench/prefill_compare.py with the python of bench/.venv-llamacpp, where it installs the engines:
 
     ik_llama   ik-llama-cpp-python (the ik_llama.cpp fork), through its ctypes C API:
-               llama_decode on a llama_batch, logits requested for each sequence's last token
-               only, read with llama_get_logits_ith.
+               llama_decode of each sequence (--ik-mode sequential) or of all of them in one
+               llama_batch with seq_ids 0..B-1 (batch), logits requested for each sequence's
+               last token only, read with llama_get_logits_ith.
     llama.cpp  xllamacpp (upstream llama-server run in-process): one completion request per
                batch whose prompt is the list of the B id sequences, n_predict 1, greedy, no
                prompt cache; B parallel slots, so the server batches the sequences itself.
@@ -144,8 +145,8 @@ def main():
     ap.add_argument("--min-seconds", type=float, default=2.0)
     ap.add_argument("--min-reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--ik-mode", choices=["batch", "sequential"], default="batch")
-    ap.add_argument("--flash-attn", type=int, default=0)
+    ap.add_argument("--ik-mode", choices=["batch", "sequential"], default="sequential")
+    ap.add_argument("--flash-attn", type=int, choices=[0, 1], default=1)
     ap.add_argument("--logits-out")
     args = ap.parse_args()
     batch = read_ids(args.ids, args.batch)
