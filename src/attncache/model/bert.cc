@@ -9,18 +9,7 @@
 
 namespace attncache {
 BertModel::Param BertModel::param(const std::string& name, std::vector<int64_t> shape) const {
-  const TensorView& t = file_.get(prefix_ + name);
-  if (t.shape != shape) {
-    TensorView expected;
-    expected.shape = shape;
-    core::throw_bad_input(file_.path(), ": tensor '", t.name, "' has shape ", t.shape_string(),
-                          " but config.json implies ", expected.shape_string());
-  }
-  if (t.dtype != core::DType::kF32 && t.dtype != core::DType::kF16 &&
-      t.dtype != core::DType::kBF16) {
-    core::throw_bad_input(file_.path(), ": tensor '", t.name, "' has dtype ",
-                          core::dtype_name(t.dtype), "; expected F32, F16 or BF16");
-  }
+  const TensorView& t = file_.get_float(prefix_ + name, shape);
   Param p;
   if (t.dtype == core::DType::kF32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) {
     p.data = reinterpret_cast<const float*>(t.data);

@@ -61,18 +61,7 @@ class TensorReader {
   }
   // The tensor as fp32, checked against the shape config.json implies (as BertModel does).
   std::vector<float> get(const std::string& name, const std::vector<int64_t>& shape) const {
-    const TensorView& t = file_.get(prefix_ + name);
-    if (t.shape != shape) {
-      TensorView expected;
-      expected.shape = shape;
-      core::throw_bad_input(file_.path(), ": tensor '", t.name, "' has shape ", t.shape_string(),
-                            " but config.json implies ", expected.shape_string());
-    }
-    if (t.dtype != core::DType::kF32 && t.dtype != core::DType::kF16 &&
-        t.dtype != core::DType::kBF16) {
-      core::throw_bad_input(file_.path(), ": tensor '", t.name, "' has dtype ",
-                            core::dtype_name(t.dtype), "; expected F32, F16 or BF16");
-    }
+    const TensorView& t = file_.get_float(prefix_ + name, shape);
     std::vector<float> out(static_cast<size_t>(t.numel()));
     core::convert_to_f32(t.dtype, t.data, out.size(), out.data());
     return out;

@@ -318,18 +318,7 @@ class HfWeights {
     auto it = where_.find(name);
     if (it == where_.end()) core::throw_bad_input(dir, ": missing tensor '", name, "'");
     const SafeTensors& file = files_[it->second];
-    const TensorView& t = file.get(name);
-    if (t.shape != shape) {
-      TensorView expected;
-      expected.shape = shape;
-      core::throw_bad_input(file.path(), ": tensor '", name, "' has shape ", t.shape_string(),
-                            " but config.json implies ", expected.shape_string());
-    }
-    if (t.dtype != core::DType::kF32 && t.dtype != core::DType::kF16 &&
-        t.dtype != core::DType::kBF16) {
-      core::throw_bad_input(file.path(), ": tensor '", name, "' has dtype ",
-                            core::dtype_name(t.dtype), "; expected F32, F16 or BF16");
-    }
+    const TensorView& t = file.get_float(name, shape);
     std::vector<float> out(static_cast<size_t>(t.numel()));
     core::convert_to_f32(t.dtype, t.data, out.size(), out.data());
     return out;

@@ -104,4 +104,21 @@ const TensorView& SafeTensors::get(const std::string& name) const {
   return *view;
 }
 
+const TensorView& SafeTensors::get_float(const std::string& name,
+                                         const std::vector<int64_t>& shape) const {
+  const TensorView& t = get(name);
+  if (t.shape != shape) {
+    TensorView expected;
+    expected.shape = shape;
+    core::throw_bad_input(path(), ": tensor '", t.name, "' has shape ", t.shape_string(),
+                          " but config.json implies ", expected.shape_string());
+  }
+  if (t.dtype != core::DType::kF32 && t.dtype != core::DType::kF16 &&
+      t.dtype != core::DType::kBF16) {
+    core::throw_bad_input(path(), ": tensor '", t.name, "' has dtype ", core::dtype_name(t.dtype),
+                          "; expected F32, F16 or BF16");
+  }
+  return t;
+}
+
 }  // namespace attncache

@@ -34,6 +34,9 @@ class SafeTensors {
   const TensorView* find(const std::string& name) const;
   // Throws core::Error (bad input) when `name` is missing.
   const TensorView& get(const std::string& name) const;
+  // The same, and checks that the tensor has `shape` (as config.json implies it) and a float
+  // dtype (F32, F16 or BF16); throws core::Error (bad input) naming the tensor otherwise.
+  const TensorView& get_float(const std::string& name, const std::vector<int64_t>& shape) const;
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::string& path() const { return file_.path(); }
 
