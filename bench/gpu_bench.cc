@@ -25,6 +25,7 @@
 #include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
 #include "attncache/model/bert_cuda.h"
+#include "gpu_bench_util.h"
 #include "core/error.h"
 #include "core/stopwatch.h"
 #include "core/text_lines.h"
@@ -35,152 +36,11 @@ using attncache::CudaBertEncoder;
 using attncache::CudaEncoderOptions;
 using attncache::DeviceMapPlan;
 namespace cuda = attncache::cuda;
-
-struct Timing {
-  double median_ms = 0, min_ms = 0;
-  int calls = 0;
-};
-
-Timing time_calls(const std::function<void()>& call, double min_seconds) {
-  for (int i = 0; i < 3; ++i) call();  // warm-up: plans, module loading, graph capture
-  std::vector<double> ms;
-  core::Stopwatch total;
-  while (ms.size() < 20 || total.seconds() < min_seconds) {
-    core::Stopwatch one;
-    call();
-    ms.push_back(one.seconds() * 1e3);
-  }
-  std::sort(ms.begin(), ms.end());
-  return {ms[ms.size() / 2], ms.front(), static_cast<int>(ms.size())};
-}
-
-// Per-launch time: median over `reps` samples of `inner` back-to-back launches timed with CUDA
-// events (back to back, so host launch gaps do not count for short kernels). launch(i) gets the
-// launch's index, for rotating inputs.
-double time_kernel(const std::function<void(int)>& launch, int reps = 30, int inner = 20) {
-  cudaEvent_t start, stop;
-  cuda::check(cudaEventCreate(&start), "cudaEventCreate");
-  cuda::check(cudaEventCreate(&stop), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) launch(i);
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
-    cuda::check(cudaEventRecord(start), "cudaEventRecord");
-    for (int i = 0; i < inner; ++i) launch(r * inner + i);
-    cuda::check(cudaEventRecord(stop), "cudaEventRecord");
-    cuda::check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    float t = 0;
-    cuda::check(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
-    ms.push_back(t / inner);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
-nlohmann::json timing_json(const Timing& t) {
-  return {{"median_ms", t.median_ms}, {"min_ms", t.min_ms}, {"calls", t.calls}};
-}
-
-// The attention kernels alone on B sequences of N tokens with random Q, K, V.
-nlohmann::json attention_only(int batch, int n, int heads, int head_dim) {
-  const size_t tokens = static_cast<size_t>(batch) * n;
-  const int width = heads * head_dim;
-  std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> host(tokens * 3 * width);
-  for (float& x : host) x = normal(rng);
-  std::vector<uint16_t> host16(host.size());
-  core::convert_from_f32(core::DType::kBF16, host.data(), host.size(), host16.data());
-  cuda::DeviceBuffer qkv(host16.size() * 2, "bench qkv"), ctx(tokens * width * 2, "bench ctx");
-  qkv.upload(host16.data(), host16.size() * 2);
-
-  std::vector<int> offsets(batch), lengths(batch, n), items;
-  for (int s = 0; s < batch; ++s) {
-    offsets[s] = s * n;
-    for (int q = 0; q * cuda::kAttentionRows < n; ++q) items.insert(items.end(), {s, q});
-  }
-  const size_t map_bytes = static_cast<size_t>(heads) * n * n * 2;
-  // Enough copies of the maps that the reuse kernel reads them from device memory, not from the
-  // 50 MB L2 (as it would in a forward pass, where each layer has its own maps).
-  const size_t copies = std::max<size_t>(1, (256u << 20) / (map_bytes * batch));
-  cuda::DeviceBuffer maps(map_bytes * batch * copies, "bench maps");
-  std::vector<cuda::DeviceMapSlot> record(batch), reuse(batch * copies);
-  for (int s = 0; s < batch; ++s)
-    record[s].record = static_cast<char*>(maps.data()) + map_bytes * s;
-  for (size_t i = 0; i < reuse.size(); ++i) {
-    reuse[i].stored = static_cast<char*>(maps.data()) + map_bytes * i;
-  }
-  cuda::DeviceBuffer meta_offsets(batch * 4, "meta"), meta_lengths(batch * 4, "meta"),
-      meta_items(items.size() * 4, "meta"), meta_record(batch * sizeof(cuda::DeviceMapSlot), "m"),
-      meta_reuse(reuse.size() * sizeof(cuda::DeviceMapSlot), "meta");
-  meta_offsets.upload(offsets.data(), batch * 4);
-  meta_lengths.upload(lengths.data(), batch * 4);
-  meta_items.upload(items.data(), items.size() * 4);
-  meta_record.upload(record.data(), batch * sizeof(cuda::DeviceMapSlot));
-  meta_reuse.upload(reuse.data(), reuse.size() * sizeof(cuda::DeviceMapSlot));
-
-  cuda::AttentionArgs args;
-  args.qkv = qkv.data();
-  args.ctx = ctx.data();
-  args.seq_offset = meta_offsets.as<int>();
-  args.seq_len = meta_lengths.as<int>();
-  args.items = meta_items.as<int>();
-  args.num_items = static_cast<int>(items.size() / 2);
-  args.num_heads = heads;
-  args.head_dim = head_dim;
-  const double exact_ms = time_kernel([&](int) { cuda::attention_exact(args, false, nullptr); });
-  args.maps = meta_record.as<cuda::DeviceMapSlot>();
-  const double record_ms =
-      time_kernel([&](int) { cuda::attention_exact(args, true, nullptr); }, 5, 4);
-  for (size_t c = 1; c < copies; ++c) {
-    cuda::check(cudaMemcpy(static_cast<char*>(maps.data()) + map_bytes * batch * c, maps.data(),
-                           map_bytes * batch, cudaMemcpyDeviceToDevice),
-                "cudaMemcpy (map copies)");
-  }
-  const double reuse_ms = time_kernel([&](int i) {
-    args.maps = meta_reuse.as<cuda::DeviceMapSlot>() + (i % copies) * batch;
-    cuda::attention_reuse(args, cuda::MapFormat::kBF16, nullptr);
-  });
-  // The same maps as P8 (one byte per probability), twice as many copies in the same bytes.
-  const size_t copies8 = 2 * copies;
-  cuda::DeviceBuffer maps8(map_bytes / 2 * batch * copies8, "bench P8 maps");
-  for (size_t c = 0; c < copies8; ++c) {
-    cuda::maps_to_p8(maps.data(), static_cast<char*>(maps8.data()) + map_bytes / 2 * batch * c,
-                     map_bytes / 2 * batch, nullptr);
-  }
-  std::vector<cuda::DeviceMapSlot> reuse8(batch * copies8);
-  for (size_t i = 0; i < reuse8.size(); ++i) {
-    reuse8[i].stored = static_cast<char*>(maps8.data()) + map_bytes / 2 * i;
-    reuse8[i].format = cuda::MapFormat::kP8;
-  }
-  cuda::DeviceBuffer meta_reuse8(reuse8.size() * sizeof(cuda::DeviceMapSlot), "meta");
-  meta_reuse8.upload(reuse8.data(), reuse8.size() * sizeof(cuda::DeviceMapSlot));
-  const double reuse8_ms = time_kernel([&](int i) {
-    args.maps = meta_reuse8.as<cuda::DeviceMapSlot>() + (i % copies8) * batch;
-    cuda::attention_reuse(args, cuda::MapFormat::kP8, nullptr);
-  });
-  cuda::check(cudaDeviceSynchronize(), "attention kernels");
-  const double flops = 4.0 * batch * heads * double(n) * n * head_dim;
-  const double reuse_bytes = double(map_bytes) * batch + tokens * width * 2.0 * 2;  // P, V, ctx
-  return {{"exact_ms", exact_ms},
-          {"exact_record_ms", record_ms},
-          {"reuse_ms", reuse_ms},
-          {"exact_tflops", flops / exact_ms / 1e9},
-          {"reuse_tbps", reuse_bytes / reuse_ms / 1e9},
-          {"reuse_p8_ms", reuse8_ms},
-          {"reuse_p8_tbps", (reuse_bytes - double(map_bytes) * batch / 2) / reuse8_ms / 1e9},
-          {"reuse_p8_speedup", exact_ms / reuse8_ms},
-          {"map_bytes_per_layer", double(map_bytes) * batch},
-          {"reuse_speedup", exact_ms / reuse_ms}};
-}
-
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) out.push_back(std::stoi(item));
-  return out;
-}
+using gpu_bench::attention_only;
+using gpu_bench::parse_list;
+using gpu_bench::time_calls;
+using gpu_bench::timing_json;
+using gpu_bench::Timing;
 
 }  // namespace
 
@@ -305,7 +165,7 @@ int main(int argc, char** argv) {
             {"phases_reuse_eager", phases(batch, &reuse)},
             {"map_bytes_all_layers", double(graphed->map_bytes(n)) * batch_size * c.num_layers},
             {"attention_kernels_one_layer",
-             attention_only(batch_size, n, c.num_heads, c.head_dim())}};
+             attention_only(batch_size, n, c.num_heads, c.num_heads, c.head_dim(), false)}};
         std::fprintf(
             stderr,
             "B=%-3d N=%-4d exact %.3f ms (eager %.3f)  reuse %.3f ms (eager %.3f) P8 %.3f ms  "

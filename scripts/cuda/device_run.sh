@@ -4,6 +4,11 @@
 # then runs the stages asked for (default: tests bench torch) and leaves logs and JSON in $OUT.
 #
 #   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [bench-repeat] [sanitize]
+#                                  [decoder-1B] [decoder-3B] [decoder-smoke]
+#
+# decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
+# the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
+# DECODER_BATCHES / DECODER_LENGTHS narrow the grid.
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -31,7 +36,7 @@ echo "cuBLASLt from: ${cublas:-NOT FOUND}"
 export LD_LIBRARY_PATH=$work/lib${cublas:+:$cublas}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export ATTNCACHE_SOURCE_DIR=$work/src
 model=$work/src/models/all-MiniLM-L6-v2
-missing=$(ldd "$work/bin/gpu_tests" "$work/bin/gpu_bench" | grep "not found")
+missing=$(ldd "$work/bin/gpu_tests" "$work/bin/gpu_bench" "$work/bin/gpu_decoder_bench" | grep "not found")
 [[ -n $missing ]] && echo "MISSING LIBRARIES: $missing"
 
 for stage in $stages; do
@@ -53,6 +58,20 @@ for stage in $stages; do
     torch)
       PYTHONUNBUFFERED=1 timeout 360 python3 "$work/gpu_torch_bench.py" --model "$model" \
         --ids "$work/ids.json" --out "$out/torch_bench.json" --compile > /dev/null
+      ;;
+    decoder-*)
+      size=${stage#decoder-}
+      batches=${DECODER_BATCHES:-1,8,32}
+      lengths=${DECODER_LENGTHS:-189,835,2048,4096}
+      if [[ $size == smoke ]]; then size=1B; batches=1,8; lengths=189,835; fi
+      dir=/tmp/attncache-models/llama-$size
+      [[ -f $dir/config.json ]] || timeout 300 python3 "$work/gpu_decoder_torch.py" make --size "$size" --dir "$dir"
+      timeout 420 "$work/bin/gpu_decoder_bench" --model "$dir" --batches "$batches" \
+        --lengths "$lengths" --out "$out/gpu_decoder_bench_$size.json" \
+        --logits-dir "$work/logits-$size" > /dev/null
+      PYTHONUNBUFFERED=1 timeout 400 python3 "$work/gpu_decoder_torch.py" time --model "$dir" \
+        --batches "$batches" --lengths "$lengths" --ours-logits "$work/logits-$size" \
+        --out "$out/gpu_decoder_torch_$size.json"
       ;;
     sanitize)
       timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 "$work/bin/gpu_tests" \

@@ -12,6 +12,7 @@
 #include "attncache/kernels/cuda/gemm.h"
 #include "attncache/kernels/cuda/ops.h"
 #include "attncache/kernels/cuda/runtime.h"
+#include "attncache/model/cuda_forward.h"
 #include "attncache/model/safetensors.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -19,37 +20,9 @@
 namespace attncache {
 namespace {
 
-constexpr size_t kAlign = 256;
-constexpr size_t kMiB = 1u << 20;
+using cuda_forward::align_up;
+using cuda_forward::kMiB;
 constexpr size_t kGemmWorkspace = 32 * kMiB;
-// The CUDA context, cuBLASLt's own allocations and the kernels' code: kept free at creation.
-constexpr size_t kHeadroom = 256 * kMiB;
-
-size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
-
-// The device weights laid out in host memory first, each tensor at a 256-byte aligned offset.
-class WeightImage {
- public:
-  size_t add_f32(const std::vector<float>& v) {
-    const size_t off = reserve(v.size() * sizeof(float));
-    std::memcpy(bytes_.data() + off, v.data(), v.size() * sizeof(float));
-    return off;
-  }
-  size_t add_bf16(const std::vector<float>& v) {
-    const size_t off = reserve(v.size() * sizeof(uint16_t));
-    core::convert_from_f32(core::DType::kBF16, v.data(), v.size(), bytes_.data() + off);
-    return off;
-  }
-  const std::vector<uint8_t>& bytes() const { return bytes_; }
-
- private:
-  size_t reserve(size_t n) {
-    const size_t off = align_up(bytes_.size(), kAlign);
-    bytes_.resize(off + n);
-    return off;
-  }
-  std::vector<uint8_t> bytes_;
-};
 
 class TensorReader {
  public:
@@ -107,73 +80,17 @@ struct CudaBertEncoder::Impl {
   // The per-batch tables (ids, positions, sequences, work items, map slots): pinned host
   // staging and the device copy, uploaded with one copy per batch.
   cuda::DeviceBuffer meta, pooled;
-  void* host_meta = nullptr;
-  size_t host_meta_size = 0;
-  float* host_out = nullptr;
-  size_t host_out_size = 0;
-
-  // Graphs by batch shape; a shape is captured on its second run (the first runs eagerly, so
-  // that lazy initialization in cuBLASLt and module loading stay out of the capture).
-  std::map<std::vector<int64_t>, cudaGraphExec_t> graphs;
-  std::map<std::vector<int64_t>, int> seen;
-
-  // Profiling: events recorded at phase boundaries of an eager forward, and the phase each
-  // interval between consecutive events belongs to.
-  enum Phase { kOther, kQkv, kAttention, kGemm };
-  bool timing = false;  // this forward records events
-  std::vector<cudaEvent_t> events;
-  std::vector<Phase> phases;
-  size_t marks = 0;
+  cuda_forward::PinnedBuffer host_meta, host_out;
+  cuda_forward::GraphCache graphs;
+  cuda_forward::PhaseTimer timer;
   CudaProfile totals;
 
-  void mark(Phase next) {
-    if (!timing) return;
-    if (marks == events.size()) {
-      cudaEvent_t e = nullptr;
-      cuda::check(cudaEventCreate(&e), "cudaEventCreate");
-      events.push_back(e);
-      phases.push_back(kOther);
-    }
-    cuda::check(cudaEventRecord(events[marks], stream), "cudaEventRecord");
-    phases[marks] = next;  // the phase of the interval that starts here
-    ++marks;
-  }
-
-  void collect() {
-    for (size_t i = 0; i + 1 < marks; ++i) {
-      float ms = 0;
-      cuda::check(cudaEventElapsedTime(&ms, events[i], events[i + 1]), "cudaEventElapsedTime");
-      switch (phases[i]) {
-        case kQkv:
-          totals.qkv_ms += ms;
-          break;
-        case kAttention:
-          totals.attention_ms += ms;
-          break;
-        case kGemm:
-          totals.gemm_ms += ms;
-          break;
-        case kOther:
-          totals.other_ms += ms;
-          break;
-      }
-    }
-    ++totals.calls;
-  }
+  void mark(cuda_forward::PhaseTimer::Phase next) { timer.mark(next, stream); }
 
   ~Impl() {
-    for (cudaEvent_t e : events) cudaEventDestroy(e);
-    clear_graphs();
-    if (host_meta != nullptr) cudaFreeHost(host_meta);
-    if (host_out != nullptr) cudaFreeHost(host_out);
+    graphs.clear();
     gemm.reset();
     if (stream != nullptr) cudaStreamDestroy(stream);
-  }
-
-  void clear_graphs() {
-    for (auto& [key, exec] : graphs) cudaGraphExecDestroy(exec);
-    graphs.clear();
-    seen.clear();
   }
 
   template <typename T>
@@ -197,7 +114,7 @@ struct CudaBertEncoder::Impl {
     const size_t d = c.hidden_size, ff = c.intermediate_size;
     check_budget(activation_bytes_for(c, tokens) - activation_bytes_for(c, capacity),
                  "the activations of a larger batch");
-    clear_graphs();
+    graphs.clear();
     hidden = {}, hidden_bf16 = {}, qkv = {}, ctx = {}, tmp = {}, inter = {};
     capacity = 0;
     hidden = cuda::DeviceBuffer(tokens * d * 4, "activations (hidden states)");
@@ -211,29 +128,13 @@ struct CudaBertEncoder::Impl {
 
   void reserve_meta(size_t meta_bytes, size_t out_bytes) {
     if (meta_bytes > meta.size()) {
-      clear_graphs();
+      graphs.clear();
       meta = cuda::DeviceBuffer(std::max(meta_bytes, 2 * meta.size()), "batch tables");
     }
-    if (meta_bytes > host_meta_size) {
-      clear_graphs();
-      const size_t size = std::max(meta_bytes, 2 * host_meta_size);
-      if (host_meta != nullptr) cudaFreeHost(host_meta);
-      host_meta = nullptr;
-      host_meta_size = 0;
-      cuda::check(cudaMallocHost(&host_meta, size), "cudaMallocHost (batch tables)");
-      host_meta_size = size;
-    }
-    if (out_bytes > host_out_size || out_bytes > pooled.size()) {
-      clear_graphs();
-      const size_t size = std::max(out_bytes, 2 * host_out_size);
-      if (host_out != nullptr) cudaFreeHost(host_out);
-      host_out = nullptr;
-      host_out_size = 0;
-      void* p = nullptr;
-      cuda::check(cudaMallocHost(&p, size), "cudaMallocHost (results)");
-      host_out = static_cast<float*>(p);
-      host_out_size = size;
-      pooled = cuda::DeviceBuffer(size, "pooled embeddings");
+    if (host_meta.reserve(meta_bytes, "batch tables")) graphs.clear();
+    if (host_out.reserve(out_bytes, "results") || out_bytes > pooled.size()) {
+      graphs.clear();
+      pooled = cuda::DeviceBuffer(host_out.size(), "pooled embeddings");
     }
   }
 
@@ -262,16 +163,6 @@ size_t CudaBertEncoder::map_bytes(int n_tokens, core::DType dtype) const {
 
 std::unique_ptr<CudaBertEncoder> CudaBertEncoder::create(const ModelConfig& config,
                                                          const CudaEncoderOptions& options) {
-  const int devices = cuda::device_count();
-  if (devices == 0) {
-    core::throw_bad_input(
-        "no CUDA device is available (no GPU, no driver, or CUDA_VISIBLE_DEVICES hides them); "
-        "use the CPU engine");
-  }
-  if (options.device < 0 || options.device >= devices) {
-    core::throw_bad_input("CUDA device ", options.device, " does not exist (", devices, " device",
-                          devices == 1 ? "" : "s", " visible)");
-  }
   const BertConfig& c = config.bert;
   if (!cuda::attention_supports_head_dim(c.head_dim())) {
     core::throw_bad_input("the GPU encoder supports head sizes 16, 32 and 64, not ", c.head_dim());
@@ -285,13 +176,12 @@ std::unique_ptr<CudaBertEncoder> CudaBertEncoder::create(const ModelConfig& conf
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->options = options;
-  cuda::check(cudaSetDevice(options.device), "cudaSetDevice");
-  impl->device = cuda::describe_device(options.device);
+  impl->device = cuda_forward::open_device(options.device);
 
   // Read and convert the weights on the host first: the memory check below needs their size.
   const int64_t d = c.hidden_size, ff = c.intermediate_size;
   TensorReader file((std::filesystem::path(config.dir) / "model.safetensors").string());
-  WeightImage image;
+  cuda_forward::WeightImage image;
   impl->word = image.add_f32(file.get("embeddings.word_embeddings.weight", {c.vocab_size, d}));
   impl->pos = image.add_f32(
       file.get("embeddings.position_embeddings.weight", {c.max_position_embeddings, d}));
@@ -327,24 +217,14 @@ std::unique_ptr<CudaBertEncoder> CudaBertEncoder::create(const ModelConfig& conf
   }
 
   // Refuse up front, with the numbers, rather than fail in the middle of a batch.
-  size_t free_bytes = 0, total_bytes = 0;
-  cuda::memory_info(options.device, &free_bytes, &total_bytes);
   const size_t tokens = static_cast<size_t>(options.max_batch_tokens);
   const size_t weights = image.bytes().size();
   const size_t activations = activation_bytes_for(c, tokens);
-  const size_t need = weights + activations + kGemmWorkspace;
-  const bool limited = options.memory_limit != 0 && options.memory_limit < free_bytes;
-  const size_t available =
-      limited ? options.memory_limit : (free_bytes > kHeadroom ? free_bytes - kHeadroom : 0);
-  if (need > available) {
-    core::throw_bad_input(
-        "too little GPU memory on ", impl->device, ": the encoder needs ", need / kMiB,
-        " MiB (weights ", weights / kMiB, " MiB, activations for ", tokens, " tokens ",
-        activations / kMiB, " MiB, GEMM workspace ", kGemmWorkspace / kMiB, " MiB) but ",
-        available / kMiB, " MiB are available",
-        limited ? " under the memory limit" : " after a reserve for the CUDA context",
-        "; lower max_batch_tokens or free the device");
-  }
+  cuda_forward::check_fits(
+      options.device, impl->device, options.memory_limit, weights + activations + kGemmWorkspace,
+      "the encoder",
+      core::cat("weights ", weights / kMiB, " MiB, activations for ", tokens, " tokens ",
+                    activations / kMiB, " MiB, GEMM workspace ", kGemmWorkspace / kMiB, " MiB"));
 
   cuda::check(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   impl->weights = cuda::DeviceBuffer(weights, "the model weights");
@@ -390,6 +270,9 @@ std::vector<float> CudaBertEncoder::Impl::run(const std::vector<std::vector<int3
   }
   const std::vector<DeviceMapPlan::Slot>* slots = nullptr;
   if (maps != nullptr && !maps->slots.empty()) {
+    if (maps->host_resident) {
+      core::throw_bad_input("the GPU encoder reuses maps in device memory only");
+    }
     if (maps->slots.size() != static_cast<size_t>(c.num_layers) * nseq) {
       core::throw_bad_input("a device map plan for ", nseq, " sequences and ", c.num_layers,
                             " layers needs ", c.num_layers * nseq, " slots, not ",
@@ -422,7 +305,7 @@ std::vector<float> CudaBertEncoder::Impl::run(const std::vector<std::vector<int3
   const size_t out_floats = static_cast<size_t>(pool_output ? nseq : total) * d;
   reserve_meta(meta_bytes, out_floats * sizeof(float));
 
-  char* h = static_cast<char*>(host_meta);
+  char* h = static_cast<char*>(host_meta.data());
   int* ids = reinterpret_cast<int*>(h + at[0]);
   int* positions = reinterpret_cast<int*>(h + at[1]);
   int* offsets = reinterpret_cast<int*>(h + at[2]);
@@ -465,44 +348,21 @@ std::vector<float> CudaBertEncoder::Impl::run(const std::vector<std::vector<int3
     }
   }
 
-  bool launched = false;
-  if (options.cuda_graphs) {
-    if (graphs.size() >= 256 || seen.size() >= 4096) clear_graphs();  // many distinct shapes
-    auto it = graphs.find(key);
-    if (it == graphs.end() && ++seen[key] >= 2) {
-      cudaGraph_t graph = nullptr;
-      cuda::check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
-                  "cudaStreamBeginCapture");
-      try {
-        enqueue(lengths, total, num_items, slots, pool_output, at, meta_bytes);
-      } catch (...) {
-        cudaStreamEndCapture(stream, &graph);
-        if (graph != nullptr) cudaGraphDestroy(graph);
-        throw;
-      }
-      cuda::check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
-      cudaGraphExec_t exec = nullptr;
-      const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
-      cudaGraphDestroy(graph);
-      cuda::check(status, "cudaGraphInstantiate");
-      it = graphs.emplace(key, exec).first;
-    }
-    if (it != graphs.end()) {
-      cuda::check(cudaGraphLaunch(it->second, stream), "cudaGraphLaunch");
-      launched = true;
-    }
-  }
-  if (!launched) {
-    timing = options.profile;
-    marks = 0;
-    mark(kOther);
+  auto enqueue_batch = [&] {
     enqueue(lengths, total, num_items, slots, pool_output, at, meta_bytes);
-    mark(kOther);
-    timing = false;
+  };
+  const bool replayed = options.cuda_graphs && graphs.replay(key, stream, enqueue_batch);
+  if (!replayed) {
+    timer.start(options.profile);
+    mark(cuda_forward::PhaseTimer::kOther);
+    enqueue_batch();
+    mark(cuda_forward::PhaseTimer::kOther);
+    timer.stop();
   }
   cuda::check(cudaStreamSynchronize(stream), "the GPU encoder's batch");
-  if (!launched && options.profile) collect();
-  return std::vector<float>(host_out, host_out + out_floats);
+  if (!replayed && options.profile) timer.collect(&totals);
+  const float* out = static_cast<const float*>(host_out.data());
+  return std::vector<float>(out, out + out_floats);
 }
 
 void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, int num_items,
@@ -518,7 +378,7 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
   const int* lens = reinterpret_cast<const int*>(dm + at[3]);
   const int* items = reinterpret_cast<const int*>(dm + at[4]);
   const auto* dev_slots = reinterpret_cast<const cuda::DeviceMapSlot*>(dm + at[5]);
-  cuda::check(cudaMemcpyAsync(meta.data(), host_meta, meta_bytes, cudaMemcpyHostToDevice, stream),
+  cuda::check(cudaMemcpyAsync(meta.data(), host_meta.data(), meta_bytes, cudaMemcpyHostToDevice, stream),
               "cudaMemcpyAsync (batch tables)");
 
   float* hid = hidden.as<float>();
@@ -545,7 +405,7 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
       any_record |= slot.record != nullptr;
     }
     // One projection per run of sequences that agree on V-only: [Q K V] for the others.
-    mark(kQkv);
+    mark(cuda_forward::PhaseTimer::kQkv);
     for (int s0 = 0; s0 < nseq;) {
       int s1 = s0 + 1;
       while (s1 < nseq && v_only[s1] == v_only[s0]) ++s1;
@@ -568,19 +428,19 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
     args.num_heads = c.num_heads;
     args.head_dim = c.head_dim();
     args.maps = slots != nullptr ? dev_slots + static_cast<size_t>(li) * nseq : nullptr;
-    mark(kAttention);
+    mark(cuda_forward::PhaseTimer::kAttention);
     if (any_exact) cuda::attention_exact(args, any_record, stream);
     if (any_bf16) cuda::attention_reuse(args, cuda::MapFormat::kBF16, stream);
     if (any_p8) cuda::attention_reuse(args, cuda::MapFormat::kP8, stream);
 
     // Output projection: tmp = ctx·Woᵀ + bo + residual, then LayerNorm into the residual stream.
-    mark(kGemm);
+    mark(cuda_forward::PhaseTimer::kGemm);
     gemm->linear(ctx.data(), d, w<uint16_t>(l.out_w), d, tmp.data(), d, cuda::OutType::kBF16, total,
                  d, d, cuda::Epilogue::kBias, w<uint16_t>(l.out_b), stream, hid16);
-    mark(kOther);
+    mark(cuda_forward::PhaseTimer::kOther);
     cuda::layernorm(tmp.data(), w<float>(l.ln1_g), w<float>(l.ln1_b), c.layer_norm_eps, hid16,
                     nullptr, total, d, stream);
-    mark(kGemm);
+    mark(cuda_forward::PhaseTimer::kGemm);
     if (options.exact_gelu) {
       gemm->linear(hid16, d, w<uint16_t>(l.inter_w), d, inter.data(), ff, cuda::OutType::kBF16,
                    total, ff, d, cuda::Epilogue::kBias, w<uint16_t>(l.inter_b), stream);
@@ -591,7 +451,7 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
     }
     gemm->linear(inter.data(), ff, w<uint16_t>(l.ffn_w), ff, tmp.data(), d, cuda::OutType::kBF16,
                  total, d, ff, cuda::Epilogue::kBias, w<uint16_t>(l.ffn_b), stream, hid16);
-    mark(kOther);
+    mark(cuda_forward::PhaseTimer::kOther);
     // The last layer's output also in fp32, for pooling and encode().
     const bool last = li + 1 == c.num_layers;
     cuda::layernorm(tmp.data(), w<float>(l.ln2_g), w<float>(l.ln2_b), c.layer_norm_eps, hid16,
@@ -600,11 +460,11 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
   if (pool_output) {
     cuda::pool(hid, offsets, lens, nseq, d, config.sentence.pooling == Pooling::kCls,
                config.sentence.normalize, pooled.as<float>(), stream);
-    cuda::check(cudaMemcpyAsync(host_out, pooled.data(), static_cast<size_t>(nseq) * d * 4,
+    cuda::check(cudaMemcpyAsync(host_out.data(), pooled.data(), static_cast<size_t>(nseq) * d * 4,
                                 cudaMemcpyDeviceToHost, stream),
                 "cudaMemcpyAsync (embeddings)");
   } else {
-    cuda::check(cudaMemcpyAsync(host_out, hid, static_cast<size_t>(total) * d * 4,
+    cuda::check(cudaMemcpyAsync(host_out.data(), hid, static_cast<size_t>(total) * d * 4,
                                 cudaMemcpyDeviceToHost, stream),
                 "cudaMemcpyAsync (hidden states)");
   }

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "attncache/model/cuda_model.h"
 #include "attncache/model/model_config.h"
 #include "core/dtype.h"
 
@@ -36,26 +37,6 @@ struct CudaEncoderOptions {
   bool cuda_graphs = true;
   // Time the phases of each forward with CUDA events (eager runs only; graphs are not timed).
   bool profile = false;
-};
-
-// Device time of forward calls by phase, summed over the calls made while profiling.
-struct CudaProfile {
-  double qkv_ms = 0;        // Q/K/V projections (V only for full hits)
-  double attention_ms = 0;  // exact attention and P·V from stored maps
-  double gemm_ms = 0;       // output projection and MLP GEMMs
-  double other_ms = 0;      // copies, embeddings, LayerNorms, pooling
-  int calls = 0;
-};
-
-// Device-resident attention maps for one forward call: slot [layer · batch + sequence].
-struct DeviceMapPlan {
-  struct Slot {
-    const void* stored = nullptr;            // H×N×N (16-byte aligned) to reuse, or null
-    void* record = nullptr;                  // bf16 H×N×N receiving the exact P, or null
-    uint64_t heads = ~0ull;                  // bit h: head h reuses `stored`
-    core::DType dtype = core::DType::kBF16;  // of `stored`: kBF16 or kP8 (q = round(255·√p))
-  };
-  std::vector<Slot> slots;  // empty: no reuse, nothing recorded
 };
 
 class CudaBertEncoder {

@@ -112,10 +112,23 @@ class LlamaModel {
   // out[rows × vocab] = the LM head applied to `rows` hidden states (rows of forward's output).
   void logits(const float* hidden, int rows, float* out) const;
 
- private:
+  // The weights, fp32, as PyTorch Linear layouts ([out × in]); for the GPU model's upload.
   struct Layer {
-    std::vector<float> attn_norm, qkv_w, qkv_b, o_w, ffn_norm, gate_up_w, down_w;
+    std::vector<float> attn_norm;  // [hidden]
+    std::vector<float> qkv_w;      // [(H + 2·H_kv)·dh × hidden]: q, k, v rows
+    std::vector<float> qkv_b;      // [(H + 2·H_kv)·dh], or empty
+    std::vector<float> o_w;        // [hidden × H·dh]
+    std::vector<float> ffn_norm;   // [hidden]
+    std::vector<float> gate_up_w;  // [2·ff × hidden]: gate rows, then up rows
+    std::vector<float> down_w;     // [hidden × ff]
   };
+  const std::vector<Layer>& layers() const { return layers_; }
+  const std::vector<float>& token_embedding() const { return token_embd_; }  // [vocab × hidden]
+  const std::vector<float>& output_norm() const { return output_norm_; }
+  // [vocab × hidden]: the token embedding when tied.
+  const std::vector<float>& lm_head() const { return output_.empty() ? token_embd_ : output_; }
+
+ private:
   static std::unique_ptr<LlamaModel> load_gguf(const std::string& path);
   static std::unique_ptr<LlamaModel> load_hf(const std::string& dir);
   std::vector<float> weight(const std::string& name, std::vector<int64_t> shape) const;

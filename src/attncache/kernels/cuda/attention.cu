@@ -1,6 +1,8 @@
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/check.h"
@@ -145,37 +147,88 @@ __device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (
   }
 }
 
+// Where head h's query, key and value columns start in a row of qkv, and the row stride.
+struct HeadColumns {
+  int stride, q, k, v;
+};
+template <int D>
+__device__ __forceinline__ HeadColumns head_columns(const AttentionArgs& a, int h) {
+  const int kv_heads = a.num_kv_heads;
+  const int kv = h / (a.num_heads / kv_heads);
+  return {(a.num_heads + 2 * kv_heads) * D, h * D, (a.num_heads + kv) * D,
+          (a.num_heads + kv_heads + kv) * D};
+}
+
+__host__ __device__ __forceinline__ size_t causal_tiles(int n) {
+  const size_t r = (n + kRows - 1) / kRows;
+  return r * (r + 1) / 2;
+}
+// Offset (in values) of tile (rb, kb) within one head's block triangle.
+__device__ __forceinline__ size_t tile_offset(int rb, int kb) {
+  return (static_cast<size_t>(rb) * (rb + 1) / 2 + kb) * kRows * kRows;
+}
+
+// Shared memory: one Q tile and double-buffered K and V tiles (exact); double-buffered P and V
+// tiles (reuse). Dynamic, since head size 128 needs more than the 48 KB of static shared memory.
+template <int D>
+constexpr size_t exact_smem() {
+  return 5 * sizeof(Tile<D>);
+}
+template <int D, int kBytes>
+using PTile = unsigned char[kRows][kRows * kBytes + 16];
+template <int D, int kBytes>
+constexpr size_t reuse_smem() {
+  return 2 * sizeof(PTile<D, kBytes>) + 2 * sizeof(Tile<D>);
+}
+
 // Key/value blocks are double-buffered: the copies of block kb+1 run while block kb is used.
-template <int D, bool kRecord>
+// Causal: a query block stops at the diagonal key block, the only one that needs the causal mask.
+template <int D, bool kRecord, bool kCausal>
 __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float scale_log2) {
   const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
   const int h = blockIdx.y;
-  const int heads = a.num_heads;
   DeviceMapSlot slot;
   if (a.maps != nullptr) slot = a.maps[seq];
   if (slot.stored != nullptr && ((slot.heads >> h) & 1)) return;  // the reuse kernel's head
   const int n = a.seq_len[seq], off = a.seq_offset[seq];
-  const int stride = 3 * heads * D;
+  const HeadColumns col = head_columns<D>(a, h);
+  const int stride = col.stride;
   const uint16_t* qkv = static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride;
-  const uint16_t* kbase = qkv + heads * D + h * D;
-  const uint16_t* vbase = qkv + 2 * heads * D + h * D;
+  const uint16_t* kbase = qkv + col.k;
+  const uint16_t* vbase = qkv + col.v;
   const int q0 = qb * kRows;
 
-  __shared__ alignas(16) Tile<D> qs;
-  __shared__ alignas(16) Tile<D> ks[2], vs[2];
-  load_tile<D>(qs, qkv + h * D, stride, q0, n);
+  extern __shared__ __align__(16) unsigned char smem[];
+  Tile<D>& qs = *reinterpret_cast<Tile<D>*>(smem);
+  Tile<D>* ks = reinterpret_cast<Tile<D>*>(smem + sizeof(Tile<D>));
+  Tile<D>* vs = ks + 2;
+  load_tile<D>(qs, qkv + col.q, stride, q0, n);
   load_tile<D>(ks[0], kbase, stride, 0, n);
   load_tile<D>(vs[0], vbase, stride, 0, n);
   cp_async_commit();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
   const int r0 = warp * 16 + lane / 4;  // this thread's rows: r0 and r0 + 8 of the block
+  const int row0 = q0 + r0, row1 = row0 + 8;
   uint32_t qf[D / 16][4];
 
   float o[D / 8][4];
 #pragma unroll
   for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
   float m0 = kNegInf, m1 = kNegInf, l0 = 0.0f, l1 = 0.0f;  // l: this thread's partial sums
-  const int key_blocks = (n + kRows - 1) / kRows;
+  const int key_blocks = kCausal ? qb + 1 : (n + kRows - 1) / kRows;
+  // Masks keys past the sequence and, causal, keys after the query (in place, on scores).
+  auto mask = [&](float (&s)[8][4], int kb) {
+    if ((kb + 1) * kRows <= n && !(kCausal && kb == qb)) return;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int c = kb * kRows + 8 * j + 2 * t + e;
+        if (c >= n || (kCausal && c > row0)) s[j][e] = kNegInf;
+        if (c >= n || (kCausal && c > row1)) s[j][2 + e] = kNegInf;
+      }
+    }
+  };
   for (int kb = 0; kb < key_blocks; ++kb) {
     const int buf = kb & 1;
     if (kb + 1 < key_blocks) {
@@ -193,15 +246,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
     }
     float s[8][4];
     scores<D>(s, qf, ks[buf], lane);
-    if ((kb + 1) * kRows > n) {  // the last block runs past the sequence: mask those keys
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          if (kb * kRows + 8 * j + 2 * t + e >= n) s[j][e] = s[j][2 + e] = kNegInf;
-        }
-      }
-    }
+    mask(s, kb);
     float mx0 = kNegInf, mx1 = kNegInf;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -214,7 +259,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
     // Maxima are kept scaled (log2 units; the scale is positive, so it commutes with max).
-    // Every key block holds at least one valid key, so the new maxima are finite.
+    // Every key block holds at least one valid key for every row (causal: key q0 ≤ row in the
+    // diagonal block), so the new maxima are finite.
     const float new0 = fmaxf(m0, mx0 * scale_log2), new1 = fmaxf(m1, mx1 * scale_log2);
     const float alpha0 = exp2f(m0 - new0), alpha1 = exp2f(m1 - new1);
     m0 = new0;
@@ -255,13 +301,13 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
   const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
-  store_rows<D>(a, o, off, n, q0 + r0, h, inv0, inv1, t);
+  store_rows<D>(a, o, off, n, row0, h, inv0, inv1, t);
 
   if constexpr (kRecord) {
     // Second pass: P = exp2(s − m) / l with the final m and l, written as bf16.
     if (slot.record == nullptr) return;
-    uint16_t* rec = static_cast<uint16_t*>(slot.record) + static_cast<size_t>(h) * n * n;
-    const int row0 = q0 + r0, row1 = row0 + 8;
+    uint16_t* rec = static_cast<uint16_t*>(slot.record) +
+                    (kCausal ? h * causal_tiles(n) * kRows * kRows : static_cast<size_t>(h) * n * n);
     for (int kb = 0; kb < key_blocks; ++kb) {
       load_tile<D>(ks[0], kbase, stride, kb * kRows, n);
       cp_async_commit();
@@ -270,19 +316,39 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
       float s[8][4];
       scores<D>(s, qf, ks[0], lane);
       __syncthreads();
+      mask(s, kb);
+      if constexpr (kCausal) {
+        // The whole tile is written, zeros included (rows past n too): a stored tile is read
+        // as it is.
+        uint16_t* tile = rec + tile_offset(qb, kb);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
+        for (int j = 0; j < 8; ++j) {
+          const int c = 8 * j + 2 * t;
+          const bool in0 = row0 < n, in1 = row1 < n;
+          *reinterpret_cast<uint32_t*>(tile + r0 * kRows + c) =
+              in0 ? pack_bf16(exp2f(fmaf(s[j][0], scale_log2, -m0)) * inv0,
+                              exp2f(fmaf(s[j][1], scale_log2, -m0)) * inv0)
+                  : 0u;
+          *reinterpret_cast<uint32_t*>(tile + (r0 + 8) * kRows + c) =
+              in1 ? pack_bf16(exp2f(fmaf(s[j][2], scale_log2, -m1)) * inv1,
+                              exp2f(fmaf(s[j][3], scale_log2, -m1)) * inv1)
+                  : 0u;
+        }
+      } else {
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int col = kb * kRows + 8 * j + 2 * t + e;
-          if (col >= n) continue;
-          if (row0 < n) {
-            rec[static_cast<size_t>(row0) * n + col] =
-                bf16_bits(exp2f(fmaf(s[j][e], scale_log2, -m0)) * inv0);
-          }
-          if (row1 < n) {
-            rec[static_cast<size_t>(row1) * n + col] =
-                bf16_bits(exp2f(fmaf(s[j][2 + e], scale_log2, -m1)) * inv1);
+        for (int j = 0; j < 8; ++j) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int c = kb * kRows + 8 * j + 2 * t + e;
+            if (c >= n) continue;
+            if (row0 < n) {
+              rec[static_cast<size_t>(row0) * n + c] =
+                  bf16_bits(exp2f(fmaf(s[j][e], scale_log2, -m0)) * inv0);
+            }
+            if (row1 < n) {
+              rec[static_cast<size_t>(row1) * n + c] =
+                  bf16_bits(exp2f(fmaf(s[j][2 + e], scale_log2, -m1)) * inv1);
+            }
           }
         }
       }
@@ -292,37 +358,47 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
 
 // ctx = P·V for the reused heads. P streams through shared memory in 64×64 tiles, double-
 // buffered like the exact kernel's keys: each stored value is read once. P8 tiles are decoded to
-// bf16 while the A fragments are built.
-template <int D, MapFormat kFormat>
+// bf16 while the A fragments are built. Causal maps are block triangles: a query block reads its
+// key blocks up to the diagonal, each one contiguous tile.
+template <int D, MapFormat kFormat, bool kCausal>
 __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   constexpr bool kP8 = kFormat == MapFormat::kP8;
   constexpr int kBytes = kP8 ? 1 : 2;
-  using PTile = unsigned char[kRows][kRows * kBytes + 16];
   const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
   const int h = blockIdx.y;
   const DeviceMapSlot slot = a.maps[seq];
   if (slot.stored == nullptr || slot.format != kFormat || ((slot.heads >> h) & 1) == 0) return;
-  const int heads = a.num_heads;
   const int n = a.seq_len[seq], off = a.seq_offset[seq];
-  const int stride = 3 * heads * D;
-  const uint16_t* vbase = static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride +
-                          2 * heads * D + h * D;
+  const HeadColumns col = head_columns<D>(a, h);
+  const int stride = col.stride;
+  const uint16_t* vbase =
+      static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride + col.v;
   const unsigned char* p =
-      static_cast<const unsigned char*>(slot.stored) + static_cast<size_t>(h) * n * n * kBytes;
+      static_cast<const unsigned char*>(slot.stored) +
+      (kCausal ? h * causal_tiles(n) * kRows * kRows : static_cast<size_t>(h) * n * n) * kBytes;
   const int q0 = qb * kRows;
 
-  __shared__ alignas(16) PTile ps[2];
-  __shared__ alignas(16) Tile<D> vs[2];
+  extern __shared__ __align__(16) unsigned char smem[];
+  auto* ps = reinterpret_cast<PTile<D, kBytes>*>(smem);
+  Tile<D>* vs = reinterpret_cast<Tile<D>*>(smem + 2 * sizeof(PTile<D, kBytes>));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
   const int r0 = warp * 16 + lane / 4;
-  constexpr int kPerChunk = 16 / kBytes;        // values per 16-byte copy
-  const bool vector_rows = n % kPerChunk == 0;  // rows of P start 16-byte aligned
+  constexpr int kPerChunk = 16 / kBytes;  // values per 16-byte copy
+  constexpr int kChunksPerRow = kRows / kPerChunk;
+  // Rows of P start 16-byte aligned (always, in a block triangle's tiles).
+  const bool vector_rows = kCausal || n % kPerChunk == 0;
   // Starts loading key block kb (its P columns and V rows) into buffer `buf`.
   auto stage = [&](int kb, int buf) {
     const int k0 = kb * kRows;
-    if (vector_rows) {
-      for (int i = threadIdx.x; i < kRows * kRows / kPerChunk; i += kThreads) {
-        const int r = i / (kRows / kPerChunk), c = (i % (kRows / kPerChunk)) * kPerChunk;
+    if constexpr (kCausal) {
+      const unsigned char* tile = p + tile_offset(qb, kb) * kBytes;
+      for (int i = threadIdx.x; i < kRows * kChunksPerRow; i += kThreads) {
+        const int r = i / kChunksPerRow, c = (i % kChunksPerRow) * kPerChunk;
+        cp_async16(&ps[buf][r][c * kBytes], tile + (r * kRows + c) * kBytes, true);
+      }
+    } else if (vector_rows) {
+      for (int i = threadIdx.x; i < kRows * kChunksPerRow; i += kThreads) {
+        const int r = i / kChunksPerRow, c = (i % kChunksPerRow) * kPerChunk;
         const bool valid = q0 + r < n && k0 + c < n;
         cp_async16(&ps[buf][r][c * kBytes],
                    p + (valid ? (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes : 0), valid);
@@ -346,7 +422,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   float o[D / 8][4];
 #pragma unroll
   for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
-  const int key_blocks = (n + kRows - 1) / kRows;
+  const int key_blocks = kCausal ? qb + 1 : (n + kRows - 1) / kRows;
   stage(0, 0);
   for (int kb = 0; kb < key_blocks; ++kb) {
     const int buf = kb & 1;
@@ -393,37 +469,94 @@ __global__ void to_p8_kernel(const __nv_bfloat16* in, unsigned char* out, size_t
   out[i] = static_cast<unsigned char>(rintf(sqrtf(p) * 255.0f));
 }
 
+// Launches with `smem` bytes of dynamic shared memory, raising the kernel's limit once when
+// that is past the default 48 KB.
+template <auto kKernel, typename... Args>
+void launch(dim3 grid, size_t smem, cudaStream_t stream, const char* name, Args... args) {
+  static const cudaError_t raised =
+      smem > 48 * 1024 ? cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(smem))
+                       : cudaSuccess;
+  check(raised, name);
+  kKernel<<<grid, kThreads, smem, stream>>>(args...);
+  check_launch(name);
+}
+
 template <int D>
 void launch_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
   const dim3 grid(args.num_items, args.num_heads);
   const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(D));
-  if (record) {
-    flash_forward<D, true><<<grid, kThreads, 0, stream>>>(args, scale_log2);
+  constexpr size_t smem = exact_smem<D>();
+  if (args.causal) {
+    if (record) {
+      launch<flash_forward<D, true, true>>(grid, smem, stream, "flash_forward", args, scale_log2);
+    } else {
+      launch<flash_forward<D, false, true>>(grid, smem, stream, "flash_forward", args, scale_log2);
+    }
+  } else if (record) {
+    launch<flash_forward<D, true, false>>(grid, smem, stream, "flash_forward", args, scale_log2);
   } else {
-    flash_forward<D, false><<<grid, kThreads, 0, stream>>>(args, scale_log2);
+    launch<flash_forward<D, false, false>>(grid, smem, stream, "flash_forward", args, scale_log2);
   }
-  check_launch("flash_forward");
+}
+
+template <int D, MapFormat kFormat>
+void launch_reuse_format(const AttentionArgs& args, cudaStream_t stream) {
+  const dim3 grid(args.num_items, args.num_heads);
+  constexpr size_t smem = reuse_smem<D, kFormat == MapFormat::kP8 ? 1 : 2>();
+  if (args.causal) {
+    launch<reuse_pv<D, kFormat, true>>(grid, smem, stream, "reuse_pv", args);
+  } else {
+    launch<reuse_pv<D, kFormat, false>>(grid, smem, stream, "reuse_pv", args);
+  }
 }
 
 template <int D>
 void launch_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t stream) {
-  const dim3 grid(args.num_items, args.num_heads);
   if (format == MapFormat::kP8) {
-    reuse_pv<D, MapFormat::kP8><<<grid, kThreads, 0, stream>>>(args);
+    launch_reuse_format<D, MapFormat::kP8>(args, stream);
   } else {
-    reuse_pv<D, MapFormat::kBF16><<<grid, kThreads, 0, stream>>>(args);
+    launch_reuse_format<D, MapFormat::kBF16>(args, stream);
   }
-  check_launch("reuse_pv");
+}
+
+// The arguments with num_kv_heads filled in, checked.
+AttentionArgs resolved(AttentionArgs args) {
+  if (args.num_kv_heads == 0) args.num_kv_heads = args.num_heads;
+  if (args.num_kv_heads <= 0 || args.num_heads % args.num_kv_heads != 0) {
+    core::throw_internal("attention: ", args.num_heads, " query heads cannot share ",
+                         args.num_kv_heads, " key/value heads");
+  }
+  return args;
 }
 
 }  // namespace
 
 bool attention_supports_head_dim(int head_dim) {
-  return head_dim == 16 || head_dim == 32 || head_dim == 64;
+  return head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
 }
 
-void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
-  if (args.num_items == 0) return;
+size_t causal_map_elements(int n) { return causal_tiles(n) * kRows * kRows; }
+
+void causal_map_to_tiles(const void* packed, int n, int bytes, void* tiles) {
+  const auto* in = static_cast<const unsigned char*>(packed);
+  auto* out = static_cast<unsigned char*>(tiles);
+  std::memset(out, 0, causal_map_elements(n) * bytes);
+  for (int i = 0; i < n; ++i) {
+    const unsigned char* row = in + static_cast<size_t>(i) * (i + 1) / 2 * bytes;
+    const int rb = i / kRows;
+    for (int kb = 0; kb <= rb; ++kb) {
+      const int k0 = kb * kRows, count = std::min(kRows, i + 1 - k0);
+      const size_t tile = static_cast<size_t>(rb) * (rb + 1) / 2 + kb;
+      std::memcpy(out + (tile * kRows * kRows + static_cast<size_t>(i % kRows) * kRows) * bytes,
+                  row + static_cast<size_t>(k0) * bytes, static_cast<size_t>(count) * bytes);
+    }
+  }
+}
+
+void attention_exact(const AttentionArgs& in, bool record, cudaStream_t stream) {
+  if (in.num_items == 0) return;
+  const AttentionArgs args = resolved(in);
   switch (args.head_dim) {
     case 16:
       return launch_exact<16>(args, record, stream);
@@ -431,14 +564,17 @@ void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream
       return launch_exact<32>(args, record, stream);
     case 64:
       return launch_exact<64>(args, record, stream);
+    case 128:
+      return launch_exact<128>(args, record, stream);
     default:
       core::throw_internal("attention_exact: unsupported head size ", args.head_dim);
   }
 }
 
-void attention_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t stream) {
-  if (args.num_items == 0) return;
-  if (args.maps == nullptr) core::throw_internal("attention_reuse without maps");
+void attention_reuse(const AttentionArgs& in, MapFormat format, cudaStream_t stream) {
+  if (in.num_items == 0) return;
+  if (in.maps == nullptr) core::throw_internal("attention_reuse without maps");
+  const AttentionArgs args = resolved(in);
   switch (args.head_dim) {
     case 16:
       return launch_reuse<16>(args, format, stream);
@@ -446,6 +582,8 @@ void attention_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t s
       return launch_reuse<32>(args, format, stream);
     case 64:
       return launch_reuse<64>(args, format, stream);
+    case 128:
+      return launch_reuse<128>(args, format, stream);
     default:
       core::throw_internal("attention_reuse: unsupported head size ", args.head_dim);
   }

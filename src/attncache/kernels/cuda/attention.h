@@ -1,10 +1,16 @@
 // Multi-head self-attention on the GPU over variable-length sequences packed without padding,
-// bidirectional (BERT). bf16 in and out, fp32 accumulation, tensor cores (mma.sync m16n8k16).
+// bidirectional (BERT) or causal with grouped-query heads (Llama-family decoders). bf16 in and
+// out, fp32 accumulation, tensor cores (mma.sync m16n8k16).
 //
 // Exact path: a FlashAttention-2-style forward. One CTA per (sequence, head, block of 64 query
 // rows); four warps of 16 rows each; keys and values stream through shared memory in blocks of
 // 64 with an online softmax, so P never reaches device memory. With `record`, a second pass over
 // the keys writes the normalized P (bf16, H×N×N per sequence) for the sequences that ask.
+//
+// Causal maps (stored and recorded) are block triangles, not N×N squares: per head, the 64×64
+// tiles (row block rb, key block kb ≤ rb) in the order (0,0), (1,0), (1,1), (2,0)…, each row-major
+// with zeros above the diagonal and past N. The zero triangle is never stored, read or multiplied,
+// and every tile is 16-byte aligned for cp.async, which a packed triangle's rows are not.
 //
 // Reuse path: for heads whose maps are stored (H×N×N per sequence, a per-head mask), ctx = P·V
 // straight from the stored maps: no Q, no K, no QKᵀ, no softmax. The exact kernel skips those
@@ -25,14 +31,17 @@ enum class MapFormat : int { kBF16 = 0, kP8 = 1 };
 
 // One sequence's maps at one layer, in device memory.
 struct DeviceMapSlot {
-  const void* stored = nullptr;  // H×N×N to reuse for the heads in `heads` (16-byte aligned)
-  void* record = nullptr;        // bf16 H×N×N that receives the exact P, or null
+  // H maps (N×N each, or block triangles when causal) to reuse for the heads in `heads`
+  // (16-byte aligned)
+  const void* stored = nullptr;
+  void* record = nullptr;  // bf16 H maps, laid out as `stored`, that receive the exact P, or null
   uint64_t heads = ~0ull;        // bit h: head h reuses `stored`
   MapFormat format = MapFormat::kBF16;  // of `stored`
 };
 
 struct AttentionArgs {
-  const void* qkv = nullptr;  // bf16 [T × 3·H·dh]: rows of (q | k | v), heads contiguous in each
+  // bf16 [T × (H + 2·H_kv)·dh]: rows of (q | k | v), heads contiguous in each
+  const void* qkv = nullptr;
   void* ctx = nullptr;        // bf16 [T × H·dh]
   const int* seq_offset = nullptr;  // [B] first row of each sequence (device)
   const int* seq_len = nullptr;     // [B] tokens of each sequence (device)
@@ -40,11 +49,21 @@ struct AttentionArgs {
   int num_items = 0;
   int num_heads = 0;
   int head_dim = 0;
+  // Grouped-query attention: query head h reads key/value head h / (num_heads / num_kv_heads).
+  // 0: num_heads (multi-head attention).
+  int num_kv_heads = 0;
+  bool causal = false;  // query i sees keys 0..i; maps are block triangles
   const DeviceMapSlot* maps = nullptr;  // [B] this layer's slots (device), or null
 };
 
-// Head sizes the kernels are built for.
+// Head sizes the kernels are built for: 16, 32, 64, 128.
 bool attention_supports_head_dim(int head_dim);
+
+// Elements of one head's causal map of an n-token sequence: R(R+1)/2 tiles of 64×64, R = ⌈n/64⌉.
+size_t causal_map_elements(int n);
+// One head's causal map, packed lower triangle (row i holds keys 0..i, rows back to back, as the
+// CPU engine and the map database store them) → block triangle. `bytes` per value (1 or 2).
+void causal_map_to_tiles(const void* packed, int n, int bytes, void* tiles);
 
 // Exact attention for every head not reused; with `record`, also writes P where a slot asks.
 void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream);

@@ -74,4 +74,31 @@ void DeviceBuffer::download(void* host, size_t bytes, size_t offset) const {
         "cudaMemcpy (download)");
 }
 
+PinnedHostBuffer::PinnedHostBuffer(size_t bytes, const char* what) : size_(bytes) {
+  if (bytes == 0) return;
+  const cudaError_t status = cudaMallocHost(&data_, bytes);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();
+    data_ = nullptr;
+    core::throw_bad_input("cannot allocate ", bytes / 1048576.0, " MiB of page-locked host memory for ",
+                          what, " (", cudaGetErrorName(status), ")");
+  }
+}
+
+PinnedHostBuffer::~PinnedHostBuffer() {
+  if (data_ != nullptr) (void)cudaFreeHost(data_);
+}
+
+PinnedHostBuffer::PinnedHostBuffer(PinnedHostBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+PinnedHostBuffer& PinnedHostBuffer::operator=(PinnedHostBuffer&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) (void)cudaFreeHost(data_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
 }  // namespace attncache::cuda

@@ -45,4 +45,24 @@ class DeviceBuffer {
   size_t size_ = 0;
 };
 
+// Page-locked host memory (cudaMallocHost), freed on destruction: the device copies it
+// asynchronously and at full PCIe speed. Failure throws core::Error (bad input), naming `what`.
+class PinnedHostBuffer {
+ public:
+  PinnedHostBuffer() = default;
+  PinnedHostBuffer(size_t bytes, const char* what);
+  ~PinnedHostBuffer();
+  PinnedHostBuffer(PinnedHostBuffer&& other) noexcept;
+  PinnedHostBuffer& operator=(PinnedHostBuffer&& other) noexcept;
+  PinnedHostBuffer(const PinnedHostBuffer&) = delete;
+  PinnedHostBuffer& operator=(const PinnedHostBuffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 }  // namespace attncache::cuda

@@ -1,0 +1,146 @@
+#include "attncache/model/cuda_forward.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "attncache/kernels/cuda/check.h"
+#include "attncache/kernels/cuda/runtime.h"
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace attncache::cuda_forward {
+
+constexpr size_t kAlign = 256;
+// The CUDA context, cuBLASLt's own allocations and the kernels' code: kept free at creation.
+constexpr size_t kHeadroom = 256 * kMiB;
+
+std::string open_device(int device) {
+  const int devices = cuda::device_count();
+  if (devices == 0) {
+    core::throw_bad_input(
+        "no CUDA device is available (no GPU, no driver, or CUDA_VISIBLE_DEVICES hides them); "
+        "use the CPU engine");
+  }
+  if (device < 0 || device >= devices) {
+    core::throw_bad_input("CUDA device ", device, " does not exist (", devices, " device",
+                          devices == 1 ? "" : "s", " visible)");
+  }
+  cuda::check(cudaSetDevice(device), "cudaSetDevice");
+  return cuda::describe_device(device);
+}
+
+void check_fits(int device, const std::string& device_name, size_t limit, size_t need,
+                const std::string& who, const std::string& breakdown) {
+  size_t free_bytes = 0, total_bytes = 0;
+  cuda::memory_info(device, &free_bytes, &total_bytes);
+  const bool limited = limit != 0 && limit < free_bytes;
+  const size_t available =
+      limited ? limit : (free_bytes > kHeadroom ? free_bytes - kHeadroom : 0);
+  if (need > available) {
+    core::throw_bad_input("too little GPU memory on ", device_name, ": ", who, " needs ",
+                          need / kMiB, " MiB (", breakdown, ") but ", available / kMiB,
+                          " MiB are available",
+                          limited ? " under the memory limit" : " after a reserve for the CUDA context",
+                          "; lower max_batch_tokens or free the device");
+  }
+}
+
+size_t WeightImage::reserve(size_t n) {
+  const size_t off = align_up(bytes_.size(), kAlign);
+  bytes_.resize(off + n);
+  return off;
+}
+
+size_t WeightImage::add_f32(const std::vector<float>& v) {
+  const size_t off = reserve(v.size() * sizeof(float));
+  std::memcpy(bytes_.data() + off, v.data(), v.size() * sizeof(float));
+  return off;
+}
+
+size_t WeightImage::add_bf16(const float* v, size_t count) {
+  const size_t off = reserve(count * sizeof(uint16_t));
+  core::convert_from_f32(core::DType::kBF16, v, count, bytes_.data() + off);
+  return off;
+}
+
+bool PinnedBuffer::reserve(size_t bytes, const char* what) {
+  if (bytes <= buffer_.size()) return false;
+  const size_t size = std::max(bytes, 2 * buffer_.size());
+  buffer_ = {};
+  buffer_ = cuda::PinnedHostBuffer(size, what);
+  return true;
+}
+
+void GraphCache::clear() {
+  for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+  graphs_.clear();
+  seen_.clear();
+}
+
+bool GraphCache::replay(const std::vector<int64_t>& key, cudaStream_t stream,
+                        const std::function<void()>& enqueue) {
+  if (graphs_.size() >= 256 || seen_.size() >= 4096) clear();  // many distinct shapes
+  auto it = graphs_.find(key);
+  if (it == graphs_.end() && ++seen_[key] >= 2) {
+    cudaGraph_t graph = nullptr;
+    cuda::check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+                "cudaStreamBeginCapture");
+    try {
+      enqueue();
+    } catch (...) {
+      cudaStreamEndCapture(stream, &graph);
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      throw;
+    }
+    cuda::check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    cuda::check(status, "cudaGraphInstantiate");
+    it = graphs_.emplace(key, exec).first;
+  }
+  if (it == graphs_.end()) return false;
+  cuda::check(cudaGraphLaunch(it->second, stream), "cudaGraphLaunch");
+  return true;
+}
+
+PhaseTimer::~PhaseTimer() {
+  for (cudaEvent_t e : events_) cudaEventDestroy(e);
+}
+
+void PhaseTimer::mark(Phase next, cudaStream_t stream) {
+  if (!on_) return;
+  if (marks_ == events_.size()) {
+    cudaEvent_t e = nullptr;
+    cuda::check(cudaEventCreate(&e), "cudaEventCreate");
+    events_.push_back(e);
+    phases_.push_back(kOther);
+  }
+  cuda::check(cudaEventRecord(events_[marks_], stream), "cudaEventRecord");
+  phases_[marks_] = next;
+  ++marks_;
+}
+
+void PhaseTimer::collect(CudaProfile* totals) {
+  for (size_t i = 0; i + 1 < marks_; ++i) {
+    float ms = 0;
+    cuda::check(cudaEventElapsedTime(&ms, events_[i], events_[i + 1]), "cudaEventElapsedTime");
+    switch (phases_[i]) {
+      case kQkv:
+        totals->qkv_ms += ms;
+        break;
+      case kAttention:
+        totals->attention_ms += ms;
+        break;
+      case kGemm:
+        totals->gemm_ms += ms;
+        break;
+      case kOther:
+        totals->other_ms += ms;
+        break;
+    }
+  }
+  ++totals->calls;
+}
+
+}  // namespace attncache::cuda_forward

@@ -1,0 +1,94 @@
+// What the GPU models (the BERT encoder, the Llama decoder) share around their kernels: the
+// host image of the device weights, pinned staging memory, the CUDA graph of each batch shape,
+// and the phase timer behind CudaProfile. Included by their .cc files only (needs CUDA headers).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "attncache/kernels/cuda/runtime.h"
+#include "attncache/model/cuda_model.h"
+
+namespace attncache::cuda_forward {
+
+constexpr size_t kMiB = 1u << 20;
+
+inline size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+// Makes `device` current and returns its description. Throws core::Error (bad input) when no
+// CUDA device is usable or the index does not exist.
+std::string open_device(int device);
+
+// Throws core::Error (bad input), with the numbers, when `need` bytes do not fit in the device's
+// free memory less a reserve for the CUDA context (or in `limit` when that is set and smaller).
+// `who` names the model ("the encoder"), `breakdown` says what the bytes are.
+void check_fits(int device, const std::string& device_name, size_t limit, size_t need,
+                const std::string& who, const std::string& breakdown);
+
+// The device weights laid out in host memory first, each tensor at a 256-byte aligned offset.
+class WeightImage {
+ public:
+  size_t add_f32(const std::vector<float>& v);
+  size_t add_bf16(const float* v, size_t count);
+  size_t add_bf16(const std::vector<float>& v) { return add_bf16(v.data(), v.size()); }
+  // Room for `bytes` uninitialized bytes (filled on the device later).
+  size_t reserve(size_t bytes);
+  const std::vector<uint8_t>& bytes() const { return bytes_; }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+// Page-locked host memory that grows on demand (the contents are not kept).
+class PinnedBuffer {
+ public:
+  // Returns true when it had to grow (earlier pointers into it are then stale).
+  bool reserve(size_t bytes, const char* what);
+  void* data() const { return buffer_.data(); }
+  size_t size() const { return buffer_.size(); }
+
+ private:
+  cuda::PinnedHostBuffer buffer_;
+};
+
+// One CUDA graph per batch shape: a shape runs eagerly the first time it is seen (lazy
+// initialization in cuBLASLt and module loading stay out of the capture), is captured on its
+// second run and replayed from then on.
+class GraphCache {
+ public:
+  ~GraphCache() { clear(); }
+  void clear();
+  // Launches the graph of `key`, capturing `enqueue` first if this is the key's second run.
+  // Returns false (and launches nothing) when the caller should run `enqueue` eagerly.
+  bool replay(const std::vector<int64_t>& key, cudaStream_t stream,
+              const std::function<void()>& enqueue);
+
+ private:
+  std::map<std::vector<int64_t>, cudaGraphExec_t> graphs_;
+  std::map<std::vector<int64_t>, int> seen_;
+};
+
+// Events recorded at phase boundaries of an eager forward; collect() adds the intervals to a
+// CudaProfile.
+class PhaseTimer {
+ public:
+  enum Phase { kOther, kQkv, kAttention, kGemm };
+  ~PhaseTimer();
+  void start(bool on) { on_ = on, marks_ = 0; }
+  void mark(Phase next, cudaStream_t stream);  // the interval that starts here is `next`
+  void collect(CudaProfile* totals);           // after the stream has synchronized
+  void stop() { on_ = false; }
+
+ private:
+  bool on_ = false;
+  std::vector<cudaEvent_t> events_;
+  std::vector<Phase> phases_;
+  size_t marks_ = 0;
+};
+
+}  // namespace attncache::cuda_forward

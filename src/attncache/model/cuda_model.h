@@ -1,0 +1,37 @@
+// Types the GPU models (CudaBertEncoder, CudaLlamaModel) share in their interfaces. Needs no CUDA
+// headers.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace attncache {
+
+// Device time of a GPU model's forward calls by phase (CUDA events at phase boundaries of eager
+// runs; graph replays are not timed).
+struct CudaProfile {
+  double qkv_ms = 0;        // Q/K/V projections (V only for full hits), rotary embeddings
+  double attention_ms = 0;  // exact attention and P·V from stored maps
+  double gemm_ms = 0;       // output projection and MLP GEMMs
+  double other_ms = 0;      // copies, embeddings, norms, pooling, LM head
+  int calls = 0;
+};
+
+// Attention maps for one forward call: slot [layer · batch + sequence]. An encoder's maps are
+// H×N×N; a decoder's are H block triangles (cuda::causal_map_elements(N) values per head).
+struct DeviceMapPlan {
+  struct Slot {
+    const void* stored = nullptr;            // H maps to reuse (16-byte aligned), or null
+    void* record = nullptr;                  // bf16 H maps receiving the exact P, or null
+    uint64_t heads = ~0ull;                  // bit h: head h reuses `stored`
+    core::DType dtype = core::DType::kBF16;  // of `stored`: kBF16 or kP8 (q = round(255·√p))
+  };
+  std::vector<Slot> slots;  // empty: no reuse, nothing recorded
+  // `stored` points into page-locked host memory (decoder only): each layer's maps are copied
+  // to device staging on a second stream while the layers before it compute.
+  bool host_resident = false;
+};
+
+}  // namespace attncache

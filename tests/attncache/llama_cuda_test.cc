@@ -1,0 +1,443 @@
+// The GPU decoder against the CPU engine (LlamaModel, itself checked against transformers): the
+// tiny Llama (rope llama3, grouped-query), Qwen2 (q/k/v biases) and SmolLM-shaped models of
+// tests/data/llama_hf, and random-weight models written here with head sizes 64 and 128 (the
+// sizes of real Llama models). Then the AttnCache paths: recorded maps against the CPU engine's
+// probabilities, reuse of an input's own maps (bf16, P8, some heads, some sequences) and of maps
+// the CPU engine recorded, maps streamed from host memory, and the errors. Every test that needs
+// a GPU skips without one.
+#include "attncache/model/llama_cuda.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+
+#include "attncache/kernels/cuda/attention.h"
+#include "attncache/kernels/cuda/runtime.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "support/safetensors_writer.h"
+#include "support/temp_dir.h"
+#include "support/test_paths.h"
+
+namespace attncache {
+namespace {
+
+#define SKIP_WITHOUT_GPU() \
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"
+
+using Batch = std::vector<std::vector<int32_t>>;
+
+double cosine(const float* a, const float* b, size_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < n; ++i) ab += double(a[i]) * b[i], aa += double(a[i]) * a[i],
+                                 bb += double(b[i]) * b[i];
+  return ab / std::sqrt(aa * bb + 1e-30);
+}
+
+// The worst cosine between corresponding rows of width d.
+double worst_cosine(const std::vector<float>& a, const std::vector<float>& b, int d) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 1.0;
+  for (size_t r = 0; r < std::min(a.size(), b.size()) / d; ++r) {
+    worst = std::min(worst, cosine(a.data() + r * d, b.data() + r * d, d));
+  }
+  return worst;
+}
+
+// A Llama-shaped Hugging Face directory with seeded random weights (N(0, 0.02²) projections,
+// N(0, 1) embeddings, norms around 1), in `dir`.
+void write_random_llama(const std::string& dir, int hidden, int heads, int kv_heads, int head_dim,
+                        int layers, uint32_t seed) {
+  const int ff = 2 * hidden, vocab = 512;
+  std::filesystem::create_directories(dir);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  auto tensor = [&](const std::string& name, std::vector<int64_t> shape, float scale,
+                    float mean = 0.0f) {
+    testing_support::TestTensor t{name, "F32", shape, {}};
+    size_t n = 1;
+    for (int64_t s : shape) n *= s;
+    t.bytes.resize(4 * n);
+    for (size_t i = 0; i < n; ++i) {
+      const float v = mean + scale * normal(rng);
+      std::memcpy(t.bytes.data() + 4 * i, &v, 4);
+    }
+    return t;
+  };
+  std::vector<testing_support::TestTensor> ts;
+  ts.push_back(tensor("model.embed_tokens.weight", {vocab, hidden}, 1.0f));
+  ts.push_back(tensor("model.norm.weight", {hidden}, 0.1f, 1.0f));
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    ts.push_back(tensor(p + "input_layernorm.weight", {hidden}, 0.1f, 1.0f));
+    ts.push_back(tensor(p + "post_attention_layernorm.weight", {hidden}, 0.1f, 1.0f));
+    ts.push_back(tensor(p + "self_attn.q_proj.weight", {heads * head_dim, hidden}, 0.08f));
+    ts.push_back(tensor(p + "self_attn.k_proj.weight", {kv_heads * head_dim, hidden}, 0.08f));
+    ts.push_back(tensor(p + "self_attn.v_proj.weight", {kv_heads * head_dim, hidden}, 0.05f));
+    ts.push_back(tensor(p + "self_attn.o_proj.weight", {hidden, heads * head_dim}, 0.02f));
+    ts.push_back(tensor(p + "mlp.gate_proj.weight", {ff, hidden}, 0.02f));
+    ts.push_back(tensor(p + "mlp.up_proj.weight", {ff, hidden}, 0.02f));
+    ts.push_back(tensor(p + "mlp.down_proj.weight", {hidden, ff}, 0.02f));
+  }
+  testing_support::write_file(dir + "/model.safetensors", testing_support::safetensors_bytes(ts));
+  const nlohmann::json config = {{"model_type", "llama"},
+                                 {"hidden_size", hidden},
+                                 {"intermediate_size", ff},
+                                 {"num_attention_heads", heads},
+                                 {"num_key_value_heads", kv_heads},
+                                 {"head_dim", head_dim},
+                                 {"num_hidden_layers", layers},
+                                 {"vocab_size", vocab},
+                                 {"max_position_embeddings", 1024},
+                                 {"rms_norm_eps", 1e-5},
+                                 {"rope_theta", 500000.0},
+                                 {"hidden_act", "silu"},
+                                 {"tie_word_embeddings", true}};
+  testing_support::write_file(dir + "/config.json", config.dump(2));
+}
+
+struct TestModel {
+  std::string name;
+  std::unique_ptr<LlamaModel> cpu;
+  std::unique_ptr<CudaLlamaModel> gpu;
+};
+
+// The models, loaded once: three from tests/data/llama_hf, two written with random weights.
+std::vector<TestModel>& models() {
+  static std::vector<TestModel> all = [] {
+    std::vector<TestModel> m;
+    static testing_support::TempDir dir;
+    write_random_llama(dir.path("dh64"), 256, 4, 2, 64, 2, 7);
+    write_random_llama(dir.path("dh128"), 256, 2, 1, 128, 2, 11);
+    for (const std::string name : {"llama3", "qwen2", "smollm"}) {
+      m.push_back({name, LlamaModel::load(testing_paths::data_dir() + "/llama_hf/" + name), {}});
+    }
+    for (const std::string name : {"dh64", "dh128"}) {
+      m.push_back({name, LlamaModel::load(dir.path(name)), {}});
+    }
+    for (auto& t : m) t.gpu = CudaLlamaModel::create(*t.cpu);
+    return m;
+  }();
+  return all;
+}
+
+// Seeded random ids; lengths that cross the kernels' 64-row blocks.
+Batch random_batch(const LlamaConfig& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> id(0, c.vocab_size - 1);
+  Batch batch;
+  for (int n : {1, 5, 63, 64, 65, 130, 250}) {
+    if (n > c.context_length) continue;
+    std::vector<int32_t> ids(n);
+    for (auto& x : ids) x = id(rng);
+    batch.push_back(ids);
+  }
+  return batch;
+}
+
+TEST(CudaLlamaModel, NoDeviceIsAClearError) {
+  if (cuda::device_count() != 0) GTEST_SKIP() << "a CUDA device is present";
+  auto cpu = LlamaModel::load(testing_paths::data_dir() + "/llama_hf/llama3");
+  try {
+    CudaLlamaModel::create(*cpu);
+    FAIL() << "created a GPU decoder without a GPU";
+  } catch (const core::Error& e) {
+    EXPECT_EQ(e.kind(), core::ErrorKind::kBadInput);
+    EXPECT_NE(std::string(e.what()).find("no CUDA device"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CudaLlamaModel, ExactPathMatchesTheCpuEngine) {
+  SKIP_WITHOUT_GPU();
+  for (TestModel& m : models()) {
+    const LlamaConfig& c = m.cpu->config();
+    const Batch batch = random_batch(c, 3);
+    LlamaWorkspace ws;
+    const std::vector<float> all = m.cpu->forward(batch, ws);
+    std::vector<float> last_cpu;
+    for (size_t s = 0, row = 0; s < batch.size(); row += batch[s].size(), ++s) {
+      const size_t r = row + batch[s].size() - 1;
+      last_cpu.insert(last_cpu.end(), all.begin() + r * c.hidden_size,
+                      all.begin() + (r + 1) * c.hidden_size);
+    }
+    std::vector<float> logits_cpu(batch.size() * c.vocab_size);
+    m.cpu->logits(last_cpu.data(), static_cast<int>(batch.size()), logits_cpu.data());
+
+    const auto all_gpu = m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden);
+    const auto last_gpu = m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden);
+    const auto logits_gpu = m.gpu->forward(batch, CudaLlamaModel::Output::kLastLogits);
+    const double tokens = worst_cosine(all, all_gpu, c.hidden_size);
+    const double last = worst_cosine(last_cpu, last_gpu, c.hidden_size);
+    const double logits = worst_cosine(logits_cpu, logits_gpu, c.vocab_size);
+    int top1 = 0;
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const float* a = logits_cpu.data() + s * c.vocab_size;
+      const float* b = logits_gpu.data() + s * c.vocab_size;
+      top1 += std::max_element(a, a + c.vocab_size) - a == std::max_element(b, b + c.vocab_size) - b;
+    }
+    std::printf("  %-7s worst cosine to the CPU: tokens %.5f, last %.5f, logits %.5f; top-1 %d/%zu\n",
+                m.name.c_str(), tokens, last, logits, top1, batch.size());
+    EXPECT_GE(tokens, 0.999) << m.name;
+    EXPECT_GE(last, 0.999) << m.name;
+    EXPECT_GE(logits, 0.999) << m.name;
+  }
+}
+
+TEST(CudaLlamaModel, GraphReplayEqualsEagerRuns) {
+  SKIP_WITHOUT_GPU();
+  TestModel& m = models()[3];
+  CudaDecoderOptions eager;
+  eager.cuda_graphs = false;
+  auto plain = CudaLlamaModel::create(*m.cpu, eager);
+  const Batch batch = random_batch(m.cpu->config(), 5);
+  const auto want = plain->forward(batch, CudaLlamaModel::Output::kLastLogits);
+  for (int call = 0; call < 3; ++call) {  // eager, capture, replay
+    EXPECT_EQ(m.gpu->forward(batch, CudaLlamaModel::Output::kLastLogits), want) << "call " << call;
+  }
+}
+
+// Device maps for every (layer, sequence) of a batch, and plans over them.
+struct DeviceMaps {
+  std::vector<cuda::DeviceBuffer> buffers;  // [layer · batch + sequence]
+  DeviceMaps(const CudaLlamaModel& gpu, const Batch& batch, core::DType dtype) {
+    for (int l = 0; l < gpu.config().num_layers; ++l) {
+      for (const auto& seq : batch) {
+        buffers.emplace_back(gpu.map_bytes(static_cast<int>(seq.size()), dtype), "test maps");
+      }
+    }
+  }
+  DeviceMapPlan record_plan() const {
+    DeviceMapPlan plan;
+    for (const auto& b : buffers) plan.slots.push_back({nullptr, b.data(), ~0ull});
+    return plan;
+  }
+  DeviceMapPlan reuse_plan(uint64_t heads, const std::vector<bool>& hit,
+                           core::DType dtype = core::DType::kBF16) const {
+    DeviceMapPlan plan;
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      if (hit[i % hit.size()]) {
+        plan.slots.push_back({buffers[i].data(), nullptr, heads, dtype});
+      } else {
+        plan.slots.push_back({});
+      }
+    }
+    return plan;
+  }
+};
+
+// Records the CPU engine's fp32 probabilities (packed lower triangles).
+class RecordHook : public AttentionHook {
+ public:
+  explicit RecordHook(int heads) : heads_(heads) {}
+  std::map<std::pair<int, int>, std::vector<float>> maps;
+  float* record(int layer, int seq, int n) override {
+    auto& m = maps[{layer, seq}];
+    m.resize(heads_ * cpu::attention_map_size(n, true));
+    return m.data();
+  }
+
+ private:
+  int heads_;
+};
+
+TEST(CudaLlamaModel, RecordedMapsAreTheCpuEnginesProbabilities) {
+  SKIP_WITHOUT_GPU();
+  for (TestModel& m : models()) {
+    const LlamaConfig& c = m.cpu->config();
+    const Batch batch = random_batch(c, 9);
+    DeviceMaps maps(*m.gpu, batch, core::DType::kBF16);
+    const DeviceMapPlan plan = maps.record_plan();
+    const auto with_record = m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &plan);
+    EXPECT_EQ(with_record, m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden));
+    RecordHook hook(c.num_heads);
+    LlamaWorkspace ws;
+    m.cpu->forward(batch, ws, &hook);
+    double worst = 0, worst_row_sum = 0, above = 0;
+    for (int l = 0; l < c.num_layers; ++l) {
+      for (size_t s = 0; s < batch.size(); ++s) {
+        const int n = static_cast<int>(batch[s].size());
+        const cuda::DeviceBuffer& buf = maps.buffers[l * batch.size() + s];
+        std::vector<uint16_t> dev(buf.size() / 2);
+        buf.download(dev.data(), buf.size());
+        const std::vector<float>& cpu = hook.maps[{l, static_cast<int>(s)}];
+        const size_t per_head = cuda::causal_map_elements(n), packed = cpu.size() / c.num_heads;
+        for (int h = 0; h < c.num_heads; ++h) {
+          for (int i = 0; i < n; ++i) {
+            const int rb = i / 64;
+            double sum = 0;
+            for (int j = 0; j < (rb + 1) * 64; ++j) {
+              const size_t tile = static_cast<size_t>(rb) * (rb + 1) / 2 + j / 64;
+              const float p = core::bf16_to_f32(
+                  dev[h * per_head + tile * 4096 + (i % 64) * 64 + j % 64]);
+              if (j > i) {
+                above = std::max(above, double(std::fabs(p)));
+                continue;
+              }
+              sum += p;
+              const float want = cpu[h * packed + cpu::attention_map_row(n, i, true) + j];
+              worst = std::max(worst, std::fabs(double(p) - want));
+            }
+            worst_row_sum = std::max(worst_row_sum, std::fabs(sum - 1.0));
+          }
+        }
+      }
+    }
+    std::printf("  %-7s recorded P: max |GPU − CPU| %.2e, max |row sum − 1| %.2e\n",
+                m.name.c_str(), worst, worst_row_sum);
+    EXPECT_LT(worst, 0.05) << m.name;
+    EXPECT_LT(worst_row_sum, 0.02) << m.name;
+    EXPECT_EQ(above, 0.0) << m.name << ": the tiles hold values above the diagonal";
+  }
+}
+
+TEST(CudaLlamaModel, ReusingOwnMapsMatchesTheExactPath) {
+  SKIP_WITHOUT_GPU();
+  for (TestModel& m : models()) {
+    const LlamaConfig& c = m.cpu->config();
+    const int d = c.hidden_size;
+    const Batch batch = random_batch(c, 13);
+    const auto exact = m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden);
+    DeviceMaps maps(*m.gpu, batch, core::DType::kBF16);
+    const DeviceMapPlan record = maps.record_plan();
+    m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &record);
+    const std::vector<bool> all(batch.size(), true);
+    std::vector<bool> alternate(batch.size());
+    for (size_t s = 0; s < batch.size(); ++s) alternate[s] = s % 2 == 0;
+    const DeviceMapPlan full = maps.reuse_plan(~0ull, all);
+    const DeviceMapPlan some_heads = maps.reuse_plan(0b01, all);
+    const DeviceMapPlan some_seqs = maps.reuse_plan(~0ull, alternate);
+    // P8 copies of the same maps.
+    DeviceMaps p8(*m.gpu, batch, core::DType::kP8);
+    for (size_t i = 0; i < p8.buffers.size(); ++i) {
+      cuda::maps_to_p8(maps.buffers[i].data(), p8.buffers[i].data(), p8.buffers[i].size(),
+                       nullptr);
+    }
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the model's stream does not wait for it
+    const DeviceMapPlan full_p8 = p8.reuse_plan(~0ull, all, core::DType::kP8);
+    const double w_full =
+        worst_cosine(exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full), d);
+    const double w_heads = worst_cosine(
+        exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &some_heads), d);
+    const double w_seqs = worst_cosine(
+        exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &some_seqs), d);
+    const double w_p8 =
+        worst_cosine(exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full_p8), d);
+    std::printf("  %-7s reuse of own maps, worst token cosine: all %.5f, head 0 %.5f, "
+                "every other sequence %.5f, P8 %.5f\n",
+                m.name.c_str(), w_full, w_heads, w_seqs, w_p8);
+    EXPECT_GE(w_full, 0.999) << m.name;
+    EXPECT_GE(w_heads, 0.999) << m.name;
+    EXPECT_GE(w_seqs, 0.999) << m.name;
+    EXPECT_GE(w_p8, 0.995) << m.name;
+  }
+}
+
+TEST(CudaLlamaModel, MapsTheCpuEngineRecordedAreReusedOnTheGpu) {
+  SKIP_WITHOUT_GPU();
+  TestModel& m = models()[4];  // head size 128
+  const LlamaConfig& c = m.cpu->config();
+  const Batch batch = random_batch(c, 17);
+  RecordHook hook(c.num_heads);
+  LlamaWorkspace ws;
+  m.cpu->forward(batch, ws, &hook);
+  DeviceMaps maps(*m.gpu, batch, core::DType::kBF16);
+  for (int l = 0; l < c.num_layers; ++l) {
+    for (size_t s = 0; s < batch.size(); ++s) {
+      const int n = static_cast<int>(batch[s].size());
+      const std::vector<float>& cpu = hook.maps[{l, static_cast<int>(s)}];
+      std::vector<uint16_t> bf16(cpu.size());
+      core::convert_from_f32(core::DType::kBF16, cpu.data(), cpu.size(), bf16.data());
+      const size_t packed = cpu.size() / c.num_heads, per_head = cuda::causal_map_elements(n);
+      std::vector<uint16_t> tiles(per_head * c.num_heads);
+      for (int h = 0; h < c.num_heads; ++h) {
+        cuda::causal_map_to_tiles(bf16.data() + h * packed, n, 2, tiles.data() + h * per_head);
+      }
+      maps.buffers[l * batch.size() + s].upload(tiles.data(), tiles.size() * 2);
+    }
+  }
+  const DeviceMapPlan plan = maps.reuse_plan(~0ull, std::vector<bool>(batch.size(), true));
+  const double w = worst_cosine(m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden),
+                                m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &plan),
+                                c.hidden_size);
+  std::printf("  CPU-recorded maps reused on the GPU: worst token cosine to exact %.5f\n", w);
+  EXPECT_GE(w, 0.999);
+}
+
+TEST(CudaLlamaModel, MapsStreamedFromHostMemoryGiveTheSameResult) {
+  SKIP_WITHOUT_GPU();
+  TestModel& m = models()[3];
+  const Batch batch = random_batch(m.cpu->config(), 19);
+  DeviceMaps maps(*m.gpu, batch, core::DType::kBF16);
+  const DeviceMapPlan record = maps.record_plan();
+  m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &record);
+  std::vector<cuda::PinnedHostBuffer> host;
+  DeviceMapPlan streamed;
+  streamed.host_resident = true;
+  for (const auto& b : maps.buffers) {
+    host.emplace_back(b.size(), "test maps");
+    b.download(host.back().data(), b.size());
+    streamed.slots.push_back({host.back().data(), nullptr, ~0ull});
+  }
+  const DeviceMapPlan resident = maps.reuse_plan(~0ull, std::vector<bool>(batch.size(), true));
+  const auto want = m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &resident);
+  for (int call = 0; call < 3; ++call) {  // eager, capture, replay
+    EXPECT_EQ(m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &streamed), want)
+        << "call " << call;
+  }
+}
+
+TEST(CudaLlamaModel, BadBatchesAndPlansAreRefused) {
+  SKIP_WITHOUT_GPU();
+  TestModel& m = models()[0];
+  CudaLlamaModel& gpu = *m.gpu;
+  const LlamaConfig& c = m.cpu->config();
+  auto refused = [&](const Batch& batch, const DeviceMapPlan* plan, const std::string& words) {
+    try {
+      gpu.forward(batch, CudaLlamaModel::Output::kLastHidden, plan);
+      ADD_FAILURE() << "accepted a batch that should fail with '" << words << "'";
+    } catch (const core::Error& e) {
+      EXPECT_EQ(e.kind(), core::ErrorKind::kBadInput);
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  refused({{1, 2}, {}}, nullptr, "empty");
+  refused({{1, c.vocab_size}}, nullptr, "outside the vocabulary");
+  refused({std::vector<int32_t>(c.context_length + 1, 1)}, nullptr, "context");
+  const Batch batch = {{1, 2, 3}};
+  DeviceMaps maps(gpu, batch, core::DType::kBF16);
+  DeviceMapPlan short_plan = maps.reuse_plan(~0ull, {true});
+  short_plan.slots.pop_back();
+  refused(batch, &short_plan, "slots");
+  DeviceMapPlan misaligned = maps.reuse_plan(~0ull, {true});
+  misaligned.slots[0].stored = static_cast<const char*>(misaligned.slots[0].stored) + 2;
+  refused(batch, &misaligned, "aligned");
+  DeviceMapPlan f16 = maps.reuse_plan(~0ull, {true}, core::DType::kF16);
+  refused(batch, &f16, "BF16 or P8");
+  DeviceMapPlan host_record = maps.record_plan();
+  host_record.host_resident = true;
+  refused(batch, &host_record, "device memory only");
+  // Still usable.
+  EXPECT_EQ(gpu.forward(batch, CudaLlamaModel::Output::kLastHidden).size(),
+            static_cast<size_t>(c.hidden_size));
+
+  CudaDecoderOptions tiny;
+  tiny.memory_limit = 1u << 20;
+  try {
+    CudaLlamaModel::create(*m.cpu, tiny);
+    ADD_FAILURE() << "created a GPU decoder in 1 MiB";
+  } catch (const core::Error& e) {
+    EXPECT_EQ(e.kind(), core::ErrorKind::kBadInput);
+    EXPECT_NE(std::string(e.what()).find("too little GPU memory"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace attncache
