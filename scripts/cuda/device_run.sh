@@ -67,7 +67,7 @@ for stage in $stages; do
       dir=/tmp/attncache-models/llama-$size
       [[ -f $dir/config.json ]] || timeout 300 python3 "$work/gpu_decoder_torch.py" make --size "$size" --dir "$dir"
       timeout 420 "$work/bin/gpu_decoder_bench" --model "$dir" --batches "$batches" \
-        --lengths "$lengths" --out "$out/gpu_decoder_bench_$size.json" \
+        --lengths "$lengths" --pool-gib 8 --out "$out/gpu_decoder_bench_$size.json" \
         --logits-dir "$work/logits-$size" > /dev/null
       PYTHONUNBUFFERED=1 timeout 400 python3 "$work/gpu_decoder_torch.py" time --model "$dir" \
         --batches "$batches" --lengths "$lengths" --ours-logits "$work/logits-$size" \
