@@ -8,7 +8,8 @@
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
-# DECODER_BATCHES / DECODER_LENGTHS narrow the grid.
+# DECODER_BATCHES / DECODER_LENGTHS narrow the grid; DECODER_TORCH=0 skips PyTorch;
+# GPU_TESTS_FILTER narrows the tests (a gtest filter).
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -43,7 +44,7 @@ for stage in $stages; do
   echo "== $stage"
   case $stage in
     tests)
-      timeout 300 "$work/bin/gpu_tests" 2>&1 | tee "$out/gpu_tests.log"
+      timeout 300 "$work/bin/gpu_tests" --gtest_filter="${GPU_TESTS_FILTER:-*}" 2>&1 | tee "$out/gpu_tests.log"
       echo "-- without a visible device:"
       CUDA_VISIBLE_DEVICES= timeout 60 "$work/bin/gpu_tests" --gtest_brief=1 2>&1 | tail -4
       ;;
@@ -69,7 +70,7 @@ for stage in $stages; do
       timeout 420 "$work/bin/gpu_decoder_bench" --model "$dir" --batches "$batches" \
         --lengths "$lengths" --pool-gib 8 --out "$out/gpu_decoder_bench_$size.json" \
         --logits-dir "$work/logits-$size" > /dev/null
-      PYTHONUNBUFFERED=1 timeout 400 python3 "$work/gpu_decoder_torch.py" time --model "$dir" \
+      [[ ${DECODER_TORCH:-1} == 0 ]] || PYTHONUNBUFFERED=1 timeout 400 python3 "$work/gpu_decoder_torch.py" time --model "$dir" \
         --batches "$batches" --lengths "$lengths" --ours-logits "$work/logits-$size" \
         --out "$out/gpu_decoder_torch_$size.json"
       ;;

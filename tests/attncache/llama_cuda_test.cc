@@ -191,6 +191,25 @@ TEST(CudaLlamaModel, ExactPathMatchesTheCpuEngine) {
   }
 }
 
+// A batch big enough that the decoder runs the exact kernel with 128-row query blocks.
+TEST(CudaLlamaModel, LargeBatchesMatchTheCpuEngine) {
+  SKIP_WITHOUT_GPU();
+  TestModel& m = models()[3];
+  const LlamaConfig& c = m.cpu->config();
+  Batch batch;
+  for (uint32_t seed = 0; batch.size() < 48; ++seed) {
+    for (auto& seq : random_batch(c, 100 + seed)) {
+      if (seq.size() >= 130) batch.push_back(seq);
+    }
+  }
+  LlamaWorkspace ws;
+  const std::vector<float> all = m.cpu->forward(batch, ws);
+  const auto gpu = m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden);
+  const double worst = worst_cosine(all, gpu, c.hidden_size);
+  std::printf("  %zu sequences: worst token cosine to the CPU %.5f\n", batch.size(), worst);
+  EXPECT_GE(worst, 0.999);
+}
+
 TEST(CudaLlamaModel, GraphReplayEqualsEagerRuns) {
   SKIP_WITHOUT_GPU();
   TestModel& m = models()[3];
@@ -391,6 +410,65 @@ TEST(CudaLlamaModel, MapsStreamedFromHostMemoryGiveTheSameResult) {
   for (int call = 0; call < 3; ++call) {  // eager, capture, replay
     EXPECT_EQ(m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &streamed), want)
         << "call " << call;
+  }
+}
+
+// The exact kernel with 128 query rows per CTA (the decoder's choice for large batches) against
+// the 64-row kernel: each row sees the same key blocks in the same order (the extra, fully
+// masked blocks add exp2(−∞) = 0), so the results are bitwise equal.
+TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int> lengths = {1, 64, 127, 128, 129, 300};
+  for (const int head_dim : {64, 128}) {
+    for (const bool causal : {true, false}) {
+      const int heads = 4, kv_heads = causal ? 2 : 4, width = (heads + 2 * kv_heads) * head_dim;
+      int total = 0;
+      std::vector<int> offsets, items, wide;
+      for (size_t s = 0; s < lengths.size(); ++s) {
+        offsets.push_back(total);
+        total += lengths[s];
+        for (int q = 0; q * 64 < lengths[s]; ++q) items.insert(items.end(), {int(s), q});
+        for (int q = 0; q * 128 < lengths[s]; ++q) wide.insert(wide.end(), {int(s), q});
+      }
+      std::mt19937 rng(head_dim + causal);
+      std::normal_distribution<float> normal(0.0f, 2.0f);
+      std::vector<float> qkv(static_cast<size_t>(total) * width);
+      for (float& x : qkv) x = normal(rng);
+      std::vector<uint16_t> qkv16(qkv.size());
+      core::convert_from_f32(core::DType::kBF16, qkv.data(), qkv.size(), qkv16.data());
+      auto upload = [](const void* data, size_t bytes) {
+        cuda::DeviceBuffer b(bytes, "test input");
+        b.upload(data, bytes);
+        return b;
+      };
+      const cuda::DeviceBuffer d_qkv = upload(qkv16.data(), qkv16.size() * 2);
+      const cuda::DeviceBuffer d_off = upload(offsets.data(), offsets.size() * 4);
+      const cuda::DeviceBuffer d_len = upload(lengths.data(), lengths.size() * 4);
+      const cuda::DeviceBuffer d_items = upload(items.data(), items.size() * 4);
+      const cuda::DeviceBuffer d_wide = upload(wide.data(), wide.size() * 4);
+      const size_t ctx_bytes = static_cast<size_t>(total) * heads * head_dim * 2;
+      cuda::DeviceBuffer narrow_ctx(ctx_bytes, "ctx"), wide_ctx(ctx_bytes, "ctx");
+      cuda::AttentionArgs args;
+      args.qkv = d_qkv.data();
+      args.seq_offset = d_off.as<int>();
+      args.seq_len = d_len.as<int>();
+      args.items = d_items.as<int>();
+      args.num_items = static_cast<int>(items.size() / 2);
+      args.num_heads = heads;
+      args.num_kv_heads = kv_heads;
+      args.head_dim = head_dim;
+      args.causal = causal;
+      args.ctx = narrow_ctx.data();
+      cuda::attention_exact(args, false, nullptr);
+      args.ctx = wide_ctx.data();
+      args.wide_items = d_wide.as<int>();
+      args.num_wide_items = static_cast<int>(wide.size() / 2);
+      cuda::attention_exact(args, false, nullptr);
+      std::vector<uint16_t> a(ctx_bytes / 2), b(ctx_bytes / 2);
+      narrow_ctx.download(a.data(), ctx_bytes);
+      wide_ctx.download(b.data(), ctx_bytes);
+      EXPECT_EQ(a, b) << "head size " << head_dim << (causal ? ", causal" : "");
+    }
   }
 }
 

@@ -21,6 +21,7 @@ using cuda_forward::kMiB;
 using Phase = cuda_forward::PhaseTimer::Phase;
 constexpr size_t kGemmWorkspace = 32 * kMiB;
 constexpr int kRows = cuda::kAttentionRows;
+constexpr int kWideMinTokens = 1536;  // mean tokens per sequence for 128-row query blocks
 
 struct LayerWeights {
   size_t attn_norm, qkv_w, qkv_b, o_w, ffn_norm, gate_up_w, down_w;
@@ -64,13 +65,14 @@ struct MapStaging {
 // The batch tables, at these offsets in one upload: ids, positions, sequence offsets, lengths,
 // last rows, work items (int32), then the map slots.
 struct BatchLayout {
-  enum { kIds, kPositions, kOffsets, kLengths, kLast, kItems, kSlots, kCount };
+  enum { kIds, kPositions, kOffsets, kLengths, kLast, kItems, kWideItems, kSlots, kCount };
   size_t at[kCount + 1] = {};
 };
 
 struct Batch {
   std::vector<int> lengths, first_row;
   int total = 0, num_items = 0;
+  int num_wide_items = 0;  // 128-row query blocks for the exact kernel; 0: 64-row blocks
   BatchLayout layout;
   const DeviceMapPlan* maps = nullptr;
   // With host-resident maps: per slot, its offset in its layer's staging buffer.
@@ -84,6 +86,7 @@ struct CudaLlamaModel::Impl {
   LlamaConfig config;
   CudaDecoderOptions options;
   std::string device;
+  int sm_count = 0;
   cudaStream_t stream = nullptr;
   std::vector<float> inv_freq;
   bool rope_neox = false;
@@ -215,6 +218,9 @@ std::unique_ptr<CudaLlamaModel> CudaLlamaModel::create(const LlamaModel& host,
   impl->inv_freq = host.rope().inv_freq;
   impl->rope_neox = host.rope().neox;
   impl->device = cuda_forward::open_device(options.device);
+  cuda::check(cudaDeviceGetAttribute(&impl->sm_count, cudaDevAttrMultiProcessorCount,
+                                     options.device),
+              "cudaDeviceGetAttribute");
 
   cuda_forward::WeightImage image;
   impl->embedding = image.add_bf16(host.token_embedding());
@@ -284,7 +290,16 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
     b.first_row[s] = b.total;
     b.total += n;
     b.num_items += (n + kRows - 1) / kRows;
+    b.num_wide_items += (n + 2 * kRows - 1) / (2 * kRows);
     longest = std::max(longest, n);
+  }
+  // 128-row query blocks halve the key/value traffic of the exact kernel. Measured on the H100
+  // (bench/results/gpu_decoder_*): they pay from about 2048 tokens per sequence (4–10% faster
+  // attention at 4096) and cost up to 40% at 189 tokens, where half of a causal block's work
+  // is masked; and only while there are enough of them to give every SM two.
+  if (b.total < kWideMinTokens * nseq ||
+      static_cast<int64_t>(b.num_wide_items) * c.num_heads < 2 * sm_count) {
+    b.num_wide_items = 0;
   }
   const uint64_t all_heads = c.num_heads >= 64 ? ~0ull : (1ull << c.num_heads) - 1;
   if (maps != nullptr && !maps->slots.empty()) {
@@ -330,6 +345,7 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
       static_cast<size_t>(b.total) * 4, static_cast<size_t>(b.total) * 4,
       static_cast<size_t>(nseq) * 4,    static_cast<size_t>(nseq) * 4,
       static_cast<size_t>(nseq) * 4,    static_cast<size_t>(b.num_items) * 8,
+      static_cast<size_t>(b.num_wide_items) * 8,
       b.maps != nullptr ? b.maps->slots.size() * sizeof(cuda::DeviceMapSlot) : 0};
   for (int i = 0; i < BatchLayout::kCount; ++i) L.at[i + 1] = L.at[i] + align_up(sizes[i], 16);
   const size_t meta_bytes = L.at[BatchLayout::kCount];
@@ -359,16 +375,23 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
       positions[row] = i;
     }
   }
-  // Work items, the longest (last query blocks, which see the most keys) first.
-  std::vector<std::pair<int, int>> work;
-  for (int s = 0; s < nseq; ++s) {
-    for (int q = 0; q * kRows < b.lengths[s]; ++q) work.emplace_back(s, q);
-  }
-  std::stable_sort(work.begin(), work.end(),
-                   [](const auto& x, const auto& y) { return x.second > y.second; });
-  for (size_t i = 0; i < work.size(); ++i) {
-    items[2 * i] = work[i].first;
-    items[2 * i + 1] = work[i].second;
+  // Work items of `rows` query rows, the longest (last query blocks, which see the most keys)
+  // first.
+  auto write_items = [&](int rows, int* out_items) {
+    std::vector<std::pair<int, int>> work;
+    for (int s = 0; s < nseq; ++s) {
+      for (int q = 0; q * rows < b.lengths[s]; ++q) work.emplace_back(s, q);
+    }
+    std::stable_sort(work.begin(), work.end(),
+                     [](const auto& x, const auto& y) { return x.second > y.second; });
+    for (size_t i = 0; i < work.size(); ++i) {
+      out_items[2 * i] = work[i].first;
+      out_items[2 * i + 1] = work[i].second;
+    }
+  };
+  write_items(kRows, items);
+  if (b.num_wide_items > 0) {
+    write_items(2 * kRows, reinterpret_cast<int*>(h + L.at[BatchLayout::kWideItems]));
   }
   if (b.maps != nullptr) {
     auto* dev_slots = reinterpret_cast<cuda::DeviceMapSlot*>(h + L.at[BatchLayout::kSlots]);
@@ -428,6 +451,7 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
   const int* lens = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kLengths]);
   const int* last = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kLast]);
   const int* items = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kItems]);
+  const int* wide_items = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kWideItems]);
   const auto* dev_slots =
       reinterpret_cast<const cuda::DeviceMapSlot*>(dm + L.at[BatchLayout::kSlots]);
   cuda::check(cudaMemcpyAsync(meta.data(), host_meta.data(), L.at[BatchLayout::kCount],
@@ -513,6 +537,8 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
     args.seq_len = lens;
     args.items = items;
     args.num_items = b.num_items;
+    args.wide_items = b.num_wide_items > 0 ? wide_items : nullptr;
+    args.num_wide_items = b.num_wide_items;
     args.num_heads = c.num_heads;
     args.num_kv_heads = c.num_kv_heads;
     args.head_dim = c.head_dim;

@@ -68,16 +68,16 @@ __device__ __forceinline__ void cp_async_wait() {
 
 // Shared-memory tiles pad each row by 8 bf16 (16 bytes): the 8 row addresses of an ldmatrix
 // then fall in 8 different 16-byte bank groups.
-template <int D>
-using Tile = uint16_t[kRows][D + 8];
+template <int D, int R = kRows>
+using Tile = uint16_t[R][D + 8];
 
-// Starts copying rows [row0, row0 + 64) of one head's slice (D bf16 at `base`, rows `stride`
-// elements apart) into `tile`, 16 bytes per copy; rows at or past n become zero.
-template <int D>
-__device__ __forceinline__ void load_tile(Tile<D>& tile, const uint16_t* base, int stride, int row0,
-                                          int n) {
+// Starts copying rows [row0, row0 + R) of one head's slice (D bf16 at `base`, rows `stride`
+// elements apart) into `tile`, 16 bytes per copy, with T threads; rows at or past n become zero.
+template <int D, int R = kRows, int T = kThreads>
+__device__ __forceinline__ void load_tile(Tile<D, R>& tile, const uint16_t* base, int stride,
+                                          int row0, int n) {
   constexpr int kChunks = D / 8;
-  for (int i = threadIdx.x; i < kRows * kChunks; i += kThreads) {
+  for (int i = threadIdx.x; i < R * kChunks; i += T) {
     const int r = i / kChunks, c = (i % kChunks) * 8;
     const bool valid = row0 + r < n;
     cp_async16(&tile[r][c], base + (valid ? static_cast<size_t>(row0 + r) * stride + c : 0), valid);
@@ -85,9 +85,9 @@ __device__ __forceinline__ void load_tile(Tile<D>& tile, const uint16_t* base, i
 }
 
 // This warp's A fragments of a 16-row slice (rows 16·warp..) of a tile, for k-step kk.
-template <int W>
-__device__ __forceinline__ void a_fragments(uint32_t (&a)[4], const Tile<W>& tile, int warp, int kk,
-                                            int lane) {
+template <int W, int R>
+__device__ __forceinline__ void a_fragments(uint32_t (&a)[4], const Tile<W, R>& tile, int warp,
+                                            int kk, int lane) {
   const int mi = lane / 8, ri = lane % 8;
   ldsm_x4(a, &tile[16 * warp + 8 * (mi % 2) + ri][16 * kk + 8 * (mi / 2)]);
 }
@@ -168,11 +168,12 @@ __device__ __forceinline__ size_t tile_offset(int rb, int kb) {
   return (static_cast<size_t>(rb) * (rb + 1) / 2 + kb) * kRows * kRows;
 }
 
-// Shared memory: one Q tile and double-buffered K and V tiles (exact); double-buffered P and V
-// tiles (reuse). Dynamic, since head size 128 needs more than the 48 KB of static shared memory.
-template <int D>
+// Shared memory: one Q tile of BM rows and double-buffered K and V tiles (exact); double-
+// buffered P and V tiles (reuse). Dynamic: head size 128 needs more than the 48 KB of static
+// shared memory.
+template <int D, int BM>
 constexpr size_t exact_smem() {
-  return 5 * sizeof(Tile<D>);
+  return sizeof(Tile<D, BM>) + 4 * sizeof(Tile<D>);
 }
 template <int D, int kBytes>
 using PTile = unsigned char[kRows][kRows * kBytes + 16];
@@ -182,10 +183,15 @@ constexpr size_t reuse_smem() {
 }
 
 // Key/value blocks are double-buffered: the copies of block kb+1 run while block kb is used.
-// Causal: a query block stops at the diagonal key block, the only one that needs the causal mask.
-template <int D, bool kRecord, bool kCausal>
-__global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float scale_log2) {
-  const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
+// BM query rows per CTA, 16 per warp: 64 (the map tiles' rows; recording needs it) or 128 (each
+// key/value tile then serves twice the rows). Causal: a query block stops at the key block that
+// holds its last row; key blocks past its first row need the causal mask.
+template <int D, int BM, bool kRecord, bool kCausal>
+__global__ void __launch_bounds__(BM * 2) flash_forward(AttentionArgs a, float scale_log2) {
+  static_assert(BM == kRows || !kRecord, "maps are recorded in 64-row tiles");
+  constexpr int kCtaThreads = BM * 2;
+  const int* items = BM == kRows ? a.items : a.wide_items;
+  const int seq = items[2 * blockIdx.x], qb = items[2 * blockIdx.x + 1];
   const int h = blockIdx.y;
   DeviceMapSlot slot;
   if (a.maps != nullptr) slot = a.maps[seq];
@@ -196,15 +202,15 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
   const uint16_t* qkv = static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride;
   const uint16_t* kbase = qkv + col.k;
   const uint16_t* vbase = qkv + col.v;
-  const int q0 = qb * kRows;
+  const int q0 = qb * BM;
 
   extern __shared__ __align__(16) unsigned char smem[];
-  Tile<D>& qs = *reinterpret_cast<Tile<D>*>(smem);
-  Tile<D>* ks = reinterpret_cast<Tile<D>*>(smem + sizeof(Tile<D>));
+  Tile<D, BM>& qs = *reinterpret_cast<Tile<D, BM>*>(smem);
+  Tile<D>* ks = reinterpret_cast<Tile<D>*>(smem + sizeof(Tile<D, BM>));
   Tile<D>* vs = ks + 2;
-  load_tile<D>(qs, qkv + col.q, stride, q0, n);
-  load_tile<D>(ks[0], kbase, stride, 0, n);
-  load_tile<D>(vs[0], vbase, stride, 0, n);
+  load_tile<D, BM, kCtaThreads>(qs, qkv + col.q, stride, q0, n);
+  load_tile<D, kRows, kCtaThreads>(ks[0], kbase, stride, 0, n);
+  load_tile<D, kRows, kCtaThreads>(vs[0], vbase, stride, 0, n);
   cp_async_commit();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
   const int r0 = warp * 16 + lane / 4;  // this thread's rows: r0 and r0 + 8 of the block
@@ -215,10 +221,10 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
 #pragma unroll
   for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
   float m0 = kNegInf, m1 = kNegInf, l0 = 0.0f, l1 = 0.0f;  // l: this thread's partial sums
-  const int key_blocks = kCausal ? qb + 1 : (n + kRows - 1) / kRows;
+  const int key_blocks = ((kCausal ? min(n, q0 + BM) : n) + kRows - 1) / kRows;
   // Masks keys past the sequence and, causal, keys after the query (in place, on scores).
   auto mask = [&](float (&s)[8][4], int kb) {
-    if ((kb + 1) * kRows <= n && !(kCausal && kb == qb)) return;
+    if ((kb + 1) * kRows <= n && !(kCausal && (kb + 1) * kRows - 1 > q0)) return;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
 #pragma unroll
@@ -232,8 +238,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
   for (int kb = 0; kb < key_blocks; ++kb) {
     const int buf = kb & 1;
     if (kb + 1 < key_blocks) {
-      load_tile<D>(ks[buf ^ 1], kbase, stride, (kb + 1) * kRows, n);
-      load_tile<D>(vs[buf ^ 1], vbase, stride, (kb + 1) * kRows, n);
+      load_tile<D, kRows, kCtaThreads>(ks[buf ^ 1], kbase, stride, (kb + 1) * kRows, n);
+      load_tile<D, kRows, kCtaThreads>(vs[buf ^ 1], vbase, stride, (kb + 1) * kRows, n);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -259,8 +265,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
     // Maxima are kept scaled (log2 units; the scale is positive, so it commutes with max).
-    // Every key block holds at least one valid key for every row (causal: key q0 ≤ row in the
-    // diagonal block), so the new maxima are finite.
+    // Block 0 holds a valid key (key 0) for every row, so the maxima are finite from then on; a
+    // later block may hold none for some rows (causal, BM = 128): its terms then are exp2(−∞) = 0.
     const float new0 = fmaxf(m0, mx0 * scale_log2), new1 = fmaxf(m1, mx1 * scale_log2);
     const float alpha0 = exp2f(m0 - new0), alpha1 = exp2f(m1 - new1);
     m0 = new0;
@@ -309,7 +315,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
     uint16_t* rec = static_cast<uint16_t*>(slot.record) +
                     (kCausal ? h * causal_tiles(n) * kRows * kRows : static_cast<size_t>(h) * n * n);
     for (int kb = 0; kb < key_blocks; ++kb) {
-      load_tile<D>(ks[0], kbase, stride, kb * kRows, n);
+      load_tile<D, kRows, kCtaThreads>(ks[0], kbase, stride, kb * kRows, n);
       cp_async_commit();
       cp_async_wait<0>();
       __syncthreads();
@@ -471,33 +477,48 @@ __global__ void to_p8_kernel(const __nv_bfloat16* in, unsigned char* out, size_t
 
 // Launches with `smem` bytes of dynamic shared memory, raising the kernel's limit once when
 // that is past the default 48 KB.
-template <auto kKernel, typename... Args>
+template <auto kKernel, int kBlockThreads = kThreads, typename... Args>
 void launch(dim3 grid, size_t smem, cudaStream_t stream, const char* name, Args... args) {
   static const cudaError_t raised =
       smem > 48 * 1024 ? cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               static_cast<int>(smem))
                        : cudaSuccess;
   check(raised, name);
-  kKernel<<<grid, kThreads, smem, stream>>>(args...);
+  kKernel<<<grid, kBlockThreads, smem, stream>>>(args...);
   check_launch(name);
+}
+
+template <int D, int BM>
+void launch_exact_rows(const AttentionArgs& args, bool record, dim3 grid, cudaStream_t stream) {
+  const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(D));
+  constexpr size_t smem = exact_smem<D, BM>();
+  constexpr int threads = BM * 2;
+  if constexpr (BM == kRows) {
+    if (record) {
+      if (args.causal) {
+        return launch<flash_forward<D, BM, true, true>, threads>(grid, smem, stream,
+                                                                  "flash_forward", args, scale_log2);
+      }
+      return launch<flash_forward<D, BM, true, false>, threads>(grid, smem, stream,
+                                                                 "flash_forward", args, scale_log2);
+    }
+  }
+  if (args.causal) {
+    launch<flash_forward<D, BM, false, true>, threads>(grid, smem, stream, "flash_forward", args,
+                                                        scale_log2);
+  } else {
+    launch<flash_forward<D, BM, false, false>, threads>(grid, smem, stream, "flash_forward", args,
+                                                         scale_log2);
+  }
 }
 
 template <int D>
 void launch_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
-  const dim3 grid(args.num_items, args.num_heads);
-  const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(D));
-  constexpr size_t smem = exact_smem<D>();
-  if (args.causal) {
-    if (record) {
-      launch<flash_forward<D, true, true>>(grid, smem, stream, "flash_forward", args, scale_log2);
-    } else {
-      launch<flash_forward<D, false, true>>(grid, smem, stream, "flash_forward", args, scale_log2);
-    }
-  } else if (record) {
-    launch<flash_forward<D, true, false>>(grid, smem, stream, "flash_forward", args, scale_log2);
-  } else {
-    launch<flash_forward<D, false, false>>(grid, smem, stream, "flash_forward", args, scale_log2);
+  if (!record && args.wide_items != nullptr && args.num_wide_items > 0) {
+    return launch_exact_rows<D, 2 * kRows>(args, false, dim3(args.num_wide_items, args.num_heads),
+                                           stream);
   }
+  launch_exact_rows<D, kRows>(args, record, dim3(args.num_items, args.num_heads), stream);
 }
 
 template <int D, MapFormat kFormat>

@@ -47,6 +47,11 @@ struct AttentionArgs {
   const int* seq_len = nullptr;     // [B] tokens of each sequence (device)
   const int* items = nullptr;       // [2·num_items] (sequence, query block) pairs (device)
   int num_items = 0;
+  // Optional: (sequence, block of 128 query rows) pairs. With them the exact kernel, when it
+  // does not record, runs 128 query rows (8 warps) per CTA: each key/value tile it loads then
+  // serves twice the rows. Worth it when there are enough blocks to fill the GPU.
+  const int* wide_items = nullptr;
+  int num_wide_items = 0;
   int num_heads = 0;
   int head_dim = 0;
   // Grouped-query attention: query head h reads key/value head h / (num_heads / num_kv_heads).
