@@ -136,7 +136,7 @@ std::vector<std::string> corpus_lines(size_t first, size_t count, size_t max_byt
 
 class ServeTest : public ::testing::Test {
  protected:
-  // Map databases: DIR/team-a/ from 16 corpus lines; DIR itself (shared) from the same lines.
+  // Map databases: DIR/team-a/ from 16 corpus lines; DIR itself (shared) a copy of it.
   // (A database keeps its inputs' first max_tokens ids: built at the server's truncation, 256,
   // its inputs are found again whole.)
   static void SetUpTestSuite() {
@@ -150,7 +150,10 @@ class ServeTest : public ::testing::Test {
     if (!std::filesystem::exists(dir_->path("dbs/db.json"))) {
       attncache::memo::BuildOptions options;  // truncation as the server's: 256 tokens
       attncache::memo::MapDatabase::build(minilm(), stored_, dir_->path("dbs/team-a"), options);
-      attncache::memo::MapDatabase::build(minilm(), stored_, dir_->path("dbs"), options);
+      for (const auto& f : std::filesystem::directory_iterator(dir_->path("dbs/team-a"))) {
+        std::filesystem::copy(f.path(),
+                              std::filesystem::path(dir_->path("dbs")) / f.path().filename());
+      }
     }
     return dir_->path("dbs");
   }

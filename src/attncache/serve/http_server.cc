@@ -355,7 +355,7 @@ void Server::add_routes() {
         }
         set_error(res, ApiError(res.status, status_type(res.status), message));
         metrics_.add_error("other", status_type(res.status));
-        metrics_.add_request("other", res.status, 0);
+        metrics_.add_request("other", res.status, -1);  // not timed: cpp-httplib answered
         return httplib::Server::HandlerResponse::Handled;
       }));
 }

@@ -144,7 +144,7 @@ void Metrics::set(const std::string& name, const Labels& labels, double v) {
 void Metrics::add_request(const std::string& route, int status, double seconds) {
   std::lock_guard lock(mu_);
   add("attncache_http_requests_total", {route, std::to_string(status)}, 1);
-  latency_.observe({route}, seconds);
+  if (seconds >= 0) latency_.observe({route}, seconds);
 }
 
 void Metrics::add_error(const std::string& route, const std::string& type) {

@@ -19,6 +19,7 @@ class Metrics {
  public:
   Metrics();
 
+  // seconds < 0: not timed (counted, not observed in the latency histogram).
   void add_request(const std::string& route, int status, double seconds);
   void add_error(const std::string& route, const std::string& type);
   void add_shed(const std::string& reason);
