@@ -6,7 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 packages=(build-essential cmake pkg-config unzip python3 python3-pip
           libdnnl-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev libpcre2-dev libgtest-dev libgmock-dev
-          libfaiss-dev zlib1g-dev valgrind)
+          libfaiss-dev zlib1g-dev valgrind libcpp-httplib-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

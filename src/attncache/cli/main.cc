@@ -6,6 +6,7 @@
 #include "attncache/cli/embed_command.h"
 #include "attncache/cli/memo_command.h"
 #include "attncache/cli/score_command.h"
+#include "attncache/cli/serve_command.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
@@ -14,7 +15,8 @@ int main(int argc, char** argv) {
       "encoders; multiple-choice and log-likelihood scoring with Llama-family decoders), with\n"
       "hooks to record and reuse attention maps: `build` makes an attention-map database from a\n"
       "corpus, `eval` measures AttnCache (reuse of the nearest stored input's maps) on queries,\n"
-      "`score` runs decoder tasks with exact, prefix-KV and AttnCache paths side by side.\n\n"
+      "`score` runs decoder tasks with exact, prefix-KV and AttnCache paths side by side,\n"
+      "`serve` answers OpenAI-style embeddings and scoring requests over HTTP.\n\n"
       "Encoders are Hugging Face directories (config.json, model.safetensors, tokenizer.json,\n"
       "sentence-transformers pooling files); decoders are GGUF files or Hugging Face Llama /\n"
       "Qwen2 directories (config.json, safetensors, tokenizer.json). A bare name resolves to\n"
@@ -27,6 +29,7 @@ int main(int argc, char** argv) {
   attncache::cli::add_build_command(app);
   attncache::cli::add_eval_command(app);
   attncache::cli::add_score_command(app);
+  attncache::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,78 @@
+#include "attncache/serve/model_runner.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "attncache/decoder.h"
+#include "core/error.h"
+
+namespace attncache::serve {
+
+void ModelRunner::run(const std::vector<Job*>& jobs) {
+  if (jobs.empty()) return;
+  if (jobs.front()->task == Task::kEmbed) {
+    embed(jobs);
+  } else {
+    score(jobs);
+  }
+}
+
+void ModelRunner::embed(const std::vector<Job*>& jobs) {
+  // The group's inputs in job order; a job larger than max_batch (a request alone) runs in
+  // slices of max_batch.
+  std::vector<const std::vector<int32_t>*> all;
+  for (Job* job : jobs) {
+    for (const auto& ids : job->inputs) all.push_back(&ids);
+  }
+  const std::shared_ptr<const Namespace>& ns = jobs.front()->ns;
+  const size_t d = static_cast<size_t>(model_.dim());
+  std::vector<float> out(all.size() * d);
+  std::vector<char> hit(all.size(), 0);
+  for (size_t begin = 0; begin < all.size(); begin += max_batch_) {
+    const size_t end = std::min(all.size(), begin + max_batch_);
+    std::vector<std::vector<int32_t>> batch;
+    for (size_t i = begin; i < end; ++i) batch.push_back(*all[i]);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<float> e;
+    if (ns != nullptr) {
+      memo::AttnCache cache(model_, *ns->db, reuse_.threshold, memo::ReusePolicy{},
+                            reuse_.verification);
+      std::vector<memo::Lookup> lookups;
+      e = cache.embed(batch, &lookups);
+      size_t hits = 0;
+      for (size_t i = 0; i < lookups.size(); ++i) {
+        hit[begin + i] = lookups[i].hit;
+        hits += lookups[i].hit;
+      }
+      metrics_.add_lookups(ns->name, batch.size(), hits);
+    } else {
+      e = model_.embed(batch);
+    }
+    metrics_.add_batch(
+        batch.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (e.size() != batch.size() * d) core::throw_internal("embed returned ", e.size(), " values");
+    std::copy(e.begin(), e.end(), out.begin() + begin * d);
+  }
+  size_t k = 0;
+  for (Job* job : jobs) {
+    job->vectors.assign(out.begin() + k * d, out.begin() + (k + job->inputs.size()) * d);
+    job->hits = 0;
+    for (size_t i = 0; i < job->inputs.size(); ++i) job->hits += hit[k + i];
+    k += job->inputs.size();
+  }
+}
+
+void ModelRunner::score(const std::vector<Job*>& jobs) {
+  auto* decoder = dynamic_cast<Decoder*>(&model_);
+  if (decoder == nullptr) core::throw_internal("scoring needs a decoder model");
+  for (Job* job : jobs) {
+    const auto t0 = std::chrono::steady_clock::now();
+    job->log_probs.clear();
+    for (const auto& ids : job->inputs) job->log_probs.push_back(decoder->token_log_probs(ids));
+    metrics_.add_batch(
+        job->inputs.size(),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+}
+
+}  // namespace attncache::serve
