@@ -294,8 +294,8 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
     longest = std::max(longest, n);
   }
   // 128-row query blocks halve the key/value traffic of the exact kernel. Measured on the H100
-  // (bench/results/gpu_decoder_*): they pay from about 2048 tokens per sequence (4–10% faster
-  // attention at 4096) and cost up to 40% at 189 tokens, where half of a causal block's work
+  // (bench/results/gpu_decoder_*): they pay from about 2048 tokens per sequence (up to 12%
+  // faster attention at 4096) and cost up to 40% at 189 tokens, where half of a causal block's work
   // is masked; and only while there are enough of them to give every SM two.
   if (b.total < kWideMinTokens * nseq ||
       static_cast<int64_t>(b.num_wide_items) * c.num_heads < 2 * sm_count) {
