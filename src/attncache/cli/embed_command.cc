@@ -12,6 +12,7 @@
 #include <memory>
 #include <tuple>
 
+#include "attncache/device_embedder.h"
 #include "attncache/embedder.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -30,6 +31,7 @@ struct EmbedOptions {
   int max_length = 0;
   bool no_truncate = false;
   bool allow_empty = false;
+  std::string device = "cpu";
 };
 
 void add_common_options(CLI::App* cmd, EmbedOptions* o) {
@@ -53,6 +55,11 @@ void add_common_options(CLI::App* cmd, EmbedOptions* o) {
                 "fail on texts longer than --max-length instead of truncating them");
   cmd->add_flag("--allow-empty", o->allow_empty,
                 "embed empty lines (as [CLS] [SEP]) instead of rejecting them");
+  cmd->add_option("--device", o->device,
+                  "cpu; cuda (the GPU encoder, bf16; exit 2 without a usable GPU); auto (the GPU "
+                  "when usable, else the CPU). A GPU that fails mid-run hands the rest to the CPU")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
 }
 
 // Tokenizes and embeds every line; returns [lines × dim].
@@ -91,13 +98,15 @@ std::vector<float> embed_lines(const EmbedOptions& o, Embedder& embedder,
                  "note: %zu text(s) longer than %d tokens were truncated (first: line %zu)\n",
                  truncated, max_tokens, first_truncated);
   }
+  DeviceEmbedder device(embedder, parse_device(o.device));
+  if (device.where() != "cpu") std::fprintf(stderr, "embedding on %s\n", device.where().c_str());
   const int d = embedder.dim();
   std::vector<float> out(lines.size() * d);
   core::Progress progress("embed", lines.size(), lines.size() >= 1000);
   for (size_t begin = 0; begin < ids.size(); begin += static_cast<size_t>(o.batch)) {
     size_t end = std::min(ids.size(), begin + static_cast<size_t>(o.batch));
     std::vector<std::vector<int32_t>> batch(ids.begin() + begin, ids.begin() + end);
-    std::vector<float> e = embedder.embed(batch);
+    std::vector<float> e = device.embed(batch);
     std::copy(e.begin(), e.end(), out.begin() + begin * d);
     progress.advance(end - begin);
   }

@@ -1,0 +1,69 @@
+#include "attncache/device_embedder.h"
+
+#include <cstdio>
+
+#include "core/error.h"
+#ifdef ATTNCACHE_WITH_CUDA
+#include "attncache/kernels/cuda/runtime.h"
+#include "attncache/model/bert_cuda.h"
+#endif
+
+namespace attncache {
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::kCpu;
+  if (name == "cuda") return Device::kCuda;
+  if (name == "auto") return Device::kAuto;
+  core::throw_bad_input("unknown device '", name, "' (cpu, cuda or auto)");
+}
+
+int cuda_device_count() {
+#ifdef ATTNCACHE_WITH_CUDA
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
+DeviceEmbedder::DeviceEmbedder(Embedder& cpu, Device device) : cpu_(cpu) {
+  if (device == Device::kCpu) return;
+  try {
+#ifdef ATTNCACHE_WITH_CUDA
+    auto encoder = std::shared_ptr<CudaBertEncoder>(CudaBertEncoder::create(cpu.config()));
+    where_ = encoder->device_description();
+    gpu_ = [e = encoder.get()](const std::vector<std::vector<int32_t>>& batch) {
+      return e->embed(batch);
+    };
+    gpu_model_ = std::move(encoder);
+#else
+    core::throw_bad_input("this build has no CUDA backend (configure with -DATTNCACHE_CUDA=ON "
+                          "and the CUDA toolkit installed)");
+#endif
+  } catch (const core::Error& e) {
+    if (device == Device::kCuda) throw;
+    std::fprintf(stderr, "note: running on the CPU: %s\n", e.what());
+  }
+}
+
+DeviceEmbedder::DeviceEmbedder(Embedder& cpu, BatchFn gpu, std::string gpu_name)
+    : cpu_(cpu), gpu_(std::move(gpu)), where_(std::move(gpu_name)) {}
+
+DeviceEmbedder::~DeviceEmbedder() = default;
+
+std::vector<float> DeviceEmbedder::embed(const std::vector<std::vector<int32_t>>& batch) {
+  if (gpu_) {
+    try {
+      return gpu_(batch);
+    } catch (const core::Error& e) {
+      if (e.kind() != core::ErrorKind::kInternal) throw;
+      std::fprintf(stderr, "warning: the GPU failed (%s); this batch and the rest run on the CPU\n",
+                   e.what());
+      gpu_ = nullptr;
+      gpu_model_.reset();
+      where_ = "cpu";
+    }
+  }
+  return cpu_.embed(batch);
+}
+
+}  // namespace attncache

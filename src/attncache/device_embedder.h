@@ -1,0 +1,51 @@
+// Where sentence embeddings are computed: on the CPU engine, or on the GPU encoder
+// (CudaBertEncoder) with the CPU engine as the fall-back. `--device cpu|cuda|auto` in the CLI.
+//
+// A GPU that fails in the middle of a run (a CUDA error: core::Error of kind internal) is not
+// trusted again: that batch and every later one run on the CPU, after one warning on stderr, so
+// a run finishes with correct results or not at all, never with a silently wrong answer. Bad
+// input (kind bad input) is not a GPU failure and is passed on.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "attncache/embedder.h"
+
+namespace attncache {
+
+enum class Device { kCpu, kCuda, kAuto };
+
+// "cpu", "cuda" or "auto"; throws core::Error (bad input) otherwise.
+Device parse_device(const std::string& name);
+
+// Usable CUDA devices; 0 in a build without the CUDA backend.
+int cuda_device_count();
+
+class DeviceEmbedder {
+ public:
+  using BatchFn = std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&)>;
+
+  // kCuda: throws core::Error (bad input) when this build has no CUDA backend or no GPU is
+  // usable (or the model does not fit it). kAuto: the GPU when that works, else the CPU, with a
+  // note on stderr saying why.
+  DeviceEmbedder(Embedder& cpu, Device device);
+  // With `gpu` standing in for the GPU encoder (tests).
+  DeviceEmbedder(Embedder& cpu, BatchFn gpu, std::string gpu_name);
+  ~DeviceEmbedder();
+
+  // [batch.size() × dim], as Embedder::embed.
+  std::vector<float> embed(const std::vector<std::vector<int32_t>>& batch);
+  // Where the next batch runs: the GPU's description, or "cpu".
+  const std::string& where() const { return where_; }
+
+ private:
+  Embedder& cpu_;
+  std::shared_ptr<void> gpu_model_;  // keeps the GPU encoder alive behind gpu_
+  BatchFn gpu_;
+  std::string where_ = "cpu";
+};
+
+}  // namespace attncache

@@ -1,0 +1,102 @@
+// Choosing where embeddings run (--device cpu|cuda|auto) and falling back to the CPU engine when
+// the GPU fails mid-run. The GPU is stood in for by a function here, so these run without one;
+// the GPU encoder itself is tested in bert_cuda_test.cc.
+#include "attncache/device_embedder.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/error.h"
+#include "support/real_model.h"
+#include "support/run_cli.h"
+#include "support/temp_dir.h"
+#include "support/test_paths.h"
+
+namespace attncache {
+namespace {
+
+using testing_support::minilm;
+
+std::vector<std::vector<int32_t>> batch(const std::string& text) {
+  return {minilm().tokenize(text, 64).ids};
+}
+
+TEST(DeviceEmbedder, ParsesTheDeviceNames) {
+  EXPECT_EQ(parse_device("cpu"), Device::kCpu);
+  EXPECT_EQ(parse_device("cuda"), Device::kCuda);
+  EXPECT_EQ(parse_device("auto"), Device::kAuto);
+  EXPECT_THROW(parse_device("gpu"), core::Error);
+}
+
+TEST(DeviceEmbedder, CpuRunsTheCpuEngine) {
+  DeviceEmbedder e(minilm(), Device::kCpu);
+  EXPECT_EQ(e.where(), "cpu");
+  EXPECT_EQ(e.embed(batch("a red fox")), minilm().embed(batch("a red fox")));
+}
+
+TEST(DeviceEmbedder, WithoutAGpuCudaIsBadInputAndAutoRunsOnTheCpu) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
+  try {
+    DeviceEmbedder e(minilm(), Device::kCuda);
+    FAIL() << "chose CUDA without a GPU";
+  } catch (const core::Error& e) {
+    EXPECT_EQ(e.kind(), core::ErrorKind::kBadInput);
+    const std::string what = e.what();
+    EXPECT_TRUE(what.find("no CUDA device") != std::string::npos ||
+                what.find("no CUDA backend") != std::string::npos)
+        << what;
+  }
+  DeviceEmbedder e(minilm(), Device::kAuto);
+  EXPECT_EQ(e.where(), "cpu");
+  EXPECT_EQ(e.embed(batch("a red fox")), minilm().embed(batch("a red fox")));
+}
+
+TEST(DeviceEmbedder, AGpuFailureHandsThisAndEveryLaterBatchToTheCpu) {
+  int gpu_calls = 0;
+  DeviceEmbedder e(
+      minilm(),
+      [&](const std::vector<std::vector<int32_t>>& b) {
+        if (++gpu_calls == 2) core::throw_internal("CUDA error: an illegal memory access");
+        std::vector<float> out = minilm().embed(b);
+        for (float& x : out) x = -x;  // marks what the stand-in computed
+        return out;
+      },
+      "test GPU");
+  EXPECT_EQ(e.where(), "test GPU");
+  const auto want = minilm().embed(batch("the first text"));
+  EXPECT_EQ(e.embed(batch("the first text"))[0], -want[0]);  // on the "GPU"
+  EXPECT_EQ(e.embed(batch("the second text")), minilm().embed(batch("the second text")));
+  EXPECT_EQ(e.where(), "cpu");
+  EXPECT_EQ(e.embed(batch("the third text")), minilm().embed(batch("the third text")));
+  EXPECT_EQ(gpu_calls, 2);  // the failed GPU is not tried again
+}
+
+TEST(DeviceEmbedder, BadInputFromTheGpuIsNotAGpuFailure) {
+  DeviceEmbedder e(
+      minilm(),
+      [](const std::vector<std::vector<int32_t>>&) -> std::vector<float> {
+        core::throw_bad_input("sequence 0 of the batch is empty");
+      },
+      "test GPU");
+  EXPECT_THROW(e.embed(batch("x")), core::Error);
+  EXPECT_EQ(e.where(), "test GPU");
+}
+
+TEST(DeviceEmbedder, EmbedCliRefusesCudaWithoutAGpu) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
+  testing_support::TempDir dir;
+  const std::string input = dir.path("texts.txt");
+  std::ofstream(input) << "hello\n";
+  const auto r = testing_support::run_cli("embed --model " + testing_paths::model_dir() +
+                                          " --input " + input + " --device cuda");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("CUDA"), std::string::npos) << r.output;
+  const auto cpu = testing_support::run_cli("embed --model " + testing_paths::model_dir() +
+                                            " --input " + input + " --device auto");
+  EXPECT_EQ(cpu.exit_code, 0) << cpu.output;
+  EXPECT_NE(cpu.output.find("running on the CPU"), std::string::npos) << cpu.output;
+}
+
+}  // namespace
+}  // namespace attncache
