@@ -21,6 +21,7 @@
 
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/runtime.h"
+#include "attncache/memo/device_map_cache.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "support/safetensors_writer.h"
@@ -471,6 +472,145 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
       EXPECT_EQ(a, b) << "head size " << head_dim << (causal ? ", causal" : "");
     }
   }
+}
+
+// Random attention rows (each sums to one) for `layers` × `heads` maps of n tokens, in `dtype`:
+// packed lower triangles when causal, else N×N.
+std::vector<uint8_t> random_maps(int layers, int heads, int n, bool causal, core::DType dtype,
+                                 uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> p;
+  for (int m = 0; m < layers * heads; ++m) {
+    for (int i = 0; i < n; ++i) {
+      const int width = causal ? i + 1 : n;
+      std::vector<float> row(width);
+      float sum = 0;
+      for (float& x : row) sum += (x = u(rng));
+      for (float& x : row) p.push_back(x / sum);
+    }
+  }
+  std::vector<uint8_t> out(p.size() * core::dtype_size(dtype));
+  core::convert_from_f32(dtype, p.data(), p.size(), out.data());
+  return out;
+}
+
+// What the cache must hold on the device for those maps.
+std::vector<uint8_t> device_layout(const std::vector<uint8_t>& host, int layers, int heads, int n,
+                                   bool causal, core::DType dtype) {
+  const size_t in_elements = causal ? size_t(n) * (n + 1) / 2 : size_t(n) * n;
+  std::vector<float> f32(in_elements * layers * heads);
+  core::convert_to_f32(dtype, host.data(), f32.size(), f32.data());
+  const core::DType out = dtype == core::DType::kP8 ? core::DType::kP8 : core::DType::kBF16;
+  const size_t bytes = core::dtype_size(out);
+  std::vector<uint8_t> converted(f32.size() * bytes);
+  if (dtype == core::DType::kP8) {
+    converted = host;
+  } else {
+    core::convert_from_f32(out, f32.data(), f32.size(), converted.data());
+  }
+  const size_t head = causal ? cuda::causal_map_elements(n) : in_elements;
+  const size_t layer = (heads * head * bytes + 255) / 256 * 256;
+  std::vector<uint8_t> result(layers * layer, 0);
+  for (int m = 0; m < layers * heads; ++m) {
+    uint8_t* dst = result.data() + (m / heads) * layer + (m % heads) * head * bytes;
+    const uint8_t* src = converted.data() + m * in_elements * bytes;
+    if (causal) {
+      cuda::causal_map_to_tiles(src, n, static_cast<int>(bytes), dst);
+    } else {
+      std::copy(src, src + in_elements * bytes, dst);
+    }
+  }
+  return result;
+}
+
+TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
+  SKIP_WITHOUT_GPU();
+  for (const bool causal : {true, false}) {
+    for (const core::DType dtype : {core::DType::kF16, core::DType::kP8}) {
+      const int layers = 2, heads = 3;
+      const std::vector<int> lengths = {5, 70, 130};
+      std::vector<std::vector<uint8_t>> host;
+      for (size_t e = 0; e < lengths.size(); ++e) {
+        host.push_back(random_maps(layers, heads, lengths[e], causal, dtype, 7 + e));
+      }
+      auto source = [&](int64_t e) {
+        return memo::HostMaps{lengths[e], host[e].data(), dtype};
+      };
+      // Room for entries 1 and 2 together, not for all three.
+      memo::DeviceMapCache probe(source, layers, heads, causal, 1);
+      const size_t room = probe.entry_bytes(70, dtype) + probe.entry_bytes(130, dtype);
+      memo::DeviceMapCache cache(source, layers, heads, causal, room);
+      const DeviceMapPlan plan = cache.plan({0, -1, 1});
+      ASSERT_EQ(plan.slots.size(), static_cast<size_t>(layers) * 3);
+      for (int s : {0, 2}) {
+        const int e = s == 0 ? 0 : 1;
+        const auto want = device_layout(host[e], layers, heads, lengths[e], causal, dtype);
+        for (int l = 0; l < layers; ++l) {
+          const auto& slot = plan.slots[l * 3 + s];
+          ASSERT_NE(slot.stored, nullptr);
+          EXPECT_EQ(reinterpret_cast<uintptr_t>(slot.stored) % 16, 0u);
+          EXPECT_EQ(slot.dtype,
+                    dtype == core::DType::kP8 ? core::DType::kP8 : core::DType::kBF16);
+          const size_t layer_bytes = want.size() / layers;
+          std::vector<uint8_t> got(layer_bytes);
+          ASSERT_EQ(cudaMemcpy(got.data(), slot.stored, layer_bytes, cudaMemcpyDeviceToHost),
+                    cudaSuccess);
+          EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + l * layer_bytes))
+              << "entry " << e << " layer " << l << (causal ? " causal" : "");
+        }
+      }
+      EXPECT_EQ(plan.slots[1].stored, nullptr);  // −1: exact
+      cache.plan({1});       // a hit; entry 0 is no longer in use
+      cache.prefetch({2});   // evicts entry 0, the least recently used
+      cache.plan({1, 2});    // two hits
+      const auto st = cache.stats();
+      EXPECT_EQ(st.misses, 3u);
+      EXPECT_EQ(st.hits, 3u);
+      EXPECT_EQ(st.evictions, 1u);
+      EXPECT_EQ(st.resident_entries, 2u);
+      EXPECT_EQ(st.resident_bytes, room);
+      // A batch whose entries do not fit together, an entry larger than the cache.
+      EXPECT_THROW(cache.plan({0, 1, 2}), core::Error);
+      memo::DeviceMapCache small(source, layers, heads, causal, 1024);
+      EXPECT_THROW(small.plan({2}), core::Error);
+    }
+  }
+}
+
+TEST(DeviceMapCache, MapsTheCpuEngineRecordedRunThroughTheCache) {
+  SKIP_WITHOUT_GPU();
+  TestModel& m = models()[3];
+  const LlamaConfig& c = m.cpu->config();
+  const Batch batch = random_batch(c, 29);
+  RecordHook hook(c.num_heads);
+  LlamaWorkspace ws;
+  m.cpu->forward(batch, ws, &hook);
+  // Each sequence's maps, all layers, fp16 packed triangles: as a causal map database holds them.
+  std::vector<std::vector<uint16_t>> stored(batch.size());
+  for (size_t s = 0; s < batch.size(); ++s) {
+    for (int l = 0; l < c.num_layers; ++l) {
+      const auto& f32 = hook.maps[{l, static_cast<int>(s)}];
+      const size_t at = stored[s].size();
+      stored[s].resize(at + f32.size());
+      core::convert_from_f32(core::DType::kF16, f32.data(), f32.size(), stored[s].data() + at);
+    }
+  }
+  memo::DeviceMapCache cache(
+      [&](int64_t e) {
+        return memo::HostMaps{static_cast<int>(batch[e].size()), stored[e].data(),
+                              core::DType::kF16};
+      },
+      c.num_layers, c.num_heads, true, size_t{64} << 20);
+  std::vector<int64_t> entries(batch.size());
+  for (size_t s = 0; s < batch.size(); ++s) entries[s] = static_cast<int64_t>(s);
+  const DeviceMapPlan plan = cache.plan(entries);
+  const double w = worst_cosine(m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden),
+                                m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &plan),
+                                c.hidden_size);
+  std::printf("  CPU maps (fp16 packed) through the device cache: worst token cosine to exact "
+              "%.5f\n", w);
+  EXPECT_GE(w, 0.999);
 }
 
 TEST(CudaLlamaModel, BadBatchesAndPlansAreRefused) {

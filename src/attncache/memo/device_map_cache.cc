@@ -1,0 +1,209 @@
+#include "attncache/memo/device_map_cache.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <map>
+#include <vector>
+
+#include "attncache/kernels/cuda/attention.h"
+#include "attncache/kernels/cuda/check.h"
+#include "attncache/kernels/cuda/runtime.h"
+#include "core/error.h"
+#include "core/lru_budget.h"
+
+namespace attncache::memo {
+namespace {
+
+core::DType device_dtype(core::DType source) {
+  return source == core::DType::kP8 ? core::DType::kP8 : core::DType::kBF16;
+}
+
+// Staging buffers in turn: entry k converts into buffer k % 2 once that buffer's last copy is
+// done, so conversion on the host overlaps the previous entry's copy.
+constexpr int kStaging = 2;
+
+}  // namespace
+
+struct DeviceMapCache::Impl {
+  Source source;
+  int layers = 0, heads = 0;
+  bool causal = false;
+  core::LruBudget lru;
+  cudaStream_t stream = nullptr;
+
+  struct Resident {
+    cuda::DeviceBuffer maps;
+    cudaEvent_t ready = nullptr;
+    int n_tokens = 0;
+    core::DType dtype = core::DType::kBF16;
+  };
+  std::map<int64_t, Resident> resident;
+  cuda::PinnedHostBuffer staging[kStaging];
+  cudaEvent_t staged[kStaging] = {};
+  int next_staging = 0;
+  Stats counts;
+
+  Impl(Source s, int l, int h, bool c, size_t capacity)
+      : source(std::move(s)), layers(l), heads(h), causal(c), lru(capacity) {}
+  ~Impl() {
+    for (auto& [entry, r] : resident) {
+      if (r.ready != nullptr) cudaEventDestroy(r.ready);
+    }
+    for (cudaEvent_t e : staged) {
+      if (e != nullptr) cudaEventDestroy(e);
+    }
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+
+  size_t head_elements(int n) const {
+    return causal ? cuda::causal_map_elements(n) : static_cast<size_t>(n) * n;
+  }
+  // One layer's maps, padded to 256 bytes: every layer's maps start aligned for the kernels.
+  size_t layer_bytes(int n, core::DType dtype) const {
+    const size_t b = static_cast<size_t>(heads) * head_elements(n) *
+                     (device_dtype(dtype) == core::DType::kP8 ? 1 : 2);
+    return (b + 255) / 256 * 256;
+  }
+  size_t bytes(int n, core::DType dtype) const { return layers * layer_bytes(n, dtype); }
+
+  // The entry's maps in the device layout, written into `out`.
+  void convert(const HostMaps& host, void* out) const {
+    const int n = host.n_tokens;
+    const size_t in_elements =
+        causal ? static_cast<size_t>(n) * (n + 1) / 2 : static_cast<size_t>(n) * n;
+    const size_t in_bytes = core::dtype_size(host.dtype);
+    const core::DType dtype = device_dtype(host.dtype);
+    const int out_bytes = dtype == core::DType::kP8 ? 1 : 2;
+    std::vector<float> f32;
+    std::vector<uint8_t> converted;
+    const size_t stride = layer_bytes(n, host.dtype);
+    for (int m = 0; m < layers * heads; ++m) {
+      const auto* src = static_cast<const unsigned char*>(host.maps) + m * in_elements * in_bytes;
+      unsigned char* head = static_cast<unsigned char*>(out) + (m / heads) * stride +
+                            (m % heads) * head_elements(n) * out_bytes;
+      if (host.dtype == core::DType::kF16) {  // → bf16
+        f32.resize(in_elements);
+        converted.resize(in_elements * 2);
+        core::convert_to_f32(host.dtype, src, in_elements, f32.data());
+        core::convert_from_f32(core::DType::kBF16, f32.data(), in_elements, converted.data());
+        src = converted.data();
+      }
+      if (causal) {
+        cuda::causal_map_to_tiles(src, n, out_bytes, head);
+      } else {
+        std::copy(src, src + in_elements * out_bytes, head);
+      }
+    }
+  }
+
+  // Makes `entry` resident (evicting others), its copy queued; returns it.
+  Resident& load(int64_t entry) {
+    if (lru.touch(entry)) {
+      ++counts.hits;
+      return resident.at(entry);
+    }
+    ++counts.misses;
+    const HostMaps host = source(entry);
+    if (host.dtype != core::DType::kF16 && host.dtype != core::DType::kBF16 &&
+        host.dtype != core::DType::kP8) {
+      core::throw_bad_input("the device map cache takes F16, BF16 or P8 maps, not ",
+                            core::dtype_name(host.dtype));
+    }
+    const size_t size = bytes(host.n_tokens, host.dtype);
+    for (int64_t gone : lru.admit(entry, size)) {
+      Resident& r = resident.at(gone);
+      cuda::check(cudaEventSynchronize(r.ready), "cudaEventSynchronize (map cache)");
+      cudaEventDestroy(r.ready);
+      resident.erase(gone);
+      ++counts.evictions;
+    }
+    try {
+      Resident r;
+      r.n_tokens = host.n_tokens;
+      r.dtype = device_dtype(host.dtype);
+      r.maps = cuda::DeviceBuffer(size, "cached attention maps");
+      const int k = next_staging;
+      next_staging = (next_staging + 1) % kStaging;
+      cuda::check(cudaEventSynchronize(staged[k]), "cudaEventSynchronize (map staging)");
+      if (staging[k].size() < size) {
+        staging[k] = {};
+        staging[k] = cuda::PinnedHostBuffer(size, "map cache staging");
+      }
+      convert(host, staging[k].data());
+      cuda::check(cudaMemcpyAsync(r.maps.data(), staging[k].data(), size, cudaMemcpyHostToDevice,
+                                  stream),
+                  "cudaMemcpyAsync (map cache)");
+      cuda::check(cudaEventRecord(staged[k], stream), "cudaEventRecord");
+      cuda::check(cudaEventCreateWithFlags(&r.ready, cudaEventDisableTiming), "cudaEventCreate");
+      cuda::check(cudaEventRecord(r.ready, stream), "cudaEventRecord");
+      return resident.emplace(entry, std::move(r)).first->second;
+    } catch (...) {
+      lru.erase(entry);  // keep the books straight
+      throw;
+    }
+  }
+};
+
+DeviceMapCache::DeviceMapCache(Source source, int layers, int heads, bool causal,
+                               size_t capacity_bytes)
+    : impl_(std::make_unique<Impl>(std::move(source), layers, heads, causal, capacity_bytes)) {
+  if (heads > 64) core::throw_bad_input("the device map cache supports at most 64 heads");
+  cuda::check(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking),
+              "cudaStreamCreate");
+  for (cudaEvent_t& e : impl_->staged) {
+    cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+  }
+}
+
+DeviceMapCache::~DeviceMapCache() = default;
+
+size_t DeviceMapCache::entry_bytes(int n_tokens, core::DType dtype) const {
+  return impl_->bytes(n_tokens, dtype);
+}
+
+void DeviceMapCache::prefetch(const std::vector<int64_t>& entries) {
+  for (int64_t e : entries) {
+    if (e < 0) continue;
+    try {
+      impl_->load(e);
+    } catch (const core::Error& error) {
+      // No room beside the entries in use: a hint, not a request; plan() will load it.
+      if (error.kind() != core::ErrorKind::kBadInput) throw;
+      return;
+    }
+  }
+}
+
+DeviceMapPlan DeviceMapCache::plan(const std::vector<int64_t>& entries) {
+  Impl& m = *impl_;
+  m.lru.unpin_all();
+  std::vector<const Impl::Resident*> batch(entries.size(), nullptr);
+  for (size_t s = 0; s < entries.size(); ++s) {
+    if (entries[s] < 0) continue;
+    batch[s] = &m.load(entries[s]);
+    m.lru.pin(entries[s]);
+  }
+  DeviceMapPlan plan;
+  plan.slots.resize(static_cast<size_t>(m.layers) * entries.size());
+  for (size_t s = 0; s < entries.size(); ++s) {
+    const Impl::Resident* r = batch[s];
+    if (r == nullptr) continue;
+    cuda::check(cudaEventSynchronize(r->ready), "the map cache's copies");
+    const size_t layer_bytes = r->maps.size() / m.layers;
+    for (int l = 0; l < m.layers; ++l) {
+      plan.slots[l * entries.size() + s] = {
+          static_cast<const char*>(r->maps.data()) + l * layer_bytes, nullptr, ~0ull, r->dtype};
+    }
+  }
+  return plan;
+}
+
+DeviceMapCache::Stats DeviceMapCache::stats() const {
+  Stats s = impl_->counts;
+  s.resident_bytes = impl_->lru.used();
+  s.resident_entries = impl_->lru.size();
+  return s;
+}
+
+}  // namespace attncache::memo

@@ -1,0 +1,68 @@
+// AttnCache's stored maps in GPU memory, for the GPU models' DeviceMapPlans. An entry (one stored
+// input: every layer's maps) is copied to the device on first use and kept, least recently used
+// out, within a byte budget. The source holds maps as the map database does (fp16, bf16 or P8;
+// causal maps as packed lower triangles); the device holds what the kernels read (bf16, or P8
+// when the source is P8; causal maps as block triangles): entries are converted on the host into
+// page-locked staging and copied on the cache's own stream.
+//
+// prefetch() queues copies ahead of need, e.g. the next batch's hits while this batch computes
+// (a GPU model's forward blocks the calling thread, so: prefetch(next), forward(this),
+// plan(next)). plan() makes a batch's entries resident, pins them until the next plan() and
+// returns once their copies are done.
+//
+// This header needs no CUDA headers. Errors are core::Error: bad input for an entry larger than
+// the budget or a batch whose entries do not fit it together; internal for a CUDA failure.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "attncache/model/cuda_model.h"
+#include "core/dtype.h"
+
+namespace attncache::memo {
+
+class MapDatabase;
+
+// One entry's maps in host memory: `layers` layers back to back, each `heads` maps of n_tokens
+// (N×N, or packed lower triangles of N(N+1)/2 when causal).
+struct HostMaps {
+  int n_tokens = 0;
+  const void* maps = nullptr;
+  core::DType dtype = core::DType::kF16;  // kF16, kBF16 or kP8
+};
+
+class DeviceMapCache {
+ public:
+  using Source = std::function<HostMaps(int64_t entry)>;
+
+  DeviceMapCache(Source source, int layers, int heads, bool causal, size_t capacity_bytes);
+  // Entries of a map database (entry i: its i-th stored input).
+  static std::unique_ptr<DeviceMapCache> for_database(const MapDatabase& db,
+                                                      size_t capacity_bytes);
+  ~DeviceMapCache();
+
+  // Starts copying the entries (−1: none) that are not resident, as far as they fit beside the
+  // entries the last plan() pinned.
+  void prefetch(const std::vector<int64_t>& entries);
+  // Sequence s of a batch reuses entries[s] (−1: runs exactly) at every layer and head: the
+  // plan's slots [layer · batch + s] point at its device maps.
+  DeviceMapPlan plan(const std::vector<int64_t>& entries);
+
+  struct Stats {
+    uint64_t hits = 0, misses = 0, evictions = 0;
+    size_t resident_bytes = 0, resident_entries = 0;
+  };
+  Stats stats() const;
+  // Device bytes of an entry of n tokens from a source of `dtype`.
+  size_t entry_bytes(int n_tokens, core::DType dtype) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace attncache::memo
