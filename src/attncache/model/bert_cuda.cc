@@ -22,7 +22,7 @@ namespace {
 
 using cuda_forward::align_up;
 using cuda_forward::kMiB;
-constexpr size_t kGemmWorkspace = 32 * kMiB;
+using cuda_forward::kGemmWorkspace;
 
 class TensorReader {
  public:
@@ -220,11 +220,8 @@ std::unique_ptr<CudaBertEncoder> CudaBertEncoder::create(const ModelConfig& conf
   const size_t tokens = static_cast<size_t>(options.max_batch_tokens);
   const size_t weights = image.bytes().size();
   const size_t activations = activation_bytes_for(c, tokens);
-  cuda_forward::check_fits(
-      options.device, impl->device, options.memory_limit, weights + activations + kGemmWorkspace,
-      "the encoder",
-      core::cat("weights ", weights / kMiB, " MiB, activations for ", tokens, " tokens ",
-                    activations / kMiB, " MiB, GEMM workspace ", kGemmWorkspace / kMiB, " MiB"));
+  cuda_forward::check_fits(options.device, impl->device, options.memory_limit, weights, activations,
+                           tokens, "the encoder");
 
   cuda::check(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   impl->weights = cuda::DeviceBuffer(weights, "the model weights");

@@ -25,18 +25,9 @@
 
 namespace attncache {
 
-struct CudaEncoderOptions {
-  int device = 0;
-  // Activation buffers are sized up front for this many tokens per batch (and grow on demand).
-  int max_batch_tokens = 8192;
-  // Bytes of device memory the encoder may take; 0: whatever the device has free.
-  size_t memory_limit = 0;
+struct CudaEncoderOptions : CudaModelOptions {
   // GELU with the exact erf form in its own pass, instead of cuBLASLt's tanh-form epilogue.
   bool exact_gelu = false;
-  // Replay each distinct batch shape as a CUDA graph after its first run.
-  bool cuda_graphs = true;
-  // Time the phases of each forward with CUDA events (eager runs only; graphs are not timed).
-  bool profile = false;
 };
 
 class CudaBertEncoder {

@@ -17,6 +17,7 @@
 namespace attncache::cuda_forward {
 
 constexpr size_t kMiB = 1u << 20;
+constexpr size_t kGemmWorkspace = 32 * kMiB;  // cuBLASLt's workspace, per model
 
 inline size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
@@ -24,11 +25,11 @@ inline size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 // CUDA device is usable or the index does not exist.
 std::string open_device(int device);
 
-// Throws core::Error (bad input), with the numbers, when `need` bytes do not fit in the device's
-// free memory less a reserve for the CUDA context (or in `limit` when that is set and smaller).
-// `who` names the model ("the encoder"), `breakdown` says what the bytes are.
-void check_fits(int device, const std::string& device_name, size_t limit, size_t need,
-                const std::string& who, const std::string& breakdown);
+// Throws core::Error (bad input), with the numbers, when a model's weights, its activations for
+// `tokens` tokens and the GEMM workspace do not fit in the device's free memory less a reserve
+// for the CUDA context (or in `limit` when that is set and smaller). `who`: "the encoder".
+void check_fits(int device, const std::string& device_name, size_t limit, size_t weights,
+                size_t activations, size_t tokens, const std::string& who);
 
 // The device weights laid out in host memory first, each tensor at a 256-byte aligned offset.
 class WeightImage {

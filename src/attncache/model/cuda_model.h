@@ -2,12 +2,25 @@
 // headers.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "core/dtype.h"
 
 namespace attncache {
+
+struct CudaModelOptions {
+  int device = 0;
+  // Activation buffers are sized up front for this many tokens per batch (and grow on demand).
+  int max_batch_tokens = 8192;
+  // Bytes of device memory the model may take; 0: whatever the device has free.
+  size_t memory_limit = 0;
+  // Replay each distinct batch shape as a CUDA graph after its first run.
+  bool cuda_graphs = true;
+  // Time the phases of each forward with CUDA events (eager runs only; graphs are not timed).
+  bool profile = false;
+};
 
 // Device time of a GPU model's forward calls by phase (CUDA events at phase boundaries of eager
 // runs; graph replays are not timed).

@@ -19,7 +19,7 @@ namespace {
 using cuda_forward::align_up;
 using cuda_forward::kMiB;
 using Phase = cuda_forward::PhaseTimer::Phase;
-constexpr size_t kGemmWorkspace = 32 * kMiB;
+using cuda_forward::kGemmWorkspace;
 constexpr int kRows = cuda::kAttentionRows;
 constexpr int kWideMinTokens = 1536;  // mean tokens per sequence for 128-row query blocks
 
@@ -243,11 +243,8 @@ std::unique_ptr<CudaLlamaModel> CudaLlamaModel::create(const LlamaModel& host,
   const size_t tokens = static_cast<size_t>(options.max_batch_tokens);
   const size_t weights = image.bytes().size();
   const size_t activations = activation_bytes_for(c, tokens);
-  cuda_forward::check_fits(
-      options.device, impl->device, options.memory_limit, weights + activations + kGemmWorkspace,
-      "the decoder",
-      core::cat("weights ", weights / kMiB, " MiB, activations for ", tokens, " tokens ",
-                activations / kMiB, " MiB, GEMM workspace ", kGemmWorkspace / kMiB, " MiB"));
+  cuda_forward::check_fits(options.device, impl->device, options.memory_limit, weights, activations,
+                           tokens, "the decoder");
 
   cuda::check(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   impl->staging.create();

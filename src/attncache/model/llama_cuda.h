@@ -28,17 +28,7 @@
 
 namespace attncache {
 
-struct CudaDecoderOptions {
-  int device = 0;
-  // Activation buffers are sized up front for this many tokens per batch (and grow on demand).
-  int max_batch_tokens = 8192;
-  // Bytes of device memory the model may take; 0: whatever the device has free.
-  size_t memory_limit = 0;
-  // Replay each distinct batch shape as a CUDA graph after its first run.
-  bool cuda_graphs = true;
-  // Time the phases of each forward with CUDA events (eager runs only; graphs are not timed).
-  bool profile = false;
-};
+using CudaDecoderOptions = CudaModelOptions;
 
 class CudaLlamaModel {
  public:
