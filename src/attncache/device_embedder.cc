@@ -3,9 +3,12 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "attncache/decoder.h"
+#include "attncache/embedder.h"
 #ifdef ATTNCACHE_WITH_CUDA
 #include "attncache/kernels/cuda/runtime.h"
 #include "attncache/model/bert_cuda.h"
+#include "attncache/model/llama_cuda.h"
 #endif
 
 namespace attncache {
@@ -25,16 +28,27 @@ int cuda_device_count() {
 #endif
 }
 
-DeviceEmbedder::DeviceEmbedder(Embedder& cpu, Device device) : cpu_(cpu) {
+DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, Device device) : cpu_(cpu) {
   if (device == Device::kCpu) return;
   try {
 #ifdef ATTNCACHE_WITH_CUDA
-    auto encoder = std::shared_ptr<CudaBertEncoder>(CudaBertEncoder::create(cpu.config()));
-    where_ = encoder->device_description();
-    gpu_ = [e = encoder.get()](const std::vector<std::vector<int32_t>>& batch) {
-      return e->embed(batch);
-    };
-    gpu_model_ = std::move(encoder);
+    if (auto* encoder = dynamic_cast<Embedder*>(&cpu)) {
+      auto gpu = std::shared_ptr<CudaBertEncoder>(CudaBertEncoder::create(encoder->config()));
+      where_ = gpu->device_description();
+      gpu_ = [g = gpu.get()](const std::vector<std::vector<int32_t>>& batch) {
+        return g->embed(batch);
+      };
+      gpu_model_ = std::move(gpu);
+    } else if (auto* decoder = dynamic_cast<Decoder*>(&cpu)) {
+      auto gpu = std::shared_ptr<CudaLlamaModel>(CudaLlamaModel::create(decoder->model()));
+      where_ = gpu->device_description();
+      gpu_ = [g = gpu.get()](const std::vector<std::vector<int32_t>>& batch) {
+        return g->forward(batch, CudaLlamaModel::Output::kLastHidden);
+      };
+      gpu_model_ = std::move(gpu);
+    } else {
+      core::throw_bad_input("this model has no GPU implementation");
+    }
 #else
     core::throw_bad_input("this build has no CUDA backend (configure with -DATTNCACHE_CUDA=ON "
                           "and the CUDA toolkit installed)");
@@ -45,7 +59,7 @@ DeviceEmbedder::DeviceEmbedder(Embedder& cpu, Device device) : cpu_(cpu) {
   }
 }
 
-DeviceEmbedder::DeviceEmbedder(Embedder& cpu, BatchFn gpu, std::string gpu_name)
+DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name)
     : cpu_(cpu), gpu_(std::move(gpu)), where_(std::move(gpu_name)) {}
 
 DeviceEmbedder::~DeviceEmbedder() = default;

@@ -1,5 +1,7 @@
-// Where sentence embeddings are computed: on the CPU engine, or on the GPU encoder
-// (CudaBertEncoder) with the CPU engine as the fall-back. `--device cpu|cuda|auto` in the CLI.
+// Where a PrefillModel's vectors (PrefillModel::embed: an encoder's sentence embeddings, a
+// decoder's last final hidden states) are computed: on the CPU engine, or on the GPU
+// (CudaBertEncoder, CudaLlamaModel) with the CPU engine as the fall-back. `--device
+// cpu|cuda|auto` in the CLI.
 //
 // A GPU that fails in the middle of a run (a CUDA error: core::Error of kind internal) is not
 // trusted again: that batch and every later one run on the CPU, after one warning on stderr, so
@@ -12,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "attncache/embedder.h"
+#include "attncache/prefill_model.h"
 
 namespace attncache {
 
@@ -31,19 +33,20 @@ class DeviceEmbedder {
   // kCuda: throws core::Error (bad input) when this build has no CUDA backend or no GPU is
   // usable (or the model does not fit it). kAuto: the GPU when that works, else the CPU, with a
   // note on stderr saying why.
-  DeviceEmbedder(Embedder& cpu, Device device);
-  // With `gpu` standing in for the GPU encoder (tests).
-  DeviceEmbedder(Embedder& cpu, BatchFn gpu, std::string gpu_name);
+  // `cpu` is an Embedder or a Decoder (another model runs on the CPU, or is refused for kCuda).
+  DeviceEmbedder(PrefillModel& cpu, Device device);
+  // With `gpu` standing in for the GPU model (tests).
+  DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name);
   ~DeviceEmbedder();
 
-  // [batch.size() × dim], as Embedder::embed.
+  // [batch.size() × dim], as the model's embed().
   std::vector<float> embed(const std::vector<std::vector<int32_t>>& batch);
   // Where the next batch runs: the GPU's description, or "cpu".
   const std::string& where() const { return where_; }
 
  private:
-  Embedder& cpu_;
-  std::shared_ptr<void> gpu_model_;  // keeps the GPU encoder alive behind gpu_
+  PrefillModel& cpu_;
+  std::shared_ptr<void> gpu_model_;  // keeps the GPU model alive behind gpu_
   BatchFn gpu_;
   std::string where_ = "cpu";
 };

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "attncache/device_embedder.h"
 #include "attncache/tasks/multiple_choice.h"
 #include "core/error.h"
 #include "support/run_cli.h"
@@ -124,6 +125,21 @@ TEST(ScoreCli, MmluPathsAgreeAndReportAccuracy) {
   }
 }
 
+TEST(ScoreCli, DeviceAutoScoresTheExactPathWhereItCan) {
+  if (!have_smollm()) GTEST_SKIP() << "SmolLM2-135M-Instruct is absent";
+  testing_support::TempDir dir;
+  const std::string json = dir.path("r.json");
+  const auto r = run_cli("score mmlu --data " + testing_paths::data_dir() +
+                         "/mmlu --subjects us_foreign_policy --limit 2 --shots 1 --paths exact "
+                         "--device auto --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(std::ifstream(json));
+  EXPECT_EQ(j["questions"], 2);
+  if (attncache::cuda_device_count() == 0) {
+    EXPECT_EQ(j["exact_device"], "cpu");
+  }
+}
+
 // Stored prompts asked again hit their own maps (F16 triangles): the answers must be the
 // exact ones, through build --mmlu, the database and the causal reuse path.
 TEST(ScoreCli, AttnCacheOnItsOwnPromptsGivesTheExactAnswers) {
@@ -204,6 +220,11 @@ TEST(ScoreCli, RefusesBadInputWithExitCode2) {
   expect_bad("score mmlu --data " + data + " --shots 6", "--shots");
   expect_bad("score mmlu --data " + data + " --subjects us_foreign_policy --db " + dir.path("nodb"),
              "does not exist");
+  expect_bad("score mmlu --data " + data + " --device auto",
+             "--device auto runs the exact path only");
+  if (attncache::cuda_device_count() == 0) {
+    expect_bad("score mmlu --data " + data + " --paths exact --device cuda", "CUDA");
+  }
   expect_bad("score mmlu -m all-MiniLM-L6-v2 --data " + data,
              "model_type 'bert' is not supported for a decoder (supported: llama, qwen2)");
   const std::string bad_utf8 = write(dir.path("bad.txt"), "fine\nbad \xff byte\n");

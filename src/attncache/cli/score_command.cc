@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "attncache/decoder.h"
+#include "attncache/device_embedder.h"
 #include "attncache/memo/map_database.h"
 #include "attncache/tasks/mc_scoring.h"
 #include "core/atomic_file.h"
@@ -25,6 +26,7 @@ struct MmluOptions {
   std::string subjects = "all";
   std::string paths = "exact,prefix_kv";
   std::string db;
+  std::string device = "cpu";
   std::string json;
   int shots = 5;
   int limit = 0;
@@ -104,6 +106,11 @@ void run_mmlu(const MmluOptions& o) {
   const bool attncache =
       std::find(paths.begin(), paths.end(), tasks::McPath::kAttnCache) != paths.end();
   if (attncache && o.db.empty()) core::throw_bad_input("the attncache path needs --db");
+  if (o.device != "cpu" && paths != std::vector<tasks::McPath>{tasks::McPath::kExact}) {
+    core::throw_bad_input("--device ", o.device, " runs the exact path only (prefix_kv and "
+                          "attncache run on the CPU, and their times would not compare): use "
+                          "--paths exact");
+  }
   // Exact runs first: the others are compared with it.
   if (std::find(paths.begin(), paths.end(), tasks::McPath::kExact) == paths.end()) {
     paths.insert(paths.begin(), tasks::McPath::kExact);
@@ -130,6 +137,14 @@ void run_mmlu(const MmluOptions& o) {
   options.shots = o.shots;
   options.batch = o.batch;
   options.progress = true;
+  DeviceEmbedder device(*decoder, parse_device(o.device));
+  if (device.where() != "cpu") {
+    std::fprintf(stderr, "exact path on %s\n", device.where().c_str());
+    options.exact_embed = [&device](const std::vector<std::vector<int32_t>>& batch) {
+      return device.embed(batch);
+    };
+    device.embed({prompts.ids[0]});  // warm up: GEMM plans, buffers
+  }
   decoder->embed({prompts.ids[0]});  // warm up: page in weights, size buffers
 
   const std::vector<tasks::McRun> runs =
@@ -141,6 +156,7 @@ void run_mmlu(const MmluOptions& o) {
                            {"questions", questions.size()},
                            {"batch", o.batch},
                            {"threads", omp_get_max_threads()},
+                           {"exact_device", device.where()},
                            {"paths", nlohmann::json::array()}};
   for (const tasks::McRun& run : runs) {
     report["paths"].push_back(tasks::summarize(run, &runs.front(), questions));
@@ -308,6 +324,11 @@ void add_score_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   mmlu->add_flag("--paper", o->paper_mode, "AttnCache: the paper's rule alone, no layer-0 check");
+  mmlu->add_option("--device", o->device,
+                   "exact path on: cpu; cuda (exit 2 without a usable GPU); auto (the GPU when "
+                   "usable). A GPU that fails mid-run hands the rest to the CPU. With --paths exact")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   mmlu->add_option("-b,--batch", o->batch, "prompts per forward pass")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));

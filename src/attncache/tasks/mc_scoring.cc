@@ -92,7 +92,8 @@ size_t shared_prefix(const McPrompts& prompts, size_t g0, size_t g1) {
 // Scores questions [b0, b1) along `run`'s path; `header` holds the first `prefix` tokens' keys
 // and values for the prefix path.
 void score_batch(Decoder& decoder, const McPrompts& prompts, size_t b0, size_t b1,
-                 const KvCache& header, size_t prefix, memo::AttnCache* cache, McRun* run) {
+                 const KvCache& header, size_t prefix, memo::AttnCache* cache,
+                 const McOptions& options, McRun* run) {
   if (run->path != McPath::kPrefixKv) prefix = 0;
   std::vector<std::vector<int32_t>> ids;
   for (size_t i = b0; i < b1; ++i) {
@@ -107,6 +108,8 @@ void score_batch(Decoder& decoder, const McPrompts& prompts, size_t b0, size_t b
       run->answers[i].lookup = lookups[i - b0];
       run->answers[i].hit = lookups[i - b0].hit;
     }
+  } else if (run->path == McPath::kExact && options.exact_embed) {
+    hidden = options.exact_embed(ids);
   } else {
     hidden = decoder.embed_after(ids, prefix > 0 ? &header : nullptr);
   }
@@ -157,7 +160,7 @@ std::vector<McRun> score_mc(Decoder& decoder, const McPrompts& prompts,
       for (size_t k = 0; k < runs.size(); ++k) {
         McRun& run = runs[(turn + k) % runs.size()];
         core::Stopwatch watch;
-        score_batch(decoder, prompts, b0, b1, header, prefix, cache, &run);
+        score_batch(decoder, prompts, b0, b1, header, prefix, cache, options, &run);
         run.seconds += watch.seconds();
       }
       progress.advance(b1 - b0);

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -25,6 +26,9 @@ struct McOptions {
   int shots = 5;
   int batch = 8;
   bool progress = false;
+  // Computes the exact path's vectors (the last tokens' final hidden states), e.g. on a GPU;
+  // null: the decoder on the CPU.
+  std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&)> exact_embed;
 };
 
 struct McAnswer {
