@@ -25,10 +25,10 @@
 #include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
 #include "attncache/model/bert_cuda.h"
-#include "gpu_bench_util.h"
 #include "core/error.h"
 #include "core/stopwatch.h"
 #include "core/text_lines.h"
+#include "gpu_bench_util.h"
 
 namespace {
 
@@ -39,8 +39,8 @@ namespace cuda = attncache::cuda;
 using gpu_bench::attention_only;
 using gpu_bench::parse_list;
 using gpu_bench::time_calls;
-using gpu_bench::timing_json;
 using gpu_bench::Timing;
+using gpu_bench::timing_json;
 
 }  // namespace
 

@@ -109,7 +109,8 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
     reuse[i].stored = static_cast<char*>(maps.data()) + map_bytes * i;
   }
   cuda::DeviceBuffer meta_offsets(batch * 4, "meta"), meta_lengths(batch * 4, "meta"),
-      meta_items(items.size() * 4, "meta"), meta_wide(wide_items.size() * 4, "meta"), meta_record(batch * sizeof(cuda::DeviceMapSlot), "m"),
+      meta_items(items.size() * 4, "meta"), meta_wide(wide_items.size() * 4, "meta"),
+      meta_record(batch * sizeof(cuda::DeviceMapSlot), "m"),
       meta_reuse(reuse.size() * sizeof(cuda::DeviceMapSlot), "meta");
   meta_offsets.upload(offsets.data(), batch * 4);
   meta_lengths.upload(lengths.data(), batch * 4);

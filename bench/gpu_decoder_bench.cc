@@ -23,8 +23,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -47,22 +47,23 @@ using Output = CudaLlamaModel::Output;
 namespace cuda = attncache::cuda;
 using gpu_bench::parse_list;
 using gpu_bench::time_calls;
-using gpu_bench::timing_json;
 using gpu_bench::Timing;
+using gpu_bench::timing_json;
 constexpr double kGiB = 1073741824.0;
 
 std::vector<std::vector<int32_t>> bench_ids(int batch, int n) {
   std::vector<std::vector<int32_t>> ids(batch, std::vector<int32_t>(n));
   for (int s = 0; s < batch; ++s) {
-    for (int i = 0; i < n; ++i) ids[s][i] = static_cast<int32_t>((1000003ll * s + 7919ll * i + 17) % 32000);
+    for (int i = 0; i < n; ++i)
+      ids[s][i] = static_cast<int32_t>((1000003ll * s + 7919ll * i + 17) % 32000);
   }
   return ids;
 }
 
 // A plan whose slots take consecutive `bytes`-sized pieces of `pool`, wrapping around; null when
 // one piece does not fit.
-bool pool_plan(const void* pool, size_t pool_bytes, size_t bytes, size_t slots,
-               core::DType dtype, bool host, DeviceMapPlan* plan) {
+bool pool_plan(const void* pool, size_t pool_bytes, size_t bytes, size_t slots, core::DType dtype,
+               bool host, DeviceMapPlan* plan) {
   const size_t piece = (bytes + 255) / 256 * 256;
   const size_t pieces = pool_bytes / piece;
   if (pieces == 0) return false;
@@ -92,10 +93,11 @@ double copy_bandwidth(const cuda::PinnedHostBuffer& host) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("Time the attncache GPU decoder (exact, AttnCache per hit with maps in device or "
-               "host memory); prints JSON.");
+  CLI::App app(
+      "Time the attncache GPU decoder (exact, AttnCache per hit with maps in device or "
+      "host memory); prints JSON.");
   std::string model_dir, out_path, logits_dir, batches_arg = "1,8,32",
-                                                lengths_arg = "189,835,2048,4096";
+                                               lengths_arg = "189,835,2048,4096";
   double min_seconds = 1.0, pool_gib = 16, host_pool_gib = 8, stream_max_gib = 24;
   app.add_option("--model", model_dir, "Hugging Face model directory (Llama / Qwen2)")->required();
   app.add_option("--batches", batches_arg, "batch sizes, comma-separated");
@@ -127,7 +129,8 @@ int main(int argc, char** argv) {
                  model->device_description().c_str());
     cuda::DeviceBuffer pool(static_cast<size_t>(pool_gib * kGiB), "the map pool");
     cuda::check(cudaMemset(pool.data(), 0x3c, pool.size()), "cudaMemset");  // p ≈ 0.011 (bf16)
-    cuda::PinnedHostBuffer host_pool(static_cast<size_t>(host_pool_gib * kGiB), "the host map pool");
+    cuda::PinnedHostBuffer host_pool(static_cast<size_t>(host_pool_gib * kGiB),
+                                     "the host map pool");
     std::memset(host_pool.data(), 0x3c, host_pool.size());
     const double h2d_gbps = copy_bandwidth(host_pool);
     std::fprintf(stderr, "host → device copies: %.1f GB/s\n", h2d_gbps);
@@ -156,8 +159,8 @@ int main(int argc, char** argv) {
         const size_t slots = static_cast<size_t>(c.num_layers) * b;
         const double tokens = double(b) * n;
         auto timed = [&](const DeviceMapPlan* plan) {
-          return time_calls([&] { model->forward(batch, Output::kLastLogits, plan); },
-                            min_seconds, 3, 2);
+          return time_calls([&] { model->forward(batch, Output::kLastLogits, plan); }, min_seconds,
+                            3, 2);
         };
         nlohmann::json r = {{"batch", b}, {"tokens", n}};
         const Timing exact = timed(nullptr);
@@ -191,7 +194,8 @@ int main(int argc, char** argv) {
             const Timing hit = timed(&plan);
             r["reuse_device_" + name] = timing_json(hit);
             r["reuse_device_" + name + "_speedup_per_hit"] = exact.median_ms / hit.median_ms;
-            std::fprintf(stderr, "  device %s %.2fx", name.c_str(), exact.median_ms / hit.median_ms);
+            std::fprintf(stderr, "  device %s %.2fx", name.c_str(),
+                         exact.median_ms / hit.median_ms);
           }
           const double call_bytes = double(bytes) * slots;
           if (call_bytes <= stream_max_gib * kGiB &&

@@ -2,9 +2,9 @@
 
 #include <cstdio>
 
-#include "core/error.h"
 #include "attncache/decoder.h"
 #include "attncache/embedder.h"
+#include "core/error.h"
 #ifdef ATTNCACHE_WITH_CUDA
 #include "attncache/kernels/cuda/runtime.h"
 #include "attncache/model/bert_cuda.h"
@@ -50,8 +50,9 @@ DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, Device device) : cpu_(cpu) {
       core::throw_bad_input("this model has no GPU implementation");
     }
 #else
-    core::throw_bad_input("this build has no CUDA backend (configure with -DATTNCACHE_CUDA=ON "
-                          "and the CUDA toolkit installed)");
+    core::throw_bad_input(
+        "this build has no CUDA backend (configure with -DATTNCACHE_CUDA=ON "
+        "and the CUDA toolkit installed)");
 #endif
   } catch (const core::Error& e) {
     if (device == Device::kCuda) throw;

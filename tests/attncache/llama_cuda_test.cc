@@ -38,8 +38,8 @@ using Batch = std::vector<std::vector<int32_t>>;
 
 double cosine(const float* a, const float* b, size_t n) {
   double ab = 0, aa = 0, bb = 0;
-  for (size_t i = 0; i < n; ++i) ab += double(a[i]) * b[i], aa += double(a[i]) * a[i],
-                                 bb += double(b[i]) * b[i];
+  for (size_t i = 0; i < n; ++i)
+    ab += double(a[i]) * b[i], aa += double(a[i]) * a[i], bb += double(b[i]) * b[i];
   return ab / std::sqrt(aa * bb + 1e-30);
 }
 
@@ -89,18 +89,12 @@ void write_random_llama(const std::string& dir, int hidden, int heads, int kv_he
     ts.push_back(tensor(p + "mlp.down_proj.weight", {hidden, ff}, 0.02f));
   }
   testing_support::write_file(dir + "/model.safetensors", testing_support::safetensors_bytes(ts));
-  const nlohmann::json config = {{"model_type", "llama"},
-                                 {"hidden_size", hidden},
-                                 {"intermediate_size", ff},
-                                 {"num_attention_heads", heads},
-                                 {"num_key_value_heads", kv_heads},
-                                 {"head_dim", head_dim},
-                                 {"num_hidden_layers", layers},
-                                 {"vocab_size", vocab},
-                                 {"max_position_embeddings", 4096},
-                                 {"rms_norm_eps", 1e-5},
-                                 {"rope_theta", 500000.0},
-                                 {"hidden_act", "silu"},
+  const nlohmann::json config = {{"model_type", "llama"},           {"hidden_size", hidden},
+                                 {"intermediate_size", ff},         {"num_attention_heads", heads},
+                                 {"num_key_value_heads", kv_heads}, {"head_dim", head_dim},
+                                 {"num_hidden_layers", layers},     {"vocab_size", vocab},
+                                 {"max_position_embeddings", 4096}, {"rms_norm_eps", 1e-5},
+                                 {"rope_theta", 500000.0},          {"hidden_act", "silu"},
                                  {"tie_word_embeddings", true}};
   testing_support::write_file(dir + "/config.json", config.dump(2));
 }
@@ -182,10 +176,12 @@ TEST(CudaLlamaModel, ExactPathMatchesTheCpuEngine) {
     for (size_t s = 0; s < batch.size(); ++s) {
       const float* a = logits_cpu.data() + s * c.vocab_size;
       const float* b = logits_gpu.data() + s * c.vocab_size;
-      top1 += std::max_element(a, a + c.vocab_size) - a == std::max_element(b, b + c.vocab_size) - b;
+      top1 +=
+          std::max_element(a, a + c.vocab_size) - a == std::max_element(b, b + c.vocab_size) - b;
     }
-    std::printf("  %-7s worst cosine to the CPU: tokens %.5f, last %.5f, logits %.5f; top-1 %d/%zu\n",
-                m.name.c_str(), tokens, last, logits, top1, batch.size());
+    std::printf(
+        "  %-7s worst cosine to the CPU: tokens %.5f, last %.5f, logits %.5f; top-1 %d/%zu\n",
+        m.name.c_str(), tokens, last, logits, top1, batch.size());
     EXPECT_GE(tokens, 0.999) << m.name;
     EXPECT_GE(last, 0.999) << m.name;
     EXPECT_GE(logits, 0.999) << m.name;
@@ -296,8 +292,8 @@ TEST(CudaLlamaModel, RecordedMapsAreTheCpuEnginesProbabilities) {
             double sum = 0;
             for (int j = 0; j < (rb + 1) * 64; ++j) {
               const size_t tile = static_cast<size_t>(rb) * (rb + 1) / 2 + j / 64;
-              const float p = core::bf16_to_f32(
-                  dev[h * per_head + tile * 4096 + (i % 64) * 64 + j % 64]);
+              const float p =
+                  core::bf16_to_f32(dev[h * per_head + tile * 4096 + (i % 64) * 64 + j % 64]);
               if (j > i) {
                 above = std::max(above, double(std::fabs(p)));
                 continue;
@@ -311,8 +307,8 @@ TEST(CudaLlamaModel, RecordedMapsAreTheCpuEnginesProbabilities) {
         }
       }
     }
-    std::printf("  %-7s recorded P: max |GPU − CPU| %.2e, max |row sum − 1| %.2e\n",
-                m.name.c_str(), worst, worst_row_sum);
+    std::printf("  %-7s recorded P: max |GPU − CPU| %.2e, max |row sum − 1| %.2e\n", m.name.c_str(),
+                worst, worst_row_sum);
     EXPECT_LT(worst, 0.05) << m.name;
     EXPECT_LT(worst_row_sum, 0.02) << m.name;
     EXPECT_EQ(above, 0.0) << m.name << ": the tiles hold values above the diagonal";
@@ -338,8 +334,7 @@ TEST(CudaLlamaModel, ReusingOwnMapsMatchesTheExactPath) {
     // P8 copies of the same maps.
     DeviceMaps p8(*m.gpu, batch, core::DType::kP8);
     for (size_t i = 0; i < p8.buffers.size(); ++i) {
-      cuda::maps_to_p8(maps.buffers[i].data(), p8.buffers[i].data(), p8.buffers[i].size(),
-                       nullptr);
+      cuda::maps_to_p8(maps.buffers[i].data(), p8.buffers[i].data(), p8.buffers[i].size(), nullptr);
     }
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the model's stream does not wait for it
     const DeviceMapPlan full_p8 = p8.reuse_plan(~0ull, all, core::DType::kP8);
@@ -351,9 +346,10 @@ TEST(CudaLlamaModel, ReusingOwnMapsMatchesTheExactPath) {
         exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &some_seqs), d);
     const double w_p8 =
         worst_cosine(exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full_p8), d);
-    std::printf("  %-7s reuse of own maps, worst token cosine: all %.5f, head 0 %.5f, "
-                "every other sequence %.5f, P8 %.5f\n",
-                m.name.c_str(), w_full, w_heads, w_seqs, w_p8);
+    std::printf(
+        "  %-7s reuse of own maps, worst token cosine: all %.5f, head 0 %.5f, "
+        "every other sequence %.5f, P8 %.5f\n",
+        m.name.c_str(), w_full, w_heads, w_seqs, w_p8);
     EXPECT_GE(w_full, 0.999) << m.name;
     EXPECT_GE(w_heads, 0.999) << m.name;
     EXPECT_GE(w_seqs, 0.999) << m.name;
@@ -385,9 +381,9 @@ TEST(CudaLlamaModel, MapsTheCpuEngineRecordedAreReusedOnTheGpu) {
     }
   }
   const DeviceMapPlan plan = maps.reuse_plan(~0ull, std::vector<bool>(batch.size(), true));
-  const double w = worst_cosine(m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden),
-                                m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &plan),
-                                c.hidden_size);
+  const double w =
+      worst_cosine(m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden),
+                   m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &plan), c.hidden_size);
   std::printf("  CPU-recorded maps reused on the GPU: worst token cosine to exact %.5f\n", w);
   EXPECT_GE(w, 0.999);
 }
@@ -534,9 +530,7 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
       for (size_t e = 0; e < lengths.size(); ++e) {
         host.push_back(random_maps(layers, heads, lengths[e], causal, dtype, 7 + e));
       }
-      auto source = [&](int64_t e) {
-        return memo::HostMaps{lengths[e], host[e].data(), dtype};
-      };
+      auto source = [&](int64_t e) { return memo::HostMaps{lengths[e], host[e].data(), dtype}; };
       // Room for entries 1 and 2 together, not for all three.
       memo::DeviceMapCache probe(source, layers, heads, causal, 1);
       const size_t room = probe.entry_bytes(70, dtype) + probe.entry_bytes(130, dtype);
@@ -550,8 +544,7 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
           const auto& slot = plan.slots[l * 3 + s];
           ASSERT_NE(slot.stored, nullptr);
           EXPECT_EQ(reinterpret_cast<uintptr_t>(slot.stored) % 16, 0u);
-          EXPECT_EQ(slot.dtype,
-                    dtype == core::DType::kP8 ? core::DType::kP8 : core::DType::kBF16);
+          EXPECT_EQ(slot.dtype, dtype == core::DType::kP8 ? core::DType::kP8 : core::DType::kBF16);
           const size_t layer_bytes = want.size() / layers;
           std::vector<uint8_t> got(layer_bytes);
           ASSERT_EQ(cudaMemcpy(got.data(), slot.stored, layer_bytes, cudaMemcpyDeviceToHost),
@@ -561,9 +554,9 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
         }
       }
       EXPECT_EQ(plan.slots[1].stored, nullptr);  // −1: exact
-      cache.plan({1});       // a hit; entry 0 is no longer in use
-      cache.prefetch({2});   // evicts entry 0, the least recently used
-      cache.plan({1, 2});    // two hits
+      cache.plan({1});                           // a hit; entry 0 is no longer in use
+      cache.prefetch({2});                       // evicts entry 0, the least recently used
+      cache.plan({1, 2});                        // two hits
       const auto st = cache.stats();
       EXPECT_EQ(st.misses, 3u);
       EXPECT_EQ(st.hits, 3u);
@@ -605,11 +598,13 @@ TEST(DeviceMapCache, MapsTheCpuEngineRecordedRunThroughTheCache) {
   std::vector<int64_t> entries(batch.size());
   for (size_t s = 0; s < batch.size(); ++s) entries[s] = static_cast<int64_t>(s);
   const DeviceMapPlan plan = cache.plan(entries);
-  const double w = worst_cosine(m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden),
-                                m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &plan),
-                                c.hidden_size);
-  std::printf("  CPU maps (fp16 packed) through the device cache: worst token cosine to exact "
-              "%.5f\n", w);
+  const double w =
+      worst_cosine(m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden),
+                   m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &plan), c.hidden_size);
+  std::printf(
+      "  CPU maps (fp16 packed) through the device cache: worst token cosine to exact "
+      "%.5f\n",
+      w);
   EXPECT_GE(w, 0.999);
 }
 

@@ -131,7 +131,8 @@ TEST(ScoreCli, DeviceAutoScoresTheExactPathWhereItCan) {
   const std::string json = dir.path("r.json");
   const auto r = run_cli("score mmlu --data " + testing_paths::data_dir() +
                          "/mmlu --subjects us_foreign_policy --limit 2 --shots 1 --paths exact "
-                         "--device auto --json " + json);
+                         "--device auto --json " +
+                         json);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const nlohmann::json j = nlohmann::json::parse(std::ifstream(json));
   EXPECT_EQ(j["questions"], 2);

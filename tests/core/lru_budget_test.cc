@@ -26,7 +26,7 @@ TEST(LruBudget, PinnedKeysStayAndTooLittleRoomIsAClearError) {
   lru.admit(1, 30);
   lru.admit(2, 30);
   lru.admit(3, 30);
-  lru.pin(1);  // the oldest, but in use
+  lru.pin(1);                            // the oldest, but in use
   EXPECT_EQ(lru.admit(4, 40), Keys{2});  // 1 (30, pinned) + 3 (30) + 4 (40) = 100
   EXPECT_TRUE(lru.contains(1));
   lru.pin(4);

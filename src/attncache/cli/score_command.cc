@@ -107,7 +107,8 @@ void run_mmlu(const MmluOptions& o) {
       std::find(paths.begin(), paths.end(), tasks::McPath::kAttnCache) != paths.end();
   if (attncache && o.db.empty()) core::throw_bad_input("the attncache path needs --db");
   if (o.device != "cpu" && paths != std::vector<tasks::McPath>{tasks::McPath::kExact}) {
-    core::throw_bad_input("--device ", o.device, " runs the exact path only (prefix_kv and "
+    core::throw_bad_input("--device ", o.device,
+                          " runs the exact path only (prefix_kv and "
                           "attncache run on the CPU, and their times would not compare): use "
                           "--paths exact");
   }
@@ -324,9 +325,10 @@ void add_score_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   mmlu->add_flag("--paper", o->paper_mode, "AttnCache: the paper's rule alone, no layer-0 check");
-  mmlu->add_option("--device", o->device,
-                   "exact path on: cpu; cuda (exit 2 without a usable GPU); auto (the GPU when "
-                   "usable). A GPU that fails mid-run hands the rest to the CPU. With --paths exact")
+  mmlu->add_option(
+          "--device", o->device,
+          "exact path on: cpu; cuda (exit 2 without a usable GPU); auto (the GPU when "
+          "usable). A GPU that fails mid-run hands the rest to the CPU. With --paths exact")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   mmlu->add_option("-b,--batch", o->batch, "prompts per forward pass")

@@ -131,9 +131,9 @@ struct DeviceMapCache::Impl {
         staging[k] = cuda::PinnedHostBuffer(size, "map cache staging");
       }
       convert(host, staging[k].data());
-      cuda::check(cudaMemcpyAsync(r.maps.data(), staging[k].data(), size, cudaMemcpyHostToDevice,
-                                  stream),
-                  "cudaMemcpyAsync (map cache)");
+      cuda::check(
+          cudaMemcpyAsync(r.maps.data(), staging[k].data(), size, cudaMemcpyHostToDevice, stream),
+          "cudaMemcpyAsync (map cache)");
       cuda::check(cudaEventRecord(staged[k], stream), "cudaEventRecord");
       cuda::check(cudaEventCreateWithFlags(&r.ready, cudaEventDisableTiming), "cudaEventCreate");
       cuda::check(cudaEventRecord(r.ready, stream), "cudaEventRecord");
@@ -149,8 +149,7 @@ DeviceMapCache::DeviceMapCache(Source source, int layers, int heads, bool causal
                                size_t capacity_bytes)
     : impl_(std::make_unique<Impl>(std::move(source), layers, heads, causal, capacity_bytes)) {
   if (heads > 64) core::throw_bad_input("the device map cache supports at most 64 heads");
-  cuda::check(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking),
-              "cudaStreamCreate");
+  cuda::check(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   for (cudaEvent_t& e : impl_->staged) {
     cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
   }

@@ -41,8 +41,7 @@ class DeviceMapCache {
 
   DeviceMapCache(Source source, int layers, int heads, bool causal, size_t capacity_bytes);
   // Entries of a map database (entry i: its i-th stored input).
-  static std::unique_ptr<DeviceMapCache> for_database(const MapDatabase& db,
-                                                      size_t capacity_bytes);
+  static std::unique_ptr<DeviceMapCache> for_database(const MapDatabase& db, size_t capacity_bytes);
   ~DeviceMapCache();
 
   // Starts copying the entries (−1: none) that are not resident, as far as they fit beside the

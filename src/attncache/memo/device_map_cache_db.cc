@@ -10,8 +10,7 @@ std::unique_ptr<DeviceMapCache> DeviceMapCache::for_database(const MapDatabase& 
                                                              size_t capacity_bytes) {
   auto source = [&db](int64_t i) {
     if (i < 0 || static_cast<size_t>(i) >= db.size()) {
-      core::throw_bad_input("map database entry ", i, " does not exist (", db.size(),
-                            " entries)");
+      core::throw_bad_input("map database entry ", i, " does not exist (", db.size(), " entries)");
     }
     const MapEntry e = db.entry(static_cast<size_t>(i));
     return HostMaps{e.n_tokens, e.maps, db.map_dtype()};

@@ -21,8 +21,8 @@ namespace attncache {
 namespace {
 
 using cuda_forward::align_up;
-using cuda_forward::kMiB;
 using cuda_forward::kGemmWorkspace;
+using cuda_forward::kMiB;
 
 class TensorReader {
  public:
@@ -375,8 +375,9 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
   const int* lens = reinterpret_cast<const int*>(dm + at[3]);
   const int* items = reinterpret_cast<const int*>(dm + at[4]);
   const auto* dev_slots = reinterpret_cast<const cuda::DeviceMapSlot*>(dm + at[5]);
-  cuda::check(cudaMemcpyAsync(meta.data(), host_meta.data(), meta_bytes, cudaMemcpyHostToDevice, stream),
-              "cudaMemcpyAsync (batch tables)");
+  cuda::check(
+      cudaMemcpyAsync(meta.data(), host_meta.data(), meta_bytes, cudaMemcpyHostToDevice, stream),
+      "cudaMemcpyAsync (batch tables)");
 
   float* hid = hidden.as<float>();
   uint16_t* hid16 = hidden_bf16.as<uint16_t>();

@@ -34,17 +34,16 @@ void check_fits(int device, const std::string& device_name, size_t limit, size_t
   size_t free_bytes = 0, total_bytes = 0;
   cuda::memory_info(device, &free_bytes, &total_bytes);
   const bool limited = limit != 0 && limit < free_bytes;
-  const size_t available =
-      limited ? limit : (free_bytes > kHeadroom ? free_bytes - kHeadroom : 0);
+  const size_t available = limited ? limit : (free_bytes > kHeadroom ? free_bytes - kHeadroom : 0);
   const size_t need = weights + activations + kGemmWorkspace;
   if (need > available) {
-    core::throw_bad_input("too little GPU memory on ", device_name, ": ", who, " needs ",
-                          need / kMiB, " MiB (weights ", weights / kMiB, " MiB, activations for ",
-                          tokens, " tokens ", activations / kMiB, " MiB, GEMM workspace ",
-                          kGemmWorkspace / kMiB, " MiB) but ", available / kMiB,
-                          " MiB are available",
-                          limited ? " under the memory limit" : " after a reserve for the CUDA context",
-                          "; lower max_batch_tokens or free the device");
+    core::throw_bad_input(
+        "too little GPU memory on ", device_name, ": ", who, " needs ", need / kMiB,
+        " MiB (weights ", weights / kMiB, " MiB, activations for ", tokens, " tokens ",
+        activations / kMiB, " MiB, GEMM workspace ", kGemmWorkspace / kMiB, " MiB) but ",
+        available / kMiB, " MiB are available",
+        limited ? " under the memory limit" : " after a reserve for the CUDA context",
+        "; lower max_batch_tokens or free the device");
   }
 }
 

@@ -34,10 +34,10 @@ size_t qkv_width(const LlamaConfig& c) {
 // Device bytes of the activations for a batch of `tokens` tokens (all bf16).
 size_t activation_bytes_for(const LlamaConfig& c, size_t tokens) {
   const size_t d = c.hidden_size, ff = c.intermediate_size;
-  const size_t per_token = 3 * d * 2                              // residual ×2, normed
-                           + qkv_width(c) * 2                     // qkv
+  const size_t per_token = 3 * d * 2           // residual ×2, normed
+                           + qkv_width(c) * 2  // qkv
                            + static_cast<size_t>(c.num_heads) * c.head_dim * 2  // context
-                           + 3 * ff * 2;                          // gate|up, SwiGLU output
+                           + 3 * ff * 2;  // gate|up, SwiGLU output
   return tokens * per_token;
 }
 
@@ -218,9 +218,9 @@ std::unique_ptr<CudaLlamaModel> CudaLlamaModel::create(const LlamaModel& host,
   impl->inv_freq = host.rope().inv_freq;
   impl->rope_neox = host.rope().neox;
   impl->device = cuda_forward::open_device(options.device);
-  cuda::check(cudaDeviceGetAttribute(&impl->sm_count, cudaDevAttrMultiProcessorCount,
-                                     options.device),
-              "cudaDeviceGetAttribute");
+  cuda::check(
+      cudaDeviceGetAttribute(&impl->sm_count, cudaDevAttrMultiProcessorCount, options.device),
+      "cudaDeviceGetAttribute");
 
   cuda_forward::WeightImage image;
   impl->embedding = image.add_bf16(host.token_embedding());
@@ -339,9 +339,12 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
 
   BatchLayout& L = b.layout;
   const size_t sizes[BatchLayout::kCount] = {
-      static_cast<size_t>(b.total) * 4, static_cast<size_t>(b.total) * 4,
-      static_cast<size_t>(nseq) * 4,    static_cast<size_t>(nseq) * 4,
-      static_cast<size_t>(nseq) * 4,    static_cast<size_t>(b.num_items) * 8,
+      static_cast<size_t>(b.total) * 4,
+      static_cast<size_t>(b.total) * 4,
+      static_cast<size_t>(nseq) * 4,
+      static_cast<size_t>(nseq) * 4,
+      static_cast<size_t>(nseq) * 4,
+      static_cast<size_t>(b.num_items) * 8,
       static_cast<size_t>(b.num_wide_items) * 8,
       b.maps != nullptr ? b.maps->slots.size() * sizeof(cuda::DeviceMapSlot) : 0};
   for (int i = 0; i < BatchLayout::kCount; ++i) L.at[i + 1] = L.at[i] + align_up(sizes[i], 16);
@@ -399,9 +402,9 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
         const size_t layer = i / nseq;
         stored = static_cast<const char*>(staging.ring[layer % 2].data()) + b.staged_at[i];
       }
-      dev_slots[i] = {stored, slot.record, slot.heads,
-                      slot.dtype == core::DType::kP8 ? cuda::MapFormat::kP8
-                                                     : cuda::MapFormat::kBF16};
+      dev_slots[i] = {
+          stored, slot.record, slot.heads,
+          slot.dtype == core::DType::kP8 ? cuda::MapFormat::kP8 : cuda::MapFormat::kBF16};
     }
   }
 
@@ -577,11 +580,11 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
     gemm->linear(out_bf16, d, w<uint16_t>(lm_head), d, out_f32, c.vocab_size, cuda::OutType::kF32,
                  rows, c.vocab_size, d, cuda::Epilogue::kNone, nullptr, stream);
   } else {
-    cuda::rmsnorm(x, all ? nullptr : last, w<float>(output_norm), c.rms_norm_eps, out_bf16,
-                  out_f32, rows, d, stream);
+    cuda::rmsnorm(x, all ? nullptr : last, w<float>(output_norm), c.rms_norm_eps, out_bf16, out_f32,
+                  rows, d, stream);
   }
-  cuda::check(cudaMemcpyAsync(host_out.data(), out_f32, rows * out_cols * 4,
-                              cudaMemcpyDeviceToHost, stream),
+  cuda::check(cudaMemcpyAsync(host_out.data(), out_f32, rows * out_cols * 4, cudaMemcpyDeviceToHost,
+                              stream),
               "cudaMemcpyAsync (results)");
 }
 

@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(BM * 2) flash_forward(AttentionArgs a, float s
   float m0 = kNegInf, m1 = kNegInf, l0 = 0.0f, l1 = 0.0f;  // l: this thread's partial sums
   const int key_blocks = ((kCausal ? min(n, q0 + BM) : n) + kRows - 1) / kRows;
   // Masks keys past the sequence and, causal, keys after the query (in place, on scores).
-  auto mask = [&](float (&s)[8][4], int kb) {
+  auto mask = [&](float(&s)[8][4], int kb) {
     if ((kb + 1) * kRows <= n && !(kCausal && (kb + 1) * kRows - 1 > q0)) return;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -312,8 +312,9 @@ __global__ void __launch_bounds__(BM * 2) flash_forward(AttentionArgs a, float s
   if constexpr (kRecord) {
     // Second pass: P = exp2(s − m) / l with the final m and l, written as bf16.
     if (slot.record == nullptr) return;
-    uint16_t* rec = static_cast<uint16_t*>(slot.record) +
-                    (kCausal ? h * causal_tiles(n) * kRows * kRows : static_cast<size_t>(h) * n * n);
+    uint16_t* rec =
+        static_cast<uint16_t*>(slot.record) +
+        (kCausal ? h * causal_tiles(n) * kRows * kRows : static_cast<size_t>(h) * n * n);
     for (int kb = 0; kb < key_blocks; ++kb) {
       load_tile<D, kRows, kCtaThreads>(ks[0], kbase, stride, kb * kRows, n);
       cp_async_commit();
@@ -497,18 +498,18 @@ void launch_exact_rows(const AttentionArgs& args, bool record, dim3 grid, cudaSt
     if (record) {
       if (args.causal) {
         return launch<flash_forward<D, BM, true, true>, threads>(grid, smem, stream,
-                                                                  "flash_forward", args, scale_log2);
-      }
-      return launch<flash_forward<D, BM, true, false>, threads>(grid, smem, stream,
                                                                  "flash_forward", args, scale_log2);
+      }
+      return launch<flash_forward<D, BM, true, false>, threads>(grid, smem, stream, "flash_forward",
+                                                                args, scale_log2);
     }
   }
   if (args.causal) {
     launch<flash_forward<D, BM, false, true>, threads>(grid, smem, stream, "flash_forward", args,
-                                                        scale_log2);
+                                                       scale_log2);
   } else {
     launch<flash_forward<D, BM, false, false>, threads>(grid, smem, stream, "flash_forward", args,
-                                                         scale_log2);
+                                                        scale_log2);
   }
 }
 
@@ -524,7 +525,7 @@ void launch_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
 template <int D, MapFormat kFormat>
 void launch_reuse_format(const AttentionArgs& args, cudaStream_t stream) {
   const dim3 grid(args.num_items, args.num_heads);
-  constexpr size_t smem = reuse_smem<D, kFormat == MapFormat::kP8 ? 1 : 2>();
+  constexpr size_t smem = reuse_smem < D, kFormat == MapFormat::kP8 ? 1 : 2 > ();
   if (args.causal) {
     launch<reuse_pv<D, kFormat, true>>(grid, smem, stream, "reuse_pv", args);
   } else {

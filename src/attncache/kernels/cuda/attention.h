@@ -35,14 +35,14 @@ struct DeviceMapSlot {
   // (16-byte aligned)
   const void* stored = nullptr;
   void* record = nullptr;  // bf16 H maps, laid out as `stored`, that receive the exact P, or null
-  uint64_t heads = ~0ull;        // bit h: head h reuses `stored`
+  uint64_t heads = ~0ull;  // bit h: head h reuses `stored`
   MapFormat format = MapFormat::kBF16;  // of `stored`
 };
 
 struct AttentionArgs {
   // bf16 [T × (H + 2·H_kv)·dh]: rows of (q | k | v), heads contiguous in each
   const void* qkv = nullptr;
-  void* ctx = nullptr;        // bf16 [T × H·dh]
+  void* ctx = nullptr;              // bf16 [T × H·dh]
   const int* seq_offset = nullptr;  // [B] first row of each sequence (device)
   const int* seq_len = nullptr;     // [B] tokens of each sequence (device)
   const int* items = nullptr;       // [2·num_items] (sequence, query block) pairs (device)
@@ -57,7 +57,7 @@ struct AttentionArgs {
   // Grouped-query attention: query head h reads key/value head h / (num_heads / num_kv_heads).
   // 0: num_heads (multi-head attention).
   int num_kv_heads = 0;
-  bool causal = false;  // query i sees keys 0..i; maps are block triangles
+  bool causal = false;                  // query i sees keys 0..i; maps are block triangles
   const DeviceMapSlot* maps = nullptr;  // [B] this layer's slots (device), or null
 };
 

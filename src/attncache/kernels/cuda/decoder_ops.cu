@@ -20,8 +20,8 @@ __device__ __forceinline__ float block_sum(float v) {
   return total;
 }
 
-__global__ void embed_rows_kernel(const int* ids, const __nv_bfloat162* table,
-                                  __nv_bfloat162* out, int half_d) {
+__global__ void embed_rows_kernel(const int* ids, const __nv_bfloat162* table, __nv_bfloat162* out,
+                                  int half_d) {
   const int r = blockIdx.x;
   const __nv_bfloat162* src = table + static_cast<size_t>(ids[r]) * half_d;
   __nv_bfloat162* dst = out + static_cast<size_t>(r) * half_d;
@@ -73,8 +73,8 @@ __global__ void silu_mul_kernel(const __nv_bfloat162* gate_up, __nv_bfloat162* o
   const size_t r = i / half_ff, j = i % half_ff;
   const float2 g = __bfloat1622float2(gate_up[r * 2 * half_ff + j]);
   const float2 u = __bfloat1622float2(gate_up[r * 2 * half_ff + half_ff + j]);
-  out[i] = __floats2bfloat162_rn(g.x / (1.0f + __expf(-g.x)) * u.x,
-                                 g.y / (1.0f + __expf(-g.y)) * u.y);
+  out[i] =
+      __floats2bfloat162_rn(g.x / (1.0f + __expf(-g.x)) * u.x, g.y / (1.0f + __expf(-g.y)) * u.y);
 }
 
 }  // namespace
@@ -91,8 +91,9 @@ void rmsnorm(const void* x_bf16, const int* row_index, const float* weight, floa
              void* out_bf16, float* out_f32, int rows, int d, cudaStream_t stream) {
   if (rows == 0) return;
   rmsnorm_kernel<<<rows, kThreadsPerRow, 0, stream>>>(
-      static_cast<const __nv_bfloat162*>(x_bf16), row_index, reinterpret_cast<const float2*>(weight),
-      eps, static_cast<__nv_bfloat162*>(out_bf16), reinterpret_cast<float2*>(out_f32), d / 2);
+      static_cast<const __nv_bfloat162*>(x_bf16), row_index,
+      reinterpret_cast<const float2*>(weight), eps, static_cast<__nv_bfloat162*>(out_bf16),
+      reinterpret_cast<float2*>(out_f32), d / 2);
   check_launch("rmsnorm");
 }
 

@@ -80,8 +80,9 @@ PinnedHostBuffer::PinnedHostBuffer(size_t bytes, const char* what) : size_(bytes
   if (status != cudaSuccess) {
     (void)cudaGetLastError();
     data_ = nullptr;
-    core::throw_bad_input("cannot allocate ", bytes / 1048576.0, " MiB of page-locked host memory for ",
-                          what, " (", cudaGetErrorName(status), ")");
+    core::throw_bad_input("cannot allocate ", bytes / 1048576.0,
+                          " MiB of page-locked host memory for ", what, " (",
+                          cudaGetErrorName(status), ")");
   }
 }
 
