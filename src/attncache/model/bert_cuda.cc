@@ -249,18 +249,10 @@ std::vector<float> CudaBertEncoder::Impl::run(const std::vector<std::vector<int3
   if (nseq == 0) return {};
   std::vector<int> lengths(nseq);
   int total = 0, num_items = 0;
+  cuda_forward::check_batch(batch, c.max_position_embeddings, c.vocab_size,
+                            "the model takes at most ");
   for (int s = 0; s < nseq; ++s) {
     const int n = static_cast<int>(batch[s].size());
-    if (n == 0) core::throw_bad_input("sequence ", s, " of the batch is empty");
-    if (n > c.max_position_embeddings) {
-      core::throw_bad_input("sequence ", s, " has ", n, " tokens; the model takes at most ",
-                            c.max_position_embeddings);
-    }
-    for (int32_t id : batch[s]) {
-      if (id < 0 || id >= c.vocab_size) {
-        core::throw_bad_input("token id ", id, " is outside the vocabulary (", c.vocab_size, ")");
-      }
-    }
     lengths[s] = n;
     total += n;
     num_items += (n + cuda::kAttentionRows - 1) / cuda::kAttentionRows;
@@ -270,21 +262,7 @@ std::vector<float> CudaBertEncoder::Impl::run(const std::vector<std::vector<int3
     if (maps->host_resident) {
       core::throw_bad_input("the GPU encoder reuses maps in device memory only");
     }
-    if (maps->slots.size() != static_cast<size_t>(c.num_layers) * nseq) {
-      core::throw_bad_input("a device map plan for ", nseq, " sequences and ", c.num_layers,
-                            " layers needs ", c.num_layers * nseq, " slots, not ",
-                            maps->slots.size());
-    }
-    for (const auto& slot : maps->slots) {
-      if (slot.stored == nullptr) continue;
-      if (reinterpret_cast<uintptr_t>(slot.stored) % 16 != 0) {
-        core::throw_bad_input("stored attention maps must be 16-byte aligned on the device");
-      }
-      if (slot.dtype != core::DType::kBF16 && slot.dtype != core::DType::kP8) {
-        core::throw_bad_input("the GPU encoder reuses BF16 or P8 maps, not ",
-                              core::dtype_name(slot.dtype));
-      }
-    }
+    cuda_forward::check_map_plan(*maps, c.num_layers, nseq, "encoder");
     slots = &maps->slots;
   }
 
@@ -324,25 +302,16 @@ std::vector<float> CudaBertEncoder::Impl::run(const std::vector<std::vector<int3
   if (slots != nullptr) {
     auto* dev_slots = reinterpret_cast<cuda::DeviceMapSlot*>(h + at[5]);
     for (size_t i = 0; i < slots->size(); ++i) {
-      dev_slots[i].stored = (*slots)[i].stored;
-      dev_slots[i].record = (*slots)[i].record;
-      dev_slots[i].heads = (*slots)[i].heads;
-      dev_slots[i].format =
-          (*slots)[i].dtype == core::DType::kP8 ? cuda::MapFormat::kP8 : cuda::MapFormat::kBF16;
+      dev_slots[i] = cuda_forward::device_slot((*slots)[i], (*slots)[i].stored);
     }
   }
 
   // The shape: everything that decides which kernels and copies run with which sizes.
-  const uint64_t all_heads = c.num_heads >= 64 ? ~0ull : (1ull << c.num_heads) - 1;
+  const uint64_t all_heads = cuda_forward::all_heads_mask(c.num_heads);
   std::vector<int64_t> key{pool_output ? 1 : 0, total};
   key.insert(key.end(), lengths.begin(), lengths.end());
   if (slots != nullptr) {
-    for (const auto& slot : *slots) {
-      int code = slot.record != nullptr ? 4 : 0;
-      if (slot.stored != nullptr) code |= (slot.heads & all_heads) == all_heads ? 2 : 1;
-      if (slot.stored != nullptr && slot.dtype == core::DType::kP8) code |= 8;
-      key.push_back(code);
-    }
+    for (const auto& slot : *slots) key.push_back(cuda_forward::slot_shape(slot, all_heads));
   }
 
   auto enqueue_batch = [&] {
@@ -385,23 +354,15 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
   cuda::embed_layernorm(ids, positions, w<float>(word), w<float>(pos), w<float>(type0),
                         w<float>(emb_g), w<float>(emb_b), c.layer_norm_eps, hid16, nullptr, total,
                         d, stream);
-  const uint64_t all_heads = c.num_heads >= 64 ? ~0ull : (1ull << c.num_heads) - 1;
-  std::vector<char> v_only(nseq, 0);
+  const uint64_t all_heads = cuda_forward::all_heads_mask(c.num_heads);
+  std::vector<char> v_only;
   std::vector<int> first_row(nseq);
   for (int s = 0, r = 0; s < nseq; r += lengths[s], ++s) first_row[s] = r;
 
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerWeights& l = layers[li];
-    bool any_exact = slots == nullptr, any_bf16 = false, any_p8 = false, any_record = false;
-    for (int s = 0; s < nseq && slots != nullptr; ++s) {
-      const auto& slot = (*slots)[static_cast<size_t>(li) * nseq + s];
-      v_only[s] = slot.stored != nullptr && (slot.heads & all_heads) == all_heads;
-      any_exact |= !v_only[s];
-      const bool reused = slot.stored != nullptr && (slot.heads & all_heads) != 0;
-      any_bf16 |= reused && slot.dtype != core::DType::kP8;
-      any_p8 |= reused && slot.dtype == core::DType::kP8;
-      any_record |= slot.record != nullptr;
-    }
+    const cuda_forward::LayerReuse reuse =
+        cuda_forward::layer_reuse(slots, li, nseq, all_heads, &v_only);
     // One projection per run of sequences that agree on V-only: [Q K V] for the others.
     mark(cuda_forward::PhaseTimer::kQkv);
     for (int s0 = 0; s0 < nseq;) {
@@ -427,9 +388,9 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
     args.head_dim = c.head_dim();
     args.maps = slots != nullptr ? dev_slots + static_cast<size_t>(li) * nseq : nullptr;
     mark(cuda_forward::PhaseTimer::kAttention);
-    if (any_exact) cuda::attention_exact(args, any_record, stream);
-    if (any_bf16) cuda::attention_reuse(args, cuda::MapFormat::kBF16, stream);
-    if (any_p8) cuda::attention_reuse(args, cuda::MapFormat::kP8, stream);
+    if (reuse.any_exact) cuda::attention_exact(args, reuse.any_record, stream);
+    if (reuse.any_bf16) cuda::attention_reuse(args, cuda::MapFormat::kBF16, stream);
+    if (reuse.any_p8) cuda::attention_reuse(args, cuda::MapFormat::kP8, stream);
 
     // Output projection: tmp = ctx·Woᵀ + bo + residual, then LayerNorm into the residual stream.
     mark(cuda_forward::PhaseTimer::kGemm);

@@ -47,6 +47,57 @@ void check_fits(int device, const std::string& device_name, size_t limit, size_t
   }
 }
 
+void check_batch(const std::vector<std::vector<int32_t>>& batch, int max_tokens, int vocab,
+                 const char* limit_words) {
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const size_t n = batch[s].size();
+    if (n == 0) core::throw_bad_input("sequence ", s, " of the batch is empty");
+    if (n > static_cast<size_t>(max_tokens)) {
+      core::throw_bad_input("sequence ", s, " has ", n, " tokens; ", limit_words, max_tokens);
+    }
+    for (int32_t id : batch[s]) {
+      if (id < 0 || id >= vocab) {
+        core::throw_bad_input("token id ", id, " is outside the vocabulary (", vocab, ")");
+      }
+    }
+  }
+}
+
+void check_map_plan(const DeviceMapPlan& plan, int layers, int nseq, const char* model) {
+  if (plan.slots.size() != static_cast<size_t>(layers) * nseq) {
+    core::throw_bad_input("a device map plan for ", nseq, " sequences and ", layers,
+                          " layers needs ", layers * nseq, " slots, not ", plan.slots.size());
+  }
+  for (const auto& slot : plan.slots) {
+    if (slot.stored == nullptr) continue;
+    if (reinterpret_cast<uintptr_t>(slot.stored) % 16 != 0) {
+      core::throw_bad_input("stored attention maps must be 16-byte aligned on the device");
+    }
+    if (slot.dtype != core::DType::kBF16 && slot.dtype != core::DType::kP8) {
+      core::throw_bad_input("the GPU ", model, " reuses BF16 or P8 maps, not ",
+                            core::dtype_name(slot.dtype));
+    }
+  }
+}
+
+LayerReuse layer_reuse(const std::vector<DeviceMapPlan::Slot>* slots, int layer, int nseq,
+                       uint64_t all_heads, std::vector<char>* v_only) {
+  LayerReuse r;
+  v_only->assign(nseq, 0);
+  if (slots == nullptr) return r;
+  r.any_exact = false;
+  for (int s = 0; s < nseq; ++s) {
+    const auto& slot = (*slots)[static_cast<size_t>(layer) * nseq + s];
+    (*v_only)[s] = slot.stored != nullptr && (slot.heads & all_heads) == all_heads;
+    r.any_exact |= !(*v_only)[s];
+    const bool reused = slot.stored != nullptr && (slot.heads & all_heads) != 0;
+    r.any_bf16 |= reused && slot.dtype != core::DType::kP8;
+    r.any_p8 |= reused && slot.dtype == core::DType::kP8;
+    r.any_record |= slot.record != nullptr;
+  }
+  return r;
+}
+
 size_t WeightImage::reserve(size_t n) {
   const size_t off = align_up(bytes_.size(), kAlign);
   bytes_.resize(off + n);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/runtime.h"
 #include "attncache/model/cuda_model.h"
 
@@ -30,6 +31,41 @@ std::string open_device(int device);
 // for the CUDA context (or in `limit` when that is set and smaller). `who`: "the encoder".
 void check_fits(int device, const std::string& device_name, size_t limit, size_t weights,
                 size_t activations, size_t tokens, const std::string& who);
+
+// Throws core::Error (bad input) for an empty sequence, one past `max_tokens` ("sequence s has
+// n tokens; " + `limit_words` + max_tokens) or an id outside [0, vocab).
+void check_batch(const std::vector<std::vector<int32_t>>& batch, int max_tokens, int vocab,
+                 const char* limit_words);
+
+// Throws core::Error (bad input) when `plan` has not layers × nseq slots, or stored maps that are
+// misaligned or of a type the kernels do not read. `model`: "encoder", "decoder".
+void check_map_plan(const DeviceMapPlan& plan, int layers, int nseq, const char* model);
+
+// Bit h set for each of `heads` heads.
+inline uint64_t all_heads_mask(int heads) { return heads >= 64 ? ~0ull : (1ull << heads) - 1; }
+
+// The kernels' view of a slot, with its stored maps at `stored` (the slot's own, or a staging
+// copy).
+inline cuda::DeviceMapSlot device_slot(const DeviceMapPlan::Slot& slot, const void* stored) {
+  return {stored, slot.record, slot.heads,
+          slot.dtype == core::DType::kP8 ? cuda::MapFormat::kP8 : cuda::MapFormat::kBF16};
+}
+
+// What about a slot decides which kernels and copies run: part of a CUDA graph's key.
+inline int64_t slot_shape(const DeviceMapPlan::Slot& slot, uint64_t all_heads) {
+  int64_t code = slot.record != nullptr ? 4 : 0;
+  if (slot.stored != nullptr) code |= (slot.heads & all_heads) == all_heads ? 2 : 1;
+  if (slot.stored != nullptr && slot.dtype == core::DType::kP8) code |= 8;
+  return code;
+}
+
+// Which attention kernels one layer needs. `v_only[s]`: sequence s reuses every head there,
+// so only its V is projected.
+struct LayerReuse {
+  bool any_exact = true, any_bf16 = false, any_p8 = false, any_record = false;
+};
+LayerReuse layer_reuse(const std::vector<DeviceMapPlan::Slot>* slots, int layer, int nseq,
+                       uint64_t all_heads, std::vector<char>* v_only);
 
 // The device weights laid out in host memory first, each tensor at a 256-byte aligned offset.
 class WeightImage {

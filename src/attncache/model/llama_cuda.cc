@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include "attncache/kernels/cuda/attention.h"
@@ -271,18 +272,11 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
   b.lengths.resize(nseq);
   b.first_row.resize(nseq);
   int longest = 0;
+  cuda_forward::check_batch(
+      batch, c.context_length > 0 ? c.context_length : std::numeric_limits<int>::max(),
+      c.vocab_size, "the model's context is ");
   for (int s = 0; s < nseq; ++s) {
     const int n = static_cast<int>(batch[s].size());
-    if (n == 0) core::throw_bad_input("sequence ", s, " of the batch is empty");
-    if (c.context_length > 0 && n > c.context_length) {
-      core::throw_bad_input("sequence ", s, " has ", n, " tokens; the model's context is ",
-                            c.context_length);
-    }
-    for (int32_t id : batch[s]) {
-      if (id < 0 || id >= c.vocab_size) {
-        core::throw_bad_input("token id ", id, " is outside the vocabulary (", c.vocab_size, ")");
-      }
-    }
     b.lengths[s] = n;
     b.first_row[s] = b.total;
     b.total += n;
@@ -298,23 +292,9 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
       static_cast<int64_t>(b.num_wide_items) * c.num_heads < 2 * sm_count) {
     b.num_wide_items = 0;
   }
-  const uint64_t all_heads = c.num_heads >= 64 ? ~0ull : (1ull << c.num_heads) - 1;
+  const uint64_t all_heads = cuda_forward::all_heads_mask(c.num_heads);
   if (maps != nullptr && !maps->slots.empty()) {
-    if (maps->slots.size() != static_cast<size_t>(c.num_layers) * nseq) {
-      core::throw_bad_input("a map plan for ", nseq, " sequences and ", c.num_layers,
-                            " layers needs ", c.num_layers * nseq, " slots, not ",
-                            maps->slots.size());
-    }
-    for (const auto& slot : maps->slots) {
-      if (slot.stored == nullptr) continue;
-      if (reinterpret_cast<uintptr_t>(slot.stored) % 16 != 0) {
-        core::throw_bad_input("stored attention maps must be 16-byte aligned");
-      }
-      if (slot.dtype != core::DType::kBF16 && slot.dtype != core::DType::kP8) {
-        core::throw_bad_input("the GPU decoder reuses BF16 or P8 maps, not ",
-                              core::dtype_name(slot.dtype));
-      }
-    }
+    cuda_forward::check_map_plan(*maps, c.num_layers, nseq, "decoder");
     if (maps->host_resident) {
       for (const auto& slot : maps->slots) {
         if (slot.record != nullptr) {
@@ -402,9 +382,7 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
         const size_t layer = i / nseq;
         stored = static_cast<const char*>(staging.ring[layer % 2].data()) + b.staged_at[i];
       }
-      dev_slots[i] = {
-          stored, slot.record, slot.heads,
-          slot.dtype == core::DType::kP8 ? cuda::MapFormat::kP8 : cuda::MapFormat::kBF16};
+      dev_slots[i] = cuda_forward::device_slot(slot, stored);
     }
   }
 
@@ -415,10 +393,7 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
   if (b.maps != nullptr) {
     key.push_back(b.maps->host_resident ? 1 : 0);
     for (const auto& slot : b.maps->slots) {
-      int64_t code = slot.record != nullptr ? 4 : 0;
-      if (slot.stored != nullptr) code |= (slot.heads & all_heads) == all_heads ? 2 : 1;
-      if (slot.stored != nullptr && slot.dtype == core::DType::kP8) code |= 8;
-      key.push_back(code);
+      key.push_back(cuda_forward::slot_shape(slot, all_heads));
       if (b.maps->host_resident) key.push_back(reinterpret_cast<int64_t>(slot.stored));
     }
   }
@@ -459,7 +434,7 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
               "cudaMemcpyAsync (batch tables)");
   const std::vector<DeviceMapPlan::Slot>* slots = b.maps != nullptr ? &b.maps->slots : nullptr;
   const bool streamed = b.maps != nullptr && b.maps->host_resident;
-  const uint64_t all_heads = c.num_heads >= 64 ? ~0ull : (1ull << c.num_heads) - 1;
+  const uint64_t all_heads = cuda_forward::all_heads_mask(c.num_heads);
 
   // Host-resident maps: layer li's are copied into ring[li % 2] once the kernels of layer li − 2
   // (the ring slot's previous user) are done.
@@ -491,19 +466,11 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
   uint16_t* nrm = normed.as<uint16_t>();
   uint16_t* q = qkv.as<uint16_t>();
   cuda::embed_rows(ids, w<uint16_t>(embedding), x, b.total, d, stream);
-  std::vector<char> v_only(nseq, 0);
+  std::vector<char> v_only;
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerWeights& l = layers[li];
-    bool any_exact = slots == nullptr, any_bf16 = false, any_p8 = false, any_record = false;
-    for (int s = 0; s < nseq && slots != nullptr; ++s) {
-      const auto& slot = (*slots)[static_cast<size_t>(li) * nseq + s];
-      v_only[s] = slot.stored != nullptr && (slot.heads & all_heads) == all_heads;
-      any_exact |= !v_only[s];
-      const bool reused = slot.stored != nullptr && (slot.heads & all_heads) != 0;
-      any_bf16 |= reused && slot.dtype != core::DType::kP8;
-      any_p8 |= reused && slot.dtype == core::DType::kP8;
-      any_record |= slot.record != nullptr;
-    }
+    const cuda_forward::LayerReuse reuse =
+        cuda_forward::layer_reuse(slots, li, nseq, all_heads, &v_only);
     if (streamed) stage_layer(li + 1);
     mark(Phase::kOther);
     cuda::rmsnorm(x, nullptr, w<float>(l.attn_norm), c.rms_norm_eps, nrm, nullptr, b.total, d,
@@ -545,12 +512,12 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
     args.causal = true;
     args.maps = slots != nullptr ? dev_slots + static_cast<size_t>(li) * nseq : nullptr;
     mark(Phase::kAttention);
-    if (any_exact) cuda::attention_exact(args, any_record, stream);
+    if (reuse.any_exact) cuda::attention_exact(args, reuse.any_record, stream);
     if (streamed) {
       cuda::check(cudaStreamWaitEvent(stream, staging.copied[li % 2]), "cudaStreamWaitEvent");
     }
-    if (any_bf16) cuda::attention_reuse(args, cuda::MapFormat::kBF16, stream);
-    if (any_p8) cuda::attention_reuse(args, cuda::MapFormat::kP8, stream);
+    if (reuse.any_bf16) cuda::attention_reuse(args, cuda::MapFormat::kBF16, stream);
+    if (reuse.any_p8) cuda::attention_reuse(args, cuda::MapFormat::kP8, stream);
     if (streamed) cuda::check(cudaEventRecord(staging.consumed[li % 2], stream), "cudaEventRecord");
 
     mark(Phase::kGemm);
