@@ -24,13 +24,14 @@ torch.compile is not timed: compiling 2 models x 12 shapes does not fit the devi
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from torch_timing import graphed, time_calls, time_kernel
 
 SIZES = {
     # Llama-3.2-1B and -3B (config.json of meta-llama/Llama-3.2-{1B,3B}), random weights.
@@ -62,32 +63,6 @@ def ids_for(b, n):
     s = np.arange(b, dtype=np.int64)[:, None]
     i = np.arange(n, dtype=np.int64)[None, :]
     return torch.from_numpy((1000003 * s + 7919 * i + 17) % 32000)
-
-
-def time_calls(call, min_seconds, min_calls=3, warmups=2):
-    for _ in range(warmups):
-        call()
-    ms, start = [], time.perf_counter()
-    while len(ms) < min_calls or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        call()
-        ms.append((time.perf_counter() - t) * 1e3)
-    return {"median_ms": statistics.median(ms), "min_ms": min(ms), "calls": len(ms)}
-
-
-def time_kernel(fn, reps=10, inner=20):
-    for _ in range(3):
-        fn()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ms = []
-    for _ in range(reps):
-        start.record()
-        for _ in range(inner):
-            fn()
-        stop.record()
-        stop.synchronize()
-        ms.append(start.elapsed_time(stop) / inner)
-    return statistics.median(ms)
 
 
 class PlainLlama:
@@ -133,26 +108,6 @@ class PlainLlama:
         return F.linear(last, self.head).float()
 
 
-def graphed(fn, ids_host):
-    """fn captured as one CUDA graph; the returned call copies new ids in, replays, copies out."""
-    static_ids = ids_host.cuda()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            fn(static_ids)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = fn(static_ids)
-
-    def replay():
-        static_ids.copy_(ids_host, non_blocking=True)
-        graph.replay()
-        return static_out.cpu()
-    return replay, graph
-
-
 def time_models(args):
     from transformers import LlamaForCausalLM
     import transformers
@@ -176,15 +131,15 @@ def time_models(args):
                 for name, fn in (("hf", hf_logits), ("plain", plain)):
                     def eager(fn=fn):
                         return fn(ids_host.cuda(non_blocking=True)).cpu()
-                    r[name + "_eager"] = time_calls(eager, args.min_seconds)
+                    r[name + "_eager"] = time_calls(eager, args.min_seconds, 3, 2)
                     result = eager()
                     if reference is None:
                         reference = result
                     else:
                         r[name + "_vs_hf_max_abs"] = float((result - reference).abs().max())
                     try:
-                        replay, graph = graphed(fn, ids_host)
-                        r[name + "_graph"] = time_calls(replay, args.min_seconds)
+                        replay, graph = graphed(fn, ids_host, warmups=2)
+                        r[name + "_graph"] = time_calls(replay, args.min_seconds, 3, 2)
                         r[name + "_graph_vs_eager_max_abs"] = float(
                             (replay() - result).abs().max())
                         del graph
@@ -203,12 +158,12 @@ def time_models(args):
                     with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
                         r["flash_attention_one_layer_ms"] = time_kernel(
                             lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                                   enable_gqa=True))
+                                                                   enable_gqa=True), reps=10)
                 except RuntimeError as e:
                     r["flash_error"] = str(e)[:200]
                 r["sdpa_attention_one_layer_ms"] = time_kernel(
                     lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                           enable_gqa=True))
+                                                           enable_gqa=True), reps=10)
                 del q, k, v
                 if args.ours_logits:
                     path = os.path.join(args.ours_logits, f"B{b}_N{n}.f32")

@@ -22,7 +22,6 @@ IDS.json is gpu_bench's --ids-out. Batches hold equal-length sequences, so no pa
 """
 import argparse
 import json
-import statistics
 import sys
 import time
 
@@ -30,31 +29,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertModel
 
-
-def time_calls(call, min_seconds):
-    for _ in range(3):
-        call()
-    ms, start = [], time.perf_counter()
-    while len(ms) < 20 or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        call()
-        ms.append((time.perf_counter() - t) * 1e3)
-    return {"median_ms": statistics.median(ms), "min_ms": min(ms), "calls": len(ms)}
-
-
-def time_kernel(fn, reps=30, inner=20):
-    for _ in range(3):
-        fn()
-    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    ms = []
-    for _ in range(reps):
-        start.record()
-        for _ in range(inner):
-            fn()
-        stop.record()
-        stop.synchronize()
-        ms.append(start.elapsed_time(stop) / inner)
-    return statistics.median(ms)
+from torch_timing import graphed, time_calls, time_kernel
 
 
 class PlainBert:
@@ -94,26 +69,6 @@ class PlainBert:
             y = F.gelu(F.linear(x, l["w1"], l["b1"]))
             x = F.layer_norm(F.linear(y, l["w2"], l["b2"]) + x, (d,), *l["ln2"], self.eps)
         return F.normalize(x.float().mean(dim=1), dim=-1)
-
-
-def graphed(fn, ids_host):
-    """fn captured as one CUDA graph; the returned call copies new ids in, replays, copies out."""
-    static_ids = ids_host.cuda()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn(static_ids)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = fn(static_ids)
-
-    def replay():
-        static_ids.copy_(ids_host, non_blocking=True)
-        graph.replay()
-        return static_out.cpu()
-    return replay, graph
 
 
 def main():

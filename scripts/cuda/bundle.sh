@@ -17,7 +17,8 @@ trap 'rm -rf "$stage"' EXIT
 
 mkdir -p "$stage/bin" "$stage/lib"
 cp "$build/tests/gpu_tests" "$build/bench/gpu_bench" "$build/bench/gpu_decoder_bench" "$stage/bin/"
-cp "$here/bench/gpu_torch_bench.py" "$here/bench/gpu_decoder_torch.py" "$stage/"
+cp "$here/bench/gpu_torch_bench.py" "$here/bench/gpu_decoder_torch.py" "$here/bench/torch_timing.py" \
+  "$stage/"
 for lib in libdnnl.so.2 libOpenCL.so.1 libutf8proc.so.2 libgomp.so.1; do
   cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')" "$stage/lib/$lib"
 done
