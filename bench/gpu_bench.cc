@@ -120,17 +120,22 @@ int main(int argc, char** argv) {
         const Timing recording = time_calls([&] { eager->embed(batch, &record); }, min_seconds);
         const std::vector<float> reference = graphed->embed(batch, &record);
         const Timing hit = time_calls([&] { graphed->embed(batch, &reuse); }, min_seconds);
-        // The same maps compressed to P8 on the device.
-        std::vector<cuda::DeviceBuffer> maps8;
-        DeviceMapPlan reuse8;
+        // The same maps compressed to one byte (P8, FP8) on the device.
+        std::vector<cuda::DeviceBuffer> maps8, maps_fp8;
+        DeviceMapPlan reuse8, reuse_fp8;
         for (size_t i = 0; i < maps.size(); ++i) {
           maps8.emplace_back(maps[i].size() / 2, "bench P8 maps");
           cuda::maps_to_p8(maps[i].data(), maps8.back().data(), maps[i].size() / 2, nullptr);
           reuse8.slots.push_back({maps8.back().data(), nullptr, ~0ull, core::DType::kP8});
+          maps_fp8.emplace_back(maps[i].size() / 2, "bench FP8 maps");
+          cuda::maps_to_fp8(maps[i].data(), maps_fp8.back().data(), maps[i].size() / 2, nullptr);
+          reuse_fp8.slots.push_back({maps_fp8.back().data(), nullptr, ~0ull, core::DType::kFP8});
         }
         cuda::check(cudaDeviceSynchronize(), "maps_to_p8");
         const Timing hit8 = time_calls([&] { graphed->embed(batch, &reuse8); }, min_seconds);
         const std::vector<float> reused8 = graphed->embed(batch, &reuse8);
+        const Timing hit_fp8 = time_calls([&] { graphed->embed(batch, &reuse_fp8); }, min_seconds);
+        const std::vector<float> reused_fp8 = graphed->embed(batch, &reuse_fp8);
         const Timing hit_eager = time_calls([&] { eager->embed(batch, &reuse); }, min_seconds);
         const std::vector<float> reused = graphed->embed(batch, &reuse);
         auto worst_cosine = [&](const std::vector<float>& x) {
@@ -161,6 +166,9 @@ int main(int argc, char** argv) {
             {"reuse_p8_graph", timing_json(hit8)},
             {"reuse_p8_speedup_per_hit", exact.median_ms / hit8.median_ms},
             {"reuse_p8_worst_cosine_to_exact", worst_cosine(reused8)},
+            {"reuse_fp8_graph", timing_json(hit_fp8)},
+            {"reuse_fp8_speedup_per_hit", exact.median_ms / hit_fp8.median_ms},
+            {"reuse_fp8_worst_cosine_to_exact", worst_cosine(reused_fp8)},
             {"phases_exact_eager", phases(batch, nullptr)},
             {"phases_reuse_eager", phases(batch, &reuse)},
             {"map_bytes_all_layers", double(graphed->map_bytes(n)) * batch_size * c.num_layers},
@@ -168,11 +176,11 @@ int main(int argc, char** argv) {
              attention_only(batch_size, n, c.num_heads, c.num_heads, c.head_dim(), false)}};
         std::fprintf(
             stderr,
-            "B=%-3d N=%-4d exact %.3f ms (eager %.3f)  reuse %.3f ms (eager %.3f) P8 %.3f ms  "
+            "B=%-3d N=%-4d exact %.3f ms (eager %.3f)  reuse %.3f ms (eager %.3f) P8 %.3f ms FP8 %.3f ms  "
             "%.0f tok/s  per-hit %.2fx (P8 %.2fx)  attention exact %.1f us reuse %.1f us "
             "P8 %.1f us\n",
             batch_size, n, exact.median_ms, exact_eager.median_ms, hit.median_ms,
-            hit_eager.median_ms, hit8.median_ms, tokens / exact.median_ms * 1e3,
+            hit_eager.median_ms, hit8.median_ms, hit_fp8.median_ms, tokens / exact.median_ms * 1e3,
             exact.median_ms / hit.median_ms, exact.median_ms / hit8.median_ms,
             r["attention_kernels_one_layer"]["exact_ms"].get<double>() * 1e3,
             r["attention_kernels_one_layer"]["reuse_ms"].get<double>() * 1e3,

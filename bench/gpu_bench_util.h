@@ -149,24 +149,32 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
     args.maps = meta_reuse.as<cuda::DeviceMapSlot>() + (i % copies) * batch;
     cuda::attention_reuse(args, cuda::MapFormat::kBF16, nullptr);
   });
-  // The same maps as P8 (one byte per probability), twice as many copies in the same bytes.
-  const size_t copies8 = 2 * copies;
-  cuda::DeviceBuffer maps8(map_bytes / 2 * batch * copies8, "bench P8 maps");
-  for (size_t c = 0; c < copies8; ++c) {
-    cuda::maps_to_p8(maps.data(), static_cast<char*>(maps8.data()) + map_bytes / 2 * batch * c,
-                     map_bytes / 2 * batch, nullptr);
-  }
-  std::vector<cuda::DeviceMapSlot> reuse8(batch * copies8);
-  for (size_t i = 0; i < reuse8.size(); ++i) {
-    reuse8[i].stored = static_cast<char*>(maps8.data()) + map_bytes / 2 * i;
-    reuse8[i].format = cuda::MapFormat::kP8;
-  }
-  cuda::DeviceBuffer meta_reuse8(reuse8.size() * sizeof(cuda::DeviceMapSlot), "meta");
-  meta_reuse8.upload(reuse8.data(), reuse8.size() * sizeof(cuda::DeviceMapSlot));
-  const double reuse8_ms = time_kernel([&](int i) {
-    args.maps = meta_reuse8.as<cuda::DeviceMapSlot>() + (i % copies8) * batch;
-    cuda::attention_reuse(args, cuda::MapFormat::kP8, nullptr);
-  });
+  // The same maps in a one-byte format, twice as many copies in the same bytes.
+  auto time_one_byte = [&](cuda::MapFormat format) {
+    const size_t copies8 = 2 * copies;
+    cuda::DeviceBuffer maps8(map_bytes / 2 * batch * copies8, "bench one-byte maps");
+    for (size_t c = 0; c < copies8; ++c) {
+      void* to = static_cast<char*>(maps8.data()) + map_bytes / 2 * batch * c;
+      if (format == cuda::MapFormat::kP8) {
+        cuda::maps_to_p8(maps.data(), to, map_bytes / 2 * batch, nullptr);
+      } else {
+        cuda::maps_to_fp8(maps.data(), to, map_bytes / 2 * batch, nullptr);
+      }
+    }
+    std::vector<cuda::DeviceMapSlot> reuse8(batch * copies8);
+    for (size_t i = 0; i < reuse8.size(); ++i) {
+      reuse8[i].stored = static_cast<char*>(maps8.data()) + map_bytes / 2 * i;
+      reuse8[i].format = format;
+    }
+    cuda::DeviceBuffer meta_reuse8(reuse8.size() * sizeof(cuda::DeviceMapSlot), "meta");
+    meta_reuse8.upload(reuse8.data(), reuse8.size() * sizeof(cuda::DeviceMapSlot));
+    return time_kernel([&](int i) {
+      args.maps = meta_reuse8.as<cuda::DeviceMapSlot>() + (i % copies8) * batch;
+      cuda::attention_reuse(args, format, nullptr);
+    });
+  };
+  const double reuse8_ms = time_one_byte(cuda::MapFormat::kP8);
+  const double reuse_fp8_ms = time_one_byte(cuda::MapFormat::kFP8);
   cuda::check(cudaDeviceSynchronize(), "attention kernels");
   // Causal: half the products (FlashAttention's convention).
   const double flops = (causal ? 2.0 : 4.0) * batch * heads * double(n) * n * head_dim;
@@ -182,6 +190,8 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
           {"reuse_p8_ms", reuse8_ms},
           {"reuse_p8_tbps", (reuse_bytes - double(map_bytes) * batch / 2) / reuse8_ms / 1e9},
           {"reuse_p8_speedup", exact_ms / reuse8_ms},
+          {"reuse_fp8_ms", reuse_fp8_ms},
+          {"reuse_fp8_speedup", exact_ms / reuse_fp8_ms},
           {"map_bytes_per_layer", double(map_bytes) * batch},
           {"reuse_speedup", exact_ms / reuse_ms}};
 }

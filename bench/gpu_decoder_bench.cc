@@ -185,8 +185,10 @@ int main(int argc, char** argv) {
                                    {"attention_ms", p.attention_ms / p.calls},
                                    {"gemm_ms", p.gemm_ms / p.calls},
                                    {"other_ms", p.other_ms / p.calls}};
-        for (const core::DType dtype : {core::DType::kBF16, core::DType::kP8}) {
-          const std::string name = dtype == core::DType::kP8 ? "p8" : "bf16";
+        for (const core::DType dtype : {core::DType::kBF16, core::DType::kP8, core::DType::kFP8}) {
+          const std::string name = dtype == core::DType::kP8    ? "p8"
+                                   : dtype == core::DType::kFP8 ? "fp8"
+                                                                : "bf16";
           const size_t bytes = model->map_bytes(n, dtype);
           r["map_bytes_per_hit_" + name] = double(bytes) * c.num_layers;
           DeviceMapPlan plan;
@@ -210,11 +212,12 @@ int main(int argc, char** argv) {
         }
         r["attention_kernels_one_layer"] =
             gpu_bench::attention_only(b, n, c.num_heads, c.num_kv_heads, c.head_dim, true);
-        std::fprintf(stderr, "  attention %.1f us (128 rows %.1f, reuse %.1f, P8 %.1f)\n",
+        std::fprintf(stderr, "  attention %.1f us (128 rows %.1f, reuse %.1f, P8 %.1f, FP8 %.1f)\n",
                      r["attention_kernels_one_layer"]["exact_ms"].get<double>() * 1e3,
                      r["attention_kernels_one_layer"]["exact_128_rows_ms"].get<double>() * 1e3,
                      r["attention_kernels_one_layer"]["reuse_ms"].get<double>() * 1e3,
-                     r["attention_kernels_one_layer"]["reuse_p8_ms"].get<double>() * 1e3);
+                     r["attention_kernels_one_layer"]["reuse_p8_ms"].get<double>() * 1e3,
+                     r["attention_kernels_one_layer"]["reuse_fp8_ms"].get<double>() * 1e3);
         out["results"].push_back(r);
       }
     }

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Packs what a run on the lent GPU machine needs into DEST (default: .carry-cuda in the checkout
 # that the device tool sends, ignored through .git/info/exclude): the GPU test and benchmark
-# binaries built here, the shared libraries they need that the GPU machine's image lacks
-# (oneDNN, OpenCL loader, utf8proc, GNU OpenMP), the fp16 copy of all-MiniLM-L6-v2, and the
-# scripts that run there. The machine's own CUDA toolkit provides cuBLASLt.
+# binaries and the attncache CLI built here, the shared libraries they need that the GPU
+# machine's image lacks (oneDNN, OpenCL loader, utf8proc, GNU OpenMP, cpp-httplib), the fp16
+# copy of all-MiniLM-L6-v2, SmolLM2's config and tokenizer (the CLI check builds a random-weight
+# model from them there), and the scripts that run there. The machine's own CUDA toolkit
+# provides cuBLASLt.
 #
 #   scripts/cuda/bundle.sh BUILD_DIR [DEST]
 set -euo pipefail
@@ -16,13 +18,18 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 
 mkdir -p "$stage/bin" "$stage/lib"
-cp "$build/tests/gpu_tests" "$build/bench/gpu_bench" "$build/bench/gpu_decoder_bench" "$stage/bin/"
+cp "$build/tests/gpu_tests" "$build/bench/gpu_bench" "$build/bench/gpu_decoder_bench" \
+  "$build/attncache" "$stage/bin/"
+strip "$stage"/bin/*  # the device tool carries at most 64 MiB
 cp "$here/bench/gpu_torch_bench.py" "$here/bench/gpu_decoder_torch.py" "$here/bench/torch_timing.py" \
   "$stage/"
-for lib in libdnnl.so.2 libOpenCL.so.1 libutf8proc.so.2 libgomp.so.1; do
+for lib in libdnnl.so.2 libOpenCL.so.1 libutf8proc.so.2 libgomp.so.1 libcpp-httplib.so.0.11; do
   cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')" "$stage/lib/$lib"
 done
-tar -C "$stage" -cf - . | xz -T2 -6 > "$dest/bundle.tar.xz"
+smol=$here/models/SmolLM2-135M-Instruct-hf
+mkdir -p "$stage/smol"
+cp "$smol/config.json" "$smol/tokenizer.json" "$smol/tokenizer_config.json" "$stage/smol/"
+tar -C "$stage" -cf - . | xz -T2 -9 > "$dest/bundle.tar.xz"
 cp "$here/scripts/cuda/device_run.sh" "$dest/device_run.sh"
 
 # The model changes rarely: rebuild its archive only when missing.

@@ -4,12 +4,13 @@
 # then runs the stages asked for (default: tests bench torch) and leaves logs and JSON in $OUT.
 #
 #   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [bench-repeat] [sanitize]
-#                                  [decoder-1B] [decoder-3B] [decoder-smoke]
+#                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli]
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
 # DECODER_BATCHES / DECODER_LENGTHS narrow the grid; DECODER_TORCH=0 skips PyTorch;
-# GPU_TESTS_FILTER narrows the tests (a gtest filter).
+# GPU_TESTS_FILTER narrows the tests (a gtest filter). cli runs `attncache embed` and
+# `attncache score mmlu --paths exact` with --device cuda and cpu and compares them.
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -73,6 +74,51 @@ for stage in $stages; do
       [[ ${DECODER_TORCH:-1} == 0 ]] || PYTHONUNBUFFERED=1 timeout 400 python3 "$work/gpu_decoder_torch.py" time --model "$dir" \
         --batches "$batches" --lengths "$lengths" --ours-logits "$work/logits-$size" \
         --out "$out/gpu_decoder_torch_$size.json"
+      ;;
+    cli)
+      bin=$work/bin/attncache
+      head -200 "$root/tests/data/corpus.txt" > "$work/texts.txt"
+      for dev in cuda cpu; do
+        /usr/bin/time -f "embed --device $dev: %e s" timeout 120 "$bin" embed -m "$model" \
+          -i "$work/texts.txt" --device $dev -o "$out/embed_$dev.jsonl"
+      done
+      python3 - "$out/embed_cuda.jsonl" "$out/embed_cpu.jsonl" <<'PY'
+import json, sys, math
+a, b = ([json.loads(l)["embedding"] for l in open(p)] for p in sys.argv[1:3])
+cos = [sum(x * y for x, y in zip(u, v)) / math.sqrt(sum(x * x for x in u) * sum(y * y for y in v))
+       for u, v in zip(a, b)]
+print(f"embed cuda vs cpu: {len(cos)} texts, worst cosine {min(cos):.6f}")
+PY
+      CUDA_VISIBLE_DEVICES= "$bin" embed -m "$model" -i "$work/texts.txt" --device cuda -o /dev/null
+      echo "no visible device, --device cuda: exit $?"
+      CUDA_VISIBLE_DEVICES= "$bin" embed -m "$model" -i "$work/texts.txt" --device auto -o /dev/null
+      echo "no visible device, --device auto: exit $?"
+      smol=/tmp/attncache-models/smol-random
+      [[ -f $smol/config.json ]] || python3 - "$work/smol" "$smol" <<'PY'
+import shutil, sys, torch
+from transformers import LlamaConfig, LlamaForCausalLM
+src, dst = sys.argv[1:3]
+config = LlamaConfig.from_pretrained(src)
+config.num_hidden_layers = 6
+torch.manual_seed(0)
+LlamaForCausalLM(config).save_pretrained(dst)
+for f in ("tokenizer.json", "tokenizer_config.json"):
+    shutil.copy(f"{src}/{f}", dst)
+PY
+      for dev in cuda cpu; do
+        timeout 200 "$bin" score mmlu -m "$smol" --data "$root/tests/data/mmlu" --paths exact \
+          --shots 1 --limit 20 --device $dev --json "$out/score_$dev.json" 2>&1 | tail -4
+      done
+      python3 - "$out/score_cuda.json" "$out/score_cpu.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+same = sum(x["exact"]["predicted"] == y["exact"]["predicted"] for x, y in zip(a["answers"], b["answers"]))
+diff = max(abs(u - v) for x, y in zip(a["answers"], b["answers"])
+           for u, v in zip(x["exact"]["log_probs"], y["exact"]["log_probs"]))
+print(f"score {a['exact_device']} vs {b['exact_device']}: {same}/{len(a['answers'])} answers agree, "
+      f"max |Δ log-prob| {diff:.4f}, ms/question {a['paths'][0]['ms_per_question']:.1f} vs "
+      f"{b['paths'][0]['ms_per_question']:.1f}")
+PY
       ;;
     sanitize)
       timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 "$work/bin/gpu_tests" \

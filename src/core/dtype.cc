@@ -3,7 +3,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <limits>
 
 #include "core/error.h"
 
@@ -20,6 +22,7 @@ size_t dtype_size(DType dtype) {
     case DType::kI64:
       return 8;
     case DType::kP8:
+    case DType::kFP8:
       return 1;
   }
   return 0;
@@ -39,6 +42,8 @@ std::string_view dtype_name(DType dtype) {
       return "I32";
     case DType::kP8:
       return "P8";
+    case DType::kFP8:
+      return "FP8";
   }
   return "?";
 }
@@ -97,6 +102,15 @@ void convert_to_f32(DType dtype, const void* src, size_t count, float* dst) {
         dst[i] = r * r;
       }
       return;
+    case DType::kFP8: {
+      static const auto table = [] {
+        std::array<float, 256> t{};
+        for (int b = 0; b < 256; ++b) t[b] = e4m3_to_f32(static_cast<uint8_t>(b)) / kFP8Scale;
+        return t;
+      }();
+      for (size_t i = 0; i < count; ++i) dst[i] = table[bytes[i]];
+      return;
+    }
     case DType::kI64:
     case DType::kI32:
       break;
@@ -118,6 +132,30 @@ uint16_t f32_to_f16(float value) {
   uint32_t exp = static_cast<uint32_t>(e - 1 + 15);
   if (mant == 1024) mant = 0, ++exp;
   return sign | static_cast<uint16_t>((exp << 10) | mant);
+}
+
+uint8_t f32_to_e4m3(float value) {
+  const uint8_t sign = std::signbit(value) ? 0x80 : 0;
+  const float a = std::fabs(value);
+  if (std::isnan(a)) return sign | 0x7f;
+  if (a >= 448.0f) return sign | 0x7e;  // saturate
+  if (a < 0.015625f) {                  // subnormal: a multiple of 2^-9 (8·2^-9 is the first normal)
+    return sign | static_cast<uint8_t>(std::nearbyint(a * 512.0f));
+  }
+  int e;
+  const float m = std::frexp(a, &e);  // a = m·2^e, m in [0.5, 1)
+  uint32_t mant = static_cast<uint32_t>(std::nearbyint((m * 2 - 1) * 8));
+  uint32_t exp = static_cast<uint32_t>(e - 1 + 7);
+  if (mant == 8) mant = 0, ++exp;
+  return sign | static_cast<uint8_t>((exp << 3) | mant);  // 448 < a < 464 rounds to 0x7e
+}
+
+float e4m3_to_f32(uint8_t bits) {
+  const float sign = (bits & 0x80) != 0 ? -1.0f : 1.0f;
+  const int exp = (bits >> 3) & 0xf, mant = bits & 7;
+  if (exp == 0xf && mant == 7) return std::numeric_limits<float>::quiet_NaN();
+  if (exp == 0) return sign * std::ldexp(static_cast<float>(mant), -9);
+  return sign * std::ldexp(1.0f + mant / 8.0f, exp - 7);
 }
 
 uint16_t f32_to_bf16(float value) {
@@ -151,6 +189,9 @@ void convert_from_f32(DType dtype, const float* src, size_t count, void* dst) {
         const float p = std::clamp(src[i], 0.0f, 1.0f);
         bytes[i] = static_cast<unsigned char>(std::nearbyint(std::sqrt(p) * 255.0f));
       }
+      return;
+    case DType::kFP8:
+      for (size_t i = 0; i < count; ++i) bytes[i] = f32_to_e4m3(src[i] * kFP8Scale);
       return;
     case DType::kI64:
     case DType::kI32:

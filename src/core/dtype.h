@@ -12,7 +12,17 @@ namespace core {
 // kP8 is ours, not a safetensors type: a probability in [0, 1] stored in one byte with
 // square-root companding, q = round(255·√p), p = (q/255)², which keeps small probabilities
 // (most of an attention row) to a few percent relative error at a quarter of fp32's bytes.
-enum class DType { kF32, kF16, kBF16, kI64, kI32, kP8 };
+// kFP8 is ours too: a probability p as the OCP fp8 e4m3 encoding of p·256 (the scale keeps
+// probabilities down to 2^-17 nonzero; relative error ≤ 1/16). It is what Hopper's tensor-core
+// and conversion instructions read; P8 is as compact and more accurate on large probabilities.
+enum class DType { kF32, kF16, kBF16, kI64, kI32, kP8, kFP8 };
+
+// Scale of kFP8: stored value = p · kFP8Scale.
+constexpr float kFP8Scale = 256.0f;
+// OCP fp8 e4m3 (no infinities; 0x7f/0xff NaN; largest finite 448) ↔ fp32; round to nearest
+// even, saturating to ±448 as __nv_cvt_float_to_fp8(…, __NV_SATFINITE, __NV_E4M3) does.
+uint8_t f32_to_e4m3(float value);
+float e4m3_to_f32(uint8_t bits);
 
 size_t dtype_size(DType dtype);
 std::string_view dtype_name(DType dtype);

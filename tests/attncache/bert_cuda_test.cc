@@ -329,37 +329,44 @@ TEST(CudaBertEncoder, ReusingAnInputsOwnMapsEqualsTheExactPath) {
   EXPECT_GE(compare(exact, again, d).worst, 0.999);
 }
 
-TEST(CudaBertEncoder, ReusingP8MapsIsCloseToTheExactPath) {
+TEST(CudaBertEncoder, ReusingOneByteMapsIsCloseToTheExactPath) {
   SKIP_WITHOUT_GPU();
   const auto batch = edge_batch();
   const int d = minilm().dim();
   DeviceMaps maps = allocate_maps(batch);
   DeviceMapPlan record = maps.record_plan();
   const std::vector<float> exact = gpu().embed(batch, &record);
-  // P8 copies made on the host (the map database's conversion) and on the device agree.
-  std::vector<cuda::DeviceBuffer> p8;
-  DeviceMapPlan plan;
-  size_t mismatches = 0;
-  for (const cuda::DeviceBuffer& buf : maps.buffers) {
-    std::vector<uint16_t> bf16(buf.size() / 2);
-    buf.download(bf16.data(), buf.size());
-    std::vector<float> f32(bf16.size());
-    core::convert_to_f32(core::DType::kBF16, bf16.data(), f32.size(), f32.data());
-    std::vector<uint8_t> host(f32.size()), dev(f32.size());
-    core::convert_from_f32(core::DType::kP8, f32.data(), f32.size(), host.data());
-    p8.emplace_back(host.size(), "test P8 maps");
-    cuda::maps_to_p8(buf.data(), p8.back().data(), host.size(), nullptr);
-    p8.back().download(dev.data(), dev.size());
-    for (size_t i = 0; i < host.size(); ++i) mismatches += host[i] != dev[i];
-    plan.slots.push_back({p8.back().data(), nullptr, ~0ull, core::DType::kP8});
+  for (const core::DType dtype : {core::DType::kP8, core::DType::kFP8}) {
+    const char* name = core::dtype_name(dtype).data();
+    // Copies made on the host (the map database's conversion) and on the device agree.
+    std::vector<cuda::DeviceBuffer> copies;
+    DeviceMapPlan plan;
+    size_t mismatches = 0;
+    for (const cuda::DeviceBuffer& buf : maps.buffers) {
+      std::vector<uint16_t> bf16(buf.size() / 2);
+      buf.download(bf16.data(), buf.size());
+      std::vector<float> f32(bf16.size());
+      core::convert_to_f32(core::DType::kBF16, bf16.data(), f32.size(), f32.data());
+      std::vector<uint8_t> host(f32.size()), dev(f32.size());
+      core::convert_from_f32(dtype, f32.data(), f32.size(), host.data());
+      copies.emplace_back(host.size(), "test one-byte maps");
+      if (dtype == core::DType::kP8) {
+        cuda::maps_to_p8(buf.data(), copies.back().data(), host.size(), nullptr);
+      } else {
+        cuda::maps_to_fp8(buf.data(), copies.back().data(), host.size(), nullptr);
+      }
+      copies.back().download(dev.data(), dev.size());
+      for (size_t i = 0; i < host.size(); ++i) mismatches += host[i] != dev[i];
+      plan.slots.push_back({copies.back().data(), nullptr, ~0ull, dtype});
+    }
+    EXPECT_EQ(mismatches, 0u) << name;
+    const Agreement a = compare(exact, gpu().embed(batch, &plan), d);
+    std::printf("  %s maps reused vs exact: worst cosine %.6f\n", name, a.worst);
+    EXPECT_GE(a.worst, 0.999) << name;
+    // A dtype the kernels do not read is refused.
+    plan.slots[0].dtype = core::DType::kF16;
+    EXPECT_THROW(gpu().embed(batch, &plan), core::Error);
   }
-  EXPECT_EQ(mismatches, 0u);
-  const Agreement a = compare(exact, gpu().embed(batch, &plan), d);
-  std::printf("  P8 maps reused vs exact: worst cosine %.6f\n", a.worst);
-  EXPECT_GE(a.worst, 0.999);
-  // A dtype the kernels do not read is refused.
-  plan.slots[0].dtype = core::DType::kF16;
-  EXPECT_THROW(gpu().embed(batch, &plan), core::Error);
 }
 
 TEST(CudaBertEncoder, CpuRecordedMapsReusedOnTheGpuMatchTheCpuEngine) {

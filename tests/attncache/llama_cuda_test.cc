@@ -336,8 +336,14 @@ TEST(CudaLlamaModel, ReusingOwnMapsMatchesTheExactPath) {
     for (size_t i = 0; i < p8.buffers.size(); ++i) {
       cuda::maps_to_p8(maps.buffers[i].data(), p8.buffers[i].data(), p8.buffers[i].size(), nullptr);
     }
+    DeviceMaps fp8(*m.gpu, batch, core::DType::kFP8);
+    for (size_t i = 0; i < fp8.buffers.size(); ++i) {
+      cuda::maps_to_fp8(maps.buffers[i].data(), fp8.buffers[i].data(), fp8.buffers[i].size(),
+                        nullptr);
+    }
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the model's stream does not wait for it
     const DeviceMapPlan full_p8 = p8.reuse_plan(~0ull, all, core::DType::kP8);
+    const DeviceMapPlan full_fp8 = fp8.reuse_plan(~0ull, all, core::DType::kFP8);
     const double w_full =
         worst_cosine(exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full), d);
     const double w_heads = worst_cosine(
@@ -346,14 +352,17 @@ TEST(CudaLlamaModel, ReusingOwnMapsMatchesTheExactPath) {
         exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &some_seqs), d);
     const double w_p8 =
         worst_cosine(exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full_p8), d);
+    const double w_fp8 = worst_cosine(
+        exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full_fp8), d);
     std::printf(
         "  %-7s reuse of own maps, worst token cosine: all %.5f, head 0 %.5f, "
-        "every other sequence %.5f, P8 %.5f\n",
-        m.name.c_str(), w_full, w_heads, w_seqs, w_p8);
+        "every other sequence %.5f, P8 %.5f, FP8 %.5f\n",
+        m.name.c_str(), w_full, w_heads, w_seqs, w_p8, w_fp8);
     EXPECT_GE(w_full, 0.999) << m.name;
     EXPECT_GE(w_heads, 0.999) << m.name;
     EXPECT_GE(w_seqs, 0.999) << m.name;
     EXPECT_GE(w_p8, 0.995) << m.name;
+    EXPECT_GE(w_fp8, 0.99) << m.name;
   }
 }
 
@@ -497,10 +506,11 @@ std::vector<uint8_t> device_layout(const std::vector<uint8_t>& host, int layers,
   const size_t in_elements = causal ? size_t(n) * (n + 1) / 2 : size_t(n) * n;
   std::vector<float> f32(in_elements * layers * heads);
   core::convert_to_f32(dtype, host.data(), f32.size(), f32.data());
-  const core::DType out = dtype == core::DType::kP8 ? core::DType::kP8 : core::DType::kBF16;
+  const bool one_byte = core::dtype_size(dtype) == 1;  // P8, FP8: copied as they are
+  const core::DType out = one_byte ? dtype : core::DType::kBF16;
   const size_t bytes = core::dtype_size(out);
   std::vector<uint8_t> converted(f32.size() * bytes);
-  if (dtype == core::DType::kP8) {
+  if (one_byte) {
     converted = host;
   } else {
     core::convert_from_f32(out, f32.data(), f32.size(), converted.data());
@@ -523,7 +533,7 @@ std::vector<uint8_t> device_layout(const std::vector<uint8_t>& host, int layers,
 TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
   SKIP_WITHOUT_GPU();
   for (const bool causal : {true, false}) {
-    for (const core::DType dtype : {core::DType::kF16, core::DType::kP8}) {
+    for (const core::DType dtype : {core::DType::kF16, core::DType::kP8, core::DType::kFP8}) {
       const int layers = 2, heads = 3;
       const std::vector<int> lengths = {5, 70, 130};
       std::vector<std::vector<uint8_t>> host;
@@ -544,7 +554,7 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
           const auto& slot = plan.slots[l * 3 + s];
           ASSERT_NE(slot.stored, nullptr);
           EXPECT_EQ(reinterpret_cast<uintptr_t>(slot.stored) % 16, 0u);
-          EXPECT_EQ(slot.dtype, dtype == core::DType::kP8 ? core::DType::kP8 : core::DType::kBF16);
+          EXPECT_EQ(slot.dtype, dtype == core::DType::kF16 ? core::DType::kBF16 : dtype);
           const size_t layer_bytes = want.size() / layers;
           std::vector<uint8_t> got(layer_bytes);
           ASSERT_EQ(cudaMemcpy(got.data(), slot.stored, layer_bytes, cudaMemcpyDeviceToHost),
@@ -634,7 +644,7 @@ TEST(CudaLlamaModel, BadBatchesAndPlansAreRefused) {
   misaligned.slots[0].stored = static_cast<const char*>(misaligned.slots[0].stored) + 2;
   refused(batch, &misaligned, "aligned");
   DeviceMapPlan f16 = maps.reuse_plan(~0ull, {true}, core::DType::kF16);
-  refused(batch, &f16, "BF16 or P8");
+  refused(batch, &f16, "BF16, P8 or FP8");
   DeviceMapPlan host_record = maps.record_plan();
   host_record.host_resident = true;
   refused(batch, &host_record, "device memory only");

@@ -170,21 +170,25 @@ TEST(AttnCache, AStoredInputHitsItselfAndReproducesTheExactEmbedding) {
 }
 
 TEST(AttnCache, EightBitMapsReproduceTheExactEmbeddingOfTheirOwnInput) {
-  testing_support::TempDir dir;
-  BuildOptions options;
-  options.max_tokens = 64;
-  options.map_dtype = core::DType::kP8;
-  MapDatabase::build(minilm(), corpus_lines(100, 12), dir.path("db"), options);
-  MapDatabase db = MapDatabase::open(dir.path("db"), minilm().fingerprint(), true);
-  EXPECT_EQ(db.map_dtype(), core::DType::kP8);
-  AttnCache cache(minilm(), db, 0.995);
-  for (size_t i = 0; i < db.size(); ++i) {
-    const MapEntry e = db.entry(i);
-    std::vector<Lookup> found;
-    const std::vector<float> cached = cache.embed({{e.ids.begin(), e.ids.end()}}, &found);
-    EXPECT_TRUE(found[0].hit) << i;
-    EXPECT_LT(found[0].layer0_tv, 1e-6) << i;  // compared after the same rounding
-    EXPECT_GT(cosine(cached.data(), e.embedding.data(), 384), 0.9995) << i;
+  for (const core::DType dtype : {core::DType::kP8, core::DType::kFP8}) {
+    testing_support::TempDir dir;
+    BuildOptions options;
+    options.max_tokens = 64;
+    options.map_dtype = dtype;
+    MapDatabase::build(minilm(), corpus_lines(100, 12), dir.path("db"), options);
+    MapDatabase db = MapDatabase::open(dir.path("db"), minilm().fingerprint(), true);
+    EXPECT_EQ(db.map_dtype(), dtype);
+    AttnCache cache(minilm(), db, 0.995);
+    for (size_t i = 0; i < db.size(); ++i) {
+      const MapEntry e = db.entry(i);
+      std::vector<Lookup> found;
+      const std::vector<float> cached = cache.embed({{e.ids.begin(), e.ids.end()}}, &found);
+      EXPECT_TRUE(found[0].hit) << i;
+      EXPECT_LT(found[0].layer0_tv, 1e-6) << i;  // compared after the same rounding
+      EXPECT_GT(cosine(cached.data(), e.embedding.data(), 384),
+                dtype == core::DType::kP8 ? 0.9995 : 0.999)
+          << core::dtype_name(dtype) << " " << i;
+    }
   }
 }
 

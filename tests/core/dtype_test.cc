@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "core/error.h"
+#include "support/test_paths.h"
 
 namespace core {
 namespace {
@@ -73,6 +76,52 @@ TEST(DType, P8StoresProbabilitiesWithSquareRootCompanding) {
     EXPECT_NEAR(back[i], p[i], (std::sqrt(p[i]) + 1.0 / 510) / 255) << p[i];
   }
   EXPECT_EQ(dtype_size(DType::kP8), 1u);
+}
+
+// Golden values from PyTorch's float8_e4m3fn (tests/data/fp8/make_golden.py).
+TEST(DType, E4M3MatchesPyTorch) {
+  std::ifstream in(testing_paths::data_dir() + "/fp8/e4m3_golden.json");
+  ASSERT_TRUE(in) << "tests/data/fp8/e4m3_golden.json";
+  const nlohmann::json golden = nlohmann::json::parse(in);
+  const auto& decoded = golden["decoded"];
+  ASSERT_EQ(decoded.size(), 256u);
+  for (int b = 0; b < 256; ++b) {
+    const float got = e4m3_to_f32(static_cast<uint8_t>(b));
+    if (decoded[b].is_null()) {
+      EXPECT_TRUE(std::isnan(got)) << b;
+    } else {
+      EXPECT_EQ(got, decoded[b].get<float>()) << b;
+    }
+  }
+  const auto& values = golden["values"];
+  const auto& codes = golden["codes"];
+  ASSERT_EQ(values.size(), codes.size());
+  ASSERT_GT(values.size(), 400u);
+  for (size_t i = 0; i < values.size(); ++i) {
+    const float v = values[i].get<float>();
+    EXPECT_EQ(f32_to_e4m3(v), codes[i].get<int>()) << v;
+  }
+  // Past the largest finite value we saturate (PyTorch gives NaN; CUDA's SATFINITE saturates).
+  EXPECT_EQ(f32_to_e4m3(448.0f), 0x7e);
+  EXPECT_EQ(f32_to_e4m3(1e9f), 0x7e);
+  EXPECT_EQ(f32_to_e4m3(-1e9f), 0xfe);
+  EXPECT_EQ(f32_to_e4m3(std::numeric_limits<float>::quiet_NaN()), 0x7f);
+}
+
+TEST(DType, FP8StoresProbabilitiesScaledBy256) {
+  const std::vector<float> p = {0.0f, 1.0f, 0.5f, 0.3f, 1e-3f, 1e-4f, 2e-5f, 1e-7f};
+  std::vector<uint8_t> q(p.size());
+  convert_from_f32(DType::kFP8, p.data(), p.size(), q.data());
+  std::vector<float> back(p.size());
+  convert_to_f32(DType::kFP8, q.data(), q.size(), back.data());
+  EXPECT_EQ(back[0], 0.0f);
+  EXPECT_EQ(back[1], 1.0f);
+  EXPECT_EQ(back[2], 0.5f);
+  for (size_t i = 3; i < 6; ++i) EXPECT_NEAR(back[i], p[i], p[i] / 16) << p[i];  // normal: 3 bits
+  EXPECT_NEAR(back[6], p[6], std::ldexp(1.0f, -18));  // subnormal: steps of 2^-17
+  EXPECT_EQ(back[7], 0.0f);                           // below half the smallest step
+  EXPECT_EQ(dtype_size(DType::kFP8), 1u);
+  EXPECT_EQ(dtype_name(DType::kFP8), "FP8");
 }
 
 }  // namespace

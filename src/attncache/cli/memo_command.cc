@@ -84,9 +84,7 @@ void run_build(const BuildCliOptions& o) {
   memo::BuildOptions options;
   options.max_tokens = checked_max_tokens(*model, o.max_length);
   options.max_entries = o.max_entries;
-  options.map_dtype = o.map_dtype == "BF16" ? core::DType::kBF16
-                      : o.map_dtype == "P8" ? core::DType::kP8
-                                            : core::DType::kF16;
+  options.map_dtype = memo::parse_map_dtype(o.map_dtype, "--map-dtype");
   options.index_spec = o.index;
   options.train.epochs = o.epochs;
   options.train.seed = o.seed;
@@ -257,10 +255,12 @@ void add_build_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--map-dtype", o->map_dtype,
-                  "stored map precision: F16, BF16, or P8 (one byte per probability, "
-                  "square-root companded: half of F16's bytes)")
+                  "stored map precision: F16, BF16, P8 (one byte per probability, "
+                  "square-root companded: half of F16's bytes) or FP8 (one byte, fp8 e4m3 of "
+                  "256·p: what Hopper GPUs convert in one instruction; less accurate than P8 on "
+                  "large probabilities)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"F16", "BF16", "P8"}));
+      ->check(CLI::IsMember({"F16", "BF16", "P8", "FP8"}));
   cmd->add_option("--index", o->index,
                   "Faiss index: Flat (exact), IVF<lists>,Flat or HNSW<M> for large databases")
       ->capture_default_str();

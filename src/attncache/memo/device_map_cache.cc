@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <vector>
 
@@ -15,8 +16,9 @@
 namespace attncache::memo {
 namespace {
 
+// One-byte formats go to the device as they are; fp16 becomes bf16, which the kernels read.
 core::DType device_dtype(core::DType source) {
-  return source == core::DType::kP8 ? core::DType::kP8 : core::DType::kBF16;
+  return source == core::DType::kP8 || source == core::DType::kFP8 ? source : core::DType::kBF16;
 }
 
 // Staging buffers in turn: entry k converts into buffer k % 2 once that buffer's last copy is
@@ -61,8 +63,8 @@ struct DeviceMapCache::Impl {
   }
   // One layer's maps, padded to 256 bytes: every layer's maps start aligned for the kernels.
   size_t layer_bytes(int n, core::DType dtype) const {
-    const size_t b = static_cast<size_t>(heads) * head_elements(n) *
-                     (device_dtype(dtype) == core::DType::kP8 ? 1 : 2);
+    const size_t b =
+        static_cast<size_t>(heads) * head_elements(n) * core::dtype_size(device_dtype(dtype));
     return (b + 255) / 256 * 256;
   }
   size_t bytes(int n, core::DType dtype) const { return layers * layer_bytes(n, dtype); }
@@ -74,10 +76,14 @@ struct DeviceMapCache::Impl {
         causal ? static_cast<size_t>(n) * (n + 1) / 2 : static_cast<size_t>(n) * n;
     const size_t in_bytes = core::dtype_size(host.dtype);
     const core::DType dtype = device_dtype(host.dtype);
-    const int out_bytes = dtype == core::DType::kP8 ? 1 : 2;
+    const int out_bytes = static_cast<int>(core::dtype_size(dtype));
     std::vector<float> f32;
     std::vector<uint8_t> converted;
     const size_t stride = layer_bytes(n, host.dtype);
+    const size_t used = static_cast<size_t>(heads) * head_elements(n) * out_bytes;
+    for (int l = 0; l < layers; ++l) {  // the padding: staging is reused, so clear it
+      std::memset(static_cast<unsigned char*>(out) + l * stride + used, 0, stride - used);
+    }
     for (int m = 0; m < layers * heads; ++m) {
       const auto* src = static_cast<const unsigned char*>(host.maps) + m * in_elements * in_bytes;
       unsigned char* head = static_cast<unsigned char*>(out) + (m / heads) * stride +
@@ -106,8 +112,8 @@ struct DeviceMapCache::Impl {
     ++counts.misses;
     const HostMaps host = source(entry);
     if (host.dtype != core::DType::kF16 && host.dtype != core::DType::kBF16 &&
-        host.dtype != core::DType::kP8) {
-      core::throw_bad_input("the device map cache takes F16, BF16 or P8 maps, not ",
+        host.dtype != core::DType::kP8 && host.dtype != core::DType::kFP8) {
+      core::throw_bad_input("the device map cache takes F16, BF16, P8 or FP8 maps, not ",
                             core::dtype_name(host.dtype));
     }
     const size_t size = bytes(host.n_tokens, host.dtype);

@@ -51,12 +51,6 @@ MapEntry view_entry(std::span<const std::byte> record, int n, int d, int layers,
   return e;
 }
 
-core::DType parse_map_dtype(const std::string& name, const std::string& where) {
-  if (name == "F16") return core::DType::kF16;
-  if (name == "BF16") return core::DType::kBF16;
-  if (name == "P8") return core::DType::kP8;
-  core::throw_bad_input(where, ": unknown map dtype '", name, "'");
-}
 
 // Collects every layer's fp32 maps of every sequence of a batch.
 class RecordingHook : public AttentionHook {
@@ -112,6 +106,14 @@ void remove_stale_files(const fs::path& dir, const nlohmann::json& files) {
 
 }  // namespace
 
+core::DType parse_map_dtype(const std::string& name, const std::string& where) {
+  if (name == "F16") return core::DType::kF16;
+  if (name == "BF16") return core::DType::kBF16;
+  if (name == "P8") return core::DType::kP8;
+  if (name == "FP8") return core::DType::kFP8;
+  core::throw_bad_input(where, ": unknown map dtype '", name, "'");
+}
+
 float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, bool causal,
                  core::DType dtype, const PairLabel& options) {
   const int m = std::min(a.n_tokens, b.n_tokens);
@@ -155,8 +157,8 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
     core::throw_internal("the database stores embeddings as wide as the hidden states");
   }
   if (options.map_dtype != core::DType::kF16 && options.map_dtype != core::DType::kBF16 &&
-      options.map_dtype != core::DType::kP8) {
-    core::throw_bad_input("maps are stored as F16, BF16 or P8");
+      options.map_dtype != core::DType::kP8 && options.map_dtype != core::DType::kFP8) {
+    core::throw_bad_input("maps are stored as F16, BF16, P8 or FP8");
   }
   const int max_tokens = options.max_tokens > 0 ? options.max_tokens : model.max_tokens();
   BuildReport report;

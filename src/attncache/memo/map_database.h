@@ -51,6 +51,9 @@ struct PairLabel {
   int max_rows = 64;
 };
 
+// A map dtype by name: "F16", "BF16", "P8" or "FP8"; bad input naming `where` otherwise.
+core::DType parse_map_dtype(const std::string& name, const std::string& where);
+
 struct BuildOptions {
   int max_tokens = 0;      // truncation length; 0: the model's max_seq_length
   size_t max_entries = 0;  // 0: no limit

@@ -158,7 +158,7 @@ const CudaProfile& CudaBertEncoder::profile() const { return impl_->totals; }
 void CudaBertEncoder::reset_profile() { impl_->totals = {}; }
 size_t CudaBertEncoder::map_bytes(int n_tokens, core::DType dtype) const {
   return static_cast<size_t>(impl_->config.bert.num_heads) * n_tokens * n_tokens *
-         (dtype == core::DType::kP8 ? 1 : 2);
+         core::dtype_size(dtype);
 }
 
 std::unique_ptr<CudaBertEncoder> CudaBertEncoder::create(const ModelConfig& config,
@@ -389,8 +389,7 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
     args.maps = slots != nullptr ? dev_slots + static_cast<size_t>(li) * nseq : nullptr;
     mark(cuda_forward::PhaseTimer::kAttention);
     if (reuse.any_exact) cuda::attention_exact(args, reuse.any_record, stream);
-    if (reuse.any_bf16) cuda::attention_reuse(args, cuda::MapFormat::kBF16, stream);
-    if (reuse.any_p8) cuda::attention_reuse(args, cuda::MapFormat::kP8, stream);
+    cuda_forward::attention_reuse(args, reuse, stream);
 
     // Output projection: tmp = ctx·Woᵀ + bo + residual, then LayerNorm into the residual stream.
     mark(cuda_forward::PhaseTimer::kGemm);
@@ -417,7 +416,8 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
                     last ? hid : nullptr, total, d, stream);
   }
   if (pool_output) {
-    cuda::pool(hid, offsets, lens, nseq, d, config.sentence.pooling == Pooling::kCls,
+    cuda::pool(hid, offsets, lens, nseq, *std::max_element(lengths.begin(), lengths.end()), d,
+               config.sentence.pooling == Pooling::kCls,
                config.sentence.normalize, pooled.as<float>(), stream);
     cuda::check(cudaMemcpyAsync(host_out.data(), pooled.data(), static_cast<size_t>(nseq) * d * 4,
                                 cudaMemcpyDeviceToHost, stream),

@@ -73,8 +73,9 @@ void check_map_plan(const DeviceMapPlan& plan, int layers, int nseq, const char*
     if (reinterpret_cast<uintptr_t>(slot.stored) % 16 != 0) {
       core::throw_bad_input("stored attention maps must be 16-byte aligned on the device");
     }
-    if (slot.dtype != core::DType::kBF16 && slot.dtype != core::DType::kP8) {
-      core::throw_bad_input("the GPU ", model, " reuses BF16 or P8 maps, not ",
+    if (slot.dtype != core::DType::kBF16 && slot.dtype != core::DType::kP8 &&
+        slot.dtype != core::DType::kFP8) {
+      core::throw_bad_input("the GPU ", model, " reuses BF16, P8 or FP8 maps, not ",
                             core::dtype_name(slot.dtype));
     }
   }
@@ -91,11 +92,17 @@ LayerReuse layer_reuse(const std::vector<DeviceMapPlan::Slot>* slots, int layer,
     (*v_only)[s] = slot.stored != nullptr && (slot.heads & all_heads) == all_heads;
     r.any_exact |= !(*v_only)[s];
     const bool reused = slot.stored != nullptr && (slot.heads & all_heads) != 0;
-    r.any_bf16 |= reused && slot.dtype != core::DType::kP8;
-    r.any_p8 |= reused && slot.dtype == core::DType::kP8;
+    if (reused) r.format[static_cast<int>(map_format(slot.dtype))] = true;
     r.any_record |= slot.record != nullptr;
   }
   return r;
+}
+
+void attention_reuse(const cuda::AttentionArgs& args, const LayerReuse& reuse,
+                     cudaStream_t stream) {
+  for (int f = 0; f < cuda::kMapFormats; ++f) {
+    if (reuse.format[f]) cuda::attention_reuse(args, static_cast<cuda::MapFormat>(f), stream);
+  }
 }
 
 size_t WeightImage::reserve(size_t n) {

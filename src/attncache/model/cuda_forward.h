@@ -46,26 +46,34 @@ inline uint64_t all_heads_mask(int heads) { return heads >= 64 ? ~0ull : (1ull <
 
 // The kernels' view of a slot, with its stored maps at `stored` (the slot's own, or a staging
 // copy).
+inline cuda::MapFormat map_format(core::DType dtype) {
+  return dtype == core::DType::kP8    ? cuda::MapFormat::kP8
+         : dtype == core::DType::kFP8 ? cuda::MapFormat::kFP8
+                                      : cuda::MapFormat::kBF16;
+}
 inline cuda::DeviceMapSlot device_slot(const DeviceMapPlan::Slot& slot, const void* stored) {
-  return {stored, slot.record, slot.heads,
-          slot.dtype == core::DType::kP8 ? cuda::MapFormat::kP8 : cuda::MapFormat::kBF16};
+  return {stored, slot.record, slot.heads, map_format(slot.dtype)};
 }
 
 // What about a slot decides which kernels and copies run: part of a CUDA graph's key.
 inline int64_t slot_shape(const DeviceMapPlan::Slot& slot, uint64_t all_heads) {
   int64_t code = slot.record != nullptr ? 4 : 0;
   if (slot.stored != nullptr) code |= (slot.heads & all_heads) == all_heads ? 2 : 1;
-  if (slot.stored != nullptr && slot.dtype == core::DType::kP8) code |= 8;
+  if (slot.stored != nullptr) code |= 8 * static_cast<int64_t>(map_format(slot.dtype));
   return code;
 }
 
 // Which attention kernels one layer needs. `v_only[s]`: sequence s reuses every head there,
 // so only its V is projected.
 struct LayerReuse {
-  bool any_exact = true, any_bf16 = false, any_p8 = false, any_record = false;
+  bool any_exact = true, any_record = false;
+  bool format[cuda::kMapFormats] = {};  // some head reuses maps of this cuda::MapFormat
 };
 LayerReuse layer_reuse(const std::vector<DeviceMapPlan::Slot>* slots, int layer, int nseq,
                        uint64_t all_heads, std::vector<char>* v_only);
+// The reuse kernels a layer needs, one per map format present.
+void attention_reuse(const cuda::AttentionArgs& args, const LayerReuse& reuse,
+                     cudaStream_t stream);
 
 // The device weights laid out in host memory first, each tensor at a 256-byte aligned offset.
 class WeightImage {

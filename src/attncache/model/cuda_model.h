@@ -39,7 +39,8 @@ struct DeviceMapPlan {
     const void* stored = nullptr;            // H maps to reuse (16-byte aligned), or null
     void* record = nullptr;                  // bf16 H maps receiving the exact P, or null
     uint64_t heads = ~0ull;                  // bit h: head h reuses `stored`
-    core::DType dtype = core::DType::kBF16;  // of `stored`: kBF16 or kP8 (q = round(255·√p))
+    // of `stored`: kBF16, kP8 (q = round(255·√p)) or kFP8 (e4m3 of 256·p)
+    core::DType dtype = core::DType::kBF16;
   };
   std::vector<Slot> slots;  // empty: no reuse, nothing recorded
   // `stored` points into page-locked host memory (decoder only): each layer's maps are copied

@@ -176,7 +176,7 @@ struct CudaLlamaModel::Impl {
 
   size_t map_bytes(core::DType dtype, int n) const {
     return static_cast<size_t>(config.num_heads) * cuda::causal_map_elements(n) *
-           (dtype == core::DType::kP8 ? 1 : 2);
+           core::dtype_size(dtype);
   }
 
   std::vector<float> run(const std::vector<std::vector<int32_t>>& batch, Output output,
@@ -516,8 +516,7 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
     if (streamed) {
       cuda::check(cudaStreamWaitEvent(stream, staging.copied[li % 2]), "cudaStreamWaitEvent");
     }
-    if (reuse.any_bf16) cuda::attention_reuse(args, cuda::MapFormat::kBF16, stream);
-    if (reuse.any_p8) cuda::attention_reuse(args, cuda::MapFormat::kP8, stream);
+    cuda_forward::attention_reuse(args, reuse, stream);
     if (streamed) cuda::check(cudaEventRecord(staging.consumed[li % 2], stream), "cudaEventRecord");
 
     mark(Phase::kGemm);

@@ -1,4 +1,6 @@
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <algorithm>
 #include <cmath>
@@ -364,13 +366,12 @@ __global__ void __launch_bounds__(BM * 2) flash_forward(AttentionArgs a, float s
 }
 
 // ctx = P·V for the reused heads. P streams through shared memory in 64×64 tiles, double-
-// buffered like the exact kernel's keys: each stored value is read once. P8 tiles are decoded to
-// bf16 while the A fragments are built. Causal maps are block triangles: a query block reads its
+// buffered like the exact kernel's keys: each stored value is read once. P8 and FP8 tiles are
+// decoded to bf16 while the A fragments are built (FP8: two values per cvt instruction). Causal maps are block triangles: a query block reads its
 // key blocks up to the diagonal, each one contiguous tile.
 template <int D, MapFormat kFormat, bool kCausal>
 __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
-  constexpr bool kP8 = kFormat == MapFormat::kP8;
-  constexpr int kBytes = kP8 ? 1 : 2;
+  constexpr int kBytes = kFormat == MapFormat::kBF16 ? 2 : 1;
   const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
   const int h = blockIdx.y;
   const DeviceMapSlot slot = a.maps[seq];
@@ -415,7 +416,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
         const int r = i / kRows, c = i % kRows;
         const bool valid = q0 + r < n && k0 + c < n;
         const size_t at = (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes;
-        if constexpr (kP8) {
+        if constexpr (kBytes == 1) {
           ps[buf][r][c] = valid ? p[at] : 0;
         } else {
           *reinterpret_cast<uint16_t*>(&ps[buf][r][2 * c]) =
@@ -443,8 +444,8 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       uint32_t pa[4];
-      if constexpr (kP8) {
-        // a0..a3 = rows r0, r0+8 × columns 16kk+2t (+8): two bytes each, p = (q/255)².
+      if constexpr (kBytes == 1) {
+        // a0..a3 = rows r0, r0+8 × columns 16kk+2t (+8): two bytes each.
         const unsigned char* row0 = &ps[buf][r0][16 * kk + 2 * t];
         const unsigned char* row1 = &ps[buf][r0 + 8][16 * kk + 2 * t];
         const uint16_t q[4] = {*reinterpret_cast<const uint16_t*>(row0),
@@ -453,9 +454,16 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
                                *reinterpret_cast<const uint16_t*>(row1 + 8)};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const float lo = static_cast<float>(q[i] & 0xff) * (1.0f / 255.0f);
-          const float hi = static_cast<float>(q[i] >> 8) * (1.0f / 255.0f);
-          pa[i] = pack_bf16(lo * lo, hi * hi);
+          if constexpr (kFormat == MapFormat::kP8) {  // p = (q/255)²
+            const float lo = static_cast<float>(q[i] & 0xff) * (1.0f / 255.0f);
+            const float hi = static_cast<float>(q[i] >> 8) * (1.0f / 255.0f);
+            pa[i] = pack_bf16(lo * lo, hi * hi);
+          } else {  // p = e4m3/256
+            const float2 v = __half22float2(
+                __half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(q[i]),
+                                                   __NV_E4M3)));
+            pa[i] = pack_bf16(v.x * (1.0f / 256.0f), v.y * (1.0f / 256.0f));
+          }
         }
       } else {
         const int mi = lane / 8, ri = lane % 8;
@@ -474,6 +482,12 @@ __global__ void to_p8_kernel(const __nv_bfloat16* in, unsigned char* out, size_t
   if (i >= count) return;
   const float p = fminf(fmaxf(__bfloat162float(in[i]), 0.0f), 1.0f);
   out[i] = static_cast<unsigned char>(rintf(sqrtf(p) * 255.0f));
+}
+
+__global__ void to_fp8_kernel(const __nv_bfloat16* in, unsigned char* out, size_t count) {
+  const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  if (i >= count) return;
+  out[i] = __nv_cvt_float_to_fp8(__bfloat162float(in[i]) * 256.0f, __NV_SATFINITE, __NV_E4M3);
 }
 
 // Launches with `smem` bytes of dynamic shared memory, raising the kernel's limit once when
@@ -525,7 +539,7 @@ void launch_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
 template <int D, MapFormat kFormat>
 void launch_reuse_format(const AttentionArgs& args, cudaStream_t stream) {
   const dim3 grid(args.num_items, args.num_heads);
-  constexpr size_t smem = reuse_smem < D, kFormat == MapFormat::kP8 ? 1 : 2 > ();
+  constexpr size_t smem = reuse_smem < D, kFormat == MapFormat::kBF16 ? 2 : 1 > ();
   if (args.causal) {
     launch<reuse_pv<D, kFormat, true>>(grid, smem, stream, "reuse_pv", args);
   } else {
@@ -535,10 +549,13 @@ void launch_reuse_format(const AttentionArgs& args, cudaStream_t stream) {
 
 template <int D>
 void launch_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t stream) {
-  if (format == MapFormat::kP8) {
-    launch_reuse_format<D, MapFormat::kP8>(args, stream);
-  } else {
-    launch_reuse_format<D, MapFormat::kBF16>(args, stream);
+  switch (format) {
+    case MapFormat::kBF16:
+      return launch_reuse_format<D, MapFormat::kBF16>(args, stream);
+    case MapFormat::kP8:
+      return launch_reuse_format<D, MapFormat::kP8>(args, stream);
+    case MapFormat::kFP8:
+      return launch_reuse_format<D, MapFormat::kFP8>(args, stream);
   }
 }
 
@@ -617,6 +634,14 @@ void maps_to_p8(const void* bf16, void* p8, size_t count, cudaStream_t stream) {
   to_p8_kernel<<<static_cast<unsigned>((count + threads - 1) / threads), threads, 0, stream>>>(
       static_cast<const __nv_bfloat16*>(bf16), static_cast<unsigned char*>(p8), count);
   check_launch("maps_to_p8");
+}
+
+void maps_to_fp8(const void* bf16, void* fp8, size_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  const int threads = 256;
+  to_fp8_kernel<<<static_cast<unsigned>((count + threads - 1) / threads), threads, 0, stream>>>(
+      static_cast<const __nv_bfloat16*>(bf16), static_cast<unsigned char*>(fp8), count);
+  check_launch("maps_to_fp8");
 }
 
 }  // namespace attncache::cuda

@@ -14,8 +14,9 @@
 //
 // Reuse path: for heads whose maps are stored (H×N×N per sequence, a per-head mask), ctx = P·V
 // straight from the stored maps: no Q, no K, no QKᵀ, no softmax. The exact kernel skips those
-// heads; the two kernels together cover every head of every sequence. Maps are bf16 or P8 (one
-// byte, q = round(255·√p), the map database's compact format): P8 halves the bytes the reuse
+// heads; the two kernels together cover every head of every sequence. Maps are bf16, P8 (one
+// byte, q = round(255·√p), the map database's compact format) or FP8 (one byte, fp8 e4m3 of
+// 256·p, decoded by Hopper's cvt instruction): the one-byte formats halve the bytes the reuse
 // kernel streams, which is what bounds it.
 #pragma once
 
@@ -27,7 +28,8 @@ namespace attncache::cuda {
 
 constexpr int kAttentionRows = 64;  // query rows per CTA (and keys per block)
 
-enum class MapFormat : int { kBF16 = 0, kP8 = 1 };
+enum class MapFormat : int { kBF16 = 0, kP8 = 1, kFP8 = 2 };
+constexpr int kMapFormats = 3;
 
 // One sequence's maps at one layer, in device memory.
 struct DeviceMapSlot {
@@ -77,5 +79,7 @@ void attention_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t s
 
 // P8 copies of bf16 probabilities: q = round(255·√clamp(p, 0, 1)), as core::convert_from_f32.
 void maps_to_p8(const void* bf16, void* p8, size_t count, cudaStream_t stream);
+// FP8 copies: the fp8 e4m3 encoding of 256·p (saturating), as core::convert_from_f32.
+void maps_to_fp8(const void* bf16, void* fp8, size_t count, cudaStream_t stream);
 
 }  // namespace attncache::cuda

@@ -8,7 +8,7 @@
 
 namespace attncache::cuda {
 
-// Hidden sizes the LayerNorm kernels are built for (multiples of 32 up to 1024).
+// Hidden sizes the LayerNorm kernels are built for (multiples of 128 up to 1024).
 bool layernorm_supports(int d);
 
 // out[r] = LayerNorm(word[ids[r]] + pos[positions[r]] + type0) · gamma + beta, as bf16 (and as
@@ -26,8 +26,9 @@ void layernorm(const void* x, const float* gamma, const float* beta, float eps, 
 void gelu_bf16(void* x, size_t count, cudaStream_t stream);
 
 // out[b] = mean of rows seq_offset[b] .. + seq_len[b] of hidden (or the first row when `cls`),
-// L2-normalized when `normalize` (eps 1e-12, as torch's F.normalize).
-void pool(const float* hidden, const int* seq_offset, const int* seq_len, int batch, int d,
+// L2-normalized when `normalize` (eps 1e-12, as torch's F.normalize). `max_len`: the longest
+// seq_len. Overwrites rows of `hidden` with partial sums.
+void pool(float* hidden, const int* seq_offset, const int* seq_len, int batch, int max_len, int d,
           bool cls, bool normalize, float* out, cudaStream_t stream);
 
 }  // namespace attncache::cuda
