@@ -39,4 +39,12 @@ if [[ ! -f "$dest/model.tar.xz" ]]; then
     "$stage/model/models/all-MiniLM-L6-v2"
   tar -C "$stage/model" -cf - models | xz -T2 -6 > "$dest/model.tar.xz"
 fi
+# The AttnCache workloads (scripts/make_workloads.py, as bench/memo_bench.py makes them), when
+# present: the memo-gpu stage builds their databases there and evaluates AttnCache on the GPU.
+workloads=$here/build/workloads
+if [[ -f $workloads/short/stream.txt ]]; then
+  tar -C "$workloads" -cf - short/corpus.txt short/stream.txt passage128/corpus.txt \
+    passage128/stream.txt passage512/corpus.txt passage512/stream.txt |
+    xz -T2 -9 > "$dest/workloads.tar.xz"
+fi
 du -ch "$dest"/* | tail -1

@@ -4,13 +4,15 @@
 # then runs the stages asked for (default: tests bench torch) and leaves logs and JSON in $OUT.
 #
 #   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [bench-repeat] [sanitize]
-#                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli]
+#                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli] [memo-gpu]
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
 # DECODER_BATCHES / DECODER_LENGTHS narrow the grid; DECODER_TORCH=0 skips PyTorch;
 # GPU_TESTS_FILTER narrows the tests (a gtest filter). cli runs `attncache embed` and
-# `attncache score mmlu --paths exact` with --device cuda and cpu and compares them.
+# `attncache score mmlu --paths exact` with --device cuda and cpu and compares them. memo-gpu
+# builds the AttnCache workloads' databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs
+# `attncache eval --device cuda --paper` on each query stream.
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -119,6 +121,21 @@ print(f"score {a['exact_device']} vs {b['exact_device']}: {same}/{len(a['answers
       f"max |Δ log-prob| {diff:.4f}, ms/question {a['paths'][0]['ms_per_question']:.1f} vs "
       f"{b['paths'][0]['ms_per_question']:.1f}")
 PY
+      ;;
+    memo-gpu)
+      mkdir -p "$work/workloads"
+      tar -C "$work/workloads" -xJf "$carry/workloads.tar.xz"
+      for spec in ${MEMO_WORKLOADS:-short:0:F16 passage128:128:F16 passage512:512:F16 passage512:512:P8}; do
+        IFS=: read -r name length dtype <<< "$spec"
+        db=/tmp/attncache-dbs/$name-$dtype
+        [[ -f $db/db.json ]] || timeout 300 "$work/bin/attncache" build -m "$model" \
+          --corpus "$work/workloads/$name/corpus.txt" --db "$db" --max-length "$length" \
+          --map-dtype "$dtype" > /dev/null 2>&1 || echo "build of $spec failed"
+        echo "-- $spec"
+        timeout 400 "$work/bin/attncache" eval -m "$model" --db "$db" --device cuda --paper \
+          --queries "$work/workloads/$name/stream.txt" --json "$out/gpu_eval_$name-$dtype.json" 2>&1 |
+          grep -v "^evaluating"
+      done
       ;;
     sanitize)
       timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 "$work/bin/gpu_tests" \

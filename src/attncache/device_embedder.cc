@@ -35,20 +35,23 @@ DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, Device device) : cpu_(cpu) {
     if (auto* encoder = dynamic_cast<Embedder*>(&cpu)) {
       auto gpu = std::shared_ptr<CudaBertEncoder>(CudaBertEncoder::create(encoder->config()));
       where_ = gpu->device_description();
-      gpu_ = [g = gpu.get()](const std::vector<std::vector<int32_t>>& batch) {
-        return g->embed(batch);
-      };
+      gpu_maps_ = [g = gpu.get()](const std::vector<std::vector<int32_t>>& batch,
+                                  const DeviceMapPlan* plan) { return g->embed(batch, plan); };
       gpu_model_ = std::move(gpu);
     } else if (auto* decoder = dynamic_cast<Decoder*>(&cpu)) {
       auto gpu = std::shared_ptr<CudaLlamaModel>(CudaLlamaModel::create(decoder->model()));
       where_ = gpu->device_description();
-      gpu_ = [g = gpu.get()](const std::vector<std::vector<int32_t>>& batch) {
-        return g->forward(batch, CudaLlamaModel::Output::kLastHidden);
+      gpu_maps_ = [g = gpu.get()](const std::vector<std::vector<int32_t>>& batch,
+                                  const DeviceMapPlan* plan) {
+        return g->forward(batch, CudaLlamaModel::Output::kLastHidden, plan);
       };
       gpu_model_ = std::move(gpu);
     } else {
       core::throw_bad_input("this model has no GPU implementation");
     }
+    gpu_ = [this](const std::vector<std::vector<int32_t>>& batch) {
+      return gpu_maps_(batch, nullptr);
+    };
 #else
     core::throw_bad_input(
         "this build has no CUDA backend (configure with -DATTNCACHE_CUDA=ON "
@@ -74,11 +77,18 @@ std::vector<float> DeviceEmbedder::embed(const std::vector<std::vector<int32_t>>
       std::fprintf(stderr, "warning: the GPU failed (%s); this batch and the rest run on the CPU\n",
                    e.what());
       gpu_ = nullptr;
+      gpu_maps_ = nullptr;
       gpu_model_.reset();
       where_ = "cpu";
     }
   }
   return cpu_.embed(batch);
+}
+
+std::vector<float> DeviceEmbedder::embed_with_maps(const std::vector<std::vector<int32_t>>& batch,
+                                                   const DeviceMapPlan* plan) {
+  if (!gpu_maps_) core::throw_bad_input("stored maps in GPU memory need the model on a GPU");
+  return gpu_maps_(batch, plan);
 }
 
 }  // namespace attncache

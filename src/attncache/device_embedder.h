@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "attncache/model/cuda_model.h"
 #include "attncache/prefill_model.h"
 
 namespace attncache {
@@ -38,9 +39,17 @@ class DeviceEmbedder {
   // With `gpu` standing in for the GPU model (tests).
   DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name);
   ~DeviceEmbedder();
+  DeviceEmbedder(const DeviceEmbedder&) = delete;  // the GPU path refers to this object
+  DeviceEmbedder& operator=(const DeviceEmbedder&) = delete;
 
   // [batch.size() × dim], as the model's embed().
   std::vector<float> embed(const std::vector<std::vector<int32_t>>& batch);
+  // The same on the GPU with stored maps in device memory (AttnCache on the GPU; `plan` as the
+  // GPU model's forward takes it, null: none). Bad input when the model is not on a GPU; a GPU
+  // failure is passed on (the maps live on the device: there is nothing to fall back to).
+  std::vector<float> embed_with_maps(const std::vector<std::vector<int32_t>>& batch,
+                                     const DeviceMapPlan* plan);
+  bool on_gpu() const { return static_cast<bool>(gpu_maps_); }
   // Where the next batch runs: the GPU's description, or "cpu".
   const std::string& where() const { return where_; }
 
@@ -48,6 +57,9 @@ class DeviceEmbedder {
   PrefillModel& cpu_;
   std::shared_ptr<void> gpu_model_;  // keeps the GPU model alive behind gpu_
   BatchFn gpu_;
+  std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&,
+                                   const DeviceMapPlan*)>
+      gpu_maps_;
   std::string where_ = "cpu";
 };
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "attncache/device_embedder.h"
 #include "core/text_lines.h"
 #include "support/run_cli.h"
 #include "support/temp_dir.h"
@@ -178,6 +179,15 @@ TEST_F(MemoCliTest, QueriesLongerThanEveryStoredInputAreRejected) {
 TEST_F(MemoCliTest, ThresholdOutOfRangeIsRejected) {
   expect_bad_input(eval(dir_->path("db"), "--threshold 1.5"), "out of range");
   expect_bad_input(eval(dir_->path("db"), "--threshold -1"), "out of range");
+}
+
+// The GPU path's refusals; its measurements run on a GPU machine (scripts/cuda/device_run.sh).
+TEST_F(MemoCliTest, GpuEvalNeedsThePaperRuleAndAGpu) {
+  expect_bad_input(eval(dir_->path("db"), "--device cuda"), "add --paper");
+  expect_bad_input(eval(dir_->path("db"), "--device tpu"), "--device");
+  if (attncache::cuda_device_count() == 0) {
+    expect_bad_input(eval(dir_->path("db"), "--device cuda --paper"), "CUDA");
+  }
 }
 
 TEST_F(MemoCliTest, KilledBuildLeavesThePreviousDatabase) {

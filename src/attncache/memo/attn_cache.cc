@@ -131,8 +131,12 @@ Lookup AttnCache::lookup(const std::vector<int32_t>& ids) const {
   const auto [first, last] = db_.length_range(n);
   if (first >= last) return result;
   const Projector& projector = db_.projector();
-  std::vector<float> features(static_cast<size_t>(n) * projector.model_dim());
-  std::vector<float> pooled(projector.input_dim()), query(Projector::kOut);
+  // Per-thread scratch: a 512-token input's features are 0.8 MB, which malloc would map and
+  // unmap on every lookup (page faults, and mmap_lock contention between threads).
+  thread_local std::vector<float> features, pooled, query;
+  features.resize(static_cast<size_t>(n) * projector.model_dim());
+  pooled.resize(projector.input_dim());
+  query.resize(Projector::kOut);
   model_.layer0_input(ids, features.data());
   projector.pool(features.data(), n, pooled.data());
   projector.project(pooled.data(), query.data());
@@ -144,12 +148,19 @@ Lookup AttnCache::lookup(const std::vector<int32_t>& ids) const {
   return result;
 }
 
+std::vector<Lookup> AttnCache::lookup_batch(const std::vector<std::vector<int32_t>>& batch) const {
+  std::vector<Lookup> found(batch.size());
+  const int n = static_cast<int>(batch.size());
+#pragma omp parallel for schedule(dynamic) if (n > 1)
+  for (int s = 0; s < n; ++s) found[s] = lookup(batch[s]);
+  return found;
+}
+
 std::vector<float> AttnCache::embed(const std::vector<std::vector<int32_t>>& batch,
                                     std::vector<Lookup>* lookups) {
-  std::vector<Lookup> found(batch.size());
+  std::vector<Lookup> found = lookup_batch(batch);
   std::vector<int64_t> entries(batch.size(), -1);
   for (size_t s = 0; s < batch.size(); ++s) {
-    found[s] = lookup(batch[s]);
     if (found[s].hit) entries[s] = found[s].entry;
   }
   std::vector<float> tv;

@@ -44,6 +44,9 @@ class AttnCache {
             HitVerification verification = {});
 
   Lookup lookup(const std::vector<int32_t>& ids) const;
+  // One lookup per input, the inputs spread over the OpenMP threads: on a GPU, a batch's exact
+  // forward pass costs less than its lookups one after another.
+  std::vector<Lookup> lookup_batch(const std::vector<std::vector<int32_t>>& batch) const;
   // Embeds a batch with stored maps for hits. Hits and misses share one forward pass, misses
   // first. `lookups` gets one result per input (in input order). Returns [batch × dim].
   std::vector<float> embed(const std::vector<std::vector<int32_t>>& batch,

@@ -37,6 +37,7 @@ struct DeviceMapCache::Impl {
   struct Resident {
     cuda::DeviceBuffer maps;
     cudaEvent_t ready = nullptr;
+    bool copied = false;  // `ready` has been waited for
     int n_tokens = 0;
     core::DType dtype = core::DType::kBF16;
   };
@@ -183,7 +184,7 @@ void DeviceMapCache::prefetch(const std::vector<int64_t>& entries) {
 DeviceMapPlan DeviceMapCache::plan(const std::vector<int64_t>& entries) {
   Impl& m = *impl_;
   m.lru.unpin_all();
-  std::vector<const Impl::Resident*> batch(entries.size(), nullptr);
+  std::vector<Impl::Resident*> batch(entries.size(), nullptr);
   for (size_t s = 0; s < entries.size(); ++s) {
     if (entries[s] < 0) continue;
     batch[s] = &m.load(entries[s]);
@@ -192,9 +193,12 @@ DeviceMapPlan DeviceMapCache::plan(const std::vector<int64_t>& entries) {
   DeviceMapPlan plan;
   plan.slots.resize(static_cast<size_t>(m.layers) * entries.size());
   for (size_t s = 0; s < entries.size(); ++s) {
-    const Impl::Resident* r = batch[s];
+    Impl::Resident* r = batch[s];
     if (r == nullptr) continue;
-    cuda::check(cudaEventSynchronize(r->ready), "the map cache's copies");
+    if (!r->copied) {
+      cuda::check(cudaEventSynchronize(r->ready), "the map cache's copies");
+      r->copied = true;
+    }
     const size_t layer_bytes = r->maps.size() / m.layers;
     for (int l = 0; l < m.layers; ++l) {
       plan.slots[l * entries.size() + s] = {

@@ -1,0 +1,323 @@
+#include "attncache/memo/gpu_evaluation.h"
+
+#include <algorithm>
+#include <memory>
+#include <numeric>
+#include <string>
+
+#include "attncache/memo/eval_common.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/stopwatch.h"
+#ifdef ATTNCACHE_WITH_CUDA
+#include "attncache/memo/device_map_cache.h"
+#endif
+
+namespace attncache::memo {
+
+#ifndef ATTNCACHE_WITH_CUDA
+
+nlohmann::json evaluate_on_gpu(PrefillModel&, DeviceEmbedder&, const MapDatabase&,
+                               const std::vector<std::vector<int32_t>>&, const GpuEvalOptions&) {
+  core::throw_bad_input(
+      "this build has no CUDA backend (configure with -DATTNCACHE_CUDA=ON and the CUDA toolkit "
+      "installed)");
+}
+
+#else
+
+namespace {
+
+// AttnCache with the GPU model: lookups on the CPU, the hits' maps through the device map cache,
+// one forward pass on the GPU for hits and misses together (misses first, as on the CPU).
+class GpuAttnCache {
+ public:
+  GpuAttnCache(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
+               const GpuEvalOptions& options)
+      : lookups_(model, db, options.threshold, options.policy, {false, 0.0f}),
+        gpu_(gpu),
+        maps_(DeviceMapCache::for_database(db, options.cache_bytes)),
+        policy_(options.policy),
+        layers_(db.layers()) {}
+
+  std::vector<float> embed(const Batch& batch, std::vector<Lookup>* found) {
+    *found = lookups_.lookup_batch(batch);
+    std::vector<int64_t> entries(batch.size(), -1);
+    for (size_t s = 0; s < batch.size(); ++s) {
+      if ((*found)[s].hit) entries[s] = (*found)[s].entry;
+    }
+    return embed_with(batch, entries);
+  }
+
+  // With the maps of given entries (−1: exact), bypassing lookup.
+  std::vector<float> embed_with(const Batch& batch, const std::vector<int64_t>& entries) {
+    if (std::all_of(entries.begin(), entries.end(), [](int64_t e) { return e < 0; })) {
+      return gpu_.embed_with_maps(batch, nullptr);
+    }
+    std::vector<size_t> order(batch.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_partition(order.begin(), order.end(), [&](size_t s) { return entries[s] < 0; });
+    Batch sorted(batch.size());
+    std::vector<int64_t> sorted_entries(batch.size());
+    for (size_t i = 0; i < order.size(); ++i) {
+      sorted[i] = batch[order[i]];
+      sorted_entries[i] = entries[order[i]];
+    }
+    DeviceMapPlan plan = maps_->plan(sorted_entries);
+    const size_t nseq = batch.size();
+    for (int l = 0; l < layers_; ++l) {
+      for (size_t s = 0; s < nseq; ++s) {
+        DeviceMapPlan::Slot& slot = plan.slots[l * nseq + s];
+        if (((policy_.layers >> l) & 1) == 0) slot.stored = nullptr;
+        slot.heads = policy_.heads;
+      }
+    }
+    const std::vector<float> out = gpu_.embed_with_maps(sorted, &plan);
+    const size_t d = out.size() / nseq;
+    std::vector<float> result(out.size());
+    for (size_t i = 0; i < nseq; ++i) {
+      std::copy_n(out.data() + i * d, d, result.data() + order[i] * d);
+    }
+    return result;
+  }
+
+  nlohmann::json stats() const {
+    const DeviceMapCache::Stats s = maps_->stats();
+    return {{"hits", s.hits},
+            {"misses", s.misses},
+            {"evictions", s.evictions},
+            {"resident_entries", s.resident_entries},
+            {"resident_bytes", s.resident_bytes}};
+  }
+
+ private:
+  AttnCache lookups_;
+  DeviceEmbedder& gpu_;
+  std::unique_ptr<DeviceMapCache> maps_;
+  ReusePolicy policy_;
+  int layers_;
+};
+
+std::vector<Batch> split(const Batch& queries, size_t size) {
+  std::vector<Batch> batches;
+  for (size_t b0 = 0; b0 < queries.size(); b0 += size) {
+    batches.emplace_back(queries.begin() + b0,
+                         queries.begin() + std::min(queries.size(), b0 + size));
+  }
+  return batches;
+}
+
+// Forced reuse of each query's same-length candidate against the exact path, batch by batch,
+// maps resident: the per-hit ratio on the GPU. Median over three rounds of alternating runs.
+nlohmann::json per_hit(DeviceEmbedder& gpu, GpuAttnCache& cache, const Batch& queries,
+                       const std::vector<int64_t>& entries, size_t batch_size) {
+  constexpr int kRounds = 3;
+  const std::vector<Batch> batches = split(queries, batch_size);
+  auto entries_of = [&](size_t b) {
+    const size_t b0 = b * batch_size;
+    return std::vector<int64_t>(entries.begin() + b0,
+                                entries.begin() + std::min(entries.size(), b0 + batch_size));
+  };
+  for (int warm = 0; warm < 2; ++warm) {
+    for (size_t b = 0; b < batches.size(); ++b) {
+      gpu.embed_with_maps(batches[b], nullptr);
+      cache.embed_with(batches[b], entries_of(b));
+    }
+  }
+  std::vector<double> ratios;
+  double exact_total = 0, hit_total = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    double exact = 0, hit = 0;
+    for (size_t b = 0; b < batches.size(); ++b) {
+      for (int turn = 0; turn < 2; ++turn) {
+        const bool exact_turn = (turn + round + b) % 2 == 0;
+        core::Stopwatch w;
+        if (exact_turn) {
+          gpu.embed_with_maps(batches[b], nullptr);
+        } else {
+          cache.embed_with(batches[b], entries_of(b));
+        }
+        (exact_turn ? exact : hit) += w.seconds();
+      }
+    }
+    ratios.push_back(exact / std::max(1e-12, hit));
+    exact_total += exact;
+    hit_total += hit;
+  }
+  return {{"queries", queries.size()},
+          {"batch", batch_size},
+          {"rounds", kRounds},
+          {"exact_ms_per_query", 1e3 * exact_total / kRounds / queries.size()},
+          {"hit_ms_per_query", 1e3 * hit_total / kRounds / queries.size()},
+          {"end_to_end_speedup", percentile(ratios, 50)}};
+}
+
+}  // namespace
+
+nlohmann::json evaluate_on_gpu(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
+                               const Batch& queries, const GpuEvalOptions& options) {
+  if (!gpu.on_gpu()) core::throw_bad_input("AttnCache on the GPU needs the model on a GPU");
+  const int d = model.dim();
+  const size_t q = queries.size();
+  if (q == 0) core::throw_bad_input("no queries to evaluate");
+  const size_t bs = static_cast<size_t>(options.batch);
+  const std::vector<Batch> batches = split(queries, bs);
+  auto exact_fn = [&](const Batch& b) { return gpu.embed_with_maps(b, nullptr); };
+
+  // Lookups alone, batch by batch as the AttnCache path does them (also inside its timing).
+  double lookup_seconds = 0;
+  {
+    AttnCache lookups(model, db, options.threshold, options.policy, {false, 0.0f});
+    core::Stopwatch watch;
+    for (const Batch& batch : batches) lookups.lookup_batch(batch);
+    lookup_seconds = watch.seconds();
+  }
+
+  // Every path's batch shapes twice, untimed: cuBLASLt autotuning, then CUDA graph capture.
+  core::Progress progress("evaluating on the GPU", 4 * q, options.progress);
+  {
+    GpuAttnCache warm(model, gpu, db, options);
+    std::vector<Lookup> found;
+    for (int pass = 0; pass < 2; ++pass) {
+      ExactResultCache result_cache(db, d), combined_cache(db, d);
+      for (const Batch& batch : batches) {
+        exact_fn(batch);
+        warm.embed(batch, &found);
+        result_cache.embed(batch, exact_fn);
+        combined_cache.embed(batch, [&](const Batch& b) { return warm.embed(b, &found); });
+        progress.advance(batch.size());
+      }
+    }
+  }
+
+  // The workload: four paths over the same batches, their order rotated batch by batch. The map
+  // caches start empty.
+  GpuAttnCache cache(model, gpu, db, options), combined(model, gpu, db, options);
+  ExactResultCache result_cache(db, d), combined_cache(db, d);
+  std::vector<float> exact(q * d), cached(q * d);
+  std::vector<Lookup> timed_lookups(q);
+  PathTimes t_exact, t_cold, t_result, t_combined;
+  for (size_t index = 0; index < batches.size(); ++index) {
+    const Batch& batch = batches[index];
+    const size_t b0 = index * bs;
+    for (int turn = 0; turn < 4; ++turn) {
+      const int path = static_cast<int>((turn + index) % 4);
+      std::vector<Lookup> found, ignored;
+      core::Stopwatch w;
+      std::vector<float> out;
+      switch (path) {
+        case 0:
+          out = exact_fn(batch);
+          break;
+        case 1:
+          out = cache.embed(batch, &found);
+          break;
+        case 2:
+          out = result_cache.embed(batch, exact_fn);
+          break;
+        default:
+          out = combined_cache.embed(batch,
+                                     [&](const Batch& b) { return combined.embed(b, &ignored); });
+      }
+      const double s = w.seconds();
+      PathTimes& t = path == 0 ? t_exact : path == 1 ? t_cold : path == 2 ? t_result : t_combined;
+      t.total += s;
+      t.batch_seconds.push_back(s);
+      if (path == 0) std::copy(out.begin(), out.end(), exact.begin() + b0 * d);
+      if (path == 1) {
+        std::copy(out.begin(), out.end(), cached.begin() + b0 * d);
+        std::copy(found.begin(), found.end(), timed_lookups.begin() + b0);
+      }
+    }
+    progress.advance(batch.size());
+  }
+  const nlohmann::json cold_stats = cache.stats();
+
+  // Again, AttnCache with the maps the first pass left in GPU memory.
+  PathTimes t_exact2, t_resident;
+  for (size_t index = 0; index < batches.size(); ++index) {
+    for (int turn = 0; turn < 2; ++turn) {
+      const bool exact_turn = (turn + index) % 2 == 0;
+      std::vector<Lookup> found;
+      core::Stopwatch w;
+      if (exact_turn) {
+        exact_fn(batches[index]);
+      } else {
+        cache.embed(batches[index], &found);
+      }
+      const double s = w.seconds();
+      PathTimes& t = exact_turn ? t_exact2 : t_resident;
+      t.total += s;
+      t.batch_seconds.push_back(s);
+    }
+    progress.advance(batches[index].size());
+  }
+  progress.finish();
+
+  size_t hits = 0, candidates = 0;
+  std::vector<double> hit_cos;
+  Batch forced_queries;
+  std::vector<int64_t> forced_entries;
+  for (size_t i = 0; i < q; ++i) {
+    if (timed_lookups[i].entry >= 0) {
+      ++candidates;
+      if (forced_queries.size() < static_cast<size_t>(options.per_hit_queries)) {
+        forced_queries.push_back(queries[i]);
+        forced_entries.push_back(timed_lookups[i].entry);
+      }
+    }
+    if (!timed_lookups[i].hit) continue;
+    ++hits;
+    hit_cos.push_back(cosine(exact.data() + i * d, cached.data() + i * d, d));
+  }
+  nlohmann::json per_hit_json = nullptr;
+  if (!forced_queries.empty()) {
+    try {
+      per_hit_json = per_hit(gpu, cache, forced_queries, forced_entries, bs);
+    } catch (const core::Error& e) {
+      if (e.kind() != core::ErrorKind::kBadInput) throw;
+      per_hit_json = {{"error", e.what()}};  // e.g. a batch's maps exceed the cache budget
+    }
+  }
+
+  double tokens = 0;
+  for (const auto& ids : queries) tokens += ids.size();
+  return {{"device", gpu.where()},
+          {"queries", q},
+          {"mean_tokens", tokens / q},
+          {"threshold", options.threshold},
+          {"batch", options.batch},
+          {"rule", "paper (projector distance only; no layer-0 check on the GPU)"},
+          {"hit_rate", static_cast<double>(hits) / q},
+          {"hits", hits},
+          {"same_length_candidates", candidates},
+          {"exact_result_cache_hit_rate", static_cast<double>(result_cache.hits()) / q},
+          {"fidelity", {{"cosine_on_hits", stats(hit_cos)}}},
+          {"timing",
+           {{"exact", t_exact.to_json(q)},
+            {"attncache_cold_maps", t_cold.to_json(q)},
+            {"exact_result_cache", t_result.to_json(q)},
+            {"exact_result_cache_then_attncache", t_combined.to_json(q)},
+            {"exact_second_pass", t_exact2.to_json(q)},
+            {"attncache_resident_maps", t_resident.to_json(q)},
+            {"lookup_ms_per_query", 1e3 * lookup_seconds / q}}},
+          {"speedup",
+           {{"attncache_cold_maps_vs_exact", t_exact.total / t_cold.total},
+            {"attncache_resident_maps_vs_exact", t_exact2.total / t_resident.total},
+            {"exact_result_cache_vs_exact", t_exact.total / t_result.total},
+            {"combined_vs_exact_result_cache", t_result.total / t_combined.total},
+            {"combined_vs_exact", t_exact.total / t_combined.total}}},
+          {"map_cache",
+           {{"budget_bytes", options.cache_bytes},
+            {"after_first_pass", cold_stats},
+            {"after_second_pass", cache.stats()}}},
+          {"per_hit", per_hit_json},
+          {"database",
+           {{"entries", db.size()},
+            {"bytes_per_entry", static_cast<double>(db.bytes_on_disk()) / db.size()},
+            {"map_dtype", std::string(core::dtype_name(db.map_dtype()))}}}};
+}
+
+#endif
+
+}  // namespace attncache::memo
