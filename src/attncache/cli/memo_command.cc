@@ -208,10 +208,14 @@ void print_gpu_report(const nlohmann::json& r) {
                 num(t["queries_per_second"]), num(t["mean_ms_per_query"]),
                 num(t["batch_latency_ms_p95"]), exact / num(t["seconds"]));
   }
-  std::printf(
-      "lookup on the CPU (features + projector + Faiss, a batch over %d threads): %.3f ms per "
-      "query\n",
-      omp_get_max_threads(), num(r["timing"]["lookup_ms_per_query"]));
+  std::printf("AttnCache's time, ms per query: lookups on the CPU (a batch over %d threads) / "
+              "map cache / GPU forward\n",
+              omp_get_max_threads());
+  for (const char* pass : {"cold_maps", "resident_maps"}) {
+    const auto& p = r["timing"][std::string("attncache_") + pass + "_phases"];
+    std::printf("  %-14s %.4f / %.4f / %.4f\n", pass, num(p["lookup_ms_per_query"]),
+                num(p["map_cache_ms_per_query"]), num(p["forward_ms_per_query"]));
+  }
   const auto& c = r["map_cache"]["after_first_pass"];
   std::printf("device map cache (%.0f MiB): %zu entries loaded, %zu reused, %zu evicted\n",
               num(r["map_cache"]["budget_bytes"]) / (1 << 20), c["misses"].get<size_t>(),
