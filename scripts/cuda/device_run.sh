@@ -31,6 +31,10 @@ rm -rf "$work"; mkdir -p "$work/src/tests"
 tar -C "$work" -xJf "$carry/bundle.tar.xz"
 tar -C "$work/src" -xJf "$carry/model.tar.xz"
 ln -s "$root/tests/data" "$work/src/tests/data"
+if [[ -f $carry/workloads.tar.xz ]]; then
+  mkdir -p "$work/workloads"
+  tar -C "$work/workloads" -xJf "$carry/workloads.tar.xz"
+fi
 cublas=""
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
   $(python3 -c 'import nvidia, os; [print(os.path.join(p, "cu13", "lib")) for p in nvidia.__path__]; [print(os.path.join(p, "cublas", "lib")) for p in nvidia.__path__]' 2>/dev/null); do
@@ -91,6 +95,15 @@ cos = [sum(x * y for x, y in zip(u, v)) / math.sqrt(sum(x * x for x in u) * sum(
        for u, v in zip(a, b)]
 print(f"embed cuda vs cpu: {len(cos)} texts, worst cosine {min(cos):.6f}")
 PY
+      # Throughput on many texts of varying length (the workloads' corpora), GPU vs CPU.
+      for input in short/corpus.txt passage128/corpus.txt; do
+        [[ -f $work/workloads/$input ]] || continue
+        for dev in cuda cpu; do
+          /usr/bin/time -f "embed $input ($(wc -l < "$work/workloads/$input") texts) --device $dev: %e s" \
+            timeout 200 "$bin" embed -m "$model" -i "$work/workloads/$input" --max-length 128 \
+            --device $dev -o /dev/null 2>&1 | grep -v "^note"
+        done
+      done
       CUDA_VISIBLE_DEVICES= "$bin" embed -m "$model" -i "$work/texts.txt" --device cuda -o /dev/null
       echo "no visible device, --device cuda: exit $?"
       CUDA_VISIBLE_DEVICES= "$bin" embed -m "$model" -i "$work/texts.txt" --device auto -o /dev/null
@@ -123,8 +136,6 @@ print(f"score {a['exact_device']} vs {b['exact_device']}: {same}/{len(a['answers
 PY
       ;;
     memo-gpu)
-      mkdir -p "$work/workloads"
-      tar -C "$work/workloads" -xJf "$carry/workloads.tar.xz"
       for spec in ${MEMO_WORKLOADS:-short:0:F16 passage128:128:F16 passage512:512:F16 passage512:512:P8}; do
         IFS=: read -r name length dtype <<< "$spec"
         db=/tmp/attncache-dbs/$name-$dtype

@@ -21,6 +21,15 @@ struct Gemm::Plan {
 
 namespace {
 
+// Plans are small host objects (descriptors); a long run of varying shapes starts over past this.
+constexpr size_t kMaxPlans = 4096;
+
+int round_up_pow2(int m) {
+  int b = 16;
+  while (b < m) b *= 2;
+  return b;
+}
+
 // The largest power of two up to 256 that divides the address (cuBLASLt picks kernels by it).
 int alignment(const void* p) {
   const auto u = reinterpret_cast<uintptr_t>(p);
@@ -50,6 +59,7 @@ void Gemm::linear(const void* x, int ldx, const void* w, int ldw, void* y, int l
   const Key key{m, n, k, ldx, ldw, ldy, static_cast<int>(out), static_cast<int>(epilogue), align};
   auto it = plans_.find(key);
   if (it == plans_.end()) {
+    if (plans_.size() >= kMaxPlans) plans_.clear();
     // Column-major view: D (n × m, ld ldy) = op(A) · B with A = W stored k × n (ld ldw),
     // transposed, and B = X stored k × m (ld ldx).
     auto plan = std::make_unique<Plan>();
@@ -107,10 +117,23 @@ void Gemm::linear(const void* x, int ldx, const void* w, int ldw, void* y, int l
     plan->algo = results[0].algo;
     // The heuristic's first pick is often not the fastest for these small-k, few-row shapes:
     // time the candidates once on the real operands and keep the fastest (never while the
-    // stream is being captured into a graph; the encoder's first run of a shape is eager).
+    // stream is being captured into a graph; the encoder's first run of a shape is eager). A
+    // shape whose m rounds to the same power of two as a tuned one reuses its pick when that
+    // algorithm supports this shape.
+    Key bucket = key;
+    std::get<0>(bucket) = round_up_pow2(m);
+    const auto tuned = tuned_.find(bucket);
+    bool reused = false;
+    if (tuned != tuned_.end()) {
+      cublasLtMatmulHeuristicResult_t check_result = {};
+      reused = cublasLtMatmulAlgoCheck(handle_, plan->desc, plan->a, plan->b, plan->c, plan->c,
+                                       &tuned->second, &check_result) == CUBLAS_STATUS_SUCCESS &&
+               check_result.workspaceSize <= workspace_.size();
+      if (reused) plan->algo = tuned->second;
+    }
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     check(cudaStreamIsCapturing(stream, &capturing), "cudaStreamIsCapturing");
-    if (found > 1 && capturing == cudaStreamCaptureStatusNone) {
+    if (!reused && found > 1 && capturing == cudaStreamCaptureStatusNone) {
       if (epilogue != Epilogue::kNone) {
         check(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                              sizeof bias),
@@ -139,6 +162,7 @@ void Gemm::linear(const void* x, int ldx, const void* w, int ldw, void* y, int l
       }
       cudaEventDestroy(start);
       cudaEventDestroy(stop);
+      tuned_[bucket] = plan->algo;
     }
     it = plans_.emplace(key, std::move(plan)).first;
   }

@@ -41,7 +41,10 @@ class Gemm {
 
   cublasLtHandle_t handle_ = nullptr;
   DeviceBuffer workspace_;
-  std::map<Key, std::unique_ptr<Plan>> plans_;
+  std::map<Key, std::unique_ptr<Plan>> plans_;  // per exact shape, cleared past kMaxPlans
+  // The autotuned algorithm per shape with m rounded up to a power of two: batches of varying
+  // token counts (every real workload) would otherwise time 8 candidates for every new m.
+  std::map<Key, cublasLtMatmulAlgo_t> tuned_;
 };
 
 }  // namespace attncache::cuda
