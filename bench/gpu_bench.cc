@@ -174,17 +174,18 @@ int main(int argc, char** argv) {
             {"map_bytes_all_layers", double(graphed->map_bytes(n)) * batch_size * c.num_layers},
             {"attention_kernels_one_layer",
              attention_only(batch_size, n, c.num_heads, c.num_heads, c.head_dim(), false)}};
-        std::fprintf(
-            stderr,
-            "B=%-3d N=%-4d exact %.3f ms (eager %.3f)  reuse %.3f ms (eager %.3f) P8 %.3f ms FP8 %.3f ms  "
-            "%.0f tok/s  per-hit %.2fx (P8 %.2fx)  attention exact %.1f us reuse %.1f us "
-            "P8 %.1f us\n",
-            batch_size, n, exact.median_ms, exact_eager.median_ms, hit.median_ms,
-            hit_eager.median_ms, hit8.median_ms, hit_fp8.median_ms, tokens / exact.median_ms * 1e3,
-            exact.median_ms / hit.median_ms, exact.median_ms / hit8.median_ms,
-            r["attention_kernels_one_layer"]["exact_ms"].get<double>() * 1e3,
-            r["attention_kernels_one_layer"]["reuse_ms"].get<double>() * 1e3,
-            r["attention_kernels_one_layer"]["reuse_p8_ms"].get<double>() * 1e3);
+        std::fprintf(stderr,
+                     "B=%-3d N=%-4d exact %.3f ms (eager %.3f)  reuse %.3f ms (eager %.3f) P8 %.3f "
+                     "ms FP8 %.3f ms  "
+                     "%.0f tok/s  per-hit %.2fx (P8 %.2fx)  attention exact %.1f us reuse %.1f us "
+                     "P8 %.1f us\n",
+                     batch_size, n, exact.median_ms, exact_eager.median_ms, hit.median_ms,
+                     hit_eager.median_ms, hit8.median_ms, hit_fp8.median_ms,
+                     tokens / exact.median_ms * 1e3, exact.median_ms / hit.median_ms,
+                     exact.median_ms / hit8.median_ms,
+                     r["attention_kernels_one_layer"]["exact_ms"].get<double>() * 1e3,
+                     r["attention_kernels_one_layer"]["reuse_ms"].get<double>() * 1e3,
+                     r["attention_kernels_one_layer"]["reuse_p8_ms"].get<double>() * 1e3);
         out["results"].push_back(r);
       }
     }

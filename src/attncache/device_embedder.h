@@ -57,8 +57,7 @@ class DeviceEmbedder {
   PrefillModel& cpu_;
   std::shared_ptr<void> gpu_model_;  // keeps the GPU model alive behind gpu_
   BatchFn gpu_;
-  std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&,
-                                   const DeviceMapPlan*)>
+  std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&, const DeviceMapPlan*)>
       gpu_maps_;
   std::string where_ = "cpu";
 };

@@ -139,7 +139,7 @@ uint8_t f32_to_e4m3(float value) {
   const float a = std::fabs(value);
   if (std::isnan(a)) return sign | 0x7f;
   if (a >= 448.0f) return sign | 0x7e;  // saturate
-  if (a < 0.015625f) {                  // subnormal: a multiple of 2^-9 (8·2^-9 is the first normal)
+  if (a < 0.015625f) {  // subnormal: a multiple of 2^-9 (8·2^-9 is the first normal)
     return sign | static_cast<uint8_t>(std::nearbyint(a * 512.0f));
   }
   int e;

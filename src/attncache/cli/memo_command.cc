@@ -197,9 +197,9 @@ void print_gpu_report(const nlohmann::json& r) {
       fmt(num(cos.value("min", nlohmann::json())), "%.5f").c_str());
   std::printf("\n%-36s %10s %10s %12s %12s %9s\n", "path (lookup + loading timed)", "total s",
               "queries/s", "ms/query", "batch p95 ms", "vs exact");
-  for (const char* path : {"exact", "attncache_cold_maps", "exact_result_cache",
-                           "exact_result_cache_then_attncache", "exact_second_pass",
-                           "attncache_resident_maps"}) {
+  for (const char* path :
+       {"exact", "attncache_cold_maps", "exact_result_cache", "exact_result_cache_then_attncache",
+        "exact_second_pass", "attncache_resident_maps"}) {
     const auto& t = r["timing"][path];
     // The resident pass compares with the exact path's second pass, which it alternated with.
     const bool second = std::string(path) == "attncache_resident_maps";
@@ -208,9 +208,10 @@ void print_gpu_report(const nlohmann::json& r) {
                 num(t["queries_per_second"]), num(t["mean_ms_per_query"]),
                 num(t["batch_latency_ms_p95"]), exact / num(t["seconds"]));
   }
-  std::printf("AttnCache's time, ms per query: lookups on the CPU (a batch over %d threads) / "
-              "map cache / GPU forward\n",
-              omp_get_max_threads());
+  std::printf(
+      "AttnCache's time, ms per query: lookups on the CPU (a batch over %d threads) / "
+      "map cache / GPU forward\n",
+      omp_get_max_threads());
   for (const char* pass : {"cold_maps", "resident_maps"}) {
     const auto& p = r["timing"][std::string("attncache_") + pass + "_phases"];
     std::printf("  %-14s %.4f / %.4f / %.4f\n", pass, num(p["lookup_ms_per_query"]),

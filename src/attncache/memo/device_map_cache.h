@@ -1,9 +1,9 @@
 // AttnCache's stored maps in GPU memory, for the GPU models' DeviceMapPlans. An entry (one stored
 // input: every layer's maps) is copied to the device on first use and kept, least recently used
-// out, within a byte budget. The source holds maps as the map database does (fp16, bf16 or P8;
+// out, within a byte budget. The source holds maps as the map database does (fp16, bf16, P8, FP8;
 // causal maps as packed lower triangles); the device holds what the kernels read (bf16 for
-// fp16/bf16 sources, P8 and FP8 as they are; causal maps as block triangles): entries are converted on the host into
-// page-locked staging and copied on the cache's own stream.
+// fp16/bf16 sources, P8 and FP8 as they are; causal maps as block triangles): entries are converted
+// on the host into page-locked staging and copied on the cache's own stream.
 //
 // prefetch() queues copies ahead of need, e.g. the next batch's hits while this batch computes
 // (a GPU model's forward blocks the calling thread, so: prefetch(next), forward(this),

@@ -13,7 +13,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "attncache/memo/attn_cache.h"
 #include "attncache/memo/map_database.h"
+#include "core/progress.h"
+#include "core/stopwatch.h"
 
 namespace attncache::memo {
 
@@ -103,5 +106,80 @@ struct PathTimes {
             {"batch_latency_ms_p95", 1e3 * percentile(b, 95)}};
   }
 };
+
+inline std::vector<Batch> split_batches(const Batch& queries, size_t size) {
+  std::vector<Batch> batches;
+  for (size_t b0 = 0; b0 < queries.size(); b0 += size) {
+    batches.emplace_back(queries.begin() + b0,
+                         queries.begin() + std::min(queries.size(), b0 + size));
+  }
+  return batches;
+}
+
+using EmbedFn = std::function<std::vector<float>(const Batch&)>;
+using CachedEmbedFn = std::function<std::vector<float>(const Batch&, std::vector<Lookup>*)>;
+
+// The four paths of a workload over the same batches: exact, AttnCache, the exact-input result
+// cache, and the result cache with AttnCache behind it.
+struct FourPaths {
+  PathTimes exact, attncache, result_cache, combined;
+  std::vector<float> exact_out, attncache_out;  // [queries × dim]
+  std::vector<Lookup> lookups;                  // AttnCache's, per query
+  size_t result_cache_hits = 0;
+};
+
+// Runs the four paths batch by batch, their order rotated from one batch to the next so that
+// drift in machine speed falls on all of them alike. `combined` is AttnCache for the inputs the
+// result cache has not seen.
+inline FourPaths time_four_paths(const std::vector<Batch>& batches, int d, const MapDatabase& db,
+                                 const EmbedFn& exact, const CachedEmbedFn& attncache,
+                                 const EmbedFn& combined, core::Progress& progress) {
+  size_t q = 0;
+  for (const Batch& b : batches) q += b.size();
+  FourPaths r;
+  r.exact_out.resize(q * d);
+  r.attncache_out.resize(q * d);
+  r.lookups.resize(q);
+  ExactResultCache result_cache(db, d), combined_cache(db, d);
+  size_t b0 = 0;
+  for (size_t index = 0; index < batches.size(); ++index) {
+    const Batch& batch = batches[index];
+    for (int turn = 0; turn < 4; ++turn) {
+      const int path = static_cast<int>((turn + index) % 4);
+      std::vector<Lookup> found;
+      core::Stopwatch w;
+      std::vector<float> out;
+      switch (path) {
+        case 0:
+          out = exact(batch);
+          break;
+        case 1:
+          out = attncache(batch, &found);
+          break;
+        case 2:
+          out = result_cache.embed(batch, exact);
+          break;
+        default:
+          out = combined_cache.embed(batch, combined);
+      }
+      const double s = w.seconds();
+      PathTimes& t = path == 0   ? r.exact
+                     : path == 1 ? r.attncache
+                     : path == 2 ? r.result_cache
+                                 : r.combined;
+      t.total += s;
+      t.batch_seconds.push_back(s);
+      if (path == 0) std::copy(out.begin(), out.end(), r.exact_out.begin() + b0 * d);
+      if (path == 1) {
+        std::copy(out.begin(), out.end(), r.attncache_out.begin() + b0 * d);
+        std::copy(found.begin(), found.end(), r.lookups.begin() + b0);
+      }
+    }
+    b0 += batch.size();
+    progress.advance(batch.size());
+  }
+  r.result_cache_hits = result_cache.hits();
+  return r;
+}
 
 }  // namespace attncache::memo

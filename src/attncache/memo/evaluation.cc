@@ -123,47 +123,18 @@ nlohmann::json evaluate(PrefillModel& model, const MapDatabase& db, const Batch&
     cache.embed(first);
   }
 
-  // The workload: four paths over the same batches, their order rotated batch by batch so that
-  // drift in machine speed falls on all of them alike.
-  ExactResultCache result_cache(db, d), combined_cache(db, d);
-  std::vector<float> exact(q * d), cached(q * d);
-  PathTimes t_exact, t_cache, t_result, t_combined;
-  std::vector<Lookup> timed_lookups(q);
+  // The workload: the four paths timed side by side.
   core::Progress progress("evaluating", q, options.progress);
-  for (size_t b0 = 0, index = 0; b0 < q; b0 += bs, ++index) {
-    const size_t b1 = std::min(q, b0 + bs);
-    const Batch batch(queries.begin() + b0, queries.begin() + b1);
-    for (int turn = 0; turn < 4; ++turn) {
-      const int path = static_cast<int>((turn + index) % 4);
-      core::Stopwatch w;
-      std::vector<float> out;
-      std::vector<Lookup> found;
-      switch (path) {
-        case 0:
-          out = model.embed(batch);
-          break;
-        case 1:
-          out = cache.embed(batch, &found);
-          break;
-        case 2:
-          out = result_cache.embed(batch, [&](const Batch& b) { return model.embed(b); });
-          break;
-        default:
-          out = combined_cache.embed(batch, [&](const Batch& b) { return cache.embed(b); });
-      }
-      const double s = w.seconds();
-      PathTimes& t = path == 0 ? t_exact : path == 1 ? t_cache : path == 2 ? t_result : t_combined;
-      t.total += s;
-      t.batch_seconds.push_back(s);
-      if (path == 0) std::copy(out.begin(), out.end(), exact.begin() + b0 * d);
-      if (path == 1) {
-        std::copy(out.begin(), out.end(), cached.begin() + b0 * d);
-        std::copy(found.begin(), found.end(), timed_lookups.begin() + b0);
-      }
-    }
-    progress.advance(b1 - b0);
-  }
+  const FourPaths run = time_four_paths(
+      split_batches(queries, bs), d, db, [&](const Batch& b) { return model.embed(b); },
+      [&](const Batch& b, std::vector<Lookup>* found) { return cache.embed(b, found); },
+      [&](const Batch& b) { return cache.embed(b); }, progress);
   progress.finish();
+  const std::vector<float>& exact = run.exact_out;
+  const std::vector<float>& cached = run.attncache_out;
+  const std::vector<Lookup>& timed_lookups = run.lookups;
+  const PathTimes &t_exact = run.exact, &t_cache = run.attncache, &t_result = run.result_cache,
+                  &t_combined = run.combined;
 
   // Fidelity on hits, and on a retrieval task against the database's inputs.
   size_t hits = 0, candidates = 0;
@@ -304,7 +275,7 @@ nlohmann::json evaluate(PrefillModel& model, const MapDatabase& db, const Batch&
           {"hit_rate", static_cast<double>(hits) / q},
           {"hits", hits},
           {"same_length_candidates", candidates},
-          {"exact_result_cache_hit_rate", static_cast<double>(result_cache.hits()) / q},
+          {"exact_result_cache_hit_rate", static_cast<double>(run.result_cache_hits) / q},
           {"fidelity",
            {{"cosine_on_hits", stats(hit_cos)},
             {"recall_at_k", k},

@@ -123,21 +123,12 @@ class GpuAttnCache {
   Phases phases_;
 };
 
-std::vector<Batch> split(const Batch& queries, size_t size) {
-  std::vector<Batch> batches;
-  for (size_t b0 = 0; b0 < queries.size(); b0 += size) {
-    batches.emplace_back(queries.begin() + b0,
-                         queries.begin() + std::min(queries.size(), b0 + size));
-  }
-  return batches;
-}
-
 // Forced reuse of each query's same-length candidate against the exact path, batch by batch,
 // maps resident: the per-hit ratio on the GPU. Median over three rounds of alternating runs.
 nlohmann::json per_hit(DeviceEmbedder& gpu, GpuAttnCache& cache, const Batch& queries,
                        const std::vector<int64_t>& entries, size_t batch_size) {
   constexpr int kRounds = 3;
-  const std::vector<Batch> batches = split(queries, batch_size);
+  const std::vector<Batch> batches = split_batches(queries, batch_size);
   auto entries_of = [&](size_t b) {
     const size_t b0 = b * batch_size;
     return std::vector<int64_t>(entries.begin() + b0,
@@ -186,67 +177,34 @@ nlohmann::json evaluate_on_gpu(PrefillModel& model, DeviceEmbedder& gpu, const M
   const size_t q = queries.size();
   if (q == 0) core::throw_bad_input("no queries to evaluate");
   const size_t bs = static_cast<size_t>(options.batch);
-  const std::vector<Batch> batches = split(queries, bs);
+  const std::vector<Batch> batches = split_batches(queries, bs);
   auto exact_fn = [&](const Batch& b) { return gpu.embed_with_maps(b, nullptr); };
 
   // Every path's batch shapes twice, untimed: cuBLASLt autotuning, then CUDA graph capture.
   core::Progress progress("evaluating on the GPU", 4 * q, options.progress);
   {
     GpuAttnCache warm(model, gpu, db, options);
-    std::vector<Lookup> found;
+    std::vector<Lookup> ignored;
     for (int pass = 0; pass < 2; ++pass) {
-      ExactResultCache result_cache(db, d), combined_cache(db, d);
-      for (const Batch& batch : batches) {
-        exact_fn(batch);
-        warm.embed(batch, &found);
-        result_cache.embed(batch, exact_fn);
-        combined_cache.embed(batch, [&](const Batch& b) { return warm.embed(b, &found); });
-        progress.advance(batch.size());
-      }
+      time_four_paths(
+          batches, d, db, exact_fn,
+          [&](const Batch& b, std::vector<Lookup>* found) { return warm.embed(b, found); },
+          [&](const Batch& b) { return warm.embed(b, &ignored); }, progress);
     }
   }
 
-  // The workload: four paths over the same batches, their order rotated batch by batch. The map
-  // caches start empty.
+  // The workload: the four paths timed side by side, the map caches empty at the start.
   GpuAttnCache cache(model, gpu, db, options), combined(model, gpu, db, options);
-  ExactResultCache result_cache(db, d), combined_cache(db, d);
-  std::vector<float> exact(q * d), cached(q * d);
-  std::vector<Lookup> timed_lookups(q);
-  PathTimes t_exact, t_cold, t_result, t_combined;
-  for (size_t index = 0; index < batches.size(); ++index) {
-    const Batch& batch = batches[index];
-    const size_t b0 = index * bs;
-    for (int turn = 0; turn < 4; ++turn) {
-      const int path = static_cast<int>((turn + index) % 4);
-      std::vector<Lookup> found, ignored;
-      core::Stopwatch w;
-      std::vector<float> out;
-      switch (path) {
-        case 0:
-          out = exact_fn(batch);
-          break;
-        case 1:
-          out = cache.embed(batch, &found);
-          break;
-        case 2:
-          out = result_cache.embed(batch, exact_fn);
-          break;
-        default:
-          out = combined_cache.embed(batch,
-                                     [&](const Batch& b) { return combined.embed(b, &ignored); });
-      }
-      const double s = w.seconds();
-      PathTimes& t = path == 0 ? t_exact : path == 1 ? t_cold : path == 2 ? t_result : t_combined;
-      t.total += s;
-      t.batch_seconds.push_back(s);
-      if (path == 0) std::copy(out.begin(), out.end(), exact.begin() + b0 * d);
-      if (path == 1) {
-        std::copy(out.begin(), out.end(), cached.begin() + b0 * d);
-        std::copy(found.begin(), found.end(), timed_lookups.begin() + b0);
-      }
-    }
-    progress.advance(batch.size());
-  }
+  std::vector<Lookup> ignored;
+  const FourPaths run = time_four_paths(
+      batches, d, db, exact_fn,
+      [&](const Batch& b, std::vector<Lookup>* found) { return cache.embed(b, found); },
+      [&](const Batch& b) { return combined.embed(b, &ignored); }, progress);
+  const std::vector<float>& exact = run.exact_out;
+  const std::vector<float>& cached = run.attncache_out;
+  const std::vector<Lookup>& timed_lookups = run.lookups;
+  const PathTimes &t_exact = run.exact, &t_cold = run.attncache, &t_result = run.result_cache,
+                  &t_combined = run.combined;
   const nlohmann::json cold_stats = cache.stats();
   const nlohmann::json cold_phases = cache.take_phases(q);
 
@@ -309,7 +267,7 @@ nlohmann::json evaluate_on_gpu(PrefillModel& model, DeviceEmbedder& gpu, const M
           {"hit_rate", static_cast<double>(hits) / q},
           {"hits", hits},
           {"same_length_candidates", candidates},
-          {"exact_result_cache_hit_rate", static_cast<double>(result_cache.hits()) / q},
+          {"exact_result_cache_hit_rate", static_cast<double>(run.result_cache_hits) / q},
           {"fidelity", {{"cosine_on_hits", stats(hit_cos)}}},
           {"timing",
            {{"exact", t_exact.to_json(q)},

@@ -51,7 +51,6 @@ MapEntry view_entry(std::span<const std::byte> record, int n, int d, int layers,
   return e;
 }
 
-
 // Collects every layer's fp32 maps of every sequence of a batch.
 class RecordingHook : public AttentionHook {
  public:

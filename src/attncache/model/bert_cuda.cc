@@ -417,8 +417,8 @@ void CudaBertEncoder::Impl::enqueue(const std::vector<int>& lengths, int total, 
   }
   if (pool_output) {
     cuda::pool(hid, offsets, lens, nseq, *std::max_element(lengths.begin(), lengths.end()), d,
-               config.sentence.pooling == Pooling::kCls,
-               config.sentence.normalize, pooled.as<float>(), stream);
+               config.sentence.pooling == Pooling::kCls, config.sentence.normalize,
+               pooled.as<float>(), stream);
     cuda::check(cudaMemcpyAsync(host_out.data(), pooled.data(), static_cast<size_t>(nseq) * d * 4,
                                 cudaMemcpyDeviceToHost, stream),
                 "cudaMemcpyAsync (embeddings)");

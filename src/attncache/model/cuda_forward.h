@@ -72,8 +72,7 @@ struct LayerReuse {
 LayerReuse layer_reuse(const std::vector<DeviceMapPlan::Slot>* slots, int layer, int nseq,
                        uint64_t all_heads, std::vector<char>* v_only);
 // The reuse kernels a layer needs, one per map format present.
-void attention_reuse(const cuda::AttentionArgs& args, const LayerReuse& reuse,
-                     cudaStream_t stream);
+void attention_reuse(const cuda::AttentionArgs& args, const LayerReuse& reuse, cudaStream_t stream);
 
 // The device weights laid out in host memory first, each tensor at a 256-byte aligned offset.
 class WeightImage {

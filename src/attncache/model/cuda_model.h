@@ -36,9 +36,9 @@ struct CudaProfile {
 // H×N×N; a decoder's are H block triangles (cuda::causal_map_elements(N) values per head).
 struct DeviceMapPlan {
   struct Slot {
-    const void* stored = nullptr;            // H maps to reuse (16-byte aligned), or null
-    void* record = nullptr;                  // bf16 H maps receiving the exact P, or null
-    uint64_t heads = ~0ull;                  // bit h: head h reuses `stored`
+    const void* stored = nullptr;  // H maps to reuse (16-byte aligned), or null
+    void* record = nullptr;        // bf16 H maps receiving the exact P, or null
+    uint64_t heads = ~0ull;        // bit h: head h reuses `stored`
     // of `stored`: kBF16, kP8 (q = round(255·√p)) or kFP8 (e4m3 of 256·p)
     core::DType dtype = core::DType::kBF16;
   };

@@ -367,8 +367,9 @@ __global__ void __launch_bounds__(BM * 2) flash_forward(AttentionArgs a, float s
 
 // ctx = P·V for the reused heads. P streams through shared memory in 64×64 tiles, double-
 // buffered like the exact kernel's keys: each stored value is read once. P8 and FP8 tiles are
-// decoded to bf16 while the A fragments are built (FP8: two values per cvt instruction). Causal maps are block triangles: a query block reads its
-// key blocks up to the diagonal, each one contiguous tile.
+// decoded to bf16 while the A fragments are built (FP8: two values per cvt instruction). Causal
+// maps are block triangles: a query block reads its key blocks up to the diagonal, each one
+// contiguous tile.
 template <int D, MapFormat kFormat, bool kCausal>
 __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   constexpr int kBytes = kFormat == MapFormat::kBF16 ? 2 : 1;
@@ -459,9 +460,8 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
             const float hi = static_cast<float>(q[i] >> 8) * (1.0f / 255.0f);
             pa[i] = pack_bf16(lo * lo, hi * hi);
           } else {  // p = e4m3/256
-            const float2 v = __half22float2(
-                __half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(q[i]),
-                                                   __NV_E4M3)));
+            const float2 v = __half22float2(__half2(
+                __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(q[i]), __NV_E4M3)));
             pa[i] = pack_bf16(v.x * (1.0f / 256.0f), v.y * (1.0f / 256.0f));
           }
         }

@@ -16,9 +16,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 // A lane's columns: VPT/4 groups of 4 adjacent values, group i at column 4·lane + 128·i, so every
 // load and store is 8 (bf16) or 16 (fp32) bytes. Hidden sizes are multiples of 128.
-__device__ __forceinline__ int column(int lane, int group) {
-  return 4 * lane + 128 * group;
-}
+__device__ __forceinline__ int column(int lane, int group) { return 4 * lane + 128 * group; }
 
 __device__ __forceinline__ void load4(const __nv_bfloat16* p, float* v) {
   const uint2 raw = *reinterpret_cast<const uint2*>(p);
@@ -27,7 +25,9 @@ __device__ __forceinline__ void load4(const __nv_bfloat16* p, float* v) {
   v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
 }
 
-__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 load4(const float* p) {
+  return *reinterpret_cast<const float4*>(p);
+}
 
 // LayerNorm of the VPT·32 values a warp holds (see column()), written as bf16 and, unless `out`
 // is null, fp32. Two passes over registers: mean, then the centred variance.
@@ -128,7 +128,8 @@ __global__ void pool_chunks_kernel(float* hidden, const int* seq_offset, const i
   for (int c = threadIdx.x; c < d; c += blockDim.x) {
     float v[kPoolChunk];
 #pragma unroll
-    for (int r = 0; r < kPoolChunk; ++r) v[r] = r < rows ? first[static_cast<size_t>(r) * d + c] : 0.0f;
+    for (int r = 0; r < kPoolChunk; ++r)
+      v[r] = r < rows ? first[static_cast<size_t>(r) * d + c] : 0.0f;
     float s = 0.0f;
 #pragma unroll
     for (int r = 0; r < kPoolChunk; ++r) s += v[r];
