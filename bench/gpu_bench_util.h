@@ -43,24 +43,30 @@ inline Timing time_calls(const std::function<void()>& call, double min_seconds, 
   return {ms[ms.size() / 2], ms.front(), static_cast<int>(ms.size())};
 }
 
-// Per-launch time: median over `reps` samples of `inner` back-to-back launches timed with CUDA
-// events (back to back, so host launch gaps do not count for short kernels). launch(i) gets the
-// launch's index, for rotating inputs.
-inline double time_kernel(const std::function<void(int)>& launch, int reps = 30, int inner = 20) {
+// Per-launch time: median over samples of back-to-back launches timed with CUDA events (back to
+// back, so host launch gaps do not count for short kernels). A sample holds up to 20 launches
+// and about 2 ms of work; there are 5 to 30 samples, about `budget_s` in all, so long kernels
+// (tens of ms at 32 × 4096) do not take minutes. launch(i) gets the launch's index, for
+// rotating inputs.
+inline double time_kernel(const std::function<void(int)>& launch, double budget_s = 0.25) {
   cudaEvent_t start, stop;
   cuda::check(cudaEventCreate(&start), "cudaEventCreate");
   cuda::check(cudaEventCreate(&stop), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) launch(i);
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
+  for (int i = 0; i < 2; ++i) launch(i);
+  auto sample = [&](int first, int inner) {
     cuda::check(cudaEventRecord(start), "cudaEventRecord");
-    for (int i = 0; i < inner; ++i) launch(r * inner + i);
+    for (int i = 0; i < inner; ++i) launch(first + i);
     cuda::check(cudaEventRecord(stop), "cudaEventRecord");
     cuda::check(cudaEventSynchronize(stop), "cudaEventSynchronize");
     float t = 0;
     cuda::check(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
-    ms.push_back(t / inner);
-  }
+    return static_cast<double>(t) / inner;
+  };
+  const double one = std::max(sample(2, 1), 1e-3);
+  const int inner = std::clamp(static_cast<int>(2.0 / one), 1, 20);
+  const int reps = std::clamp(static_cast<int>(budget_s * 1e3 / (one * inner)), 5, 30);
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) ms.push_back(sample(3 + r * inner, inner));
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   std::sort(ms.begin(), ms.end());
@@ -78,14 +84,22 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
                                      bool causal) {
   const size_t tokens = static_cast<size_t>(batch) * n;
   const int width = heads * head_dim, qkv_width = (heads + 2 * kv_heads) * head_dim;
+  // Random normal Q, K, V: a block of up to 4 Mi values drawn on the host, repeated on the
+  // device (drawing 0.7 G values for 32 × 4096 on the host would take longer than the timing).
+  const size_t values = tokens * qkv_width, block = std::min<size_t>(values, size_t{1} << 22);
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> host(tokens * qkv_width);
+  std::vector<float> host(block);
   for (float& x : host) x = normal(rng);
-  std::vector<uint16_t> host16(host.size());
-  core::convert_from_f32(core::DType::kBF16, host.data(), host.size(), host16.data());
-  cuda::DeviceBuffer qkv(host16.size() * 2, "bench qkv"), ctx(tokens * width * 2, "bench ctx");
-  qkv.upload(host16.data(), host16.size() * 2);
+  std::vector<uint16_t> host16(block);
+  core::convert_from_f32(core::DType::kBF16, host.data(), block, host16.data());
+  cuda::DeviceBuffer qkv(values * 2, "bench qkv"), ctx(tokens * width * 2, "bench ctx");
+  qkv.upload(host16.data(), block * 2);
+  for (size_t at = block; at < values; at += block) {
+    cuda::check(cudaMemcpy(static_cast<uint16_t*>(qkv.data()) + at, qkv.data(),
+                           std::min(block, values - at) * 2, cudaMemcpyDeviceToDevice),
+                "cudaMemcpy (bench qkv)");
+  }
 
   std::vector<int> offsets(batch), lengths(batch, n), items, wide_items;
   // The last query blocks (the most keys, when causal) first, as the decoder orders them.
@@ -131,24 +145,37 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
   args.head_dim = head_dim;
   args.causal = causal;
   const double exact_ms = time_kernel([&](int) { cuda::attention_exact(args, false, nullptr); });
-  args.wide_items = meta_wide.as<int>();
-  args.num_wide_items = static_cast<int>(wide_items.size() / 2);
+  // 128-row query blocks: 4 warps of 32 rows, and as earlier versions ran them, 8 warps of 16.
+  auto use_wide = [&](bool on, int variant) {
+    args.wide_items = on ? meta_wide.as<int>() : nullptr;
+    args.num_wide_items = on ? static_cast<int>(wide_items.size() / 2) : 0;
+    args.wide_variant = variant;
+  };
+  use_wide(true, 0);
   const double exact_wide_ms =
       time_kernel([&](int) { cuda::attention_exact(args, false, nullptr); });
-  args.wide_items = nullptr;
-  args.num_wide_items = 0;
+  use_wide(true, 1);
+  const double exact_wide16_ms =
+      time_kernel([&](int) { cuda::attention_exact(args, false, nullptr); });
+  use_wide(false, 0);
   args.maps = meta_record.as<cuda::DeviceMapSlot>();
   const double record_ms =
-      time_kernel([&](int) { cuda::attention_exact(args, true, nullptr); }, 5, 4);
+      time_kernel([&](int) { cuda::attention_exact(args, true, nullptr); }, 0.1);
   for (size_t c = 1; c < copies; ++c) {
     cuda::check(cudaMemcpy(static_cast<char*>(maps.data()) + map_bytes * batch * c, maps.data(),
                            map_bytes * batch, cudaMemcpyDeviceToDevice),
                 "cudaMemcpy (map copies)");
   }
-  const double reuse_ms = time_kernel([&](int i) {
-    args.maps = meta_reuse.as<cuda::DeviceMapSlot>() + (i % copies) * batch;
-    cuda::attention_reuse(args, cuda::MapFormat::kBF16, nullptr);
-  });
+  auto time_reuse = [&] {
+    return time_kernel([&](int i) {
+      args.maps = meta_reuse.as<cuda::DeviceMapSlot>() + (i % copies) * batch;
+      cuda::attention_reuse(args, cuda::MapFormat::kBF16, nullptr);
+    });
+  };
+  const double reuse_ms = time_reuse();
+  use_wide(true, 0);
+  const double reuse_wide_ms = time_reuse();
+  use_wide(false, 0);
   // The same maps in a one-byte format, twice as many copies in the same bytes.
   auto time_one_byte = [&](cuda::MapFormat format) {
     const size_t copies8 = 2 * copies;
@@ -168,13 +195,20 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
     }
     cuda::DeviceBuffer meta_reuse8(reuse8.size() * sizeof(cuda::DeviceMapSlot), "meta");
     meta_reuse8.upload(reuse8.data(), reuse8.size() * sizeof(cuda::DeviceMapSlot));
-    return time_kernel([&](int i) {
-      args.maps = meta_reuse8.as<cuda::DeviceMapSlot>() + (i % copies8) * batch;
-      cuda::attention_reuse(args, format, nullptr);
-    });
+    auto timed = [&] {
+      return time_kernel([&](int i) {
+        args.maps = meta_reuse8.as<cuda::DeviceMapSlot>() + (i % copies8) * batch;
+        cuda::attention_reuse(args, format, nullptr);
+      });
+    };
+    const double narrow = timed();
+    use_wide(true, 0);
+    const double wide = timed();
+    use_wide(false, 0);
+    return std::pair{narrow, wide};
   };
-  const double reuse8_ms = time_one_byte(cuda::MapFormat::kP8);
-  const double reuse_fp8_ms = time_one_byte(cuda::MapFormat::kFP8);
+  const auto [reuse8_ms, reuse8_wide_ms] = time_one_byte(cuda::MapFormat::kP8);
+  const auto [reuse_fp8_ms, reuse_fp8_wide_ms] = time_one_byte(cuda::MapFormat::kFP8);
   cuda::check(cudaDeviceSynchronize(), "attention kernels");
   // Causal: half the products (FlashAttention's convention).
   const double flops = (causal ? 2.0 : 4.0) * batch * heads * double(n) * n * head_dim;
@@ -183,6 +217,10 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
   return {{"exact_ms", exact_ms},
           {"exact_128_rows_ms", exact_wide_ms},
           {"exact_128_rows_tflops", flops / exact_wide_ms / 1e9},
+          {"exact_128_rows_8_warps_ms", exact_wide16_ms},
+          {"reuse_128_rows_ms", reuse_wide_ms},
+          {"reuse_p8_128_rows_ms", reuse8_wide_ms},
+          {"reuse_fp8_128_rows_ms", reuse_fp8_wide_ms},
           {"exact_record_ms", record_ms},
           {"reuse_ms", reuse_ms},
           {"exact_tflops", flops / exact_ms / 1e9},

@@ -8,6 +8,12 @@
 //   gpu_decoder_bench --model DIR [--batches 1,8,32] [--lengths 189,835,2048,4096]
 //                     [--min-seconds S] [--pool-gib G] [--host-pool-gib G] [--stream-max-gib G]
 //                     [--out FILE] [--logits-dir DIR]
+//   gpu_decoder_bench --attention-only HEADS,KV_HEADS,HEAD_DIM [--batches …] [--lengths …]
+//                     [--out FILE]
+//
+// --attention-only times one layer's attention kernels alone on random inputs (no model): the
+// exact kernel with 64- and 128-row query blocks, recording, and P·V from stored maps; the file
+// is rewritten after each shape, so a run cut short keeps what it measured.
 //
 // End-to-end times are host wall-clock per call, from token ids in host memory to the last
 // token's logits in host memory (what scoring needs). Token ids: sequence s, position i holds
@@ -90,6 +96,36 @@ double copy_bandwidth(const cuda::PinnedHostBuffer& host) {
   return gbps[2];
 }
 
+// --attention-only: one layer's attention kernels per shape, the JSON rewritten after each.
+int attention_kernels(int heads, int kv_heads, int head_dim, const std::vector<int>& batches,
+                      const std::vector<int>& lengths, const std::string& out_path) {
+  nlohmann::json out = {
+      {"bench", "gpu_decoder_bench --attention-only"},
+      {"device", cuda::describe_device(0)},
+      {"config", {{"heads", heads}, {"kv_heads", kv_heads}, {"head_dim", head_dim}}},
+      {"timing", "CUDA events, median per launch; causal"},
+      {"results", nlohmann::json::array()}};
+  for (int n : lengths) {
+    for (int b : batches) {
+      nlohmann::json r = gpu_bench::attention_only(b, n, heads, kv_heads, head_dim, true);
+      std::fprintf(
+          stderr,
+          "B=%-3d N=%-5d exact %9.1f us, 128 rows %9.1f (8 warps %9.1f); reuse bf16 "
+          "%9.1f / %9.1f, P8 %9.1f / %9.1f (64 / 128 rows)\n",
+          b, n, r["exact_ms"].get<double>() * 1e3, r["exact_128_rows_ms"].get<double>() * 1e3,
+          r["exact_128_rows_8_warps_ms"].get<double>() * 1e3, r["reuse_ms"].get<double>() * 1e3,
+          r["reuse_128_rows_ms"].get<double>() * 1e3, r["reuse_p8_ms"].get<double>() * 1e3,
+          r["reuse_p8_128_rows_ms"].get<double>() * 1e3);
+      r["batch"] = b;
+      r["tokens"] = n;
+      out["results"].push_back(r);
+      if (!out_path.empty()) std::ofstream(out_path) << out.dump(1) << "\n";
+    }
+  }
+  std::printf("%s\n", out.dump(1).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -99,7 +135,7 @@ int main(int argc, char** argv) {
   std::string model_dir, out_path, logits_dir, batches_arg = "1,8,32",
                                                lengths_arg = "189,835,2048,4096";
   double min_seconds = 1.0, pool_gib = 16, host_pool_gib = 8, stream_max_gib = 24;
-  app.add_option("--model", model_dir, "Hugging Face model directory (Llama / Qwen2)")->required();
+  app.add_option("--model", model_dir, "Hugging Face model directory (Llama / Qwen2)");
   app.add_option("--batches", batches_arg, "batch sizes, comma-separated");
   app.add_option("--lengths", lengths_arg, "tokens per sequence, comma-separated");
   app.add_option("--min-seconds", min_seconds, "time each configuration at least this long");
@@ -110,9 +146,26 @@ int main(int argc, char** argv) {
   app.add_option("--out", out_path, "write the JSON here as well as to stdout");
   app.add_option("--logits-dir", logits_dir,
                  "write each shape's last-token logits here (B{b}_N{n}.f32) for the PyTorch check");
+  std::string attention_shape;
+  app.add_option("--attention-only", attention_shape,
+                 "HEADS,KV_HEADS,HEAD_DIM: time the attention kernels alone (no model)");
   CLI11_PARSE(app, argc, argv);
+  if (model_dir.empty() == attention_shape.empty()) {
+    std::fprintf(stderr, "gpu_decoder_bench: give --model or --attention-only (one of them)\n");
+    return 2;
+  }
   try {
     const std::vector<int> batches = parse_list(batches_arg), lengths = parse_list(lengths_arg);
+    if (!attention_shape.empty()) {
+      const std::vector<int> shape = parse_list(attention_shape);
+      if (shape.size() != 3 || !cuda::attention_supports_head_dim(shape[2])) {
+        std::fprintf(stderr,
+                     "gpu_decoder_bench: --attention-only wants HEADS,KV_HEADS,HEAD_DIM "
+                     "with a head size of 16, 32, 64 or 128\n");
+        return 2;
+      }
+      return attention_kernels(shape[0], shape[1], shape[2], batches, lengths, out_path);
+    }
     const int max_tokens = *std::max_element(batches.begin(), batches.end()) *
                            *std::max_element(lengths.begin(), lengths.end());
     core::Stopwatch load_time;
@@ -219,6 +272,7 @@ int main(int argc, char** argv) {
                      r["attention_kernels_one_layer"]["reuse_p8_ms"].get<double>() * 1e3,
                      r["attention_kernels_one_layer"]["reuse_fp8_ms"].get<double>() * 1e3);
         out["results"].push_back(r);
+        if (!out_path.empty()) std::ofstream(out_path) << out.dump(1) << "\n";  // so far
       }
     }
     const std::string text = out.dump(1);

@@ -17,6 +17,9 @@ random weights, on the same device and the same token ids.
           strongest hand-written PyTorch baseline.
         plus SDPA's flash kernel alone on one layer's shapes (CUDA events, 20 back-to-back calls),
         and with --ours-logits the agreement of gpu_decoder_bench's logits with HF eager's.
+    gpu_decoder_torch.py attention --size 1B|3B [--batches …] [--lengths …] [--out FILE]
+        SDPA alone on one layer's shapes (random q, k, v; causal, grouped-query): the flash
+        backend forced, and SDPA's own choice; no model. Beside gpu_decoder_bench --attention-only.
 
 Token ids: sequence s, position i holds (1000003*s + 7919*i + 17) % 32000, as gpu_decoder_bench.
 torch.compile is not timed: compiling 2 models x 12 shapes does not fit the device time we have.
@@ -174,6 +177,13 @@ def time_models(args):
                             (ours.argmax(-1) == reference.argmax(-1)).sum())
                         r["ours_vs_hf_cosine_min"] = float(
                             F.cosine_similarity(ours, reference).min())
+                with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+                    try:
+                        r["cudnn_attention_one_layer_ms"] = time_kernel(
+                            lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                                   enable_gqa=True), reps=10)
+                    except RuntimeError as e:
+                        r["cudnn_error"] = str(e)[:200]
                 print(f"B={b:<3} N={n:<5} " + "  ".join(
                     f"{k} {v['median_ms']:.3f}" for k, v in r.items()
                     if isinstance(v, dict)) + f"  flash {r.get('flash_attention_one_layer_ms', 0) * 1e3:.1f} us"
@@ -181,10 +191,46 @@ def time_models(args):
                        f"{r['ours_vs_hf_max_abs']:.3f}" if "ours_vs_hf_max_abs" in r else ""),
                     file=sys.stderr)
                 out["results"].append(r)
-    text = json.dumps(out, indent=1)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+                if args.out:  # rewritten after each shape: a run cut short keeps what it has
+                    with open(args.out, "w") as f:
+                        f.write(json.dumps(out, indent=1) + "\n")
+
+
+def time_attention(args):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    cfg = SIZES[args.size]
+    heads, kv_heads, dh = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    out = {"bench": "gpu_decoder_torch attention", "device": torch.cuda.get_device_name(),
+           "torch": torch.__version__, "size": args.size,
+           "config": {"heads": heads, "kv_heads": kv_heads, "head_dim": dh}, "results": []}
+    for n in map(int, args.lengths.split(",")):
+        for b in map(int, args.batches.split(",")):
+            q = torch.randn(b, heads, n, dh, device="cuda", dtype=torch.bfloat16)
+            k, v = (torch.randn(b, kv_heads, n, dh, device="cuda", dtype=torch.bfloat16)
+                    for _ in range(2))
+
+            def sdpa():
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            r = {"batch": b, "tokens": n}
+            inner = max(2, min(20, int(4e8 / (b * n * n))))  # ~2 ms of work per sample
+            try:
+                with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                    r["flash_attention_one_layer_ms"] = time_kernel(sdpa, reps=10, inner=inner)
+            except RuntimeError as e:
+                r["flash_error"] = str(e)[:200]
+            r["sdpa_attention_one_layer_ms"] = time_kernel(sdpa, reps=10, inner=inner)
+            try:
+                with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+                    r["cudnn_attention_one_layer_ms"] = time_kernel(sdpa, reps=10, inner=inner)
+            except RuntimeError as e:
+                r["cudnn_error"] = str(e)[:200]
+            print(f"B={b:<3} N={n:<5} flash {r.get('flash_attention_one_layer_ms', 0) * 1e3:9.1f} us"
+                  f"  sdpa {r['sdpa_attention_one_layer_ms'] * 1e3:9.1f} us", file=sys.stderr)
+            out["results"].append(r)
+            del q, k, v
+            if args.out:
+                with open(args.out, "w") as f:
+                    f.write(json.dumps(out, indent=1) + "\n")
 
 
 def main():
@@ -200,9 +246,14 @@ def main():
     t.add_argument("--min-seconds", type=float, default=1.0)
     t.add_argument("--ours-logits", help="gpu_decoder_bench's --logits-dir, to compare")
     t.add_argument("--out")
+    a = sub.add_parser("attention", help="time SDPA alone on one layer's shapes")
+    a.add_argument("--size", choices=sorted(SIZES), required=True)
+    a.add_argument("--batches", default="1,8,32")
+    a.add_argument("--lengths", default="189,835,2048,4096")
+    a.add_argument("--out")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
-    make(args) if args.cmd == "make" else time_models(args)
+    {"make": make, "time": time_models, "attention": time_attention}[args.cmd](args)
 
 
 if __name__ == "__main__":

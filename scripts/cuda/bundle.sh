@@ -26,9 +26,13 @@ cp "$here/bench/gpu_torch_bench.py" "$here/bench/gpu_decoder_torch.py" "$here/be
 for lib in libdnnl.so.2 libOpenCL.so.1 libutf8proc.so.2 libgomp.so.1 libcpp-httplib.so.0.11; do
   cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')" "$stage/lib/$lib"
 done
-smol=$here/models/SmolLM2-135M-Instruct-hf
-mkdir -p "$stage/smol"
-cp "$smol/config.json" "$smol/tokenizer.json" "$smol/tokenizer_config.json" "$stage/smol/"
+smol=$here/models/SmolLM2-135M-Instruct-hf  # for the cli stage only
+if [[ -f $smol/config.json ]]; then
+  mkdir -p "$stage/smol"
+  cp "$smol/config.json" "$smol/tokenizer.json" "$smol/tokenizer_config.json" "$stage/smol/"
+else
+  echo "bundle.sh: no $smol (scripts/reference/gguf_to_hf.py makes it); the cli stage lacks it" >&2
+fi
 tar -C "$stage" -cf - . | xz -T2 -9 > "$dest/bundle.tar.xz"
 cp "$here/scripts/cuda/device_run.sh" "$dest/device_run.sh"
 

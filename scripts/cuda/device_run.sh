@@ -5,11 +5,14 @@
 #
 #   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [bench-repeat] [sanitize]
 #                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli] [memo-gpu]
+#                                  [attention-1B] [attention-3B]
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
 # DECODER_BATCHES / DECODER_LENGTHS narrow the grid; DECODER_TORCH=0 skips PyTorch;
-# GPU_TESTS_FILTER narrows the tests (a gtest filter). cli runs `attncache embed` and
+# GPU_TESTS_FILTER narrows the tests (a gtest filter). attention-SIZE times one layer's attention
+# kernels alone at that model's shapes (no model; gpu_decoder_bench --attention-only), then
+# PyTorch's SDPA on the same shapes. cli runs `attncache embed` and
 # `attncache score mmlu --paths exact` with --device cuda and cpu and compares them. memo-gpu
 # builds the AttnCache workloads' databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs
 # `attncache eval --device cuda --paper` on each query stream.
@@ -80,6 +83,16 @@ for stage in $stages; do
       [[ ${DECODER_TORCH:-1} == 0 ]] || PYTHONUNBUFFERED=1 timeout 400 python3 "$work/gpu_decoder_torch.py" time --model "$dir" \
         --batches "$batches" --lengths "$lengths" --ours-logits "$work/logits-$size" \
         --out "$out/gpu_decoder_torch_$size.json"
+      ;;
+    attention-*)
+      size=${stage#attention-}
+      case $size in 1B) shape=32,8,64 ;; 3B) shape=24,8,128 ;; *) echo "unknown size $size"; continue ;; esac
+      timeout 240 "$work/bin/gpu_decoder_bench" --attention-only "$shape" \
+        --batches "${DECODER_BATCHES:-1,8,32}" --lengths "${DECODER_LENGTHS:-189,835,2048,4096}" \
+        --out "$out/gpu_attention_$size.json" > /dev/null
+      PYTHONUNBUFFERED=1 timeout 120 python3 "$work/gpu_decoder_torch.py" attention --size "$size" \
+        --batches "${DECODER_BATCHES:-1,8,32}" --lengths "${DECODER_LENGTHS:-189,835,2048,4096}" \
+        --out "$out/gpu_attention_torch_$size.json"
       ;;
     cli)
       bin=$work/bin/attncache

@@ -420,9 +420,11 @@ TEST(CudaLlamaModel, MapsStreamedFromHostMemoryGiveTheSameResult) {
   }
 }
 
-// The exact kernel with 128 query rows per CTA (the decoder's choice for large batches) against
-// the 64-row kernel: each row sees the same key blocks in the same order (the extra, fully
-// masked blocks add exp2(−∞) = 0), so the results are bitwise equal.
+// The kernels with 128 query rows per CTA (the decoder's choice for long sequences) against the
+// 64-row kernels: each row sees the same key blocks in the same order (exact: fully masked
+// blocks are skipped or add exp2(−∞) = 0; reuse: the zero tiles past a warp's diagonal are
+// skipped), so the results are bitwise equal; for the exact kernel, and for P·V from stored
+// maps in each format.
 TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
   SKIP_WITHOUT_GPU();
   const std::vector<int> lengths = {1, 64, 127, 128, 129, 300};
@@ -475,6 +477,47 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
       narrow_ctx.download(a.data(), ctx_bytes);
       wide_ctx.download(b.data(), ctx_bytes);
       EXPECT_EQ(a, b) << "head size " << head_dim << (causal ? ", causal" : "");
+
+      // Stored maps, arbitrary values (no NaN codes): every head of every sequence reuses them.
+      for (const cuda::MapFormat format :
+           {cuda::MapFormat::kBF16, cuda::MapFormat::kP8, cuda::MapFormat::kFP8}) {
+        const int bytes = format == cuda::MapFormat::kBF16 ? 2 : 1;
+        std::vector<size_t> map_offset;
+        size_t map_bytes = 0;
+        for (const int n : lengths) {
+          map_offset.push_back(map_bytes);
+          const size_t per_head = causal ? cuda::causal_map_elements(n) : size_t(n) * n;
+          map_bytes += (per_head * heads * bytes + 15) / 16 * 16;
+        }
+        std::vector<uint8_t> maps(map_bytes);
+        std::uniform_int_distribution<int> byte(0, 0x77);  // below e4m3's NaN codes
+        for (size_t i = 0; i < maps.size(); ++i) {
+          maps[i] = static_cast<uint8_t>(bytes == 2 && i % 2 == 1 ? 0x3c : byte(rng));
+        }
+        const cuda::DeviceBuffer d_maps = upload(maps.data(), maps.size());
+        std::vector<cuda::DeviceMapSlot> slots(lengths.size());
+        for (size_t s = 0; s < lengths.size(); ++s) {
+          slots[s].stored = static_cast<const char*>(d_maps.data()) + map_offset[s];
+          slots[s].format = format;
+        }
+        const cuda::DeviceBuffer d_slots =
+            upload(slots.data(), slots.size() * sizeof(cuda::DeviceMapSlot));
+        args.maps = d_slots.as<cuda::DeviceMapSlot>();
+        args.ctx = narrow_ctx.data();
+        args.wide_items = nullptr;
+        args.num_wide_items = 0;
+        cuda::attention_reuse(args, format, nullptr);
+        args.ctx = wide_ctx.data();
+        args.wide_items = d_wide.as<int>();
+        args.num_wide_items = static_cast<int>(wide.size() / 2);
+        cuda::attention_reuse(args, format, nullptr);
+        narrow_ctx.download(a.data(), ctx_bytes);
+        wide_ctx.download(b.data(), ctx_bytes);
+        EXPECT_EQ(a, b) << "reuse, map format " << static_cast<int>(format) << ", head size "
+                        << head_dim << (causal ? ", causal" : "");
+        EXPECT_TRUE(std::any_of(a.begin(), a.end(), [](uint16_t x) { return x != 0; }));
+        args.maps = nullptr;
+      }
     }
   }
 }

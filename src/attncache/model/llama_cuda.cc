@@ -22,7 +22,7 @@ using cuda_forward::kMiB;
 using Phase = cuda_forward::PhaseTimer::Phase;
 using cuda_forward::kGemmWorkspace;
 constexpr int kRows = cuda::kAttentionRows;
-constexpr int kWideMinTokens = 1536;  // mean tokens per sequence for 128-row query blocks
+constexpr int kWideMinTokens = 768;  // mean tokens per sequence for 128-row query blocks
 
 struct LayerWeights {
   size_t attn_norm, qkv_w, qkv_b, o_w, ffn_norm, gate_up_w, down_w;
@@ -284,10 +284,11 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
     b.num_wide_items += (n + 2 * kRows - 1) / (2 * kRows);
     longest = std::max(longest, n);
   }
-  // 128-row query blocks halve the key/value traffic of the exact kernel. Measured on the H100
-  // (bench/results/gpu_decoder_*): they pay from about 2048 tokens per sequence (up to 12%
-  // faster attention at 4096) and cost up to 40% at 189 tokens, where half of a causal block's work
-  // is masked; and only while there are enough of them to give every SM two.
+  // 128-row query blocks (32 rows per warp) halve the key/value traffic and the shared-memory
+  // reads per tensor-core product of both attention kernels. Measured on the H100
+  // (bench/results/gpu_attention_*): equal or faster from 835 tokens per sequence (exact 1.48×
+  // at 3B's 32 × 4096, 1.15× at 1B's), up to 34% slower at 189 tokens with head size 64; and
+  // only while there are enough of them to give every SM two.
   if (b.total < kWideMinTokens * nseq ||
       static_cast<int64_t>(b.num_wide_items) * c.num_heads < 2 * sm_count) {
     b.num_wide_items = 0;

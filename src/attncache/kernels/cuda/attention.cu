@@ -13,8 +13,6 @@ namespace attncache::cuda {
 namespace {
 
 constexpr int kRows = kAttentionRows;
-constexpr int kWarps = kRows / 16;  // each warp owns 16 query rows
-constexpr int kThreads = kWarps * 32;
 constexpr float kNegInf = -INFINITY;
 
 // D += A·B for one m16n8k16 tile: A 16×16 bf16 (row-major fragment), B 16×8 bf16 (column-major
@@ -75,7 +73,7 @@ using Tile = uint16_t[R][D + 8];
 
 // Starts copying rows [row0, row0 + R) of one head's slice (D bf16 at `base`, rows `stride`
 // elements apart) into `tile`, 16 bytes per copy, with T threads; rows at or past n become zero.
-template <int D, int R = kRows, int T = kThreads>
+template <int D, int R, int T>
 __device__ __forceinline__ void load_tile(Tile<D, R>& tile, const uint16_t* base, int stride,
                                           int row0, int n) {
   constexpr int kChunks = D / 8;
@@ -86,46 +84,73 @@ __device__ __forceinline__ void load_tile(Tile<D, R>& tile, const uint16_t* base
   }
 }
 
-// This warp's A fragments of a 16-row slice (rows 16·warp..) of a tile, for k-step kk.
+// The A fragments of the 16-row slice of a tile that starts at `row`, for k-step kk.
 template <int W, int R>
-__device__ __forceinline__ void a_fragments(uint32_t (&a)[4], const Tile<W, R>& tile, int warp,
+__device__ __forceinline__ void a_fragments(uint32_t (&a)[4], const Tile<W, R>& tile, int row,
                                             int kk, int lane) {
   const int mi = lane / 8, ri = lane % 8;
-  ldsm_x4(a, &tile[16 * warp + 8 * (mi % 2) + ri][16 * kk + 8 * (mi / 2)]);
+  ldsm_x4(a, &tile[row + 8 * (mi % 2) + ri][16 * kk + 8 * (mi / 2)]);
 }
 
-// This warp's 16×64 scores S = Q·Kᵀ for one key block (unscaled). B = Kᵀ: the fragments of key
-// tiles j and j+1 come from one ldmatrix over K's rows (not transposed).
-template <int D>
-__device__ __forceinline__ void scores(float (&s)[8][4], const uint32_t (&qf)[D / 16][4],
-                                       const Tile<D>& ks, int lane) {
+// A warp's scores S = Q·Kᵀ (unscaled) for one key block, over its kMT tiles of 16 query rows
+// (rows `row`, `row` + 16, …). B = Kᵀ: the fragments of key tiles j and j+1 come from one
+// ldmatrix over K's rows (not transposed) and serve every row tile, which is why a warp owns
+// more than 16 rows: shared-memory traffic per tensor-core product falls by up to half. Q's
+// fragments are kept in registers (qf) when they fit beside the accumulators, else read from qs.
+// Each score tile sums its k-steps in the same order whatever kMT is, so results do not change.
+template <int D, int kMT, bool kQInRegs, int BM>
+__device__ __forceinline__ void scores(float (&s)[kMT][8][4],
+                                       const uint32_t (&qf)[kQInRegs ? kMT : 1][D / 16][4],
+                                       const Tile<D, BM>& qs, int row, const Tile<D>& ks,
+                                       int lane) {
 #pragma unroll
-  for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+  for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.0f;
+  }
   const int mi = lane / 8, ri = lane % 8;
 #pragma unroll
-  for (int j = 0; j < 8; j += 2) {
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t qa[kMT][4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
+    for (int m = 0; m < kMT; ++m) {
+      if constexpr (kQInRegs) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) qa[m][i] = qf[m][kk][i];
+      } else {
+        a_fragments<D, BM>(qa[m], qs, row + 16 * m, kk, lane);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 8; j += 2) {
       uint32_t b[4];
       ldsm_x4(b, &ks[8 * (j + mi / 2) + ri][16 * kk + 8 * (mi % 2)]);
-      mma_bf16(s[j], qf[kk], b[0], b[1]);
-      mma_bf16(s[j + 1], qf[kk], b[2], b[3]);
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) {
+        mma_bf16(s[m][j], qa[m], b[0], b[1]);
+        mma_bf16(s[m][j + 1], qa[m], b[2], b[3]);
+      }
     }
   }
 }
 
-// o[16×D] += P[16×16] · V[16×D] for keys 16kk..16kk+15 of the block, P given as A fragments.
-// B = V[key][dim]: transposed ldmatrix gives the fragments of dimension tiles jd and jd+1.
-template <int D>
-__device__ __forceinline__ void accumulate_pv(float (&o)[D / 8][4], const uint32_t (&pa)[4], int kk,
+// o[16×D] += P[16×16] · V[16×D] for each of a warp's kMT row tiles, keys 16kk..16kk+15 of the
+// block, P given as A fragments. B = V[key][dim]: one transposed ldmatrix gives the fragments of
+// dimension tiles jd and jd+1 for every row tile.
+template <int D, int kMT>
+__device__ __forceinline__ void accumulate_pv(float (&o)[kMT][D / 8][4],
+                                              const uint32_t (&pa)[kMT][4], int kk,
                                               const Tile<D>& vs, int lane) {
   const int mi = lane / 8, ri = lane % 8;
 #pragma unroll
   for (int jd = 0; jd < D / 8; jd += 2) {
     uint32_t b[4];
     ldsm_x4_trans(b, &vs[16 * kk + 8 * (mi % 2) + ri][8 * (jd + mi / 2)]);
-    mma_bf16(o[jd], pa, b[0], b[1]);
-    mma_bf16(o[jd + 1], pa, b[2], b[3]);
+#pragma unroll
+    for (int m = 0; m < kMT; ++m) {
+      mma_bf16(o[m][jd], pa[m], b[0], b[1]);
+      mma_bf16(o[m][jd + 1], pa[m], b[2], b[3]);
+    }
   }
 }
 
@@ -171,27 +196,37 @@ __device__ __forceinline__ size_t tile_offset(int rb, int kb) {
 }
 
 // Shared memory: one Q tile of BM rows and double-buffered K and V tiles (exact); double-
-// buffered P and V tiles (reuse). Dynamic: head size 128 needs more than the 48 KB of static
-// shared memory.
+// buffered P tiles of BM rows and V tiles (reuse). Dynamic: head size 128 needs more than the
+// 48 KB of static shared memory.
 template <int D, int BM>
 constexpr size_t exact_smem() {
   return sizeof(Tile<D, BM>) + 4 * sizeof(Tile<D>);
 }
-template <int D, int kBytes>
-using PTile = unsigned char[kRows][kRows * kBytes + 16];
-template <int D, int kBytes>
+template <int kBytes, int BM>
+using PTile = unsigned char[BM][kRows * kBytes + 16];
+template <int D, int kBytes, int BM>
 constexpr size_t reuse_smem() {
-  return 2 * sizeof(PTile<D, kBytes>) + 2 * sizeof(Tile<D>);
+  return 2 * sizeof(PTile<kBytes, BM>) + 2 * sizeof(Tile<D>);
+}
+// Threads of a CTA of BM query rows whose warps own kMT tiles of 16 rows each.
+template <int BM, int kMT>
+constexpr int cta_threads() {
+  return BM / (16 * kMT) * 32;
 }
 
 // Key/value blocks are double-buffered: the copies of block kb+1 run while block kb is used.
-// BM query rows per CTA, 16 per warp: 64 (the map tiles' rows; recording needs it) or 128 (each
-// key/value tile then serves twice the rows). Causal: a query block stops at the key block that
-// holds its last row; key blocks past its first row need the causal mask.
-template <int D, int BM, bool kRecord, bool kCausal>
-__global__ void __launch_bounds__(BM * 2) flash_forward(AttentionArgs a, float scale_log2) {
+// BM query rows per CTA, 16·kMT per warp: 64 rows, one row tile per warp (the map tiles' rows;
+// recording needs it), or 128 rows in two tiles per warp (each key/value tile then serves twice
+// the rows, and each fragment read from shared memory twice the products). Causal: a query
+// block stops at the key block that holds its last row; key blocks past its first row need the
+// causal mask, and a warp whose rows all precede a key block skips it.
+template <int D, int BM, int kMT, bool kRecord, bool kCausal>
+__global__ void __launch_bounds__(cta_threads<BM, kMT>())
+    flash_forward(AttentionArgs a, float scale_log2) {
   static_assert(BM == kRows || !kRecord, "maps are recorded in 64-row tiles");
-  constexpr int kCtaThreads = BM * 2;
+  static_assert(kMT == 1 || !kRecord, "recording keeps one row tile per warp");
+  constexpr int kCtaThreads = cta_threads<BM, kMT>();
+  constexpr bool kQInRegs = kMT * D <= 128;
   const int* items = BM == kRows ? a.items : a.wide_items;
   const int seq = items[2 * blockIdx.x], qb = items[2 * blockIdx.x + 1];
   const int h = blockIdx.y;
@@ -215,25 +250,39 @@ __global__ void __launch_bounds__(BM * 2) flash_forward(AttentionArgs a, float s
   load_tile<D, kRows, kCtaThreads>(vs[0], vbase, stride, 0, n);
   cp_async_commit();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
-  const int r0 = warp * 16 + lane / 4;  // this thread's rows: r0 and r0 + 8 of the block
-  const int row0 = q0 + r0, row1 = row0 + 8;
-  uint32_t qf[D / 16][4];
+  const int wrow = warp * 16 * kMT;  // this warp's first row in the block
+  // This thread's rows in row tile m: q0 + wrow + 16m + lane/4 and the row 8 below.
+  auto row_of = [&](int m, int half) { return q0 + wrow + 16 * m + lane / 4 + 8 * half; };
+  uint32_t qf[kQInRegs ? kMT : 1][D / 16][4];
 
-  float o[D / 8][4];
+  float o[kMT][D / 8][4];
 #pragma unroll
-  for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
-  float m0 = kNegInf, m1 = kNegInf, l0 = 0.0f, l1 = 0.0f;  // l: this thread's partial sums
+  for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+    for (int jd = 0; jd < D / 8; ++jd) o[m][jd][0] = o[m][jd][1] = o[m][jd][2] = o[m][jd][3] = 0.0f;
+  }
+  // Per row: the running maximum (scaled, log2 units) and this thread's partial sum.
+  float mrow[kMT][2], lrow[kMT][2];
+#pragma unroll
+  for (int m = 0; m < kMT; ++m) {
+    mrow[m][0] = mrow[m][1] = kNegInf;
+    lrow[m][0] = lrow[m][1] = 0.0f;
+  }
   const int key_blocks = ((kCausal ? min(n, q0 + BM) : n) + kRows - 1) / kRows;
   // Masks keys past the sequence and, causal, keys after the query (in place, on scores).
-  auto mask = [&](float(&s)[8][4], int kb) {
+  auto mask = [&](float(&s)[kMT][8][4], int kb) {
     if ((kb + 1) * kRows <= n && !(kCausal && (kb + 1) * kRows - 1 > q0)) return;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+    for (int m = 0; m < kMT; ++m) {
+      const int row0 = row_of(m, 0), row1 = row_of(m, 1);
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int c = kb * kRows + 8 * j + 2 * t + e;
-        if (c >= n || (kCausal && c > row0)) s[j][e] = kNegInf;
-        if (c >= n || (kCausal && c > row1)) s[j][2 + e] = kNegInf;
+      for (int j = 0; j < 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = kb * kRows + 8 * j + 2 * t + e;
+          if (c >= n || (kCausal && c > row0)) s[m][j][e] = kNegInf;
+          if (c >= n || (kCausal && c > row1)) s[m][j][2 + e] = kNegInf;
+        }
       }
     }
   };
@@ -248,72 +297,97 @@ __global__ void __launch_bounds__(BM * 2) flash_forward(AttentionArgs a, float s
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (kb == 0) {
+    if constexpr (kQInRegs) {
+      if (kb == 0) {
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) a_fragments<D>(qf[kk], qs, warp, kk, lane);
+        for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+          for (int kk = 0; kk < D / 16; ++kk)
+            a_fragments<D, BM>(qf[m][kk], qs, wrow + 16 * m, kk, lane);
+        }
+      }
     }
-    float s[8][4];
-    scores<D>(s, qf, ks[buf], lane);
-    mask(s, kb);
-    float mx0 = kNegInf, mx1 = kNegInf;
+    // Every key of the block after every row of this warp: nothing to add (warp-uniform).
+    if (!(kCausal && kb * kRows > q0 + wrow + 16 * kMT - 1)) {
+      float s[kMT][8][4];
+      scores<D, kMT, kQInRegs, BM>(s, qf, qs, wrow, ks[buf], lane);
+      mask(s, kb);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
-    }
-    // The four threads of a quad hold one row's 64 columns between them.
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    // Maxima are kept scaled (log2 units; the scale is positive, so it commutes with max).
-    // Block 0 holds a valid key (key 0) for every row, so the maxima are finite from then on; a
-    // later block may hold none for some rows (causal, BM = 128): its terms then are exp2(−∞) = 0.
-    const float new0 = fmaxf(m0, mx0 * scale_log2), new1 = fmaxf(m1, mx1 * scale_log2);
-    const float alpha0 = exp2f(m0 - new0), alpha1 = exp2f(m1 - new1);
-    m0 = new0;
-    m1 = new1;
-    float sum0 = 0.0f, sum1 = 0.0f;
+      for (int m = 0; m < kMT; ++m) {
+        float mx0 = kNegInf, mx1 = kNegInf;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      s[j][0] = exp2f(fmaf(s[j][0], scale_log2, -m0));
-      s[j][1] = exp2f(fmaf(s[j][1], scale_log2, -m0));
-      s[j][2] = exp2f(fmaf(s[j][2], scale_log2, -m1));
-      s[j][3] = exp2f(fmaf(s[j][3], scale_log2, -m1));
-      sum0 += s[j][0] + s[j][1];
-      sum1 += s[j][2] + s[j][3];
-    }
-    l0 = l0 * alpha0 + sum0;
-    l1 = l1 * alpha1 + sum1;
+        for (int j = 0; j < 8; ++j) {
+          mx0 = fmaxf(mx0, fmaxf(s[m][j][0], s[m][j][1]));
+          mx1 = fmaxf(mx1, fmaxf(s[m][j][2], s[m][j][3]));
+        }
+        // The four threads of a quad hold one row's 64 columns between them.
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        // Maxima are kept scaled (the scale is positive, so it commutes with max). Block 0 holds
+        // a valid key (key 0) for every row, so the maxima are finite from then on; a later
+        // block may hold none for some rows (causal): its terms then are exp2(−∞) = 0.
+        const float new0 = fmaxf(mrow[m][0], mx0 * scale_log2);
+        const float new1 = fmaxf(mrow[m][1], mx1 * scale_log2);
+        const float alpha0 = exp2f(mrow[m][0] - new0), alpha1 = exp2f(mrow[m][1] - new1);
+        mrow[m][0] = new0;
+        mrow[m][1] = new1;
+        float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
-    for (int jd = 0; jd < D / 8; ++jd) {
-      o[jd][0] *= alpha0;
-      o[jd][1] *= alpha0;
-      o[jd][2] *= alpha1;
-      o[jd][3] *= alpha1;
-    }
-    // The scores' accumulator layout is the A-fragment layout of the next product: keys
-    // 16kk..16kk+15 are score tiles 2kk and 2kk+1.
+        for (int j = 0; j < 8; ++j) {
+          s[m][j][0] = exp2f(fmaf(s[m][j][0], scale_log2, -new0));
+          s[m][j][1] = exp2f(fmaf(s[m][j][1], scale_log2, -new0));
+          s[m][j][2] = exp2f(fmaf(s[m][j][2], scale_log2, -new1));
+          s[m][j][3] = exp2f(fmaf(s[m][j][3], scale_log2, -new1));
+          sum0 += s[m][j][0] + s[m][j][1];
+          sum1 += s[m][j][2] + s[m][j][3];
+        }
+        lrow[m][0] = lrow[m][0] * alpha0 + sum0;
+        lrow[m][1] = lrow[m][1] * alpha1 + sum1;
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
-                              pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                              pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      accumulate_pv<D>(o, pa, kk, vs[buf], lane);
+        for (int jd = 0; jd < D / 8; ++jd) {
+          o[m][jd][0] *= alpha0;
+          o[m][jd][1] *= alpha0;
+          o[m][jd][2] *= alpha1;
+          o[m][jd][3] *= alpha1;
+        }
+      }
+      // The scores' accumulator layout is the A-fragment layout of the next product: keys
+      // 16kk..16kk+15 are score tiles 2kk and 2kk+1.
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        uint32_t pa[kMT][4];
+#pragma unroll
+        for (int m = 0; m < kMT; ++m) {
+          pa[m][0] = pack_bf16(s[m][2 * kk][0], s[m][2 * kk][1]);
+          pa[m][1] = pack_bf16(s[m][2 * kk][2], s[m][2 * kk][3]);
+          pa[m][2] = pack_bf16(s[m][2 * kk + 1][0], s[m][2 * kk + 1][1]);
+          pa[m][3] = pack_bf16(s[m][2 * kk + 1][2], s[m][2 * kk + 1][3]);
+        }
+        accumulate_pv<D, kMT>(o, pa, kk, vs[buf], lane);
+      }
     }
     __syncthreads();  // buffer `buf` is refilled in the next iteration
   }
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
-  store_rows<D>(a, o, off, n, row0, h, inv0, inv1, t);
+  float inv[kMT][2];
+#pragma unroll
+  for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      float l = lrow[m][half];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      inv[m][half] = 1.0f / l;
+    }
+    store_rows<D>(a, o[m], off, n, row_of(m, 0), h, inv[m][0], inv[m][1], t);
+  }
 
   if constexpr (kRecord) {
-    // Second pass: P = exp2(s − m) / l with the final m and l, written as bf16.
+    // Second pass: P = exp2(s − m) / l with the final m and l, written as bf16 (kMT = 1).
     if (slot.record == nullptr) return;
+    const int r0 = wrow + lane / 4, row0 = row_of(0, 0), row1 = row_of(0, 1);
+    const float m0 = mrow[0][0], m1 = mrow[0][1], inv0 = inv[0][0], inv1 = inv[0][1];
     uint16_t* rec =
         static_cast<uint16_t*>(slot.record) +
         (kCausal ? h * causal_tiles(n) * kRows * kRows : static_cast<size_t>(h) * n * n);
@@ -322,10 +396,11 @@ __global__ void __launch_bounds__(BM * 2) flash_forward(AttentionArgs a, float s
       cp_async_commit();
       cp_async_wait<0>();
       __syncthreads();
-      float s[8][4];
-      scores<D>(s, qf, ks[0], lane);
+      float sm[1][8][4];
+      scores<D, 1, kQInRegs, BM>(sm, qf, qs, wrow, ks[0], lane);
       __syncthreads();
-      mask(s, kb);
+      mask(sm, kb);
+      float(&s)[8][4] = sm[0];
       if constexpr (kCausal) {
         // The whole tile is written, zeros included (rows past n too): a stored tile is read
         // as it is.
@@ -365,15 +440,18 @@ __global__ void __launch_bounds__(BM * 2) flash_forward(AttentionArgs a, float s
   }
 }
 
-// ctx = P·V for the reused heads. P streams through shared memory in 64×64 tiles, double-
-// buffered like the exact kernel's keys: each stored value is read once. P8 and FP8 tiles are
-// decoded to bf16 while the A fragments are built (FP8: two values per cvt instruction). Causal
-// maps are block triangles: a query block reads its key blocks up to the diagonal, each one
-// contiguous tile.
-template <int D, MapFormat kFormat, bool kCausal>
-__global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
+// ctx = P·V for the reused heads. P streams through shared memory in tiles of BM rows × 64 keys,
+// double-buffered like the exact kernel's keys: each stored value is read once. P8 and FP8
+// values are decoded to bf16 while the A fragments are built (FP8: two values per cvt
+// instruction). Causal maps are block triangles: a query block reads its key blocks up to the
+// diagonal, each 64-row slice one contiguous tile; with 128 rows, the first 64 rows' tile past
+// their diagonal is not stored and loads as zeros, and the warps that own those rows skip it.
+template <int D, MapFormat kFormat, bool kCausal, int BM, int kMT>
+__global__ void __launch_bounds__(cta_threads<BM, kMT>()) reuse_pv(AttentionArgs a) {
+  constexpr int kCtaThreads = cta_threads<BM, kMT>();
   constexpr int kBytes = kFormat == MapFormat::kBF16 ? 2 : 1;
-  const int seq = a.items[2 * blockIdx.x], qb = a.items[2 * blockIdx.x + 1];
+  const int* items = BM == kRows ? a.items : a.wide_items;
+  const int seq = items[2 * blockIdx.x], qb = items[2 * blockIdx.x + 1];
   const int h = blockIdx.y;
   const DeviceMapSlot slot = a.maps[seq];
   if (slot.stored == nullptr || slot.format != kFormat || ((slot.heads >> h) & 1) == 0) return;
@@ -385,13 +463,14 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   const unsigned char* p =
       static_cast<const unsigned char*>(slot.stored) +
       (kCausal ? h * causal_tiles(n) * kRows * kRows : static_cast<size_t>(h) * n * n) * kBytes;
-  const int q0 = qb * kRows;
+  const int q0 = qb * BM;
+  const int row_blocks = (n + kRows - 1) / kRows;
 
   extern __shared__ __align__(16) unsigned char smem[];
-  auto* ps = reinterpret_cast<PTile<D, kBytes>*>(smem);
-  Tile<D>* vs = reinterpret_cast<Tile<D>*>(smem + 2 * sizeof(PTile<D, kBytes>));
+  auto* ps = reinterpret_cast<PTile<kBytes, BM>*>(smem);
+  Tile<D>* vs = reinterpret_cast<Tile<D>*>(smem + 2 * sizeof(PTile<kBytes, BM>));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
-  const int r0 = warp * 16 + lane / 4;
+  const int wrow = warp * 16 * kMT;       // this warp's first row in the block
   constexpr int kPerChunk = 16 / kBytes;  // values per 16-byte copy
   constexpr int kChunksPerRow = kRows / kPerChunk;
   // Rows of P start 16-byte aligned (always, in a block triangle's tiles).
@@ -400,20 +479,23 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   auto stage = [&](int kb, int buf) {
     const int k0 = kb * kRows;
     if constexpr (kCausal) {
-      const unsigned char* tile = p + tile_offset(qb, kb) * kBytes;
-      for (int i = threadIdx.x; i < kRows * kChunksPerRow; i += kThreads) {
+      for (int i = threadIdx.x; i < BM * kChunksPerRow; i += kCtaThreads) {
         const int r = i / kChunksPerRow, c = (i % kChunksPerRow) * kPerChunk;
-        cp_async16(&ps[buf][r][c * kBytes], tile + (r * kRows + c) * kBytes, true);
+        const int rb = q0 / kRows + r / kRows;
+        const bool valid = kb <= rb && rb < row_blocks;
+        cp_async16(&ps[buf][r][c * kBytes],
+                   p + (valid ? (tile_offset(rb, kb) + (r % kRows) * kRows + c) * kBytes : 0),
+                   valid);
       }
     } else if (vector_rows) {
-      for (int i = threadIdx.x; i < kRows * kChunksPerRow; i += kThreads) {
+      for (int i = threadIdx.x; i < BM * kChunksPerRow; i += kCtaThreads) {
         const int r = i / kChunksPerRow, c = (i % kChunksPerRow) * kPerChunk;
         const bool valid = q0 + r < n && k0 + c < n;
         cp_async16(&ps[buf][r][c * kBytes],
                    p + (valid ? (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes : 0), valid);
       }
     } else {
-      for (int i = threadIdx.x; i < kRows * kRows; i += kThreads) {
+      for (int i = threadIdx.x; i < BM * kRows; i += kCtaThreads) {
         const int r = i / kRows, c = i % kRows;
         const bool valid = q0 + r < n && k0 + c < n;
         const size_t at = (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes;
@@ -425,13 +507,18 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
         }
       }
     }
-    load_tile<D>(vs[buf], vbase, stride, k0, n);
+    load_tile<D, kRows, kCtaThreads>(vs[buf], vbase, stride, k0, n);
     cp_async_commit();
   };
-  float o[D / 8][4];
+  float o[kMT][D / 8][4];
 #pragma unroll
-  for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
-  const int key_blocks = kCausal ? qb + 1 : (n + kRows - 1) / kRows;
+  for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+    for (int jd = 0; jd < D / 8; ++jd) o[m][jd][0] = o[m][jd][1] = o[m][jd][2] = o[m][jd][3] = 0.0f;
+  }
+  const int key_blocks = kCausal ? min((qb + 1) * (BM / kRows), row_blocks) : row_blocks;
+  // Causal: the key blocks this warp's rows reach (its rows lie in one 64-row block).
+  const int warp_blocks = kCausal ? (q0 + wrow) / kRows + 1 : key_blocks;
   stage(0, 0);
   for (int kb = 0; kb < key_blocks; ++kb) {
     const int buf = kb & 1;
@@ -442,39 +529,49 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
       cp_async_wait<0>();
     }
     __syncthreads();
+    if (kb < warp_blocks) {
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      uint32_t pa[4];
-      if constexpr (kBytes == 1) {
-        // a0..a3 = rows r0, r0+8 × columns 16kk+2t (+8): two bytes each.
-        const unsigned char* row0 = &ps[buf][r0][16 * kk + 2 * t];
-        const unsigned char* row1 = &ps[buf][r0 + 8][16 * kk + 2 * t];
-        const uint16_t q[4] = {*reinterpret_cast<const uint16_t*>(row0),
-                               *reinterpret_cast<const uint16_t*>(row1),
-                               *reinterpret_cast<const uint16_t*>(row0 + 8),
-                               *reinterpret_cast<const uint16_t*>(row1 + 8)};
+      for (int kk = 0; kk < 4; ++kk) {
+        uint32_t pa[kMT][4];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          if constexpr (kFormat == MapFormat::kP8) {  // p = (q/255)²
-            const float lo = static_cast<float>(q[i] & 0xff) * (1.0f / 255.0f);
-            const float hi = static_cast<float>(q[i] >> 8) * (1.0f / 255.0f);
-            pa[i] = pack_bf16(lo * lo, hi * hi);
-          } else {  // p = e4m3/256
-            const float2 v = __half22float2(__half2(
-                __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(q[i]), __NV_E4M3)));
-            pa[i] = pack_bf16(v.x * (1.0f / 256.0f), v.y * (1.0f / 256.0f));
+        for (int m = 0; m < kMT; ++m) {
+          const int r0 = wrow + 16 * m + lane / 4;
+          if constexpr (kBytes == 1) {
+            // a0..a3 = rows r0, r0+8 × columns 16kk+2t (+8): two bytes each.
+            const unsigned char* row0 = &ps[buf][r0][16 * kk + 2 * t];
+            const unsigned char* row1 = &ps[buf][r0 + 8][16 * kk + 2 * t];
+            const uint16_t q[4] = {*reinterpret_cast<const uint16_t*>(row0),
+                                   *reinterpret_cast<const uint16_t*>(row1),
+                                   *reinterpret_cast<const uint16_t*>(row0 + 8),
+                                   *reinterpret_cast<const uint16_t*>(row1 + 8)};
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              if constexpr (kFormat == MapFormat::kP8) {  // p = (q/255)²
+                const float lo = static_cast<float>(q[i] & 0xff) * (1.0f / 255.0f);
+                const float hi = static_cast<float>(q[i] >> 8) * (1.0f / 255.0f);
+                pa[m][i] = pack_bf16(lo * lo, hi * hi);
+              } else {  // p = e4m3/256
+                const float2 v = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(
+                    static_cast<__nv_fp8x2_storage_t>(q[i]), __NV_E4M3)));
+                pa[m][i] = pack_bf16(v.x * (1.0f / 256.0f), v.y * (1.0f / 256.0f));
+              }
+            }
+          } else {
+            const int mi = lane / 8, ri = lane % 8;
+            ldsm_x4(pa[m],
+                    reinterpret_cast<const uint16_t*>(
+                        &ps[buf][wrow + 16 * m + 8 * (mi % 2) + ri][2 * (16 * kk + 8 * (mi / 2))]));
           }
         }
-      } else {
-        const int mi = lane / 8, ri = lane % 8;
-        ldsm_x4(pa, reinterpret_cast<const uint16_t*>(
-                        &ps[buf][16 * warp + 8 * (mi % 2) + ri][2 * (16 * kk + 8 * (mi / 2))]));
+        accumulate_pv<D, kMT>(o, pa, kk, vs[buf], lane);
       }
-      accumulate_pv<D>(o, pa, kk, vs[buf], lane);
     }
     __syncthreads();
   }
-  store_rows<D>(a, o, off, n, q0 + r0, h, 1.0f, 1.0f, t);
+#pragma unroll
+  for (int m = 0; m < kMT; ++m) {
+    store_rows<D>(a, o[m], off, n, q0 + wrow + 16 * m + lane / 4, h, 1.0f, 1.0f, t);
+  }
 }
 
 __global__ void to_p8_kernel(const __nv_bfloat16* in, unsigned char* out, size_t count) {
@@ -492,7 +589,7 @@ __global__ void to_fp8_kernel(const __nv_bfloat16* in, unsigned char* out, size_
 
 // Launches with `smem` bytes of dynamic shared memory, raising the kernel's limit once when
 // that is past the default 48 KB.
-template <auto kKernel, int kBlockThreads = kThreads, typename... Args>
+template <auto kKernel, int kBlockThreads, typename... Args>
 void launch(dim3 grid, size_t smem, cudaStream_t stream, const char* name, Args... args) {
   static const cudaError_t raised =
       smem > 48 * 1024 ? cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -503,48 +600,63 @@ void launch(dim3 grid, size_t smem, cudaStream_t stream, const char* name, Args.
   check_launch(name);
 }
 
-template <int D, int BM>
+template <int D, int BM, int kMT>
 void launch_exact_rows(const AttentionArgs& args, bool record, dim3 grid, cudaStream_t stream) {
   const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(D));
   constexpr size_t smem = exact_smem<D, BM>();
-  constexpr int threads = BM * 2;
+  constexpr int threads = cta_threads<BM, kMT>();
   if constexpr (BM == kRows) {
     if (record) {
       if (args.causal) {
-        return launch<flash_forward<D, BM, true, true>, threads>(grid, smem, stream,
-                                                                 "flash_forward", args, scale_log2);
+        return launch<flash_forward<D, BM, kMT, true, true>, threads>(
+            grid, smem, stream, "flash_forward", args, scale_log2);
       }
-      return launch<flash_forward<D, BM, true, false>, threads>(grid, smem, stream, "flash_forward",
-                                                                args, scale_log2);
+      return launch<flash_forward<D, BM, kMT, true, false>, threads>(
+          grid, smem, stream, "flash_forward", args, scale_log2);
     }
   }
   if (args.causal) {
-    launch<flash_forward<D, BM, false, true>, threads>(grid, smem, stream, "flash_forward", args,
-                                                       scale_log2);
+    launch<flash_forward<D, BM, kMT, false, true>, threads>(grid, smem, stream, "flash_forward",
+                                                            args, scale_log2);
   } else {
-    launch<flash_forward<D, BM, false, false>, threads>(grid, smem, stream, "flash_forward", args,
-                                                        scale_log2);
+    launch<flash_forward<D, BM, kMT, false, false>, threads>(grid, smem, stream, "flash_forward",
+                                                             args, scale_log2);
   }
+}
+
+bool has_wide_items(const AttentionArgs& args) {
+  return args.wide_items != nullptr && args.num_wide_items > 0;
 }
 
 template <int D>
 void launch_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
-  if (!record && args.wide_items != nullptr && args.num_wide_items > 0) {
-    return launch_exact_rows<D, 2 * kRows>(args, false, dim3(args.num_wide_items, args.num_heads),
-                                           stream);
+  if (!record && has_wide_items(args)) {
+    const dim3 grid(args.num_wide_items, args.num_heads);
+    if (args.wide_variant == 1)
+      return launch_exact_rows<D, 2 * kRows, 1>(args, false, grid, stream);
+    return launch_exact_rows<D, 2 * kRows, 2>(args, false, grid, stream);
   }
-  launch_exact_rows<D, kRows>(args, record, dim3(args.num_items, args.num_heads), stream);
+  launch_exact_rows<D, kRows, 1>(args, record, dim3(args.num_items, args.num_heads), stream);
+}
+
+template <int D, MapFormat kFormat, int BM, int kMT>
+void launch_reuse_rows(const AttentionArgs& args, dim3 grid, cudaStream_t stream) {
+  constexpr size_t smem = reuse_smem < D, kFormat == MapFormat::kBF16 ? 2 : 1, BM > ();
+  constexpr int threads = cta_threads<BM, kMT>();
+  if (args.causal) {
+    launch<reuse_pv<D, kFormat, true, BM, kMT>, threads>(grid, smem, stream, "reuse_pv", args);
+  } else {
+    launch<reuse_pv<D, kFormat, false, BM, kMT>, threads>(grid, smem, stream, "reuse_pv", args);
+  }
 }
 
 template <int D, MapFormat kFormat>
 void launch_reuse_format(const AttentionArgs& args, cudaStream_t stream) {
-  const dim3 grid(args.num_items, args.num_heads);
-  constexpr size_t smem = reuse_smem < D, kFormat == MapFormat::kBF16 ? 2 : 1 > ();
-  if (args.causal) {
-    launch<reuse_pv<D, kFormat, true>>(grid, smem, stream, "reuse_pv", args);
-  } else {
-    launch<reuse_pv<D, kFormat, false>>(grid, smem, stream, "reuse_pv", args);
+  if (has_wide_items(args) && args.wide_variant == 0) {
+    return launch_reuse_rows<D, kFormat, 2 * kRows, 2>(
+        args, dim3(args.num_wide_items, args.num_heads), stream);
   }
+  launch_reuse_rows<D, kFormat, kRows, 1>(args, dim3(args.num_items, args.num_heads), stream);
 }
 
 template <int D>

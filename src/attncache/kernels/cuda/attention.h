@@ -3,9 +3,10 @@
 // out, fp32 accumulation, tensor cores (mma.sync m16n8k16).
 //
 // Exact path: a FlashAttention-2-style forward. One CTA per (sequence, head, block of 64 query
-// rows); four warps of 16 rows each; keys and values stream through shared memory in blocks of
-// 64 with an online softmax, so P never reaches device memory. With `record`, a second pass over
-// the keys writes the normalized P (bf16, H×N×N per sequence) for the sequences that ask.
+// rows, or 128 with `wide_items`); four warps of 16 (or 32) rows each; keys and values stream
+// through shared memory in blocks of 64 with an online softmax, so P never reaches device memory.
+// With `record`, a second pass over the keys writes the normalized P (bf16, H×N×N per sequence) for
+// the sequences that ask.
 //
 // Causal maps (stored and recorded) are block triangles, not N×N squares: per head, the 64×64
 // tiles (row block rb, key block kb ≤ rb) in the order (0,0), (1,0), (1,1), (2,0)…, each row-major
@@ -50,10 +51,14 @@ struct AttentionArgs {
   const int* items = nullptr;       // [2·num_items] (sequence, query block) pairs (device)
   int num_items = 0;
   // Optional: (sequence, block of 128 query rows) pairs. With them the exact kernel, when it
-  // does not record, runs 128 query rows (8 warps) per CTA: each key/value tile it loads then
-  // serves twice the rows. Worth it when there are enough blocks to fill the GPU.
+  // does not record, and the reuse kernel run 128 query rows per CTA, 32 per warp: each
+  // key/value (and map) tile they load serves twice the rows, and each fragment read from shared
+  // memory twice the tensor-core products. Worth it when there are enough blocks to fill the GPU.
   const int* wide_items = nullptr;
   int num_wide_items = 0;
+  // Measurement only (bench/gpu_decoder_bench --attention-only): 1 runs the wide items the way
+  // earlier versions did (exact: 8 warps of 16 rows; reuse: the 64-row items).
+  int wide_variant = 0;
   int num_heads = 0;
   int head_dim = 0;
   // Grouped-query attention: query head h reads key/value head h / (num_heads / num_kv_heads).
