@@ -145,19 +145,15 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
   args.head_dim = head_dim;
   args.causal = causal;
   const double exact_ms = time_kernel([&](int) { cuda::attention_exact(args, false, nullptr); });
-  // 128-row query blocks: 4 warps of 32 rows, and as earlier versions ran them, 8 warps of 16.
-  auto use_wide = [&](bool on, int variant) {
+  // 128-row query blocks (4 warps of 32 rows) for the exact and the reuse kernels.
+  auto use_wide = [&](bool on) {
     args.wide_items = on ? meta_wide.as<int>() : nullptr;
     args.num_wide_items = on ? static_cast<int>(wide_items.size() / 2) : 0;
-    args.wide_variant = variant;
   };
-  use_wide(true, 0);
+  use_wide(true);
   const double exact_wide_ms =
       time_kernel([&](int) { cuda::attention_exact(args, false, nullptr); });
-  use_wide(true, 1);
-  const double exact_wide16_ms =
-      time_kernel([&](int) { cuda::attention_exact(args, false, nullptr); });
-  use_wide(false, 0);
+  use_wide(false);
   args.maps = meta_record.as<cuda::DeviceMapSlot>();
   const double record_ms =
       time_kernel([&](int) { cuda::attention_exact(args, true, nullptr); }, 0.1);
@@ -173,9 +169,9 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
     });
   };
   const double reuse_ms = time_reuse();
-  use_wide(true, 0);
+  use_wide(true);
   const double reuse_wide_ms = time_reuse();
-  use_wide(false, 0);
+  use_wide(false);
   // The same maps in a one-byte format, twice as many copies in the same bytes.
   auto time_one_byte = [&](cuda::MapFormat format) {
     const size_t copies8 = 2 * copies;
@@ -202,9 +198,9 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
       });
     };
     const double narrow = timed();
-    use_wide(true, 0);
+    use_wide(true);
     const double wide = timed();
-    use_wide(false, 0);
+    use_wide(false);
     return std::pair{narrow, wide};
   };
   const auto [reuse8_ms, reuse8_wide_ms] = time_one_byte(cuda::MapFormat::kP8);
@@ -217,7 +213,6 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
   return {{"exact_ms", exact_ms},
           {"exact_128_rows_ms", exact_wide_ms},
           {"exact_128_rows_tflops", flops / exact_wide_ms / 1e9},
-          {"exact_128_rows_8_warps_ms", exact_wide16_ms},
           {"reuse_128_rows_ms", reuse_wide_ms},
           {"reuse_p8_128_rows_ms", reuse8_wide_ms},
           {"reuse_fp8_128_rows_ms", reuse_fp8_wide_ms},

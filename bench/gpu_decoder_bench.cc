@@ -108,14 +108,13 @@ int attention_kernels(int heads, int kv_heads, int head_dim, const std::vector<i
   for (int n : lengths) {
     for (int b : batches) {
       nlohmann::json r = gpu_bench::attention_only(b, n, heads, kv_heads, head_dim, true);
-      std::fprintf(
-          stderr,
-          "B=%-3d N=%-5d exact %9.1f us, 128 rows %9.1f (8 warps %9.1f); reuse bf16 "
-          "%9.1f / %9.1f, P8 %9.1f / %9.1f (64 / 128 rows)\n",
-          b, n, r["exact_ms"].get<double>() * 1e3, r["exact_128_rows_ms"].get<double>() * 1e3,
-          r["exact_128_rows_8_warps_ms"].get<double>() * 1e3, r["reuse_ms"].get<double>() * 1e3,
-          r["reuse_128_rows_ms"].get<double>() * 1e3, r["reuse_p8_ms"].get<double>() * 1e3,
-          r["reuse_p8_128_rows_ms"].get<double>() * 1e3);
+      std::fprintf(stderr,
+                   "B=%-3d N=%-5d exact %9.1f us, 128 rows %9.1f; reuse bf16 %9.1f / %9.1f, "
+                   "P8 %9.1f / %9.1f (64 / 128 rows)\n",
+                   b, n, r["exact_ms"].get<double>() * 1e3,
+                   r["exact_128_rows_ms"].get<double>() * 1e3, r["reuse_ms"].get<double>() * 1e3,
+                   r["reuse_128_rows_ms"].get<double>() * 1e3, r["reuse_p8_ms"].get<double>() * 1e3,
+                   r["reuse_p8_128_rows_ms"].get<double>() * 1e3);
       r["batch"] = b;
       r["tokens"] = n;
       out["results"].push_back(r);

@@ -13,6 +13,8 @@ namespace attncache::cuda {
 namespace {
 
 constexpr int kRows = kAttentionRows;
+// Four warps per CTA; a warp owns BM / 64 tiles of 16 query rows (BM: query rows per CTA).
+constexpr int kThreads = 128;
 constexpr float kNegInf = -INFINITY;
 
 // D += A·B for one m16n8k16 tile: A 16×16 bf16 (row-major fragment), B 16×8 bf16 (column-major
@@ -72,12 +74,13 @@ template <int D, int R = kRows>
 using Tile = uint16_t[R][D + 8];
 
 // Starts copying rows [row0, row0 + R) of one head's slice (D bf16 at `base`, rows `stride`
-// elements apart) into `tile`, 16 bytes per copy, with T threads; rows at or past n become zero.
-template <int D, int R, int T>
+// elements apart) into `tile`, 16 bytes per copy, with the CTA's threads; rows at or past n become
+// zero.
+template <int D, int R = kRows>
 __device__ __forceinline__ void load_tile(Tile<D, R>& tile, const uint16_t* base, int stride,
                                           int row0, int n) {
   constexpr int kChunks = D / 8;
-  for (int i = threadIdx.x; i < R * kChunks; i += T) {
+  for (int i = threadIdx.x; i < R * kChunks; i += kThreads) {
     const int r = i / kChunks, c = (i % kChunks) * 8;
     const bool valid = row0 + r < n;
     cp_async16(&tile[r][c], base + (valid ? static_cast<size_t>(row0 + r) * stride + c : 0), valid);
@@ -208,11 +211,6 @@ template <int D, int kBytes, int BM>
 constexpr size_t reuse_smem() {
   return 2 * sizeof(PTile<kBytes, BM>) + 2 * sizeof(Tile<D>);
 }
-// Threads of a CTA of BM query rows whose warps own kMT tiles of 16 rows each.
-template <int BM, int kMT>
-constexpr int cta_threads() {
-  return BM / (16 * kMT) * 32;
-}
 
 // Key/value blocks are double-buffered: the copies of block kb+1 run while block kb is used.
 // BM query rows per CTA, 16·kMT per warp: 64 rows, one row tile per warp (the map tiles' rows;
@@ -220,12 +218,10 @@ constexpr int cta_threads() {
 // the rows, and each fragment read from shared memory twice the products). Causal: a query
 // block stops at the key block that holds its last row; key blocks past its first row need the
 // causal mask, and a warp whose rows all precede a key block skips it.
-template <int D, int BM, int kMT, bool kRecord, bool kCausal>
-__global__ void __launch_bounds__(cta_threads<BM, kMT>())
-    flash_forward(AttentionArgs a, float scale_log2) {
+template <int D, int BM, bool kRecord, bool kCausal>
+__global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float scale_log2) {
   static_assert(BM == kRows || !kRecord, "maps are recorded in 64-row tiles");
-  static_assert(kMT == 1 || !kRecord, "recording keeps one row tile per warp");
-  constexpr int kCtaThreads = cta_threads<BM, kMT>();
+  constexpr int kMT = BM / kRows;  // row tiles per warp
   constexpr bool kQInRegs = kMT * D <= 128;
   const int* items = BM == kRows ? a.items : a.wide_items;
   const int seq = items[2 * blockIdx.x], qb = items[2 * blockIdx.x + 1];
@@ -245,9 +241,9 @@ __global__ void __launch_bounds__(cta_threads<BM, kMT>())
   Tile<D, BM>& qs = *reinterpret_cast<Tile<D, BM>*>(smem);
   Tile<D>* ks = reinterpret_cast<Tile<D>*>(smem + sizeof(Tile<D, BM>));
   Tile<D>* vs = ks + 2;
-  load_tile<D, BM, kCtaThreads>(qs, qkv + col.q, stride, q0, n);
-  load_tile<D, kRows, kCtaThreads>(ks[0], kbase, stride, 0, n);
-  load_tile<D, kRows, kCtaThreads>(vs[0], vbase, stride, 0, n);
+  load_tile<D, BM>(qs, qkv + col.q, stride, q0, n);
+  load_tile<D>(ks[0], kbase, stride, 0, n);
+  load_tile<D>(vs[0], vbase, stride, 0, n);
   cp_async_commit();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
   const int wrow = warp * 16 * kMT;  // this warp's first row in the block
@@ -289,8 +285,8 @@ __global__ void __launch_bounds__(cta_threads<BM, kMT>())
   for (int kb = 0; kb < key_blocks; ++kb) {
     const int buf = kb & 1;
     if (kb + 1 < key_blocks) {
-      load_tile<D, kRows, kCtaThreads>(ks[buf ^ 1], kbase, stride, (kb + 1) * kRows, n);
-      load_tile<D, kRows, kCtaThreads>(vs[buf ^ 1], vbase, stride, (kb + 1) * kRows, n);
+      load_tile<D>(ks[buf ^ 1], kbase, stride, (kb + 1) * kRows, n);
+      load_tile<D>(vs[buf ^ 1], vbase, stride, (kb + 1) * kRows, n);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -392,7 +388,7 @@ __global__ void __launch_bounds__(cta_threads<BM, kMT>())
         static_cast<uint16_t*>(slot.record) +
         (kCausal ? h * causal_tiles(n) * kRows * kRows : static_cast<size_t>(h) * n * n);
     for (int kb = 0; kb < key_blocks; ++kb) {
-      load_tile<D, kRows, kCtaThreads>(ks[0], kbase, stride, kb * kRows, n);
+      load_tile<D>(ks[0], kbase, stride, kb * kRows, n);
       cp_async_commit();
       cp_async_wait<0>();
       __syncthreads();
@@ -446,9 +442,9 @@ __global__ void __launch_bounds__(cta_threads<BM, kMT>())
 // instruction). Causal maps are block triangles: a query block reads its key blocks up to the
 // diagonal, each 64-row slice one contiguous tile; with 128 rows, the first 64 rows' tile past
 // their diagonal is not stored and loads as zeros, and the warps that own those rows skip it.
-template <int D, MapFormat kFormat, bool kCausal, int BM, int kMT>
-__global__ void __launch_bounds__(cta_threads<BM, kMT>()) reuse_pv(AttentionArgs a) {
-  constexpr int kCtaThreads = cta_threads<BM, kMT>();
+template <int D, MapFormat kFormat, bool kCausal, int BM>
+__global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
+  constexpr int kMT = BM / kRows;  // row tiles per warp
   constexpr int kBytes = kFormat == MapFormat::kBF16 ? 2 : 1;
   const int* items = BM == kRows ? a.items : a.wide_items;
   const int seq = items[2 * blockIdx.x], qb = items[2 * blockIdx.x + 1];
@@ -479,7 +475,7 @@ __global__ void __launch_bounds__(cta_threads<BM, kMT>()) reuse_pv(AttentionArgs
   auto stage = [&](int kb, int buf) {
     const int k0 = kb * kRows;
     if constexpr (kCausal) {
-      for (int i = threadIdx.x; i < BM * kChunksPerRow; i += kCtaThreads) {
+      for (int i = threadIdx.x; i < BM * kChunksPerRow; i += kThreads) {
         const int r = i / kChunksPerRow, c = (i % kChunksPerRow) * kPerChunk;
         const int rb = q0 / kRows + r / kRows;
         const bool valid = kb <= rb && rb < row_blocks;
@@ -488,14 +484,14 @@ __global__ void __launch_bounds__(cta_threads<BM, kMT>()) reuse_pv(AttentionArgs
                    valid);
       }
     } else if (vector_rows) {
-      for (int i = threadIdx.x; i < BM * kChunksPerRow; i += kCtaThreads) {
+      for (int i = threadIdx.x; i < BM * kChunksPerRow; i += kThreads) {
         const int r = i / kChunksPerRow, c = (i % kChunksPerRow) * kPerChunk;
         const bool valid = q0 + r < n && k0 + c < n;
         cp_async16(&ps[buf][r][c * kBytes],
                    p + (valid ? (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes : 0), valid);
       }
     } else {
-      for (int i = threadIdx.x; i < BM * kRows; i += kCtaThreads) {
+      for (int i = threadIdx.x; i < BM * kRows; i += kThreads) {
         const int r = i / kRows, c = i % kRows;
         const bool valid = q0 + r < n && k0 + c < n;
         const size_t at = (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes;
@@ -507,7 +503,7 @@ __global__ void __launch_bounds__(cta_threads<BM, kMT>()) reuse_pv(AttentionArgs
         }
       }
     }
-    load_tile<D, kRows, kCtaThreads>(vs[buf], vbase, stride, k0, n);
+    load_tile<D>(vs[buf], vbase, stride, k0, n);
     cp_async_commit();
   };
   float o[kMT][D / 8][4];
@@ -589,38 +585,37 @@ __global__ void to_fp8_kernel(const __nv_bfloat16* in, unsigned char* out, size_
 
 // Launches with `smem` bytes of dynamic shared memory, raising the kernel's limit once when
 // that is past the default 48 KB.
-template <auto kKernel, int kBlockThreads, typename... Args>
+template <auto kKernel, typename... Args>
 void launch(dim3 grid, size_t smem, cudaStream_t stream, const char* name, Args... args) {
   static const cudaError_t raised =
       smem > 48 * 1024 ? cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               static_cast<int>(smem))
                        : cudaSuccess;
   check(raised, name);
-  kKernel<<<grid, kBlockThreads, smem, stream>>>(args...);
+  kKernel<<<grid, kThreads, smem, stream>>>(args...);
   check_launch(name);
 }
 
-template <int D, int BM, int kMT>
+template <int D, int BM>
 void launch_exact_rows(const AttentionArgs& args, bool record, dim3 grid, cudaStream_t stream) {
   const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(D));
   constexpr size_t smem = exact_smem<D, BM>();
-  constexpr int threads = cta_threads<BM, kMT>();
   if constexpr (BM == kRows) {
     if (record) {
       if (args.causal) {
-        return launch<flash_forward<D, BM, kMT, true, true>, threads>(
-            grid, smem, stream, "flash_forward", args, scale_log2);
+        return launch<flash_forward<D, BM, true, true>>(grid, smem, stream, "flash_forward", args,
+                                                        scale_log2);
       }
-      return launch<flash_forward<D, BM, kMT, true, false>, threads>(
-          grid, smem, stream, "flash_forward", args, scale_log2);
+      return launch<flash_forward<D, BM, true, false>>(grid, smem, stream, "flash_forward", args,
+                                                       scale_log2);
     }
   }
   if (args.causal) {
-    launch<flash_forward<D, BM, kMT, false, true>, threads>(grid, smem, stream, "flash_forward",
-                                                            args, scale_log2);
+    launch<flash_forward<D, BM, false, true>>(grid, smem, stream, "flash_forward", args,
+                                              scale_log2);
   } else {
-    launch<flash_forward<D, BM, kMT, false, false>, threads>(grid, smem, stream, "flash_forward",
-                                                             args, scale_log2);
+    launch<flash_forward<D, BM, false, false>>(grid, smem, stream, "flash_forward", args,
+                                               scale_log2);
   }
 }
 
@@ -631,32 +626,29 @@ bool has_wide_items(const AttentionArgs& args) {
 template <int D>
 void launch_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
   if (!record && has_wide_items(args)) {
-    const dim3 grid(args.num_wide_items, args.num_heads);
-    if (args.wide_variant == 1)
-      return launch_exact_rows<D, 2 * kRows, 1>(args, false, grid, stream);
-    return launch_exact_rows<D, 2 * kRows, 2>(args, false, grid, stream);
+    return launch_exact_rows<D, 2 * kRows>(args, false, dim3(args.num_wide_items, args.num_heads),
+                                           stream);
   }
-  launch_exact_rows<D, kRows, 1>(args, record, dim3(args.num_items, args.num_heads), stream);
+  launch_exact_rows<D, kRows>(args, record, dim3(args.num_items, args.num_heads), stream);
 }
 
-template <int D, MapFormat kFormat, int BM, int kMT>
+template <int D, MapFormat kFormat, int BM>
 void launch_reuse_rows(const AttentionArgs& args, dim3 grid, cudaStream_t stream) {
   constexpr size_t smem = reuse_smem < D, kFormat == MapFormat::kBF16 ? 2 : 1, BM > ();
-  constexpr int threads = cta_threads<BM, kMT>();
   if (args.causal) {
-    launch<reuse_pv<D, kFormat, true, BM, kMT>, threads>(grid, smem, stream, "reuse_pv", args);
+    launch<reuse_pv<D, kFormat, true, BM>>(grid, smem, stream, "reuse_pv", args);
   } else {
-    launch<reuse_pv<D, kFormat, false, BM, kMT>, threads>(grid, smem, stream, "reuse_pv", args);
+    launch<reuse_pv<D, kFormat, false, BM>>(grid, smem, stream, "reuse_pv", args);
   }
 }
 
 template <int D, MapFormat kFormat>
 void launch_reuse_format(const AttentionArgs& args, cudaStream_t stream) {
-  if (has_wide_items(args) && args.wide_variant == 0) {
-    return launch_reuse_rows<D, kFormat, 2 * kRows, 2>(
-        args, dim3(args.num_wide_items, args.num_heads), stream);
+  if (has_wide_items(args)) {
+    return launch_reuse_rows<D, kFormat, 2 * kRows>(args, dim3(args.num_wide_items, args.num_heads),
+                                                    stream);
   }
-  launch_reuse_rows<D, kFormat, kRows, 1>(args, dim3(args.num_items, args.num_heads), stream);
+  launch_reuse_rows<D, kFormat, kRows>(args, dim3(args.num_items, args.num_heads), stream);
 }
 
 template <int D>

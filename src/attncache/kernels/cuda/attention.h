@@ -56,9 +56,6 @@ struct AttentionArgs {
   // memory twice the tensor-core products. Worth it when there are enough blocks to fill the GPU.
   const int* wide_items = nullptr;
   int num_wide_items = 0;
-  // Measurement only (bench/gpu_decoder_bench --attention-only): 1 runs the wide items the way
-  // earlier versions did (exact: 8 warps of 16 rows; reuse: the 64-row items).
-  int wide_variant = 0;
   int num_heads = 0;
   int head_dim = 0;
   // Grouped-query attention: query head h reads key/value head h / (num_heads / num_kv_heads).
