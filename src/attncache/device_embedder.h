@@ -49,7 +49,8 @@ class DeviceEmbedder {
   // failure is passed on (the maps live on the device: there is nothing to fall back to).
   std::vector<float> embed_with_maps(const std::vector<std::vector<int32_t>>& batch,
                                      const DeviceMapPlan* plan);
-  bool on_gpu() const { return static_cast<bool>(gpu_maps_); }
+  // Whether the next batch runs on the GPU (or the stand-in for it).
+  bool on_gpu() const { return static_cast<bool>(gpu_); }
   // Where the next batch runs: the GPU's description, or "cpu".
   const std::string& where() const { return where_; }
 

@@ -1,7 +1,8 @@
 // `attncache serve` on loopback with the real all-MiniLM-L6-v2 (and SmolLM2 for scoring): the
 // OpenAI wire format, equality with `attncache embed`, every kind of bad request answered with
 // the right status and an OpenAI error body, API keys, per-tenant map namespaces, shedding (429,
-// 503), metrics, reload of rebuilt databases, graceful shutdown.
+// 503), metrics, reload of rebuilt databases, graceful shutdown, and --device (a stand-in for
+// the GPU here; the GPU encoder itself is tested on a GPU machine).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "attncache/decoder.h"
+#include "attncache/device_embedder.h"
 #include "attncache/memo/map_database.h"
 #include "attncache/serve/api_keys.h"
 #include "attncache/serve/batcher.h"
@@ -48,12 +50,13 @@ constexpr const char* kModel = "all-MiniLM-L6-v2";
 class RunningServer {
  public:
   RunningServer(attncache::PrefillModel& model, ServerOptions options,
-                std::unique_ptr<ApiKeys> keys, std::unique_ptr<TenantNamespaces> namespaces)
+                std::unique_ptr<ApiKeys> keys, std::unique_ptr<TenantNamespaces> namespaces,
+                attncache::DeviceEmbedder* device = nullptr)
       : namespaces_(std::move(namespaces)) {
     options.host = "127.0.0.1";
     options.port = 0;
     if (options.model_name.empty()) options.model_name = kModel;
-    server_ = std::make_unique<Server>(model, options, std::move(keys), *namespaces_);
+    server_ = std::make_unique<Server>(model, options, std::move(keys), *namespaces_, device);
     port_ = server_->bind();
     thread_ = std::thread([this] { server_->serve(); });
   }
@@ -548,6 +551,54 @@ TEST_F(ServeTest, StopFinishesRequestsInFlight) {
   s.reset();  // serve() returned: the destructor joins
 }
 
+// Exact embeddings go to the server's device; a device that fails hands this batch and every
+// later one to the CPU, answering correctly, and the batch counter says where each batch ran.
+TEST_F(ServeTest, EmbeddingsRunOnTheDeviceAndFallBackToTheCpu) {
+  const std::vector<std::string> texts = {"on the device", "and a second input"};
+  std::vector<std::vector<int32_t>> ids;
+  for (const std::string& t : texts) ids.push_back(minilm().tokenize(t, 256).ids);
+  const std::vector<float> cpu = minilm().embed(ids);
+  auto expect_vectors = [&](const httplib::Result& r, float sign) {
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const auto v = vectors_of(r->body);
+    ASSERT_EQ(v.size(), texts.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      for (size_t k = 0; k < v[i].size(); ++k) {
+        ASSERT_NEAR(v[i][k], sign * cpu[i * v[i].size() + k], 1e-6) << i << " " << k;
+      }
+    }
+  };
+  {
+    // The stand-in answers with the CPU's vectors negated, so its answers are recognisable.
+    attncache::DeviceEmbedder gpu(
+        minilm(),
+        [](const std::vector<std::vector<int32_t>>& batch) {
+          std::vector<float> e = minilm().embed(batch);
+          for (float& x : e) x = -x;
+          return e;
+        },
+        "stand-in GPU");
+    RunningServer s(minilm(), ServerOptions{}, nullptr, no_db(), &gpu);
+    expect_vectors(s.client().Post("/v1/embeddings", embeddings_body(texts), "application/json"),
+                   -1.0f);
+    EXPECT_TRUE(s.wait_for_metric("attncache_batches_total{device=\"gpu\"} 1"));
+  }
+  attncache::DeviceEmbedder failing(
+      minilm(),
+      [](const std::vector<std::vector<int32_t>>&) -> std::vector<float> {
+        core::throw_internal("CUDA error: an illegal memory access was encountered (stand-in)");
+      },
+      "failing stand-in GPU");
+  RunningServer s(minilm(), ServerOptions{}, nullptr, no_db(), &failing);
+  for (int i = 0; i < 2; ++i) {
+    expect_vectors(s.client().Post("/v1/embeddings", embeddings_body(texts), "application/json"),
+                   1.0f);
+  }
+  EXPECT_FALSE(failing.on_gpu());
+  EXPECT_TRUE(s.wait_for_metric("attncache_batches_total{device=\"cpu\"} 2"));
+}
+
 // The batcher alone: groups by namespace, bounded batches, drains on stop.
 TEST(BatcherTest, GroupsByNamespaceAndDrainsOnStop) {
   using attncache::serve::Batcher;
@@ -682,24 +733,42 @@ TEST(ServeCliTest, BadOptionsExit2) {
   std::ofstream(dir.path("dup-keys")) << "k1\nk1\n";
   expect_bad(run_cli("serve" + model + " --api-key-file " + dir.path("dup-keys")),
              "line 2: duplicate key");
+  // --device: one device for everything served.
+  expect_bad(run_cli("serve" + model + " --device tpu"), "unknown device 'tpu'");
+  expect_bad(run_cli("serve" + model + " --device cuda --db " + dir.path("empty-db")),
+             "AttnCache (--db) is served on the CPU only");
+  expect_bad(run_cli("serve --port 0 --device cuda --model " +
+                     testing_paths::model_dir("SmolLM2-135M-Instruct")),
+             "scoring (/v1/completions) has no GPU path");
+  if (attncache::cuda_device_count() == 0) {
+    expect_bad(run_cli("serve" + model + " --device cuda"), "CUDA");
+  }
 }
 
 TEST(ServeCliTest, SigtermFinishesAndExits0) {
   TempDir dir;
   // The shell prints its pid, then becomes the server; the server reports its port.
+  // --device auto: the GPU where there is one, else the CPU with a note.
   const std::string cmd = "sh -c 'echo $$; exec " + std::string(ATTNCACHE_BINARY) +
-                          " serve --model " + testing_paths::model_dir() + " --port 0' 2>&1";
+                          " serve --model " + testing_paths::model_dir() +
+                          " --port 0 --device auto' 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
   char line[512];
   ASSERT_NE(std::fgets(line, sizeof line, pipe), nullptr);
   const pid_t pid = std::stoi(line);
   int port = 0;
+  std::string head;
   while (port == 0 && std::fgets(line, sizeof line, pipe) != nullptr) {
+    head += line;
     const char* at = std::strstr(line, "listening on http://127.0.0.1:");
     if (at != nullptr) port = std::atoi(at + std::strlen("listening on http://127.0.0.1:"));
   }
-  ASSERT_GT(port, 0);
+  ASSERT_GT(port, 0) << head;
+  if (attncache::cuda_device_count() == 0) {
+    EXPECT_NE(head.find("note: running on the CPU"), std::string::npos) << head;
+    EXPECT_NE(head.find("CPU threads) listening"), std::string::npos) << head;
+  }
   httplib::Client c("127.0.0.1", port);
   auto r = c.Post("/v1/embeddings", embeddings_body("over the wire"), "application/json");
   ASSERT_TRUE(r);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <thread>
 
+#include "attncache/device_embedder.h"
 #include "attncache/prefill_model.h"
 #include "attncache/serve/api_keys.h"
 #include "attncache/serve/http_server.h"
@@ -26,6 +27,7 @@ struct ServeCliOptions {
   std::string db;
   bool share_db = false;
   std::string api_key_file;
+  std::string device = "cpu";
   int max_wait_ms = 5;
   int threads = 0;
   bool no_truncate = false;
@@ -66,8 +68,29 @@ void run_serve(ServeCliOptions o) {
     keys = std::make_unique<serve::ApiKeys>(serve::ApiKeys::load(o.api_key_file));
   }
   if (o.share_db && o.db.empty()) core::throw_bad_input("--share-db needs --db");
+  Device device = parse_device(o.device);
   if (o.threads > 0) omp_set_num_threads(o.threads);
   std::unique_ptr<PrefillModel> model = load_prefill_model(o.model);
+  // One device for everything served: what cannot run on the GPU keeps the whole server on the
+  // CPU (cuda refuses, auto says why).
+  std::string cpu_only;
+  if (device != Device::kCpu && model->causal()) {
+    cpu_only = "scoring (/v1/completions) has no GPU path";
+  } else if (device != Device::kCpu && !o.db.empty()) {
+    cpu_only =
+        "AttnCache (--db) is served on the CPU only: on the GPU it loses to the exact path "
+        "(docs/gpu.md)";
+  }
+  if (!cpu_only.empty()) {
+    if (device == Device::kCuda) core::throw_bad_input("--device cuda: ", cpu_only);
+    std::fprintf(stderr, "note: running on the CPU: %s\n", cpu_only.c_str());
+    device = Device::kCpu;
+  }
+  std::unique_ptr<DeviceEmbedder> gpu;
+  if (device != Device::kCpu) {
+    gpu = std::make_unique<DeviceEmbedder>(*model, device);
+    if (!gpu->on_gpu()) gpu.reset();  // auto without a usable GPU (it said why)
+  }
   serve::TenantNamespaces namespaces(o.db, o.share_db,
                                      keys ? keys->tenants() : std::vector<std::string>{},
                                      o.db.empty() ? nlohmann::json() : model->fingerprint());
@@ -80,14 +103,18 @@ void run_serve(ServeCliOptions o) {
                           o.server.batcher.max_queue);
   }
   const size_t key_count = keys ? keys->size() : 0;
-  serve::Server server(*model, o.server, std::move(keys), namespaces);
+  serve::Server server(*model, o.server, std::move(keys), namespaces, gpu.get());
   const int port = server.bind();
-  model->embed({model->tokenize("warm up", 8).ids});  // page in weights, size buffers
+  const std::vector<std::vector<int32_t>> warm_up = {model->tokenize("warm up", 8).ids};
+  model->embed(warm_up);  // page in weights, size buffers
+  if (gpu) gpu->embed(warm_up);
 
-  std::fprintf(stderr, "attncache serve: %s (%s, %d threads) listening on http://%s:%d\n",
+  const std::string where =
+      gpu ? gpu->where() : std::to_string(omp_get_max_threads()) + " CPU threads";
+  std::fprintf(stderr, "attncache serve: %s (%s, %s) listening on http://%s:%d\n",
                o.server.model_name.c_str(),
                model->causal() ? "decoder: /v1/completions scoring" : "encoder: /v1/embeddings",
-               omp_get_max_threads(), o.server.host.c_str(), port);
+               where.c_str(), o.server.host.c_str(), port);
   for (const auto& ns : namespaces.all()) {
     std::fprintf(stderr, "  map namespace %s: %zu entries from %s\n", ns->name.c_str(),
                  ns->db->size(), ns->dir.c_str());
@@ -144,6 +171,11 @@ void add_serve_command(CLI::App& app) {
                   "per-tenant databases DIR/<tenant>/ (tenants without one run exactly)");
   cmd->add_flag("--share-db", o->share_db,
                 "with API keys: every tenant uses the one database in --db");
+  cmd->add_option("--device", o->device,
+                  "where embeddings run: cpu, cuda (a GPU, or exit 2), auto (a GPU when usable, "
+                  "else the CPU); a GPU that fails mid-run hands the rest to the CPU. Encoders "
+                  "without --db only: AttnCache and scoring run on the CPU")
+      ->capture_default_str();
   cmd->add_option("--host", o->server.host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", o->server.port, "port (0: any free port)")
       ->capture_default_str()

@@ -47,12 +47,12 @@ class Server::Http : public httplib::Server {
 };
 
 Server::Server(PrefillModel& model, ServerOptions options, std::unique_ptr<ApiKeys> keys,
-               TenantNamespaces& namespaces)
+               TenantNamespaces& namespaces, DeviceEmbedder* device)
     : model_(model),
       options_(std::move(options)),
       keys_(std::move(keys)),
       namespaces_(namespaces),
-      runner_(model, options_.reuse, options_.batcher.max_batch, metrics_),
+      runner_(model, device, options_.reuse, options_.batcher.max_batch, metrics_),
       batcher_(
           options_.batcher, [this](const std::vector<Job*>& jobs) { runner_.run(jobs); },
           [this](size_t depth) { metrics_.set_queue_depth(depth); }),

@@ -56,10 +56,10 @@ struct ServerOptions {
 
 class Server {
  public:
-  // `keys` null: no authentication (one anonymous tenant). `model` and `namespaces` outlive
-  // the server.
+  // `keys` null: no authentication (one anonymous tenant). `device` not null: exact embeddings
+  // run there (DeviceEmbedder of `model`). `model`, `namespaces` and `device` outlive the server.
   Server(PrefillModel& model, ServerOptions options, std::unique_ptr<ApiKeys> keys,
-         TenantNamespaces& namespaces);
+         TenantNamespaces& namespaces, DeviceEmbedder* device = nullptr);
   ~Server();
 
   // Binds host:port; returns the port. Throws core::Error (bad input) when it cannot.

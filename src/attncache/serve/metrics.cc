@@ -84,6 +84,12 @@ Metrics::Metrics() {
        {},
        nullptr},
       {"attncache_batch_inputs", "Inputs per forward batch", "histogram", {}, {}, &batch_inputs_},
+      {"attncache_batches_total",
+       "Forward batches, by where they ran: gpu, or cpu (also after a GPU failure)",
+       "counter",
+       {"device"},
+       {},
+       nullptr},
       {"attncache_batch_duration_seconds",
        "Model time per forward batch",
        "histogram",
@@ -157,8 +163,9 @@ void Metrics::add_shed(const std::string& reason) {
   add("attncache_requests_shed_total", {reason}, 1);
 }
 
-void Metrics::add_batch(size_t inputs, double seconds) {
+void Metrics::add_batch(size_t inputs, double seconds, const std::string& device) {
   std::lock_guard lock(mu_);
+  add("attncache_batches_total", {device}, 1);
   batch_inputs_.observe({}, static_cast<double>(inputs));
   batch_seconds_.observe({}, seconds);
 }

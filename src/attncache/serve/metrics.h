@@ -23,7 +23,8 @@ class Metrics {
   void add_request(const std::string& route, int status, double seconds);
   void add_error(const std::string& route, const std::string& type);
   void add_shed(const std::string& reason);
-  void add_batch(size_t inputs, double seconds);
+  // `device`: where the batch ran, "cpu" or "gpu".
+  void add_batch(size_t inputs, double seconds, const std::string& device);
   void add_lookups(const std::string& tenant, size_t lookups, size_t hits);
   void add_tokens(const std::string& route, size_t tokens);
   void set_queue_depth(size_t inputs);

@@ -34,6 +34,7 @@ void ModelRunner::embed(const std::vector<Job*>& jobs) {
     for (size_t i = begin; i < end; ++i) batch.push_back(*all[i]);
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<float> e;
+    const char* where = "cpu";
     if (ns != nullptr) {
       memo::AttnCache cache(model_, *ns->db, reuse_.threshold, memo::ReusePolicy{},
                             reuse_.verification);
@@ -45,11 +46,15 @@ void ModelRunner::embed(const std::vector<Job*>& jobs) {
         hits += lookups[i].hit;
       }
       metrics_.add_lookups(ns->name, batch.size(), hits);
+    } else if (device_ != nullptr) {
+      e = device_->embed(batch);
+      if (device_->on_gpu()) where = "gpu";  // else it ran on the CPU (perhaps after a failure)
     } else {
       e = model_.embed(batch);
     }
-    metrics_.add_batch(
-        batch.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    metrics_.add_batch(batch.size(),
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                       where);
     if (e.size() != batch.size() * d) core::throw_internal("embed returned ", e.size(), " values");
     std::copy(e.begin(), e.end(), out.begin() + begin * d);
   }
@@ -69,9 +74,9 @@ void ModelRunner::score(const std::vector<Job*>& jobs) {
     const auto t0 = std::chrono::steady_clock::now();
     job->log_probs.clear();
     for (const auto& ids : job->inputs) job->log_probs.push_back(decoder->token_log_probs(ids));
-    metrics_.add_batch(
-        job->inputs.size(),
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    metrics_.add_batch(job->inputs.size(),
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                       "cpu");
   }
 }
 

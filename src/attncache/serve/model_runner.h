@@ -1,11 +1,13 @@
 // What the batcher's worker runs: one group of jobs as one forward batch on the model. Embedding
 // jobs of a namespace with a map database go through AttnCache (lookup, layer-0 check, stored
-// maps on hits); others run the exact path. Scoring jobs (decoders) compute every prompt
-// token's log-probability exactly, one forward pass per prompt.
+// maps on hits, on the CPU); others run the exact path, on the GPU when the server was given a
+// DeviceEmbedder that has one. Scoring jobs (decoders) compute every prompt token's
+// log-probability exactly, one forward pass per prompt, on the CPU.
 #pragma once
 
 #include <vector>
 
+#include "attncache/device_embedder.h"
 #include "attncache/memo/attn_cache.h"
 #include "attncache/prefill_model.h"
 #include "attncache/serve/batcher.h"
@@ -20,9 +22,11 @@ struct ReuseSettings {
 
 class ModelRunner {
  public:
-  // `model` is used from the batcher's worker thread only.
-  ModelRunner(PrefillModel& model, ReuseSettings reuse, size_t max_batch, Metrics& metrics)
-      : model_(model), reuse_(reuse), max_batch_(max_batch), metrics_(metrics) {}
+  // `model` (and `device`, which runs exact embeddings when not null) is used from the batcher's
+  // worker thread only.
+  ModelRunner(PrefillModel& model, DeviceEmbedder* device, ReuseSettings reuse, size_t max_batch,
+              Metrics& metrics)
+      : model_(model), device_(device), reuse_(reuse), max_batch_(max_batch), metrics_(metrics) {}
 
   void run(const std::vector<Job*>& jobs);
 
@@ -31,6 +35,7 @@ class ModelRunner {
   void score(const std::vector<Job*>& jobs);
 
   PrefillModel& model_;
+  DeviceEmbedder* device_;
   ReuseSettings reuse_;
   size_t max_batch_;
   Metrics& metrics_;
