@@ -74,9 +74,23 @@ __attribute__((target("avx,f16c"))) size_t f32_to_f16_f16c(const float* src, siz
 
 const bool kHasF16C = __builtin_cpu_supports("f16c");
 
-}  // namespace
+bool is_float(DType dtype) { return dtype != DType::kI64 && dtype != DType::kI32; }
 
-void convert_to_f32(DType dtype, const void* src, size_t count, float* dst) {
+// convert(first, n) over [0, count): at once for small counts, else in chunks on the OpenMP
+// threads (a model's weights are gigabytes; the fresh pages they land in fault in parallel too).
+template <typename Convert>
+void in_chunks(size_t count, Convert convert) {
+  constexpr size_t kChunk = size_t{1} << 16, kParallelMin = size_t{1} << 20;
+  if (count < kParallelMin) return convert(0, count);
+  const int64_t chunks = static_cast<int64_t>((count + kChunk - 1) / kChunk);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t first = static_cast<size_t>(c) * kChunk;
+    convert(first, std::min(kChunk, count - first));
+  }
+}
+
+void convert_to_f32_serial(DType dtype, const void* src, size_t count, float* dst) {
   const auto* bytes = static_cast<const unsigned char*>(src);
   switch (dtype) {
     case DType::kF32:
@@ -115,7 +129,52 @@ void convert_to_f32(DType dtype, const void* src, size_t count, float* dst) {
     case DType::kI32:
       break;
   }
-  throw_internal("convert_to_f32: ", dtype_name(dtype), " is not a floating-point type");
+}
+
+void convert_from_f32_serial(DType dtype, const float* src, size_t count, void* dst) {
+  auto* bytes = static_cast<unsigned char*>(dst);
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(dst, src, count * sizeof(float));
+      return;
+    case DType::kF16:
+      for (size_t i = kHasF16C ? f32_to_f16_f16c(src, count, bytes) : 0; i < count; ++i) {
+        const uint16_t bits = f32_to_f16(src[i]);
+        std::memcpy(bytes + 2 * i, &bits, 2);
+      }
+      return;
+    case DType::kBF16:
+      for (size_t i = 0; i < count; ++i) {
+        const uint16_t bits = f32_to_bf16(src[i]);
+        std::memcpy(bytes + 2 * i, &bits, 2);
+      }
+      return;
+    case DType::kP8:
+      for (size_t i = 0; i < count; ++i) {
+        const float p = std::clamp(src[i], 0.0f, 1.0f);
+        bytes[i] = static_cast<unsigned char>(std::nearbyint(std::sqrt(p) * 255.0f));
+      }
+      return;
+    case DType::kFP8:
+      for (size_t i = 0; i < count; ++i) bytes[i] = f32_to_e4m3(src[i] * kFP8Scale);
+      return;
+    case DType::kI64:
+    case DType::kI32:
+      break;
+  }
+}
+
+}  // namespace
+
+void convert_to_f32(DType dtype, const void* src, size_t count, float* dst) {
+  if (!is_float(dtype)) {
+    throw_internal("convert_to_f32: ", dtype_name(dtype), " is not a floating-point type");
+  }
+  const size_t size = dtype_size(dtype);
+  in_chunks(count, [&](size_t first, size_t n) {
+    convert_to_f32_serial(dtype, static_cast<const unsigned char*>(src) + first * size, n,
+                          dst + first);
+  });
 }
 
 uint16_t f32_to_f16(float value) {
@@ -158,46 +217,14 @@ float e4m3_to_f32(uint8_t bits) {
   return sign * std::ldexp(1.0f + mant / 8.0f, exp - 7);
 }
 
-uint16_t f32_to_bf16(float value) {
-  uint32_t u;
-  std::memcpy(&u, &value, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // nan
-  u += 0x7fff + ((u >> 16) & 1);
-  return static_cast<uint16_t>(u >> 16);
-}
-
 void convert_from_f32(DType dtype, const float* src, size_t count, void* dst) {
-  auto* bytes = static_cast<unsigned char*>(dst);
-  switch (dtype) {
-    case DType::kF32:
-      std::memcpy(dst, src, count * sizeof(float));
-      return;
-    case DType::kF16:
-      for (size_t i = kHasF16C ? f32_to_f16_f16c(src, count, bytes) : 0; i < count; ++i) {
-        const uint16_t bits = f32_to_f16(src[i]);
-        std::memcpy(bytes + 2 * i, &bits, 2);
-      }
-      return;
-    case DType::kBF16:
-      for (size_t i = 0; i < count; ++i) {
-        const uint16_t bits = f32_to_bf16(src[i]);
-        std::memcpy(bytes + 2 * i, &bits, 2);
-      }
-      return;
-    case DType::kP8:
-      for (size_t i = 0; i < count; ++i) {
-        const float p = std::clamp(src[i], 0.0f, 1.0f);
-        bytes[i] = static_cast<unsigned char>(std::nearbyint(std::sqrt(p) * 255.0f));
-      }
-      return;
-    case DType::kFP8:
-      for (size_t i = 0; i < count; ++i) bytes[i] = f32_to_e4m3(src[i] * kFP8Scale);
-      return;
-    case DType::kI64:
-    case DType::kI32:
-      break;
+  if (!is_float(dtype)) {
+    throw_internal("convert_from_f32: ", dtype_name(dtype), " is not a floating-point type");
   }
-  throw_internal("convert_from_f32: ", dtype_name(dtype), " is not a floating-point type");
+  const size_t size = dtype_size(dtype);
+  in_chunks(count, [&](size_t first, size_t n) {
+    convert_from_f32_serial(dtype, src + first, n, static_cast<unsigned char*>(dst) + first * size);
+  });
 }
 
 }  // namespace core

@@ -61,9 +61,16 @@ inline float f16_to_f32(uint16_t bits) {
 
 // Round to nearest, ties to even (the conversions PyTorch's .half() and .bfloat16() do).
 uint16_t f32_to_f16(float value);
-uint16_t f32_to_bf16(float value);
+inline uint16_t f32_to_bf16(float value) {  // inline: conversion loops vectorize
+  uint32_t u;
+  std::memcpy(&u, &value, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // nan
+  u += 0x7fff + ((u >> 16) & 1);
+  return static_cast<uint16_t>(u >> 16);
+}
 
 // Converts `count` elements of a floating-point `dtype` at `src` (any alignment) to fp32.
+// Millions of values (a model's weights) are converted in chunks on the OpenMP threads.
 void convert_to_f32(DType dtype, const void* src, size_t count, float* dst);
 // The reverse: `count` fp32 values to `dtype` (fp32, fp16 or bf16), rounding to nearest even.
 void convert_from_f32(DType dtype, const float* src, size_t count, void* dst);

@@ -22,6 +22,7 @@
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/runtime.h"
 #include "attncache/memo/device_map_cache.h"
+#include "attncache/model/cuda_forward.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "support/safetensors_writer.h"
@@ -520,6 +521,41 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
       }
     }
   }
+}
+
+// The host image of a GPU model's weights (no device needed): the storing pass lays tensors out
+// where the measuring pass said, converts them (bf16 rounding to nearest even), zeroes the
+// alignment gaps, and refuses a layout that outgrows the measured size.
+TEST(WeightImage, StoresWhereItMeasuredConvertedWithZeroGaps) {
+  std::vector<float> big(3 << 20), small = {1.0f, -2.5f, 3.0f};  // big: converted in chunks
+  for (size_t i = 0; i < big.size(); ++i) big[i] = std::sin(static_cast<float>(i)) * 1e3f;
+  auto lay_out = [&](cuda_forward::WeightImage& image, std::vector<size_t>* offsets) {
+    offsets->push_back(image.add_f32(small));
+    offsets->push_back(image.add_bf16(big));
+    offsets->push_back(image.add_bf16(small));
+  };
+  cuda_forward::WeightImage measured;
+  std::vector<size_t> at_measure, at_store;
+  lay_out(measured, &at_measure);
+  EXPECT_EQ(measured.data(), nullptr);
+  EXPECT_EQ(at_measure, (std::vector<size_t>{0, 256, 256 + ((big.size() * 2 + 255) / 256) * 256}));
+  EXPECT_EQ(measured.size(), at_measure[2] + small.size() * 2);
+  cuda_forward::WeightImage image(measured.size());
+  lay_out(image, &at_store);
+  EXPECT_EQ(at_store, at_measure);
+  ASSERT_EQ(image.size(), measured.size());
+  const uint8_t* d = image.data();
+  EXPECT_EQ(std::memcmp(d, small.data(), small.size() * 4), 0);
+  EXPECT_TRUE(std::all_of(d + small.size() * 4, d + 256, [](uint8_t b) { return b == 0; }));
+  std::vector<uint16_t> expected(big.size());
+  core::convert_from_f32(core::DType::kBF16, big.data(), big.size(), expected.data());
+  for (size_t i = 0; i < big.size(); i += 4099) {
+    ASSERT_EQ(expected[i], core::f32_to_bf16(big[i]));  // the chunked path rounds as one value
+  }
+  EXPECT_EQ(std::memcmp(d + 256, expected.data(), big.size() * 2), 0);
+  cuda_forward::WeightImage too_small(measured.size() - 1);
+  std::vector<size_t> ignored;
+  EXPECT_THROW(lay_out(too_small, &ignored), core::Error);
 }
 
 // Random attention rows (each sums to one) for `layers` × `heads` maps of n tokens, in `dtype`:

@@ -178,54 +178,61 @@ std::unique_ptr<CudaBertEncoder> CudaBertEncoder::create(const ModelConfig& conf
   impl->options = options;
   impl->device = cuda_forward::open_device(options.device);
 
-  // Read and convert the weights on the host first: the memory check below needs their size.
+  // The weights laid out on the host (measured first: the memory check below needs their size),
+  // then converted into one image for the upload.
   const int64_t d = c.hidden_size, ff = c.intermediate_size;
   TensorReader file((std::filesystem::path(config.dir) / "model.safetensors").string());
-  cuda_forward::WeightImage image;
-  impl->word = image.add_f32(file.get("embeddings.word_embeddings.weight", {c.vocab_size, d}));
-  impl->pos = image.add_f32(
-      file.get("embeddings.position_embeddings.weight", {c.max_position_embeddings, d}));
-  std::vector<float> types =
-      file.get("embeddings.token_type_embeddings.weight", {c.type_vocab_size, d});
-  types.resize(d);  // inputs are single-segment: type 0 only
-  impl->type0 = image.add_f32(types);
-  impl->emb_g = image.add_f32(file.get("embeddings.LayerNorm.weight", {d}));
-  impl->emb_b = image.add_f32(file.get("embeddings.LayerNorm.bias", {d}));
-  for (int i = 0; i < c.num_layers; ++i) {
-    const std::string p = "encoder.layer." + std::to_string(i) + ".";
-    LayerWeights l{};
-    std::vector<float> qkv_w, qkv_b;
-    for (const char* name : {"query", "key", "value"}) {
-      auto wt = file.get(p + "attention.self." + name + ".weight", {d, d});
-      auto bs = file.get(p + "attention.self." + name + ".bias", {d});
-      qkv_w.insert(qkv_w.end(), wt.begin(), wt.end());
-      qkv_b.insert(qkv_b.end(), bs.begin(), bs.end());
+  auto lay_out = [&](cuda_forward::WeightImage& image) {
+    impl->word = image.add_f32(file.get("embeddings.word_embeddings.weight", {c.vocab_size, d}));
+    impl->pos = image.add_f32(
+        file.get("embeddings.position_embeddings.weight", {c.max_position_embeddings, d}));
+    std::vector<float> types =
+        file.get("embeddings.token_type_embeddings.weight", {c.type_vocab_size, d});
+    types.resize(d);  // inputs are single-segment: type 0 only
+    impl->type0 = image.add_f32(types);
+    impl->emb_g = image.add_f32(file.get("embeddings.LayerNorm.weight", {d}));
+    impl->emb_b = image.add_f32(file.get("embeddings.LayerNorm.bias", {d}));
+    impl->layers.clear();
+    for (int i = 0; i < c.num_layers; ++i) {
+      const std::string p = "encoder.layer." + std::to_string(i) + ".";
+      LayerWeights l{};
+      std::vector<float> qkv_w, qkv_b;
+      for (const char* name : {"query", "key", "value"}) {
+        auto wt = file.get(p + "attention.self." + name + ".weight", {d, d});
+        auto bs = file.get(p + "attention.self." + name + ".bias", {d});
+        qkv_w.insert(qkv_w.end(), wt.begin(), wt.end());
+        qkv_b.insert(qkv_b.end(), bs.begin(), bs.end());
+      }
+      l.qkv_w = image.add_bf16(qkv_w);
+      l.qkv_b = image.add_bf16(qkv_b);  // bias of a bf16 output: bf16 (cuBLASLt epilogue)
+      l.out_w = image.add_bf16(file.get(p + "attention.output.dense.weight", {d, d}));
+      l.out_b = image.add_bf16(file.get(p + "attention.output.dense.bias", {d}));
+      l.ln1_g = image.add_f32(file.get(p + "attention.output.LayerNorm.weight", {d}));
+      l.ln1_b = image.add_f32(file.get(p + "attention.output.LayerNorm.bias", {d}));
+      l.inter_w = image.add_bf16(file.get(p + "intermediate.dense.weight", {ff, d}));
+      l.inter_b = image.add_bf16(file.get(p + "intermediate.dense.bias", {ff}));
+      l.ffn_w = image.add_bf16(file.get(p + "output.dense.weight", {d, ff}));
+      l.ffn_b = image.add_bf16(file.get(p + "output.dense.bias", {d}));
+      l.ln2_g = image.add_f32(file.get(p + "output.LayerNorm.weight", {d}));
+      l.ln2_b = image.add_f32(file.get(p + "output.LayerNorm.bias", {d}));
+      impl->layers.push_back(l);
     }
-    l.qkv_w = image.add_bf16(qkv_w);
-    l.qkv_b = image.add_bf16(qkv_b);  // bias of a bf16 output: bf16 (cuBLASLt epilogue)
-    l.out_w = image.add_bf16(file.get(p + "attention.output.dense.weight", {d, d}));
-    l.out_b = image.add_bf16(file.get(p + "attention.output.dense.bias", {d}));
-    l.ln1_g = image.add_f32(file.get(p + "attention.output.LayerNorm.weight", {d}));
-    l.ln1_b = image.add_f32(file.get(p + "attention.output.LayerNorm.bias", {d}));
-    l.inter_w = image.add_bf16(file.get(p + "intermediate.dense.weight", {ff, d}));
-    l.inter_b = image.add_bf16(file.get(p + "intermediate.dense.bias", {ff}));
-    l.ffn_w = image.add_bf16(file.get(p + "output.dense.weight", {d, ff}));
-    l.ffn_b = image.add_bf16(file.get(p + "output.dense.bias", {d}));
-    l.ln2_g = image.add_f32(file.get(p + "output.LayerNorm.weight", {d}));
-    l.ln2_b = image.add_f32(file.get(p + "output.LayerNorm.bias", {d}));
-    impl->layers.push_back(l);
-  }
+  };
+  cuda_forward::WeightImage measured;  // reads the file twice: 65 MB for MiniLM
+  lay_out(measured);
 
   // Refuse up front, with the numbers, rather than fail in the middle of a batch.
   const size_t tokens = static_cast<size_t>(options.max_batch_tokens);
-  const size_t weights = image.bytes().size();
+  const size_t weights = measured.size();
   const size_t activations = activation_bytes_for(c, tokens);
   cuda_forward::check_fits(options.device, impl->device, options.memory_limit, weights, activations,
                            tokens, "the encoder");
 
   cuda::check(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   impl->weights = cuda::DeviceBuffer(weights, "the model weights");
-  impl->weights.upload(image.bytes().data(), weights);
+  cuda_forward::WeightImage image(weights);
+  lay_out(image);
+  impl->weights.upload(image.data(), weights);
   impl->gemm = std::make_unique<cuda::Gemm>(kGemmWorkspace);
   impl->reserve_tokens(tokens);
   return std::unique_ptr<CudaBertEncoder>(new CudaBertEncoder(std::move(impl)));

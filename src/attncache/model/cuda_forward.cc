@@ -105,21 +105,32 @@ void attention_reuse(const cuda::AttentionArgs& args, const LayerReuse& reuse,
   }
 }
 
-size_t WeightImage::reserve(size_t n) {
-  const size_t off = align_up(bytes_.size(), kAlign);
-  bytes_.resize(off + n);
+// Not zero-initialized: every byte is written once (tensors converted in parallel, gaps zeroed).
+WeightImage::WeightImage(size_t size) : data_(new uint8_t[size]), capacity_(size) {}
+
+size_t WeightImage::place(size_t bytes) {
+  const size_t off = align_up(size_, kAlign);
+  if (data_ != nullptr) {
+    if (off + bytes > capacity_) {
+      core::throw_internal("weight image: ", off + bytes, " bytes laid out in ", capacity_,
+                           " measured (the two passes differ)");
+    }
+    std::memset(data_.get() + size_, 0, off - size_);
+  }
+  size_ = off + bytes;
   return off;
 }
 
 size_t WeightImage::add_f32(const std::vector<float>& v) {
-  const size_t off = reserve(v.size() * sizeof(float));
-  std::memcpy(bytes_.data() + off, v.data(), v.size() * sizeof(float));
+  const size_t off = place(v.size() * sizeof(float));
+  if (data_ != nullptr)
+    core::convert_from_f32(core::DType::kF32, v.data(), v.size(), data_.get() + off);
   return off;
 }
 
 size_t WeightImage::add_bf16(const float* v, size_t count) {
-  const size_t off = reserve(count * sizeof(uint16_t));
-  core::convert_from_f32(core::DType::kBF16, v, count, bytes_.data() + off);
+  const size_t off = place(count * sizeof(uint16_t));
+  if (data_ != nullptr) core::convert_from_f32(core::DType::kBF16, v, count, data_.get() + off);
   return off;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -75,17 +76,29 @@ LayerReuse layer_reuse(const std::vector<DeviceMapPlan::Slot>* slots, int layer,
 void attention_reuse(const cuda::AttentionArgs& args, const LayerReuse& reuse, cudaStream_t stream);
 
 // The device weights laid out in host memory first, each tensor at a 256-byte aligned offset.
+// Made twice with the same calls: first measuring (offsets and the size only, nothing stored),
+// then storing into one allocation of the measured size. A model's weights are gigabytes:
+// growing one buffer tensor by tensor copied them into fresh pages again and again (half of a
+// 1B model's load), and conversions into fresh memory fault its pages in on many threads.
 class WeightImage {
  public:
+  WeightImage() = default;  // measuring
+  // Storing; `size`: a measuring image's size() after the same calls.
+  explicit WeightImage(size_t size);
+
+  // Each returns the tensor's offset.
   size_t add_f32(const std::vector<float>& v);
   size_t add_bf16(const float* v, size_t count);
   size_t add_bf16(const std::vector<float>& v) { return add_bf16(v.data(), v.size()); }
-  // Room for `bytes` uninitialized bytes (filled on the device later).
-  size_t reserve(size_t bytes);
-  const std::vector<uint8_t>& bytes() const { return bytes_; }
+  size_t size() const { return size_; }
+  const uint8_t* data() const { return data_.get(); }  // null while measuring
 
  private:
-  std::vector<uint8_t> bytes_;
+  // Where the next `bytes` bytes go (aligned); zeroes the alignment gap when storing.
+  size_t place(size_t bytes);
+
+  std::unique_ptr<uint8_t[]> data_;
+  size_t capacity_ = 0, size_ = 0;
 };
 
 // Page-locked host memory that grows on demand (the contents are not kept).

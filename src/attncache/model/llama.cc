@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numbers>
@@ -279,6 +280,12 @@ std::vector<float> LlamaConfig::rope_inv_freq(const std::vector<float>& freq_fac
 namespace {
 
 // The safetensors files of a Hugging Face directory, with each tensor's file.
+size_t numel(const std::vector<int64_t>& shape) {
+  size_t n = 1;
+  for (int64_t s : shape) n *= static_cast<size_t>(s);
+  return n;
+}
+
 class HfWeights {
  public:
   explicit HfWeights(const fs::path& dir) {
@@ -315,13 +322,17 @@ class HfWeights {
   // The tensor as fp32, checked against `shape`.
   std::vector<float> get(const std::string& name, const std::vector<int64_t>& shape,
                          const std::string& dir) const {
+    std::vector<float> out(numel(shape));
+    get_into(name, shape, dir, out.data());
+    return out;
+  }
+  // The same into `dst` (numel(shape) values).
+  void get_into(const std::string& name, const std::vector<int64_t>& shape, const std::string& dir,
+                float* dst) const {
     auto it = where_.find(name);
     if (it == where_.end()) core::throw_bad_input(dir, ": missing tensor '", name, "'");
-    const SafeTensors& file = files_[it->second];
-    const TensorView& t = file.get_float(name, shape);
-    std::vector<float> out(static_cast<size_t>(t.numel()));
-    core::convert_to_f32(t.dtype, t.data, out.size(), out.data());
-    return out;
+    const TensorView& t = files_[it->second].get_float(name, shape);
+    core::convert_to_f32(t.dtype, t.data, static_cast<size_t>(t.numel()), dst);
   }
 
   std::vector<std::string> paths() const {
@@ -337,6 +348,22 @@ class HfWeights {
   std::map<std::string, size_t> where_;
 };
 
+// Tensors stacked in one matrix (fused Q/K/V, gate/up): sized once, each part converted
+// straight into place. A model's weights are gigabytes; growing the vector part by part copied
+// them into fresh pages again and again (most of a 1B model's load time).
+void stack(
+    std::vector<float>* out, const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts,
+    const std::function<void(const std::string&, const std::vector<int64_t>&, float*)>& read) {
+  size_t total = 0;
+  for (const auto& part : parts) total += numel(part.second);
+  out->resize(total);
+  float* at = out->data();
+  for (const auto& [name, shape] : parts) {
+    read(name, shape, at);
+    at += numel(shape);
+  }
+}
+
 }  // namespace
 
 size_t KvCache::bytes() const {
@@ -346,7 +373,8 @@ size_t KvCache::bytes() const {
   return n;
 }
 
-std::vector<float> LlamaModel::weight(const std::string& name, std::vector<int64_t> shape) const {
+const GgufTensor& LlamaModel::checked_tensor(const std::string& name,
+                                             const std::vector<int64_t>& shape) const {
   const GgufTensor& t = file_.tensor(name);
   if (t.shape() != shape) {
     GgufTensor expected;
@@ -354,7 +382,23 @@ std::vector<float> LlamaModel::weight(const std::string& name, std::vector<int64
     core::throw_bad_input(file_.path(), ": tensor '", name, "' has dims ", t.dims_string(),
                           " but the metadata implies ", expected.dims_string());
   }
-  return file_.dequantize(t);
+  return t;
+}
+
+std::vector<float> LlamaModel::weight(const std::string& name, std::vector<int64_t> shape) const {
+  return file_.dequantize(checked_tensor(name, shape));
+}
+
+void LlamaModel::weight_into(const std::string& name, const std::vector<int64_t>& shape,
+                             float* dst) const {
+  const GgufTensor& t = checked_tensor(name, shape);
+  const int64_t block = ggml_type_traits(t.type).block_size;
+  const int64_t blocks = t.numel() / block, chunk = 4096;
+  file_.dequantize_blocks(t, 0, 0, dst);  // throws here (not in a thread) for types it lacks
+#pragma omp parallel for schedule(static)
+  for (int64_t first = 0; first < blocks; first += chunk) {
+    file_.dequantize_blocks(t, first, std::min(chunk, blocks - first), dst + first * block);
+  }
 }
 
 std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path) {
@@ -396,19 +440,19 @@ std::unique_ptr<LlamaModel> LlamaModel::load_gguf(const std::string& gguf_path) 
   for (int i = 0; i < c.num_layers; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     Layer& l = m->layers_[i];
-    auto append = [&](std::vector<float>* out, const std::string& name, int64_t rows) {
-      std::vector<float> w = m->weight(p + name, {rows, d});
-      out->insert(out->end(), w.begin(), w.end());
+    auto read = [&](const std::string& name, const std::vector<int64_t>& shape, float* dst) {
+      m->weight_into(p + name, shape, dst);
     };
     l.attn_norm = m->weight(p + "attn_norm.weight", {d});
-    append(&l.qkv_w, "attn_q.weight", q_rows);
-    append(&l.qkv_w, "attn_k.weight", kv_rows);
-    append(&l.qkv_w, "attn_v.weight", kv_rows);
-    l.o_w = m->weight(p + "attn_output.weight", {d, q_rows});
+    stack(&l.qkv_w,
+          {{"attn_q.weight", {q_rows, d}},
+           {"attn_k.weight", {kv_rows, d}},
+           {"attn_v.weight", {kv_rows, d}}},
+          read);
+    stack(&l.o_w, {{"attn_output.weight", {d, q_rows}}}, read);
     l.ffn_norm = m->weight(p + "ffn_norm.weight", {d});
-    append(&l.gate_up_w, "ffn_gate.weight", ff);
-    append(&l.gate_up_w, "ffn_up.weight", ff);
-    l.down_w = m->weight(p + "ffn_down.weight", {d, ff});
+    stack(&l.gate_up_w, {{"ffn_gate.weight", {ff, d}}, {"ffn_up.weight", {ff, d}}}, read);
+    stack(&l.down_w, {{"ffn_down.weight", {d, ff}}}, read);
   }
   return m;
 }
@@ -435,25 +479,26 @@ std::unique_ptr<LlamaModel> LlamaModel::load_hf(const std::string& dir) {
   for (int i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     Layer& l = m->layers_[i];
-    auto append = [&](std::vector<float>* out, const std::string& name,
-                      std::vector<int64_t> shape) {
-      std::vector<float> w = weights.get(p + name, shape, dir);
-      out->insert(out->end(), w.begin(), w.end());
+    auto read = [&](const std::string& name, const std::vector<int64_t>& shape, float* dst) {
+      weights.get_into(p + name, shape, dir, dst);
     };
     l.attn_norm = weights.get(p + "input_layernorm.weight", {d}, dir);
-    append(&l.qkv_w, "self_attn.q_proj.weight", {q_rows, d});
-    append(&l.qkv_w, "self_attn.k_proj.weight", {kv_rows, d});
-    append(&l.qkv_w, "self_attn.v_proj.weight", {kv_rows, d});
+    stack(&l.qkv_w,
+          {{"self_attn.q_proj.weight", {q_rows, d}},
+           {"self_attn.k_proj.weight", {kv_rows, d}},
+           {"self_attn.v_proj.weight", {kv_rows, d}}},
+          read);
     if (c.qkv_bias) {
-      append(&l.qkv_b, "self_attn.q_proj.bias", {q_rows});
-      append(&l.qkv_b, "self_attn.k_proj.bias", {kv_rows});
-      append(&l.qkv_b, "self_attn.v_proj.bias", {kv_rows});
+      stack(&l.qkv_b,
+            {{"self_attn.q_proj.bias", {q_rows}},
+             {"self_attn.k_proj.bias", {kv_rows}},
+             {"self_attn.v_proj.bias", {kv_rows}}},
+            read);
     }
-    l.o_w = weights.get(p + "self_attn.o_proj.weight", {d, q_rows}, dir);
+    stack(&l.o_w, {{"self_attn.o_proj.weight", {d, q_rows}}}, read);
     l.ffn_norm = weights.get(p + "post_attention_layernorm.weight", {d}, dir);
-    append(&l.gate_up_w, "mlp.gate_proj.weight", {ff, d});
-    append(&l.gate_up_w, "mlp.up_proj.weight", {ff, d});
-    l.down_w = weights.get(p + "mlp.down_proj.weight", {d, ff}, dir);
+    stack(&l.gate_up_w, {{"mlp.gate_proj.weight", {ff, d}}, {"mlp.up_proj.weight", {ff, d}}}, read);
+    stack(&l.down_w, {{"mlp.down_proj.weight", {d, ff}}}, read);
   }
   return m;
 }

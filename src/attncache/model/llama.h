@@ -131,7 +131,11 @@ class LlamaModel {
  private:
   static std::unique_ptr<LlamaModel> load_gguf(const std::string& path);
   static std::unique_ptr<LlamaModel> load_hf(const std::string& dir);
+  const GgufTensor& checked_tensor(const std::string& name,
+                                   const std::vector<int64_t>& shape) const;
   std::vector<float> weight(const std::string& name, std::vector<int64_t> shape) const;
+  // The same into `dst` (the shape's element count), dequantized in parallel.
+  void weight_into(const std::string& name, const std::vector<int64_t>& shape, float* dst) const;
 
   LlamaConfig config_;
   GgufFile file_;

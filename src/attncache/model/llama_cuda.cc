@@ -223,26 +223,29 @@ std::unique_ptr<CudaLlamaModel> CudaLlamaModel::create(const LlamaModel& host,
       cudaDeviceGetAttribute(&impl->sm_count, cudaDevAttrMultiProcessorCount, options.device),
       "cudaDeviceGetAttribute");
 
-  cuda_forward::WeightImage image;
-  impl->embedding = image.add_bf16(host.token_embedding());
-  impl->output_norm = image.add_f32(host.output_norm());
-  impl->lm_head = host.lm_head().data() == host.token_embedding().data()
-                      ? impl->embedding
-                      : image.add_bf16(host.lm_head());
-  for (const LlamaModel::Layer& l : host.layers()) {
-    LayerWeights lw{};
-    lw.attn_norm = image.add_f32(l.attn_norm);
-    lw.qkv_w = image.add_bf16(l.qkv_w);
-    lw.qkv_b = l.qkv_b.empty() ? SIZE_MAX : image.add_bf16(l.qkv_b);
-    lw.o_w = image.add_bf16(l.o_w);
-    lw.ffn_norm = image.add_f32(l.ffn_norm);
-    lw.gate_up_w = image.add_bf16(l.gate_up_w);
-    lw.down_w = image.add_bf16(l.down_w);
-    impl->layers.push_back(lw);
-  }
-
+  auto lay_out = [&](cuda_forward::WeightImage& image) {
+    impl->embedding = image.add_bf16(host.token_embedding());
+    impl->output_norm = image.add_f32(host.output_norm());
+    impl->lm_head = host.lm_head().data() == host.token_embedding().data()
+                        ? impl->embedding
+                        : image.add_bf16(host.lm_head());
+    impl->layers.clear();
+    for (const LlamaModel::Layer& l : host.layers()) {
+      LayerWeights lw{};
+      lw.attn_norm = image.add_f32(l.attn_norm);
+      lw.qkv_w = image.add_bf16(l.qkv_w);
+      lw.qkv_b = l.qkv_b.empty() ? SIZE_MAX : image.add_bf16(l.qkv_b);
+      lw.o_w = image.add_bf16(l.o_w);
+      lw.ffn_norm = image.add_f32(l.ffn_norm);
+      lw.gate_up_w = image.add_bf16(l.gate_up_w);
+      lw.down_w = image.add_bf16(l.down_w);
+      impl->layers.push_back(lw);
+    }
+  };
+  cuda_forward::WeightImage measured;
+  lay_out(measured);
   const size_t tokens = static_cast<size_t>(options.max_batch_tokens);
-  const size_t weights = image.bytes().size();
+  const size_t weights = measured.size();
   const size_t activations = activation_bytes_for(c, tokens);
   cuda_forward::check_fits(options.device, impl->device, options.memory_limit, weights, activations,
                            tokens, "the decoder");
@@ -250,7 +253,9 @@ std::unique_ptr<CudaLlamaModel> CudaLlamaModel::create(const LlamaModel& host,
   cuda::check(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   impl->staging.create();
   impl->weights = cuda::DeviceBuffer(weights, "the model weights");
-  impl->weights.upload(image.bytes().data(), weights);
+  cuda_forward::WeightImage image(weights);
+  lay_out(image);
+  impl->weights.upload(image.data(), weights);
   impl->gemm = std::make_unique<cuda::Gemm>(kGemmWorkspace);
   impl->reserve_tokens(tokens);
   impl->reserve_rope(std::min(c.context_length > 0 ? c.context_length : 4096, 4096));
