@@ -177,6 +177,16 @@ void convert_to_f32(DType dtype, const void* src, size_t count, float* dst) {
   });
 }
 
+void convert_from_f32(DType dtype, const float* src, size_t count, void* dst) {
+  if (!is_float(dtype)) {
+    throw_internal("convert_from_f32: ", dtype_name(dtype), " is not a floating-point type");
+  }
+  const size_t size = dtype_size(dtype);
+  in_chunks(count, [&](size_t first, size_t n) {
+    convert_from_f32_serial(dtype, src + first, n, static_cast<unsigned char*>(dst) + first * size);
+  });
+}
+
 uint16_t f32_to_f16(float value) {
   const uint16_t sign = std::signbit(value) ? 0x8000 : 0;
   const float a = std::fabs(value);
@@ -215,16 +225,6 @@ float e4m3_to_f32(uint8_t bits) {
   if (exp == 0xf && mant == 7) return std::numeric_limits<float>::quiet_NaN();
   if (exp == 0) return sign * std::ldexp(static_cast<float>(mant), -9);
   return sign * std::ldexp(1.0f + mant / 8.0f, exp - 7);
-}
-
-void convert_from_f32(DType dtype, const float* src, size_t count, void* dst) {
-  if (!is_float(dtype)) {
-    throw_internal("convert_from_f32: ", dtype_name(dtype), " is not a floating-point type");
-  }
-  const size_t size = dtype_size(dtype);
-  in_chunks(count, [&](size_t first, size_t n) {
-    convert_from_f32_serial(dtype, src + first, n, static_cast<unsigned char*>(dst) + first * size);
-  });
 }
 
 }  // namespace core

@@ -123,8 +123,9 @@ size_t WeightImage::place(size_t bytes) {
 
 size_t WeightImage::add_f32(const std::vector<float>& v) {
   const size_t off = place(v.size() * sizeof(float));
-  if (data_ != nullptr)
+  if (data_ != nullptr) {
     core::convert_from_f32(core::DType::kF32, v.data(), v.size(), data_.get() + off);
+  }
   return off;
 }
 

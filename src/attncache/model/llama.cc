@@ -279,13 +279,13 @@ std::vector<float> LlamaConfig::rope_inv_freq(const std::vector<float>& freq_fac
 
 namespace {
 
-// The safetensors files of a Hugging Face directory, with each tensor's file.
 size_t numel(const std::vector<int64_t>& shape) {
   size_t n = 1;
   for (int64_t s : shape) n *= static_cast<size_t>(s);
   return n;
 }
 
+// The safetensors files of a Hugging Face directory, with each tensor's file.
 class HfWeights {
  public:
   explicit HfWeights(const fs::path& dir) {
