@@ -189,6 +189,53 @@ TEST(CudaLlamaModel, ExactPathMatchesTheCpuEngine) {
   }
 }
 
+// Every token's next-token log-probability on the device (the LM head in slices of rows, reduced
+// there) against the CPU engine's log-softmax of its logits, what `score text` computes; each
+// sequence's last entry is 0. Slices of 3 rows give what one slice gives.
+TEST(CudaLlamaModel, TokenLogProbsMatchTheCpuEngine) {
+  SKIP_WITHOUT_GPU();
+  for (TestModel& m : models()) {
+    const LlamaConfig& c = m.cpu->config();
+    const Batch batch = random_batch(c, 5);
+    LlamaWorkspace ws;
+    const std::vector<float> hidden = m.cpu->forward(batch, ws);
+    const auto gpu = m.gpu->forward(batch, CudaLlamaModel::Output::kTokenLogProbs);
+    CudaDecoderOptions sliced;
+    sliced.logits_slice_bytes = 3 * static_cast<size_t>(c.vocab_size) * 4;
+    const auto gpu_sliced = CudaLlamaModel::create(*m.cpu, sliced)
+                                ->forward(batch, CudaLlamaModel::Output::kTokenLogProbs);
+    size_t total = 0;
+    for (const auto& seq : batch) total += seq.size();
+    ASSERT_EQ(gpu.size(), total) << m.name;
+    ASSERT_EQ(gpu_sliced.size(), total) << m.name;
+    std::vector<float> logits(c.vocab_size);
+    double worst = 0, worst_sliced = 0, mean_abs = 0;
+    for (size_t s = 0, row = 0; s < batch.size(); ++s) {
+      for (size_t i = 0; i < batch[s].size(); ++i, ++row) {
+        worst_sliced = std::max(worst_sliced, std::abs(double(gpu[row]) - gpu_sliced[row]));
+        if (i + 1 == batch[s].size()) {
+          EXPECT_EQ(gpu[row], 0.0f) << m.name << " sequence " << s;
+          continue;
+        }
+        m.cpu->logits(hidden.data() + row * c.hidden_size, 1, logits.data());
+        const double top = *std::max_element(logits.begin(), logits.end());
+        double sum = 0;
+        for (float x : logits) sum += std::exp(x - top);
+        const double expected = logits[batch[s][i + 1]] - (top + std::log(sum));
+        worst = std::max(worst, std::abs(expected - gpu[row]));
+        mean_abs += std::abs(expected);
+      }
+    }
+    mean_abs /= static_cast<double>(total - batch.size());
+    std::printf(
+        "  %-7s token log-probs vs the CPU: worst |difference| %.4f (mean |log p| %.2f), "
+        "3-row slices vs one: %.2e\n",
+        m.name.c_str(), worst, mean_abs, worst_sliced);
+    EXPECT_LT(worst, 0.02 * std::max(1.0, mean_abs)) << m.name;
+    EXPECT_LT(worst_sliced, 1e-3) << m.name;
+  }
+}
+
 // Sequences long enough, and a batch big enough, that the decoder runs the exact kernel with
 // 128-row query blocks.
 TEST(CudaLlamaModel, LongSequencesMatchTheCpuEngine) {

@@ -20,6 +20,10 @@ struct CudaModelOptions {
   bool cuda_graphs = true;
   // Time the phases of each forward with CUDA events (eager runs only; graphs are not timed).
   bool profile = false;
+  // Decoders, every token's log-probability: device memory for the LM head's fp32 logits, which
+  // are computed a slice of rows at a time (at least one row). 64 MiB: 130 rows of Llama-3's
+  // vocabulary, enough for an efficient GEMM.
+  size_t logits_slice_bytes = size_t{64} << 20;
 };
 
 // Device time of a GPU model's forward calls by phase (CUDA events at phase boundaries of eager

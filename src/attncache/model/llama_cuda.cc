@@ -64,9 +64,20 @@ struct MapStaging {
 };
 
 // The batch tables, at these offsets in one upload: ids, positions, sequence offsets, lengths,
-// last rows, work items (int32), then the map slots.
+// last rows, work items, next-token targets (int32), then the map slots.
 struct BatchLayout {
-  enum { kIds, kPositions, kOffsets, kLengths, kLast, kItems, kWideItems, kSlots, kCount };
+  enum {
+    kIds,
+    kPositions,
+    kOffsets,
+    kLengths,
+    kLast,
+    kItems,
+    kWideItems,
+    kTargets,
+    kSlots,
+    kCount
+  };
   size_t at[kCount + 1] = {};
 };
 
@@ -80,6 +91,18 @@ struct Batch {
   std::vector<size_t> staged_at;
   size_t staged_layer_bytes = 0;
 };
+
+// fp32 values per result row: logits, one log-probability, or a hidden state.
+size_t output_columns(CudaLlamaModel::Output output, const LlamaConfig& c) {
+  switch (output) {
+    case CudaLlamaModel::Output::kLastLogits:
+      return c.vocab_size;
+    case CudaLlamaModel::Output::kTokenLogProbs:
+      return 1;
+    default:
+      return c.hidden_size;
+  }
+}
 
 }  // namespace
 
@@ -102,8 +125,9 @@ struct CudaLlamaModel::Impl {
   cuda::DeviceBuffer hid, tmp, normed, qkv, ctx, gate_up, act;
   int rope_positions = 0;
   cuda::DeviceBuffer rope_cos, rope_sin;
-  // Per-batch tables (pinned host staging + device copy) and outputs.
-  cuda::DeviceBuffer meta, out;
+  // Per-batch tables (pinned host staging + device copy) and outputs; a slice of rows' logits
+  // for Output::kTokenLogProbs.
+  cuda::DeviceBuffer meta, out, logits;
   cuda_forward::PinnedBuffer host_meta, host_out;
   MapStaging staging;
   cuda_forward::GraphCache graphs;
@@ -124,7 +148,7 @@ struct CudaLlamaModel::Impl {
 
   size_t used_bytes() const {
     return weights.size() + kGemmWorkspace + activation_bytes_for(config, capacity) +
-           staging.ring[0].size() + staging.ring[1].size() + out.size();
+           staging.ring[0].size() + staging.ring[1].size() + out.size() + logits.size();
   }
   void check_budget(size_t more, const char* what) const {
     if (options.memory_limit != 0 && used_bytes() + more > options.memory_limit) {
@@ -332,16 +356,24 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
       static_cast<size_t>(nseq) * 4,
       static_cast<size_t>(b.num_items) * 8,
       static_cast<size_t>(b.num_wide_items) * 8,
+      static_cast<size_t>(b.total) * 4,
       b.maps != nullptr ? b.maps->slots.size() * sizeof(cuda::DeviceMapSlot) : 0};
   for (int i = 0; i < BatchLayout::kCount; ++i) L.at[i + 1] = L.at[i] + align_up(sizes[i], 16);
   const size_t meta_bytes = L.at[BatchLayout::kCount];
   reserve_tokens(static_cast<size_t>(b.total));
   reserve_rope(longest);
-  const size_t out_rows = output == Output::kAllHidden ? b.total : nseq;
-  const size_t out_cols = output == Output::kLastLogits ? c.vocab_size : d;
-  const size_t out_bytes = out_rows * out_cols * 4 + out_rows * d * 2;  // + bf16 normed rows
+  const bool every_token = output == Output::kAllHidden || output == Output::kTokenLogProbs;
+  const size_t out_rows = every_token ? b.total : nseq;
+  const size_t out_cols = output_columns(output, c);
+  // fp32 results, then the bf16 normed rows (256-byte aligned: a GEMM reads them).
+  const size_t out_bytes = align_up(out_rows * out_cols * 4, 256) + out_rows * d * 2;
   reserve(&meta, meta_bytes, "batch tables");
   reserve(&out, out_bytes, "outputs");
+  if (output == Output::kTokenLogProbs) {
+    const size_t row_bytes = static_cast<size_t>(c.vocab_size) * 4;
+    const size_t rows = std::clamp<size_t>(options.logits_slice_bytes / row_bytes, 1, b.total);
+    reserve(&logits, rows * row_bytes, "logits");
+  }
   if (host_meta.reserve(meta_bytes, "batch tables")) graphs.clear();
   if (host_out.reserve(out_rows * out_cols * 4, "results")) graphs.clear();
 
@@ -352,6 +384,7 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
   int* lens = reinterpret_cast<int*>(h + L.at[BatchLayout::kLengths]);
   int* last = reinterpret_cast<int*>(h + L.at[BatchLayout::kLast]);
   int* items = reinterpret_cast<int*>(h + L.at[BatchLayout::kItems]);
+  int* targets = reinterpret_cast<int*>(h + L.at[BatchLayout::kTargets]);
   for (int s = 0, row = 0; s < nseq; ++s) {
     offsets[s] = row;
     lens[s] = b.lengths[s];
@@ -359,6 +392,7 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
     for (int i = 0; i < b.lengths[s]; ++i, ++row) {
       ids[row] = batch[s][i];
       positions[row] = i;
+      targets[row] = i + 1 < b.lengths[s] ? batch[s][i + 1] : -1;
     }
   }
   // Work items of `rows` query rows, the longest (last query blocks, which see the most keys)
@@ -433,6 +467,7 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
   const int* last = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kLast]);
   const int* items = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kItems]);
   const int* wide_items = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kWideItems]);
+  const int* targets = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kTargets]);
   const auto* dev_slots =
       reinterpret_cast<const cuda::DeviceMapSlot*>(dm + L.at[BatchLayout::kSlots]);
   cuda::check(cudaMemcpyAsync(meta.data(), host_meta.data(), L.at[BatchLayout::kCount],
@@ -540,17 +575,29 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
   }
 
   mark(Phase::kOther);
-  const bool all = output == Output::kAllHidden;
+  const bool all = output == Output::kAllHidden || output == Output::kTokenLogProbs;
   const int rows = all ? b.total : nseq;
   float* out_f32 = out.as<float>();
-  const size_t out_cols = output == Output::kLastLogits ? c.vocab_size : d;
-  uint16_t* out_bf16 =
-      reinterpret_cast<uint16_t*>(reinterpret_cast<char*>(out.data()) + rows * out_cols * 4);
+  const size_t out_cols = output_columns(output, c);
+  uint16_t* out_bf16 = reinterpret_cast<uint16_t*>(reinterpret_cast<char*>(out.data()) +
+                                                   align_up(rows * out_cols * 4, 256));
   if (output == Output::kLastLogits) {
     cuda::rmsnorm(x, last, w<float>(output_norm), c.rms_norm_eps, out_bf16, nullptr, rows, d,
                   stream);
     gemm->linear(out_bf16, d, w<uint16_t>(lm_head), d, out_f32, c.vocab_size, cuda::OutType::kF32,
                  rows, c.vocab_size, d, cuda::Epilogue::kNone, nullptr, stream);
+  } else if (output == Output::kTokenLogProbs) {
+    cuda::rmsnorm(x, nullptr, w<float>(output_norm), c.rms_norm_eps, out_bf16, nullptr, rows, d,
+                  stream);
+    const int slice = static_cast<int>(logits.size() / (static_cast<size_t>(c.vocab_size) * 4));
+    for (int r0 = 0; r0 < rows; r0 += slice) {
+      const int n = std::min(slice, rows - r0);
+      gemm->linear(out_bf16 + static_cast<size_t>(r0) * d, d, w<uint16_t>(lm_head), d,
+                   logits.as<float>(), c.vocab_size, cuda::OutType::kF32, n, c.vocab_size, d,
+                   cuda::Epilogue::kNone, nullptr, stream);
+      cuda::token_log_probs(logits.as<float>(), n, c.vocab_size, targets + r0, out_f32 + r0,
+                            stream);
+    }
   } else {
     cuda::rmsnorm(x, all ? nullptr : last, w<float>(output_norm), c.rms_norm_eps, out_bf16, out_f32,
                   rows, d, stream);

@@ -4,7 +4,9 @@
 // causal grouped-query FlashAttention-2-style attention, the output projection with the
 // residual added in its epilogue, RMSNorm, one fused gate/up GEMM, SwiGLU, the down projection
 // with the residual in its epilogue; the final RMSNorm and the LM head for the last token of
-// each sequence only (what prefill-only scoring and embedding need) or for none.
+// each sequence only (what prefill-only scoring and embedding need), for none, or for every
+// token reduced on the device to the log-probability of the token after it (what scoring a
+// text's likelihood needs: [Σ N] floats come back instead of [Σ N × vocab]).
 //
 // AttnCache on the device: a DeviceMapPlan gives per layer and sequence block-triangle maps to
 // reuse for a head mask and/or a bf16 buffer to record the exact P into. A sequence reusing every
@@ -36,6 +38,10 @@ class CudaLlamaModel {
     kLastHidden,  // [B × hidden]: each sequence's last token after the final RMSNorm
     kLastLogits,  // [B × vocab]: the LM head on those
     kAllHidden,   // [Σ N × hidden]: every token after the final RMSNorm
+    // [Σ N]: for every token, log p(next token | this one and those before it); 0 for each
+    // sequence's last token (nothing follows it). The LM head runs in slices of rows whose
+    // logits never leave the device.
+    kTokenLogProbs,
   };
 
   // Uploads `host`'s weights. Throws core::Error (bad input) when no CUDA device is usable, when

@@ -20,6 +20,46 @@ __device__ __forceinline__ float block_sum(float v) {
   return total;
 }
 
+// Running (maximum, Σ exp(x − maximum)) pairs merged; −∞ maxima hold no values yet.
+__device__ __forceinline__ void merge_exp_sums(float& m, float& s, float m2, float s2) {
+  if (m2 == -INFINITY) return;
+  if (m == -INFINITY) {
+    m = m2;
+    s = s2;
+    return;
+  }
+  const float top = fmaxf(m, m2);
+  s = s * expf(m - top) + s2 * expf(m2 - top);
+  m = top;
+}
+
+__global__ void __launch_bounds__(kThreadsPerRow)
+    token_log_probs_kernel(const float* logits, int vocab, const int* targets, float* out) {
+  const int r = blockIdx.x;
+  const int target = targets[r];
+  if (target < 0) {
+    if (threadIdx.x == 0) out[r] = 0.0f;
+    return;
+  }
+  const float* row = logits + static_cast<size_t>(r) * vocab;
+  float m = -INFINITY, s = 0.0f;
+  for (int j = threadIdx.x; j < vocab; j += kThreadsPerRow) merge_exp_sums(m, s, row[j], 1.0f);
+#pragma unroll
+  for (int k = 16; k > 0; k /= 2) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, k), s2 = __shfl_xor_sync(0xffffffffu, s, k);
+    merge_exp_sums(m, s, m2, s2);
+  }
+  __shared__ float warp_m[kThreadsPerRow / 32], warp_s[kThreadsPerRow / 32];
+  if (threadIdx.x % 32 == 0) {
+    warp_m[threadIdx.x / 32] = m;
+    warp_s[threadIdx.x / 32] = s;
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  for (int w = 1; w < kThreadsPerRow / 32; ++w) merge_exp_sums(m, s, warp_m[w], warp_s[w]);
+  out[r] = row[target] - (m + logf(s));
+}
+
 __global__ void embed_rows_kernel(const int* ids, const __nv_bfloat162* table, __nv_bfloat162* out,
                                   int half_d) {
   const int r = blockIdx.x;
@@ -115,6 +155,13 @@ void silu_mul(const void* gate_up_bf16, void* out_bf16, int rows, int ff, cudaSt
       static_cast<const __nv_bfloat162*>(gate_up_bf16), static_cast<__nv_bfloat162*>(out_bf16),
       ff / 2, count);
   check_launch("silu_mul");
+}
+
+void token_log_probs(const float* logits, int rows, int vocab, const int* targets, float* out,
+                     cudaStream_t stream) {
+  if (rows == 0) return;
+  token_log_probs_kernel<<<rows, kThreadsPerRow, 0, stream>>>(logits, vocab, targets, out);
+  check_launch("token_log_probs");
 }
 
 }  // namespace attncache::cuda

@@ -1,6 +1,7 @@
 // Element-wise and reduction passes of a GPU Llama-family decoder around its GEMMs: token
-// embedding lookup, RMSNorm, rotary embeddings, SwiGLU. Activations are bf16 (the residual stream
-// too, as PyTorch's bf16 models keep it); reductions and rotations compute in fp32.
+// embedding lookup, RMSNorm, rotary embeddings, SwiGLU, next-token log-probabilities. Activations
+// are bf16 (the residual stream too, as PyTorch's bf16 models keep it); reductions and rotations
+// compute in fp32.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -26,5 +27,10 @@ void rope(void* qkv_bf16, int ld, const int* positions, const float* cos, const 
 
 // out[r][j] = silu(gate_up[r][j]) · gate_up[r][ff + j], bf16.
 void silu_mul(const void* gate_up_bf16, void* out_bf16, int rows, int ff, cudaStream_t stream);
+
+// out[r] = logits[r][targets[r]] − log Σ_j exp(logits[r][j]) (fp32, `vocab` logits a row): the
+// log-probability of token targets[r]; 0 where targets[r] < 0 (a sequence's last token).
+void token_log_probs(const float* logits, int rows, int vocab, const int* targets, float* out,
+                     cudaStream_t stream);
 
 }  // namespace attncache::cuda
