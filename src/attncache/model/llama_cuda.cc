@@ -92,16 +92,26 @@ struct Batch {
   size_t staged_layer_bytes = 0;
 };
 
-// fp32 values per result row: logits, one log-probability, or a hidden state.
-size_t output_columns(CudaLlamaModel::Output output, const LlamaConfig& c) {
-  switch (output) {
-    case CudaLlamaModel::Output::kLastLogits:
-      return c.vocab_size;
-    case CudaLlamaModel::Output::kTokenLogProbs:
-      return 1;
-    default:
-      return c.hidden_size;
-  }
+// The output buffer of a batch: fp32 results (rows × cols), then the rows after the final
+// RMSNorm in bf16, 256-byte aligned (the LM head's GEMM reads them). Sized in run(), addressed
+// in enqueue_batch().
+struct OutputLayout {
+  bool every_token;  // one row per token, else one per sequence (its last token)
+  size_t rows, cols, d;
+  size_t result_bytes() const { return rows * cols * 4; }
+  size_t normed_at() const { return align_up(result_bytes(), 256); }
+  size_t bytes() const { return normed_at() + rows * d * 2; }
+};
+
+OutputLayout output_layout(CudaLlamaModel::Output output, const LlamaConfig& c, int tokens,
+                           int nseq) {
+  using Output = CudaLlamaModel::Output;
+  const bool every_token = output == Output::kAllHidden || output == Output::kTokenLogProbs;
+  const size_t cols = output == Output::kLastLogits      ? c.vocab_size
+                      : output == Output::kTokenLogProbs ? 1
+                                                         : c.hidden_size;
+  return {every_token, static_cast<size_t>(every_token ? tokens : nseq), cols,
+          static_cast<size_t>(c.hidden_size)};
 }
 
 }  // namespace
@@ -294,7 +304,6 @@ std::vector<float> CudaLlamaModel::forward(const std::vector<std::vector<int32_t
 std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32_t>>& batch,
                                              Output output, const DeviceMapPlan* maps) {
   const LlamaConfig& c = config;
-  const int d = c.hidden_size;
   const int nseq = static_cast<int>(batch.size());
   if (nseq == 0) return {};
   Batch b;
@@ -362,20 +371,16 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
   const size_t meta_bytes = L.at[BatchLayout::kCount];
   reserve_tokens(static_cast<size_t>(b.total));
   reserve_rope(longest);
-  const bool every_token = output == Output::kAllHidden || output == Output::kTokenLogProbs;
-  const size_t out_rows = every_token ? b.total : nseq;
-  const size_t out_cols = output_columns(output, c);
-  // fp32 results, then the bf16 normed rows (256-byte aligned: a GEMM reads them).
-  const size_t out_bytes = align_up(out_rows * out_cols * 4, 256) + out_rows * d * 2;
+  const OutputLayout out_layout = output_layout(output, c, b.total, nseq);
   reserve(&meta, meta_bytes, "batch tables");
-  reserve(&out, out_bytes, "outputs");
+  reserve(&out, out_layout.bytes(), "outputs");
   if (output == Output::kTokenLogProbs) {
     const size_t row_bytes = static_cast<size_t>(c.vocab_size) * 4;
     const size_t rows = std::clamp<size_t>(options.logits_slice_bytes / row_bytes, 1, b.total);
     reserve(&logits, rows * row_bytes, "logits");
   }
   if (host_meta.reserve(meta_bytes, "batch tables")) graphs.clear();
-  if (host_out.reserve(out_rows * out_cols * 4, "results")) graphs.clear();
+  if (host_out.reserve(out_layout.result_bytes(), "results")) graphs.clear();
 
   char* h = static_cast<char*>(host_meta.data());
   int* ids = reinterpret_cast<int*>(h + L.at[BatchLayout::kIds]);
@@ -450,7 +455,7 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
   cuda::check(cudaStreamSynchronize(stream), "the GPU decoder's batch");
   if (!replayed && options.profile) timer.collect(&totals);
   const float* result = static_cast<const float*>(host_out.data());
-  return std::vector<float>(result, result + out_rows * out_cols);
+  return std::vector<float>(result, result + out_layout.rows * out_layout.cols);
 }
 
 void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
@@ -575,12 +580,11 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
   }
 
   mark(Phase::kOther);
-  const bool all = output == Output::kAllHidden || output == Output::kTokenLogProbs;
-  const int rows = all ? b.total : nseq;
+  const OutputLayout out_layout = output_layout(output, c, b.total, nseq);
+  const int rows = static_cast<int>(out_layout.rows);
   float* out_f32 = out.as<float>();
-  const size_t out_cols = output_columns(output, c);
-  uint16_t* out_bf16 = reinterpret_cast<uint16_t*>(reinterpret_cast<char*>(out.data()) +
-                                                   align_up(rows * out_cols * 4, 256));
+  uint16_t* out_bf16 =
+      reinterpret_cast<uint16_t*>(reinterpret_cast<char*>(out.data()) + out_layout.normed_at());
   if (output == Output::kLastLogits) {
     cuda::rmsnorm(x, last, w<float>(output_norm), c.rms_norm_eps, out_bf16, nullptr, rows, d,
                   stream);
@@ -599,11 +603,11 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
                             stream);
     }
   } else {
-    cuda::rmsnorm(x, all ? nullptr : last, w<float>(output_norm), c.rms_norm_eps, out_bf16, out_f32,
-                  rows, d, stream);
+    cuda::rmsnorm(x, out_layout.every_token ? nullptr : last, w<float>(output_norm), c.rms_norm_eps,
+                  out_bf16, out_f32, rows, d, stream);
   }
-  cuda::check(cudaMemcpyAsync(host_out.data(), out_f32, rows * out_cols * 4, cudaMemcpyDeviceToHost,
-                              stream),
+  cuda::check(cudaMemcpyAsync(host_out.data(), out_f32, out_layout.result_bytes(),
+                              cudaMemcpyDeviceToHost, stream),
               "cudaMemcpyAsync (results)");
 }
 
