@@ -167,6 +167,13 @@ def time_models(args):
                 r["sdpa_attention_one_layer_ms"] = time_kernel(
                     lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                            enable_gqa=True), reps=10)
+                with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+                    try:
+                        r["cudnn_attention_one_layer_ms"] = time_kernel(
+                            lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                                   enable_gqa=True), reps=10)
+                    except RuntimeError as e:
+                        r["cudnn_error"] = str(e)[:200]
                 del q, k, v
                 if args.ours_logits:
                     path = os.path.join(args.ours_logits, f"B{b}_N{n}.f32")
@@ -177,13 +184,6 @@ def time_models(args):
                             (ours.argmax(-1) == reference.argmax(-1)).sum())
                         r["ours_vs_hf_cosine_min"] = float(
                             F.cosine_similarity(ours, reference).min())
-                with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-                    try:
-                        r["cudnn_attention_one_layer_ms"] = time_kernel(
-                            lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                                   enable_gqa=True), reps=10)
-                    except RuntimeError as e:
-                        r["cudnn_error"] = str(e)[:200]
                 print(f"B={b:<3} N={n:<5} " + "  ".join(
                     f"{k} {v['median_ms']:.3f}" for k, v in r.items()
                     if isinstance(v, dict)) + f"  flash {r.get('flash_attention_one_layer_ms', 0) * 1e3:.1f} us"
