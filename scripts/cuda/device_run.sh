@@ -12,8 +12,9 @@
 # DECODER_BATCHES / DECODER_LENGTHS narrow the grid; DECODER_TORCH=0 skips PyTorch;
 # GPU_TESTS_FILTER narrows the tests (a gtest filter). attention-SIZE times one layer's attention
 # kernels alone at that model's shapes (no model; gpu_decoder_bench --attention-only), then
-# PyTorch's SDPA on the same shapes. cli runs `attncache embed` and
-# `attncache score mmlu --paths exact` with --device cuda and cpu and compares them. memo-gpu
+# PyTorch's SDPA on the same shapes. cli runs `attncache embed`, `attncache score mmlu --paths
+# exact` and `attncache score text` with --device cuda and cpu and compares them, then serves
+# embeddings and scoring from the GPU. memo-gpu
 # builds the AttnCache workloads' databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs
 # `attncache eval --device cuda --paper` on each query stream.
 set -u
@@ -147,6 +148,43 @@ print(f"score {a['exact_device']} vs {b['exact_device']}: {same}/{len(a['answers
       f"max |Δ log-prob| {diff:.4f}, ms/question {a['paths'][0]['ms_per_question']:.1f} vs "
       f"{b['paths'][0]['ms_per_question']:.1f}")
 PY
+      for dev in cuda cpu; do
+        timeout 200 "$bin" score text -m "$smol" -i "$work/texts.txt" --device $dev \
+          --json "$out/score_text_$dev.json" 2>&1 >/dev/null | tail -2
+      done
+      python3 - "$out/score_text_cuda.json" "$out/score_text_cpu.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+rows = [(x, y) for x, y in zip(a["lines"], b["lines"]) if y["scored_tokens"]]
+worst = max(abs(u - v) for x, y in rows for u, v in zip(x["token_log_probs"], y["token_log_probs"]))
+mean = sum(abs(v) for _, y in rows for v in y["token_log_probs"]) / b["scored_tokens"]
+print(f"score text {a['device']} vs {b['device']}: {len(rows)} lines, {b['scored_tokens']} tokens, "
+      f"worst |Δ log p| {worst:.4f} (mean |log p| {mean:.2f}), perplexity {a['perplexity']:.3f} vs "
+      f"{b['perplexity']:.3f}, {a['seconds']:.2f} s vs {b['seconds']:.2f} s")
+PY
+      # serve on the GPU: an encoder's embeddings and a decoder's scoring, against the CPU engine.
+      for spec in "$model:embeddings" "$smol:completions"; do
+        m=${spec%:*}; api=${spec##*:}
+        "$bin" serve --model "$m" --served-model-name m --port 18080 --device cuda > "$work/serve.log" 2>&1 &
+        pid=$!
+        for _ in $(seq 100); do curl -sf localhost:18080/health > /dev/null && break; sleep 0.2; done
+        python3 - "$api" "$work/texts.txt" <<'PY'
+import json, sys, time, urllib.request
+api, texts = sys.argv[1], [l.strip() for l in open(sys.argv[2]) if l.strip()][:64]
+body = {"model": "m", "input": texts} if api == "embeddings" else \
+    {"model": "m", "prompt": texts, "echo": True, "max_tokens": 0, "logprobs": 0}
+def post():
+    req = urllib.request.Request(f"http://localhost:18080/v1/{api}", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=60))
+post()
+t = time.perf_counter(); post(); ms = (time.perf_counter() - t) * 1e3
+metrics = urllib.request.urlopen("http://localhost:18080/metrics").read().decode()
+gpu = [l for l in metrics.splitlines() if l.startswith("attncache_batches_total")]
+print(f"serve {api} on the GPU: 64 inputs in {ms:.1f} ms; {'; '.join(gpu)}")
+PY
+        kill $pid; wait $pid 2>/dev/null
+      done
       ;;
     memo-gpu)
       for spec in ${MEMO_WORKLOADS:-short:0:F16 passage128:128:F16 passage512:512:F16 passage512:512:P8}; do

@@ -45,6 +45,9 @@ DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, Device device) : cpu_(cpu) {
                                   const DeviceMapPlan* plan) {
         return g->forward(batch, CudaLlamaModel::Output::kLastHidden, plan);
       };
+      gpu_log_probs_ = [g = gpu.get()](const std::vector<std::vector<int32_t>>& batch) {
+        return g->forward(batch, CudaLlamaModel::Output::kTokenLogProbs);
+      };
       gpu_model_ = std::move(gpu);
     } else {
       core::throw_bad_input("this model has no GPU implementation");
@@ -63,8 +66,12 @@ DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, Device device) : cpu_(cpu) {
   }
 }
 
-DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name)
-    : cpu_(cpu), gpu_(std::move(gpu)), where_(std::move(gpu_name)) {}
+DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name,
+                               BatchFn gpu_log_probs)
+    : cpu_(cpu),
+      gpu_(std::move(gpu)),
+      gpu_log_probs_(std::move(gpu_log_probs)),
+      where_(std::move(gpu_name)) {}
 
 DeviceEmbedder::~DeviceEmbedder() = default;
 
@@ -74,15 +81,53 @@ std::vector<float> DeviceEmbedder::embed(const std::vector<std::vector<int32_t>>
       return gpu_(batch);
     } catch (const core::Error& e) {
       if (e.kind() != core::ErrorKind::kInternal) throw;
-      std::fprintf(stderr, "warning: the GPU failed (%s); this batch and the rest run on the CPU\n",
-                   e.what());
-      gpu_ = nullptr;
-      gpu_maps_ = nullptr;
-      gpu_model_.reset();
-      where_ = "cpu";
+      abandon_gpu(e);
     }
   }
   return cpu_.embed(batch);
+}
+
+std::vector<std::vector<double>> DeviceEmbedder::token_log_probs(
+    const std::vector<std::vector<int32_t>>& batch) {
+  auto* decoder = dynamic_cast<Decoder*>(&cpu_);
+  if (decoder == nullptr) core::throw_bad_input("token log-probabilities need a decoder");
+  std::vector<std::vector<double>> out;
+  out.reserve(batch.size());
+  if (gpu_log_probs_) {
+    try {
+      const std::vector<float> flat = gpu_log_probs_(batch);
+      size_t total = 0;
+      for (const auto& ids : batch) total += ids.size();
+      if (flat.size() != total) {
+        core::throw_internal("the GPU returned ", flat.size(), " log-probabilities for ", total,
+                             " tokens");
+      }
+      // Row i of a sequence holds log p(ids[i + 1] | …); its last row (0) is not a prediction.
+      size_t row = 0;
+      for (const auto& ids : batch) {
+        out.emplace_back(flat.begin() + row,
+                         flat.begin() + row + (ids.empty() ? 0 : ids.size() - 1));
+        row += ids.size();
+      }
+      return out;
+    } catch (const core::Error& e) {
+      if (e.kind() != core::ErrorKind::kInternal) throw;
+      abandon_gpu(e);
+      out.clear();
+    }
+  }
+  for (const auto& ids : batch) out.push_back(decoder->token_log_probs(ids));
+  return out;
+}
+
+void DeviceEmbedder::abandon_gpu(const core::Error& failure) {
+  std::fprintf(stderr, "warning: the GPU failed (%s); this batch and the rest run on the CPU\n",
+               failure.what());
+  gpu_ = nullptr;
+  gpu_maps_ = nullptr;
+  gpu_log_probs_ = nullptr;
+  gpu_model_.reset();
+  where_ = "cpu";
 }
 
 std::vector<float> DeviceEmbedder::embed_with_maps(const std::vector<std::vector<int32_t>>& batch,

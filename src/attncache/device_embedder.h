@@ -1,7 +1,7 @@
 // Where a PrefillModel's vectors (PrefillModel::embed: an encoder's sentence embeddings, a
-// decoder's last final hidden states) are computed: on the CPU engine, or on the GPU
-// (CudaBertEncoder, CudaLlamaModel) with the CPU engine as the fall-back. `--device
-// cpu|cuda|auto` in the CLI.
+// decoder's last final hidden states) and a decoder's token log-probabilities are computed: on
+// the CPU engine, or on the GPU (CudaBertEncoder, CudaLlamaModel) with the CPU engine as the
+// fall-back. `--device cpu|cuda|auto` in the CLI.
 //
 // A GPU that fails in the middle of a run (a CUDA error: core::Error of kind internal) is not
 // trusted again: that batch and every later one run on the CPU, after one warning on stderr, so
@@ -16,6 +16,7 @@
 
 #include "attncache/model/cuda_model.h"
 #include "attncache/prefill_model.h"
+#include "core/error.h"
 
 namespace attncache {
 
@@ -36,8 +37,10 @@ class DeviceEmbedder {
   // note on stderr saying why.
   // `cpu` is an Embedder or a Decoder (another model runs on the CPU, or is refused for kCuda).
   DeviceEmbedder(PrefillModel& cpu, Device device);
-  // With `gpu` standing in for the GPU model (tests).
-  DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name);
+  // With `gpu` standing in for the GPU model's embed (tests), and `gpu_log_probs` (if given) for
+  // its token log-probabilities: [Σ N] floats, as CudaLlamaModel::Output::kTokenLogProbs.
+  DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name,
+                 BatchFn gpu_log_probs = nullptr);
   ~DeviceEmbedder();
   DeviceEmbedder(const DeviceEmbedder&) = delete;  // the GPU path refers to this object
   DeviceEmbedder& operator=(const DeviceEmbedder&) = delete;
@@ -49,8 +52,12 @@ class DeviceEmbedder {
   // failure is passed on (the maps live on the device: there is nothing to fall back to).
   std::vector<float> embed_with_maps(const std::vector<std::vector<int32_t>>& batch,
                                      const DeviceMapPlan* plan);
+  // A decoder's Decoder::token_log_probs for each sequence of the batch (ids.size() − 1 values:
+  // log p(ids[i] | ids[0..i−1]) for i ≥ 1), the whole batch in one forward pass on the GPU. Bad
+  // input when the model is not a decoder.
+  std::vector<std::vector<double>> token_log_probs(const std::vector<std::vector<int32_t>>& batch);
   // Whether the next batch runs on the GPU (or the stand-in for it).
-  bool on_gpu() const { return static_cast<bool>(gpu_); }
+  bool on_gpu() const { return gpu_ || gpu_log_probs_; }
   // Where the next batch runs: the GPU's description, or "cpu".
   const std::string& where() const { return where_; }
 
@@ -60,7 +67,11 @@ class DeviceEmbedder {
   BatchFn gpu_;
   std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&, const DeviceMapPlan*)>
       gpu_maps_;
+  BatchFn gpu_log_probs_;
   std::string where_ = "cpu";
+
+  // After a GPU failure: one warning, and the CPU from now on.
+  void abandon_gpu(const core::Error& failure);
 };
 
 }  // namespace attncache

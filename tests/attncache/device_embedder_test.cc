@@ -7,6 +7,7 @@
 
 #include <fstream>
 
+#include "attncache/decoder.h"
 #include "core/error.h"
 #include "support/real_model.h"
 #include "support/run_cli.h"
@@ -81,6 +82,37 @@ TEST(DeviceEmbedder, BadInputFromTheGpuIsNotAGpuFailure) {
       "test GPU");
   EXPECT_THROW(e.embed(batch("x")), core::Error);
   EXPECT_EQ(e.where(), "test GPU");
+}
+
+// A decoder's token log-probabilities: the GPU model returns one row per token ([Σ N], 0 for each
+// sequence's last token); each sequence gets its N − 1 predictions.
+TEST(DeviceEmbedder, TokenLogProbsSplitTheGpuRowsPerSequence) {
+  std::unique_ptr<Decoder> decoder =
+      Decoder::load(testing_paths::model_dir("SmolLM2-135M-Instruct"));
+  const std::vector<std::vector<int32_t>> b = {{1, 2, 3, 4}, {5}, {6, 7}};
+  int gpu_calls = 0;
+  DeviceEmbedder e(*decoder, nullptr, "test GPU",
+                   [&](const std::vector<std::vector<int32_t>>& seqs) {
+                     size_t rows = 0;
+                     for (const auto& ids : seqs) rows += ids.size();
+                     if (++gpu_calls == 2) return std::vector<float>(rows - 1);  // one row short
+                     std::vector<float> out(rows);
+                     for (size_t r = 0; r < rows; ++r) out[r] = -static_cast<float>(r + 1);
+                     return out;
+                   });
+  EXPECT_TRUE(e.on_gpu());
+  const std::vector<std::vector<double>> want_gpu = {{-1, -2, -3}, {}, {-6}};
+  EXPECT_EQ(e.token_log_probs(b), want_gpu);
+  // A GPU whose answer has the wrong shape has failed: the CPU answers, now and later.
+  std::vector<std::vector<double>> want_cpu;
+  for (const auto& ids : b) want_cpu.push_back(decoder->token_log_probs(ids));
+  EXPECT_EQ(e.token_log_probs(b), want_cpu);
+  EXPECT_FALSE(e.on_gpu());
+  EXPECT_EQ(e.token_log_probs(b), want_cpu);
+  EXPECT_EQ(gpu_calls, 2);
+  // An encoder has no token log-probabilities.
+  DeviceEmbedder encoder(minilm(), Device::kCpu);
+  EXPECT_THROW(encoder.token_log_probs(batch("a red fox")), core::Error);
 }
 
 TEST(DeviceEmbedder, EmbedCliRefusesCudaWithoutAGpu) {

@@ -205,6 +205,37 @@ TEST(ScoreCli, TextLogLikelihoodAddsUpTokenByToken) {
             j["lines"][1]["log_likelihood"].get<double>());
 }
 
+// --device and --batch-tokens choose where and how many lines per forward pass, never the numbers.
+TEST(ScoreCli, TextGivesTheSameNumbersOnEveryDeviceAndBatching) {
+  if (!have_smollm()) GTEST_SKIP() << "SmolLM2-135M-Instruct is absent";
+  testing_support::TempDir dir;
+  const std::string in = write(dir.path("in.txt"),
+                               "The capital of France is Paris.\nHi\n\nA second, longer line "
+                               "of ordinary English text.\nShort one.\n");
+  auto run = [&](const std::string& options) {
+    const std::string json = dir.path("t.json");
+    const auto r = run_cli("score text -i " + in + " --json " + json + options);
+    EXPECT_EQ(r.exit_code, 0) << options << "\n" << r.output;
+    return std::make_pair(nlohmann::json::parse(std::ifstream(json)), r.output);
+  };
+  const auto [cpu, cpu_output] = run(" --device cpu");
+  EXPECT_EQ(cpu["device"], "cpu");
+  ASSERT_EQ(cpu["lines"].size(), 5u);
+  EXPECT_EQ(cpu["lines"][2]["scored_tokens"], 0);  // the empty line
+  EXPECT_EQ(run(" --batch-tokens 1").first["lines"], cpu["lines"]);
+  const auto [automatic, auto_output] = run(" --device auto --batch-tokens 12");
+  if (attncache::cuda_device_count() == 0) {
+    EXPECT_EQ(automatic["lines"], cpu["lines"]);
+    EXPECT_NE(auto_output.find("running on the CPU"), std::string::npos) << auto_output;
+  } else {  // bf16 on the GPU
+    for (size_t i = 0; i < cpu["lines"].size(); ++i) {
+      if (cpu["lines"][i]["scored_tokens"] == 0) continue;
+      EXPECT_NEAR(automatic["lines"][i]["log_likelihood"].get<double>(),
+                  cpu["lines"][i]["log_likelihood"].get<double>(), 0.5);
+    }
+  }
+}
+
 TEST(ScoreCli, RefusesBadInputWithExitCode2) {
   if (!have_smollm()) GTEST_SKIP() << "SmolLM2-135M-Instruct is absent";
   testing_support::TempDir dir;
@@ -233,6 +264,9 @@ TEST(ScoreCli, RefusesBadInputWithExitCode2) {
   const std::string long_line = write(dir.path("long.txt"), std::string(200, 'x') + " y z\n");
   expect_bad("score text --max-length 8 -i " + long_line, "the limit is 8");
   expect_bad("score text --max-length 9000 -i " + long_line, "context of 8192");
+  expect_bad("score text --device tpu -i " + long_line, "--device");
+  if (attncache::cuda_device_count() == 0)
+    expect_bad("score text --device cuda -i " + long_line, "CUDA");
 }
 
 }  // namespace

@@ -716,6 +716,70 @@ TEST(ServeScoreTest, CompletionsEchoScoresPromptTokens) {
                400, "is a decoder");
 }
 
+// Scoring on a GPU: a whole slice of prompts per call of the (stand-in) GPU model, whose rows
+// come back as [Σ N] log-probabilities; a GPU failure hands this and later slices to the CPU.
+TEST(ServeScoreTest, CompletionsScoreOnTheGpuAndFallBackToTheCpu) {
+  std::unique_ptr<attncache::Decoder> decoder =
+      attncache::Decoder::load(testing_paths::model_dir("SmolLM2-135M-Instruct"));
+  const std::vector<std::string> prompts = {"The capital of France is Paris.", "Hi",
+                                            "Colorless green ideas sleep furiously."};
+  const json body = {{"model", "SmolLM2-135M-Instruct"},
+                     {"prompt", prompts},
+                     {"echo", true},
+                     {"max_tokens", 0},
+                     {"logprobs", 0}};
+  ServerOptions o;
+  o.model_name = "SmolLM2-135M-Instruct";
+  auto expect_scores = [&](const httplib::Result& r, double scale) {
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const json j = json::parse(r->body);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const std::vector<double> cpu =
+          decoder->token_log_probs(decoder->tokenize(prompts[i], 0).ids);
+      const json& lp = j["choices"][i]["logprobs"]["token_logprobs"];
+      ASSERT_EQ(lp.size(), cpu.size() + 1) << i;
+      for (size_t t = 0; t < cpu.size(); ++t) {
+        EXPECT_FLOAT_EQ(lp[t + 1].get<double>(), scale * cpu[t]) << i << " " << t;
+      }
+    }
+  };
+  size_t gpu_calls = 0;
+  // The stand-in answers with the CPU's log-probabilities halved, so its answers are
+  // recognisable, in the GPU model's layout: every token's row, 0 for each prompt's last.
+  attncache::DeviceEmbedder gpu(
+      *decoder,
+      [](const std::vector<std::vector<int32_t>>&) -> std::vector<float> {
+        core::throw_internal("not called");
+      },
+      "stand-in GPU",
+      [&](const std::vector<std::vector<int32_t>>& batch) {
+        ++gpu_calls;
+        std::vector<float> rows;
+        for (const auto& ids : batch) {
+          for (double v : decoder->token_log_probs(ids)) rows.push_back(static_cast<float>(v / 2));
+          rows.push_back(0);
+        }
+        return rows;
+      });
+  {
+    RunningServer s(*decoder, o, nullptr, no_db(), &gpu);
+    expect_scores(s.client().Post("/v1/completions", body.dump(), "application/json"), 0.5);
+    EXPECT_EQ(gpu_calls, 1u);  // three prompts, one batch
+    EXPECT_TRUE(s.wait_for_metric("attncache_batches_total{device=\"gpu\"} 1"));
+  }
+  attncache::DeviceEmbedder failing(
+      *decoder, nullptr, "failing stand-in GPU",
+      [](const std::vector<std::vector<int32_t>>&) -> std::vector<float> {
+        core::throw_internal("CUDA error: an illegal memory access was encountered (stand-in)");
+      });
+  RunningServer s(*decoder, o, nullptr, no_db(), &failing);
+  for (int i = 0; i < 2; ++i) {
+    expect_scores(s.client().Post("/v1/completions", body.dump(), "application/json"), 1.0);
+  }
+  EXPECT_TRUE(s.wait_for_metric("attncache_batches_total{device=\"cpu\"} 2"));
+}
+
 // The command as a user runs it.
 TEST(ServeCliTest, BadOptionsExit2) {
   TempDir dir;
@@ -737,11 +801,11 @@ TEST(ServeCliTest, BadOptionsExit2) {
   expect_bad(run_cli("serve" + model + " --device tpu"), "unknown device 'tpu'");
   expect_bad(run_cli("serve" + model + " --device cuda --db " + dir.path("empty-db")),
              "AttnCache (--db) is served on the CPU only");
-  expect_bad(run_cli("serve --port 0 --device cuda --model " +
-                     testing_paths::model_dir("SmolLM2-135M-Instruct")),
-             "scoring (/v1/completions) has no GPU path");
   if (attncache::cuda_device_count() == 0) {
     expect_bad(run_cli("serve" + model + " --device cuda"), "CUDA");
+    expect_bad(run_cli("serve --port 0 --device cuda --model " +
+                       testing_paths::model_dir("SmolLM2-135M-Instruct")),
+               "CUDA");
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -217,59 +218,95 @@ void run_mmlu(const MmluOptions& o) {
   write_json(o.json, report);
 }
 
-void run_text(const std::string& model, const std::string& input, const std::string& json,
-              int max_length, int threads) {
-  const std::vector<std::string> lines = core::read_lines(input);
-  std::unique_ptr<Decoder> decoder = load_decoder(model, threads);
-  const int limit = max_length > 0 ? max_length : decoder->max_tokens();
+struct TextOptions {
+  std::string model = "SmolLM2-135M-Instruct";
+  std::string input = "-";
+  std::string json;
+  std::string device = "cpu";
+  int max_length = 0;
+  int batch_tokens = 8192;
+  int threads = 0;
+};
+
+void run_text(const TextOptions& o) {
+  const std::vector<std::string> lines = core::read_lines(o.input);
+  std::unique_ptr<Decoder> decoder = load_decoder(o.model, o.threads);
+  const int limit = o.max_length > 0 ? o.max_length : decoder->max_tokens();
   if (limit > decoder->context_limit()) {
     core::throw_bad_input("--max-length ", limit, " exceeds the model's context of ",
                           decoder->context_limit(), " tokens");
   }
+  // Every line is checked before any is scored: bad input stops the run before it prints.
+  std::vector<std::vector<int32_t>> ids(lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    try {
+      ids[i] = decoder->tokenize(lines[i], 0).ids;
+    } catch (const core::Error& err) {
+      core::throw_bad_input(o.input, ": line ", i + 1, ": ", err.what());
+    }
+    if (static_cast<int>(ids[i].size()) > limit) {
+      core::throw_bad_input(o.input, ": line ", i + 1, " has ", ids[i].size(),
+                            " tokens; the limit is ", limit, " (--max-length)");
+    }
+  }
+  DeviceEmbedder device(*decoder, parse_device(o.device));
   nlohmann::json rows = nlohmann::json::array();
   double total_lp = 0;
   size_t total_tokens = 0;
+  const auto t0 = std::chrono::steady_clock::now();
   std::printf("%6s %8s %14s %10s\n", "line", "tokens", "log-likelihood", "perplexity");
-  for (size_t i = 0; i < lines.size(); ++i) {
-    Encoding e;
-    try {
-      e = decoder->tokenize(lines[i], 0);
-    } catch (const core::Error& err) {
-      core::throw_bad_input(input, ": line ", i + 1, ": ", err.what());
+  // Lines of two or more tokens in batches of about --batch-tokens tokens (one forward pass each
+  // on the GPU; one per line on the CPU), printed in order.
+  for (size_t begin = 0; begin < lines.size();) {
+    std::vector<size_t> members;
+    std::vector<std::vector<int32_t>> batch;
+    size_t tokens = 0, end = begin;
+    for (; end < lines.size(); ++end) {
+      if (ids[end].size() < 2) continue;
+      if (!batch.empty() && tokens + ids[end].size() > static_cast<size_t>(o.batch_tokens)) break;
+      tokens += ids[end].size();
+      members.push_back(end);
+      batch.push_back(ids[end]);
     }
-    if (static_cast<int>(e.ids.size()) > limit) {
-      core::throw_bad_input(input, ": line ", i + 1, " has ", e.ids.size(),
-                            " tokens; the limit is ", limit, " (--max-length)");
+    const std::vector<std::vector<double>> lps =
+        batch.empty() ? std::vector<std::vector<double>>{} : device.token_log_probs(batch);
+    for (size_t i = begin, k = 0; i < end; ++i) {
+      if (k == members.size() || members[k] != i) {
+        rows.push_back({{"line", i + 1}, {"tokens", ids[i].size()}, {"scored_tokens", 0}});
+        continue;
+      }
+      const std::vector<double>& lp = lps[k++];
+      double sum = 0;
+      for (double v : lp) sum += v;
+      total_lp += sum;
+      total_tokens += lp.size();
+      const double ppl = std::exp(-sum / lp.size());
+      std::printf("%6zu %8zu %14.3f %10.2f\n", i + 1, ids[i].size(), sum, ppl);
+      rows.push_back({{"line", i + 1},
+                      {"tokens", ids[i].size()},
+                      {"scored_tokens", lp.size()},
+                      {"log_likelihood", sum},
+                      {"perplexity", ppl},
+                      {"token_log_probs", lp}});
     }
-    if (e.ids.size() < 2) {
-      rows.push_back({{"line", i + 1}, {"tokens", e.ids.size()}, {"scored_tokens", 0}});
-      continue;
-    }
-    const std::vector<double> lp = decoder->token_log_probs(e.ids);
-    double sum = 0;
-    for (double v : lp) sum += v;
-    total_lp += sum;
-    total_tokens += lp.size();
-    const double ppl = std::exp(-sum / lp.size());
-    std::printf("%6zu %8zu %14.3f %10.2f\n", i + 1, e.ids.size(), sum, ppl);
-    rows.push_back({{"line", i + 1},
-                    {"tokens", e.ids.size()},
-                    {"scored_tokens", lp.size()},
-                    {"log_likelihood", sum},
-                    {"perplexity", ppl},
-                    {"token_log_probs", lp}});
+    begin = end;
   }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double ppl = total_tokens > 0 ? std::exp(-total_lp / total_tokens) : NAN;
   std::printf(
       "\n%zu lines, %zu scored tokens (each token given the ones before it on its line), "
       "perplexity %.3f\n",
       lines.size(), total_tokens, ppl);
-  write_json(json, {{"model", model},
-                    {"input", input},
-                    {"scored_tokens", total_tokens},
-                    {"log_likelihood", total_lp},
-                    {"perplexity", ppl},
-                    {"lines", rows}});
+  std::fprintf(stderr, "scored on %s in %.2f s\n", device.where().c_str(), seconds);
+  write_json(o.json, {{"model", o.model},
+                      {"input", o.input},
+                      {"device", device.where()},
+                      {"seconds", seconds},
+                      {"scored_tokens", total_tokens},
+                      {"log_likelihood", total_lp},
+                      {"perplexity", ppl},
+                      {"lines", rows}});
 }
 
 }  // namespace
@@ -340,18 +377,12 @@ void add_score_command(CLI::App& app) {
       ->check(CLI::Range(0, 1024));
   mmlu->callback([o] { run_mmlu(*o); });
 
-  struct TextOptions {
-    std::string model = "SmolLM2-135M-Instruct";
-    std::string input = "-";
-    std::string json;
-    int max_length = 0;
-    int threads = 0;
-  };
   auto t = std::make_shared<TextOptions>();
   CLI::App* text = score->add_subcommand(
       "text",
       "Log-likelihood of each line under the decoder: the sum over its tokens of log p(token |\n"
-      "the tokens before it), and its perplexity; one prefill per line.");
+      "the tokens before it), and its perplexity; one prefill per line (lines batched on the "
+      "GPU).");
   text->add_option("-m,--model", t->model,
                    "decoder: a name under models/, a .gguf file or a Hugging Face directory")
       ->capture_default_str();
@@ -362,10 +393,20 @@ void add_score_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 30));
   text->add_option("--json", t->json, "write per-line and per-token results as JSON here");
+  text->add_option("--device", t->device,
+                   "where the model runs: cpu; cuda (exit 2 without a usable GPU); auto (the GPU "
+                   "when usable). A GPU that fails mid-run hands the rest to the CPU")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  text->add_option("--batch-tokens", t->batch_tokens,
+                   "lines per forward pass on the GPU: up to this many tokens (a longer line "
+                   "runs alone)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   text->add_option("-t,--threads", t->threads, "worker threads (0: all cores)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
-  text->callback([t] { run_text(t->model, t->input, t->json, t->max_length, t->threads); });
+  text->callback([t] { run_text(*t); });
 }
 
 }  // namespace attncache::cli

@@ -74,9 +74,7 @@ void run_serve(ServeCliOptions o) {
   // One device for everything served: what cannot run on the GPU keeps the whole server on the
   // CPU (cuda refuses, auto says why).
   std::string cpu_only;
-  if (device != Device::kCpu && model->causal()) {
-    cpu_only = "scoring (/v1/completions) has no GPU path";
-  } else if (device != Device::kCpu && !o.db.empty()) {
+  if (device != Device::kCpu && !o.db.empty()) {
     cpu_only =
         "AttnCache (--db) is served on the CPU only: on the GPU it loses to the exact path "
         "(docs/gpu.md)";
@@ -107,7 +105,11 @@ void run_serve(ServeCliOptions o) {
   const int port = server.bind();
   const std::vector<std::vector<int32_t>> warm_up = {model->tokenize("warm up", 8).ids};
   model->embed(warm_up);  // page in weights, size buffers
-  if (gpu) gpu->embed(warm_up);
+  if (gpu && model->causal()) {
+    gpu->token_log_probs(warm_up);
+  } else if (gpu) {
+    gpu->embed(warm_up);
+  }
 
   const std::string where =
       gpu ? gpu->where() : std::to_string(omp_get_max_threads()) + " CPU threads";
@@ -172,9 +174,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_flag("--share-db", o->share_db,
                 "with API keys: every tenant uses the one database in --db");
   cmd->add_option("--device", o->device,
-                  "where embeddings run: cpu, cuda (a GPU, or exit 2), auto (a GPU when usable, "
-                  "else the CPU); a GPU that fails mid-run hands the rest to the CPU. Encoders "
-                  "without --db only: AttnCache and scoring run on the CPU")
+                  "where embeddings and scoring run: cpu, cuda (a GPU, or exit 2), auto (a GPU "
+                  "when usable, else the CPU); a GPU that fails mid-run hands the rest to the "
+                  "CPU. Without --db only: AttnCache is served on the CPU")
       ->capture_default_str();
   cmd->add_option("--host", o->server.host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", o->server.port, "port (0: any free port)")

@@ -70,13 +70,33 @@ void ModelRunner::embed(const std::vector<Job*>& jobs) {
 void ModelRunner::score(const std::vector<Job*>& jobs) {
   auto* decoder = dynamic_cast<Decoder*>(&model_);
   if (decoder == nullptr) core::throw_internal("scoring needs a decoder model");
+  std::vector<const std::vector<int32_t>*> all;
   for (Job* job : jobs) {
-    const auto t0 = std::chrono::steady_clock::now();
     job->log_probs.clear();
-    for (const auto& ids : job->inputs) job->log_probs.push_back(decoder->token_log_probs(ids));
-    metrics_.add_batch(job->inputs.size(),
+    for (const auto& ids : job->inputs) all.push_back(&ids);
+  }
+  std::vector<std::vector<double>> out;
+  out.reserve(all.size());
+  // On the GPU a slice of max_batch prompts is one forward pass; on the CPU one per prompt.
+  for (size_t begin = 0; begin < all.size(); begin += max_batch_) {
+    const size_t end = std::min(all.size(), begin + max_batch_);
+    const auto t0 = std::chrono::steady_clock::now();
+    const char* where = "cpu";
+    if (device_ != nullptr) {
+      std::vector<std::vector<int32_t>> batch;
+      for (size_t i = begin; i < end; ++i) batch.push_back(*all[i]);
+      for (auto& lp : device_->token_log_probs(batch)) out.push_back(std::move(lp));
+      if (device_->on_gpu()) where = "gpu";
+    } else {
+      for (size_t i = begin; i < end; ++i) out.push_back(decoder->token_log_probs(*all[i]));
+    }
+    metrics_.add_batch(end - begin,
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-                       "cpu");
+                       where);
+  }
+  size_t k = 0;
+  for (Job* job : jobs) {
+    for (size_t i = 0; i < job->inputs.size(); ++i) job->log_probs.push_back(std::move(out[k++]));
   }
 }
 

@@ -2,7 +2,8 @@
 // jobs of a namespace with a map database go through AttnCache (lookup, layer-0 check, stored
 // maps on hits, on the CPU); others run the exact path, on the GPU when the server was given a
 // DeviceEmbedder that has one. Scoring jobs (decoders) compute every prompt token's
-// log-probability exactly, one forward pass per prompt, on the CPU.
+// log-probability exactly: with that DeviceEmbedder one forward pass per slice of max_batch
+// prompts on the GPU, else one forward pass per prompt on the CPU.
 #pragma once
 
 #include <vector>
@@ -22,8 +23,8 @@ struct ReuseSettings {
 
 class ModelRunner {
  public:
-  // `model` (and `device`, which runs exact embeddings when not null) is used from the batcher's
-  // worker thread only.
+  // `model` (and `device`, which runs exact embeddings and scoring when not null) is used from the
+  // batcher's worker thread only.
   ModelRunner(PrefillModel& model, DeviceEmbedder* device, ReuseSettings reuse, size_t max_batch,
               Metrics& metrics)
       : model_(model), device_(device), reuse_(reuse), max_batch_(max_batch), metrics_(metrics) {}
