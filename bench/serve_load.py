@@ -40,9 +40,9 @@ def log(*a):
 
 
 class Server:
-    def __init__(self, name, extra):
+    def __init__(self, name, extra, binary=BIN, model=ROOT / "models" / MODEL):
         self.name = name
-        cmd = [str(BIN), "serve", "--model", str(ROOT / "models" / MODEL), "--port", "0",
+        cmd = [str(binary), "serve", "--model", str(model), "--port", "0",
                "--max-length", "128"] + extra
         log("+", " ".join(cmd))
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
@@ -82,11 +82,11 @@ class Server:
         return self.proc.wait(timeout=60)
 
 
-def wrk(server, clients, duration, bodies, key=None):
-    threads = min(clients, 2)
+def wrk(server, clients, duration, bodies, key=None, path="/v1/embeddings", threads=2):
+    threads = min(clients, threads)
     cmd = ["wrk", f"-t{threads}", f"-c{clients}", f"-d{duration}s", "--timeout", "30s", "-s",
            str(ROOT / "bench" / "serve_load.lua"), server.url(), "--", str(bodies),
-           "/v1/embeddings"] + ([key] if key else [])
+           path] + ([key] if key else [])
     log("+", " ".join(cmd))
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     line = next(l for l in out.splitlines() if l.startswith("WRK_JSON "))

@@ -4,8 +4,8 @@
 # binaries and the attncache CLI built here, the shared libraries they need that the GPU
 # machine's image lacks (oneDNN, OpenCL loader, utf8proc, GNU OpenMP, cpp-httplib), the fp16
 # copy of all-MiniLM-L6-v2, SmolLM2's config and tokenizer (the CLI check builds a random-weight
-# model from them there), and the scripts that run there. The machine's own CUDA toolkit
-# provides cuBLASLt.
+# model from them there), wrk with its LuaJIT (the serve-load stage) when installed here, and the
+# scripts that run there. The machine's own CUDA toolkit provides cuBLASLt.
 #
 #   scripts/cuda/bundle.sh BUILD_DIR [DEST]
 set -euo pipefail
@@ -26,7 +26,13 @@ cp "$here/bench/gpu_torch_bench.py" "$here/bench/gpu_decoder_torch.py" "$here/be
 for lib in libdnnl.so.2 libOpenCL.so.1 libutf8proc.so.2 libgomp.so.1 libcpp-httplib.so.0.11; do
   cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')" "$stage/lib/$lib"
 done
-smol=$here/models/SmolLM2-135M-Instruct-hf  # for the cli stage only
+if command -v wrk > /dev/null; then  # for the serve-load stage (apt-get install wrk)
+  cp "$(command -v wrk)" "$stage/bin/"
+  cp -L "$(ldconfig -p | awk '$1 == "libluajit-5.1.so.2" && /x86-64/ {print $NF; exit}')" "$stage/lib/"
+else
+  echo "bundle.sh: no wrk here (apt-get install wrk); the serve-load stage lacks it" >&2
+fi
+smol=$here/models/SmolLM2-135M-Instruct-hf  # for the cli and serve-load stages
 if [[ -f $smol/config.json ]]; then
   mkdir -p "$stage/smol"
   cp "$smol/config.json" "$smol/tokenizer.json" "$smol/tokenizer_config.json" "$stage/smol/"

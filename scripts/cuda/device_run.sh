@@ -5,18 +5,20 @@
 #
 #   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [bench-repeat] [sanitize]
 #                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli] [memo-gpu]
-#                                  [attention-1B] [attention-3B]
+#                                  [attention-1B] [attention-3B] [serve-load]
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
 # DECODER_BATCHES / DECODER_LENGTHS narrow the grid; DECODER_TORCH=0 skips PyTorch;
-# GPU_TESTS_FILTER narrows the tests (a gtest filter). attention-SIZE times one layer's attention
-# kernels alone at that model's shapes (no model; gpu_decoder_bench --attention-only), then
-# PyTorch's SDPA on the same shapes. cli runs `attncache embed`, `attncache score mmlu --paths
-# exact` and `attncache score text` with --device cuda and cpu and compares them, then serves
-# embeddings and scoring from the GPU. memo-gpu
-# builds the AttnCache workloads' databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs
-# `attncache eval --device cuda --paper` on each query stream.
+# GPU_TESTS_FILTER narrows the tests (a gtest filter); SANITIZE_FILTER picks those that sanitize
+# runs under compute-sanitizer's memcheck. attention-SIZE times one layer's attention kernels
+# alone at that model's shapes (no model; gpu_decoder_bench --attention-only), then PyTorch's
+# SDPA on the same shapes. cli runs `attncache embed`, `attncache score mmlu --paths exact` and
+# `attncache score text` with --device cuda and cpu and compares them, then serves embeddings
+# and scoring from the GPU. serve-load puts the server on the GPU and on the CPU under wrk
+# (bench/serve_gpu_load.py; SERVE_SECONDS per point). memo-gpu builds the AttnCache workloads'
+# databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs `attncache eval --device cuda
+# --paper` on each query stream.
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -50,6 +52,22 @@ export ATTNCACHE_SOURCE_DIR=$work/src
 model=$work/src/models/all-MiniLM-L6-v2
 missing=$(ldd "$work/bin/gpu_tests" "$work/bin/gpu_bench" "$work/bin/gpu_decoder_bench" | grep "not found")
 [[ -n $missing ]] && echo "MISSING LIBRARIES: $missing"
+
+# A random-weight SmolLM2-shaped decoder of 6 layers with SmolLM2's tokenizer, in $smol.
+smol=/tmp/attncache-models/smol-random
+make_smol() {
+  [[ -f $smol/config.json ]] || python3 - "$work/smol" "$smol" <<'PY'
+import shutil, sys, torch
+from transformers import LlamaConfig, LlamaForCausalLM
+src, dst = sys.argv[1:3]
+config = LlamaConfig.from_pretrained(src)
+config.num_hidden_layers = 6
+torch.manual_seed(0)
+LlamaForCausalLM(config).save_pretrained(dst)
+for f in ("tokenizer.json", "tokenizer_config.json"):
+    shutil.copy(f"{src}/{f}", dst)
+PY
+}
 
 for stage in $stages; do
   echo "== $stage"
@@ -122,18 +140,7 @@ PY
       echo "no visible device, --device cuda: exit $?"
       CUDA_VISIBLE_DEVICES= "$bin" embed -m "$model" -i "$work/texts.txt" --device auto -o /dev/null
       echo "no visible device, --device auto: exit $?"
-      smol=/tmp/attncache-models/smol-random
-      [[ -f $smol/config.json ]] || python3 - "$work/smol" "$smol" <<'PY'
-import shutil, sys, torch
-from transformers import LlamaConfig, LlamaForCausalLM
-src, dst = sys.argv[1:3]
-config = LlamaConfig.from_pretrained(src)
-config.num_hidden_layers = 6
-torch.manual_seed(0)
-LlamaForCausalLM(config).save_pretrained(dst)
-for f in ("tokenizer.json", "tokenizer_config.json"):
-    shutil.copy(f"{src}/{f}", dst)
-PY
+      make_smol
       for dev in cuda cpu; do
         timeout 200 "$bin" score mmlu -m "$smol" --data "$root/tests/data/mmlu" --paths exact \
           --shots 1 --limit 20 --device $dev --json "$out/score_$dev.json" 2>&1 | tail -4
@@ -186,6 +193,13 @@ PY
         kill $pid; wait $pid 2>/dev/null
       done
       ;;
+    serve-load)  # attncache serve on the GPU vs the CPU under wrk (bench/serve_gpu_load.py)
+      make_smol
+      PATH=$work/bin:$PATH timeout 300 python3 "$root/bench/serve_gpu_load.py" \
+        --binary "$work/bin/attncache" --encoder "$model" --decoder "$smol" \
+        --texts "$root/tests/data/corpus.txt" --duration "${SERVE_SECONDS:-5}" \
+        --out "$out/serve_gpu_load.json" 2>&1 | grep -v "^+ \|^  \["
+      ;;
     memo-gpu)
       for spec in ${MEMO_WORKLOADS:-short:0:F16 passage128:128:F16 passage512:512:F16 passage512:512:P8}; do
         IFS=: read -r name length dtype <<< "$spec"
@@ -201,7 +215,7 @@ PY
       ;;
     sanitize)
       timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 "$work/bin/gpu_tests" \
-        --gtest_filter='*Reusing*:*Recorded*:*BadBatches*' 2>&1 | tail -25
+        --gtest_filter="${SANITIZE_FILTER:-*Reusing*:*Recorded*:*BadBatches*}" 2>&1 | tail -25
       echo "memcheck exit: ${PIPESTATUS[0]}"
       ;;
   esac
