@@ -5,7 +5,7 @@
 #
 #   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [bench-repeat] [sanitize]
 #                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli] [memo-gpu]
-#                                  [attention-1B] [attention-3B] [serve-load]
+#                                  [attention-1B] [attention-3B] [serve-load] [profile]
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
@@ -16,9 +16,11 @@
 # SDPA on the same shapes. cli runs `attncache embed`, `attncache score mmlu --paths exact` and
 # `attncache score text` with --device cuda and cpu and compares them, then serves embeddings
 # and scoring from the GPU. serve-load puts the server on the GPU and on the CPU under wrk
-# (bench/serve_gpu_load.py; SERVE_SECONDS per point). memo-gpu builds the AttnCache workloads'
-# databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs `attncache eval --device cuda
-# --paper` on each query stream.
+# (bench/serve_gpu_load.py; SERVE_SECONDS per point). profile runs Nsight Compute (all
+# sections) on the exact and reuse attention kernels at PROFILE_SHAPE
+# (heads,kv_heads,head_dim,batch,tokens). memo-gpu builds the AttnCache workloads' databases
+# (MEMO_WORKLOADS, name:max-length:map-dtype) and runs `attncache eval --device cuda --paper` on
+# each query stream.
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -211,6 +213,20 @@ PY
         timeout 400 "$work/bin/attncache" eval -m "$model" --db "$db" --device cuda --paper \
           --queries "$work/workloads/$name/stream.txt" --json "$out/gpu_eval_$name-$dtype.json" 2>&1 |
           grep -v "^evaluating"
+      done
+      ;;
+    profile)  # Nsight Compute on the attention kernels at one shape (PROFILE_SHAPE)
+      ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      if [[ -z $ncu ]]; then echo "no ncu on this machine"; continue; fi
+      IFS=, read -r heads kv dh batch tokens <<< "${PROFILE_SHAPE:-24,8,128,32,4096}"
+      # The exact kernel with 128-row blocks and the P8 / FP8 reuse kernels, causal.
+      for kernel in "flash_forward<$dh, 128, false, true>" "reuse_pv<$dh, .*1, true, 128>" \
+        "reuse_pv<$dh, .*2, true, 128>"; do
+        timeout 200 "$ncu" --kernel-name-base demangled --kernel-name "regex:${kernel}" \
+          --launch-skip 2 --launch-count 1 --set full \
+          "$work/bin/gpu_decoder_bench" --attention-only "$heads,$kv,$dh" --batches "$batch" \
+          --lengths "$tokens" --out /tmp/profile.json >> "$out/ncu_attention.txt" 2>&1
+        echo "ncu on $kernel: exit $?"
       done
       ;;
     sanitize)
