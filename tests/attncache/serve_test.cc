@@ -667,6 +667,15 @@ TEST(ApiKeysTest, FileFormatAndErrors) {
   bad("sk-1 a b\n", "found more");
 }
 
+// A /v1/completions body that scores `prompts` (echo, no generation), as evaluation harnesses send.
+json echo_scoring_body(const std::vector<std::string>& prompts) {
+  return {{"model", "SmolLM2-135M-Instruct"},
+          {"prompt", prompts},
+          {"echo", true},
+          {"max_tokens", 0},
+          {"logprobs", 0}};
+}
+
 // Scoring with the real SmolLM2: every prompt token's log-probability, as `score text` computes.
 TEST(ServeScoreTest, CompletionsEchoScoresPromptTokens) {
   std::unique_ptr<attncache::Decoder> decoder =
@@ -676,11 +685,7 @@ TEST(ServeScoreTest, CompletionsEchoScoresPromptTokens) {
   RunningServer s(*decoder, o, nullptr, no_db());
   const std::vector<std::string> prompts = {"The capital of France is Paris.",
                                             "Colorless green ideas sleep furiously."};
-  const json body = {{"model", "SmolLM2-135M-Instruct"},
-                     {"prompt", prompts},
-                     {"echo", true},
-                     {"max_tokens", 0},
-                     {"logprobs", 0}};
+  const json body = echo_scoring_body(prompts);
   auto r = s.client().Post("/v1/completions", body.dump(), "application/json");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
@@ -723,11 +728,7 @@ TEST(ServeScoreTest, CompletionsScoreOnTheGpuAndFallBackToTheCpu) {
       attncache::Decoder::load(testing_paths::model_dir("SmolLM2-135M-Instruct"));
   const std::vector<std::string> prompts = {"The capital of France is Paris.", "Hi",
                                             "Colorless green ideas sleep furiously."};
-  const json body = {{"model", "SmolLM2-135M-Instruct"},
-                     {"prompt", prompts},
-                     {"echo", true},
-                     {"max_tokens", 0},
-                     {"logprobs", 0}};
+  const json body = echo_scoring_body(prompts);
   ServerOptions o;
   o.model_name = "SmolLM2-135M-Instruct";
   auto expect_scores = [&](const httplib::Result& r, double scale) {
