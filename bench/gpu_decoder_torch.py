@@ -224,10 +224,24 @@ def time_attention(args):
                     r["cudnn_attention_one_layer_ms"] = time_kernel(sdpa, reps=10, inner=inner)
             except RuntimeError as e:
                 r["cudnn_error"] = str(e)[:200]
-            print(f"B={b:<3} N={n:<5} flash {r.get('flash_attention_one_layer_ms', 0) * 1e3:9.1f} us"
-                  f"  sdpa {r['sdpa_attention_one_layer_ms'] * 1e3:9.1f} us", file=sys.stderr)
-            out["results"].append(r)
             del q, k, v
+            # A ceiling for P·V from stored maps: cuBLAS's batched GEMM of dense bf16 P [N×N] by
+            # V [N×D] per head, on at most ~8 GB of P (a sub-batch, time scaled to the batch).
+            # A causal map has half of P's products, so half of this is what a kernel at
+            # cuBLAS's speed would take.
+            sub = max(1, min(b, int(8e9 // (heads * n * n * 2))))
+            p_dense = torch.rand(sub * heads, n, n, device="cuda", dtype=torch.bfloat16)
+            v_dense = torch.rand(sub * heads, n, dh, device="cuda", dtype=torch.bfloat16)
+            ms = time_kernel(lambda: torch.bmm(p_dense, v_dense), reps=10,
+                             inner=max(2, min(20, int(4e8 / (sub * n * n))))) * b / sub
+            r["pv_dense_bmm_ms"] = ms
+            r["pv_dense_bmm_tflops"] = 2 * b * heads * n * n * dh / (ms * 1e-3) / 1e12
+            del p_dense, v_dense
+            torch.cuda.empty_cache()
+            print(f"B={b:<3} N={n:<5} flash {r.get('flash_attention_one_layer_ms', 0) * 1e3:9.1f} us"
+                  f"  sdpa {r['sdpa_attention_one_layer_ms'] * 1e3:9.1f} us"
+                  f"  dense P·V bmm {ms * 1e3:9.1f} us", file=sys.stderr)
+            out["results"].append(r)
             if args.out:
                 with open(args.out, "w") as f:
                     f.write(json.dumps(out, indent=1) + "\n")
