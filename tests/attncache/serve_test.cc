@@ -721,8 +721,9 @@ TEST(ServeScoreTest, CompletionsEchoScoresPromptTokens) {
                400, "is a decoder");
 }
 
-// Scoring on a GPU: a whole slice of prompts per call of the (stand-in) GPU model, whose rows
-// come back as [Σ N] log-probabilities; a GPU failure hands this and later slices to the CPU.
+// Scoring on a GPU: a whole slice of prompts (at most --max-batch prompts and --max-batch-tokens
+// tokens) per call of the (stand-in) GPU model, whose rows come back as [Σ N] log-probabilities;
+// a GPU failure hands this and later slices to the CPU.
 TEST(ServeScoreTest, CompletionsScoreOnTheGpuAndFallBackToTheCpu) {
   std::unique_ptr<attncache::Decoder> decoder =
       attncache::Decoder::load(testing_paths::model_dir("SmolLM2-135M-Instruct"));
@@ -768,6 +769,15 @@ TEST(ServeScoreTest, CompletionsScoreOnTheGpuAndFallBackToTheCpu) {
     expect_scores(s.client().Post("/v1/completions", body.dump(), "application/json"), 0.5);
     EXPECT_EQ(gpu_calls, 1u);  // three prompts, one batch
     EXPECT_TRUE(s.wait_for_metric("attncache_batches_total{device=\"gpu\"} 1"));
+  }
+  {
+    // A pass of at most one token: each prompt alone, whatever its length.
+    ServerOptions one_token = o;
+    one_token.max_batch_tokens = 1;
+    RunningServer s(*decoder, one_token, nullptr, no_db(), &gpu);
+    expect_scores(s.client().Post("/v1/completions", body.dump(), "application/json"), 0.5);
+    EXPECT_EQ(gpu_calls, 4u);
+    EXPECT_TRUE(s.wait_for_metric("attncache_batches_total{device=\"gpu\"} 3"));
   }
   attncache::DeviceEmbedder failing(
       *decoder, nullptr, "failing stand-in GPU",

@@ -187,6 +187,11 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-batch", o->server.batcher.max_batch, "inputs per forward batch")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-batch-tokens", o->server.max_batch_tokens,
+                  "tokens per forward batch (an input longer than this runs alone): bounds the "
+                  "GPU's activation memory")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 24));
   cmd->add_option("--max-wait-ms", o->max_wait_ms,
                   "how long the oldest queued request waits for its batch to fill")
       ->capture_default_str()

@@ -52,7 +52,8 @@ Server::Server(PrefillModel& model, ServerOptions options, std::unique_ptr<ApiKe
       options_(std::move(options)),
       keys_(std::move(keys)),
       namespaces_(namespaces),
-      runner_(model, device, options_.reuse, options_.batcher.max_batch, metrics_),
+      runner_(model, device, options_.reuse, options_.batcher.max_batch, options_.max_batch_tokens,
+              metrics_),
       batcher_(
           options_.batcher, [this](const std::vector<Job*>& jobs) { runner_.run(jobs); },
           [this](size_t depth) { metrics_.set_queue_depth(depth); }),

@@ -43,8 +43,11 @@ struct ServerOptions {
   int port = 8080;         // 0: any free port (bind() says which)
   std::string model_name;  // what requests must name in "model"
   size_t max_body_bytes = 1 << 20;
-  size_t max_inputs = 256;          // inputs (strings) per request
-  int max_tokens = 0;               // embeddings: truncation length; 0: the model's default
+  size_t max_inputs = 256;  // inputs (strings) per request
+  int max_tokens = 0;       // embeddings: truncation length; 0: the model's default
+  // Tokens per forward pass (a longer input runs alone); the default never splits --max-batch 32
+  // inputs of an encoder's 512 tokens, so batches stay those of `attncache embed`.
+  size_t max_batch_tokens = 16384;
   bool truncate = true;             // false: over-long inputs get 400 instead of truncation
   int max_inflight_per_tenant = 0;  // 0: no limit
   int http_threads = 128;           // connections served at once

@@ -8,6 +8,23 @@
 
 namespace attncache::serve {
 
+std::vector<ModelRunner::Slice> ModelRunner::slices(
+    const std::vector<const std::vector<int32_t>*>& inputs) const {
+  std::vector<Slice> out;
+  size_t tokens = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const size_t n = inputs[i]->size();
+    if (out.empty() || out.back().end - out.back().begin == max_batch_ ||
+        tokens + n > max_batch_tokens_) {
+      out.push_back({i, i});
+      tokens = 0;
+    }
+    ++out.back().end;
+    tokens += n;
+  }
+  return out;
+}
+
 void ModelRunner::run(const std::vector<Job*>& jobs) {
   if (jobs.empty()) return;
   if (jobs.front()->task == Task::kEmbed) {
@@ -18,8 +35,8 @@ void ModelRunner::run(const std::vector<Job*>& jobs) {
 }
 
 void ModelRunner::embed(const std::vector<Job*>& jobs) {
-  // The group's inputs in job order; a job larger than max_batch (a request alone) runs in
-  // slices of max_batch.
+  // The group's inputs in job order, in slices (a job larger than a slice, a request alone, is
+  // split).
   std::vector<const std::vector<int32_t>*> all;
   for (Job* job : jobs) {
     for (const auto& ids : job->inputs) all.push_back(&ids);
@@ -28,8 +45,7 @@ void ModelRunner::embed(const std::vector<Job*>& jobs) {
   const size_t d = static_cast<size_t>(model_.dim());
   std::vector<float> out(all.size() * d);
   std::vector<char> hit(all.size(), 0);
-  for (size_t begin = 0; begin < all.size(); begin += max_batch_) {
-    const size_t end = std::min(all.size(), begin + max_batch_);
+  for (const auto [begin, end] : slices(all)) {
     std::vector<std::vector<int32_t>> batch;
     for (size_t i = begin; i < end; ++i) batch.push_back(*all[i]);
     const auto t0 = std::chrono::steady_clock::now();
@@ -77,9 +93,8 @@ void ModelRunner::score(const std::vector<Job*>& jobs) {
   }
   std::vector<std::vector<double>> out;
   out.reserve(all.size());
-  // On the GPU a slice of max_batch prompts is one forward pass; on the CPU one per prompt.
-  for (size_t begin = 0; begin < all.size(); begin += max_batch_) {
-    const size_t end = std::min(all.size(), begin + max_batch_);
+  // On the GPU a slice is one forward pass; on the CPU one per prompt.
+  for (const auto [begin, end] : slices(all)) {
     const auto t0 = std::chrono::steady_clock::now();
     const char* where = "cpu";
     if (device_ != nullptr) {

@@ -25,20 +25,32 @@ class ModelRunner {
  public:
   // `model` (and `device`, which runs exact embeddings and scoring when not null) is used from the
   // batcher's worker thread only.
+  // A forward pass takes at most `max_batch` inputs and `max_batch_tokens` tokens (an input
+  // longer than that runs alone), so the GPU's activations stay bounded whatever the requests.
   ModelRunner(PrefillModel& model, DeviceEmbedder* device, ReuseSettings reuse, size_t max_batch,
-              Metrics& metrics)
-      : model_(model), device_(device), reuse_(reuse), max_batch_(max_batch), metrics_(metrics) {}
+              size_t max_batch_tokens, Metrics& metrics)
+      : model_(model),
+        device_(device),
+        reuse_(reuse),
+        max_batch_(max_batch),
+        max_batch_tokens_(max_batch_tokens),
+        metrics_(metrics) {}
 
   void run(const std::vector<Job*>& jobs);
 
  private:
   void embed(const std::vector<Job*>& jobs);
   void score(const std::vector<Job*>& jobs);
+  struct Slice {
+    size_t begin, end;
+  };
+  std::vector<Slice> slices(const std::vector<const std::vector<int32_t>*>& inputs) const;
 
   PrefillModel& model_;
   DeviceEmbedder* device_;
   ReuseSettings reuse_;
   size_t max_batch_;
+  size_t max_batch_tokens_;
   Metrics& metrics_;
 };
 
