@@ -119,20 +119,43 @@ nlohmann::json Decoder::fingerprint() const {
 }
 
 std::vector<double> Decoder::token_log_probs(const std::vector<int32_t>& ids) {
-  const int n = static_cast<int>(ids.size());
+  return std::move(token_log_probs(std::vector<std::vector<int32_t>>{ids})[0]);
+}
+
+std::vector<std::vector<double>> Decoder::token_log_probs(
+    const std::vector<std::vector<int32_t>>& batch) {
+  std::vector<std::vector<double>> out(batch.size());
+  std::vector<std::vector<int32_t>> scored;  // the sequences with a prediction to score
+  std::vector<size_t> owner;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    if (batch[s].size() < 2) continue;
+    scored.push_back(batch[s]);
+    owner.push_back(s);
+  }
+  if (scored.empty()) return out;
   const int vocab = model_->config().vocab_size, d = dim();
-  const std::vector<float>& hidden = model_->forward({ids}, workspace_);
-  std::vector<double> out;
-  out.reserve(n > 0 ? n - 1 : 0);
+  const std::vector<float>& hidden = model_->forward(scored, workspace_);
+  // Every row but each sequence's last predicts the next token: (hidden row, target id).
+  std::vector<std::pair<size_t, int32_t>> rows;
+  for (size_t k = 0, row = 0; k < scored.size(); row += scored[k].size(), ++k) {
+    out[owner[k]].reserve(scored[k].size() - 1);
+    for (size_t i = 0; i + 1 < scored[k].size(); ++i) rows.emplace_back(row + i, scored[k][i + 1]);
+  }
   // The LM head in slices of rows: [rows × vocab] logits are 196 KB per row.
-  constexpr int kRows = 64;
-  std::vector<float> logits(static_cast<size_t>(kRows) * vocab);
-  for (int r0 = 0; r0 + 1 < n; r0 += kRows) {
-    const int rows = std::min(kRows, n - 1 - r0);
-    model_->logits(hidden.data() + static_cast<size_t>(r0) * d, rows, logits.data());
-    for (int r = 0; r < rows; ++r) {
-      const float* row = logits.data() + static_cast<size_t>(r) * vocab;
-      out.push_back(row[ids[r0 + r + 1]] - log_sum_exp(row, vocab));
+  constexpr size_t kRows = 64;
+  std::vector<float> gathered(kRows * d), logits(kRows * vocab);
+  for (size_t r0 = 0, k = 0, done = 0; r0 < rows.size(); r0 += kRows) {
+    const size_t n = std::min(kRows, rows.size() - r0);
+    for (size_t r = 0; r < n; ++r) {
+      std::copy_n(hidden.data() + rows[r0 + r].first * d, d, gathered.data() + r * d);
+    }
+    model_->logits(gathered.data(), static_cast<int>(n), logits.data());
+    for (size_t r = 0; r < n; ++r) {
+      // rows are in sequence order: move to the next sequence when this one is complete
+      while (done == scored[k].size() - 1) ++k, done = 0;
+      const float* row = logits.data() + r * vocab;
+      out[owner[k]].push_back(row[rows[r0 + r].second] - log_sum_exp(row, vocab));
+      ++done;
     }
   }
   return out;

@@ -53,6 +53,10 @@ class Decoder : public PrefillModel {
 
   // log p(ids[i] | ids[0..i)) for i = 1..n-1 (n-1 values), from one forward pass.
   std::vector<double> token_log_probs(const std::vector<int32_t>& ids);
+  // The same for each sequence of a batch, from one forward pass over all of them (sequences of
+  // fewer than two tokens get no values and take no part). Batching changes the GEMMs' row
+  // counts, so values may differ from one-at-a-time runs in the last bits.
+  std::vector<std::vector<double>> token_log_probs(const std::vector<std::vector<int32_t>>& batch);
   // log-softmax over the vocabulary of the logits for the next token after each input's last
   // token, restricted to `candidates` ([batch × candidates.size()]): what multiple-choice scoring
   // compares. `hidden` are embed()'s vectors.

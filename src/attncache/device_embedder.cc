@@ -116,8 +116,7 @@ std::vector<std::vector<double>> DeviceEmbedder::token_log_probs(
       out.clear();
     }
   }
-  for (const auto& ids : batch) out.push_back(decoder->token_log_probs(ids));
-  return out;
+  return decoder->token_log_probs(batch);
 }
 
 void DeviceEmbedder::abandon_gpu(const core::Error& failure) {

@@ -104,8 +104,7 @@ TEST(DeviceEmbedder, TokenLogProbsSplitTheGpuRowsPerSequence) {
   const std::vector<std::vector<double>> want_gpu = {{-1, -2, -3}, {}, {-6}};
   EXPECT_EQ(e.token_log_probs(b), want_gpu);
   // A GPU whose answer has the wrong shape has failed: the CPU answers, now and later.
-  std::vector<std::vector<double>> want_cpu;
-  for (const auto& ids : b) want_cpu.push_back(decoder->token_log_probs(ids));
+  const std::vector<std::vector<double>> want_cpu = decoder->token_log_probs(b);
   EXPECT_EQ(e.token_log_probs(b), want_cpu);
   EXPECT_FALSE(e.on_gpu());
   EXPECT_EQ(e.token_log_probs(b), want_cpu);

@@ -287,6 +287,29 @@ std::string load_error(const std::string& path) {
   return "no error";
 }
 
+// Scoring a batch in one forward pass gives each sequence what scoring it alone gives, to
+// rounding (the GEMMs see other row counts); sequences of under two tokens get no values.
+TEST(Decoder, BatchedTokenLogProbsEqualOneAtATime) {
+  REQUIRE_SMOLLM();
+  std::unique_ptr<Decoder> decoder =
+      Decoder::load(testing_paths::source_dir() + "/" + goldens()["model"].get<std::string>());
+  std::vector<std::vector<int32_t>> batch;
+  for (int i : {0, 1, 5, 9}) batch.push_back(ids_of(goldens()["prompts"][i]));
+  batch.insert(batch.begin() + 1, std::vector<int32_t>{42});
+  batch.push_back({});
+  const std::vector<std::vector<double>> together = decoder->token_log_probs(batch);
+  ASSERT_EQ(together.size(), batch.size());
+  for (size_t s = 0; s < batch.size(); ++s) {
+    if (batch[s].size() < 2) {
+      EXPECT_TRUE(together[s].empty()) << s;
+      continue;
+    }
+    const std::vector<double> alone = decoder->token_log_probs(batch[s]);
+    ASSERT_EQ(together[s].size(), batch[s].size() - 1) << s;
+    for (size_t i = 0; i < alone.size(); ++i) ASSERT_NEAR(together[s][i], alone[i], 1e-3) << s;
+  }
+}
+
 TEST(LlamaGguf, ASyntheticModelLoadsAndRuns) {
   testing_support::TempDir dir;
   TinyLlama tiny;

@@ -703,8 +703,8 @@ TEST(ServeScoreTest, CompletionsEchoScoresPromptTokens) {
     std::string text;
     for (size_t t = 0; t < ids.size(); ++t) {
       text += lp["tokens"][t].get<std::string>();
-      if (t > 0) {
-        EXPECT_EQ(lp["token_logprobs"][t].get<double>(), expected[t - 1]);
+      if (t > 0) {  // the server scores both prompts in one pass: equal to rounding
+        EXPECT_NEAR(lp["token_logprobs"][t].get<double>(), expected[t - 1], 1e-3);
       }
     }
     EXPECT_NE(text.find(prompts[i]), std::string::npos) << text;
@@ -742,7 +742,7 @@ TEST(ServeScoreTest, CompletionsScoreOnTheGpuAndFallBackToTheCpu) {
       const json& lp = j["choices"][i]["logprobs"]["token_logprobs"];
       ASSERT_EQ(lp.size(), cpu.size() + 1) << i;
       for (size_t t = 0; t < cpu.size(); ++t) {
-        EXPECT_FLOAT_EQ(lp[t + 1].get<double>(), scale * cpu[t]) << i << " " << t;
+        EXPECT_NEAR(lp[t + 1].get<double>(), scale * cpu[t], 1e-3) << i << " " << t;
       }
     }
   };

@@ -255,8 +255,8 @@ void run_text(const TextOptions& o) {
   size_t total_tokens = 0;
   const auto t0 = std::chrono::steady_clock::now();
   std::printf("%6s %8s %14s %10s\n", "line", "tokens", "log-likelihood", "perplexity");
-  // Lines of two or more tokens in batches of about --batch-tokens tokens (one forward pass each
-  // on the GPU; one per line on the CPU), printed in order.
+  // Lines of two or more tokens in batches of at most --batch-tokens tokens (a longer line alone),
+  // one forward pass each, printed in order.
   for (size_t begin = 0; begin < lines.size();) {
     std::vector<size_t> members;
     std::vector<std::vector<int32_t>> batch;
@@ -381,8 +381,7 @@ void add_score_command(CLI::App& app) {
   CLI::App* text = score->add_subcommand(
       "text",
       "Log-likelihood of each line under the decoder: the sum over its tokens of log p(token |\n"
-      "the tokens before it), and its perplexity; one prefill per line (lines batched on the "
-      "GPU).");
+      "the tokens before it), and its perplexity; lines are batched, one prefill per batch.");
   text->add_option("-m,--model", t->model,
                    "decoder: a name under models/, a .gguf file or a Hugging Face directory")
       ->capture_default_str();
@@ -399,8 +398,7 @@ void add_score_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   text->add_option("--batch-tokens", t->batch_tokens,
-                   "lines per forward pass on the GPU: up to this many tokens (a longer line "
-                   "runs alone)")
+                   "lines per forward pass: up to this many tokens (a longer line runs alone)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
   text->add_option("-t,--threads", t->threads, "worker threads (0: all cores)")

@@ -93,18 +93,20 @@ void ModelRunner::score(const std::vector<Job*>& jobs) {
   }
   std::vector<std::vector<double>> out;
   out.reserve(all.size());
-  // On the GPU a slice is one forward pass; on the CPU one per prompt.
+  // A slice is one forward pass, on the GPU or the CPU.
   for (const auto [begin, end] : slices(all)) {
     const auto t0 = std::chrono::steady_clock::now();
     const char* where = "cpu";
+    std::vector<std::vector<int32_t>> batch;
+    for (size_t i = begin; i < end; ++i) batch.push_back(*all[i]);
+    std::vector<std::vector<double>> lps;
     if (device_ != nullptr) {
-      std::vector<std::vector<int32_t>> batch;
-      for (size_t i = begin; i < end; ++i) batch.push_back(*all[i]);
-      for (auto& lp : device_->token_log_probs(batch)) out.push_back(std::move(lp));
+      lps = device_->token_log_probs(batch);
       if (device_->on_gpu()) where = "gpu";
     } else {
-      for (size_t i = begin; i < end; ++i) out.push_back(decoder->token_log_probs(*all[i]));
+      lps = decoder->token_log_probs(batch);
     }
+    for (auto& lp : lps) out.push_back(std::move(lp));
     metrics_.add_batch(end - begin,
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                        where);

@@ -2,8 +2,8 @@
 // jobs of a namespace with a map database go through AttnCache (lookup, layer-0 check, stored
 // maps on hits, on the CPU); others run the exact path, on the GPU when the server was given a
 // DeviceEmbedder that has one. Scoring jobs (decoders) compute every prompt token's
-// log-probability exactly: with that DeviceEmbedder one forward pass per slice of max_batch
-// prompts on the GPU, else one forward pass per prompt on the CPU.
+// log-probability exactly, one forward pass per slice of prompts: on the GPU with that
+// DeviceEmbedder, else on the CPU.
 #pragma once
 
 #include <vector>
