@@ -135,27 +135,32 @@ std::vector<std::vector<double>> Decoder::token_log_probs(
   if (scored.empty()) return out;
   const int vocab = model_->config().vocab_size, d = dim();
   const std::vector<float>& hidden = model_->forward(scored, workspace_);
-  // Every row but each sequence's last predicts the next token: (hidden row, target id).
-  std::vector<std::pair<size_t, int32_t>> rows;
+  // Every row but each sequence's last predicts the next token.
+  struct Prediction {
+    size_t hidden_row;
+    int32_t target;
+    size_t sequence;  // in `batch`
+  };
+  std::vector<Prediction> predictions;
   for (size_t k = 0, row = 0; k < scored.size(); row += scored[k].size(), ++k) {
     out[owner[k]].reserve(scored[k].size() - 1);
-    for (size_t i = 0; i + 1 < scored[k].size(); ++i) rows.emplace_back(row + i, scored[k][i + 1]);
+    for (size_t i = 0; i + 1 < scored[k].size(); ++i) {
+      predictions.push_back({row + i, scored[k][i + 1], owner[k]});
+    }
   }
   // The LM head in slices of rows: [rows × vocab] logits are 196 KB per row.
   constexpr size_t kRows = 64;
   std::vector<float> gathered(kRows * d), logits(kRows * vocab);
-  for (size_t r0 = 0, k = 0, done = 0; r0 < rows.size(); r0 += kRows) {
-    const size_t n = std::min(kRows, rows.size() - r0);
+  for (size_t r0 = 0; r0 < predictions.size(); r0 += kRows) {
+    const size_t n = std::min(kRows, predictions.size() - r0);
     for (size_t r = 0; r < n; ++r) {
-      std::copy_n(hidden.data() + rows[r0 + r].first * d, d, gathered.data() + r * d);
+      std::copy_n(hidden.data() + predictions[r0 + r].hidden_row * d, d, gathered.data() + r * d);
     }
     model_->logits(gathered.data(), static_cast<int>(n), logits.data());
     for (size_t r = 0; r < n; ++r) {
-      // rows are in sequence order: move to the next sequence when this one is complete
-      while (done == scored[k].size() - 1) ++k, done = 0;
+      const Prediction& p = predictions[r0 + r];
       const float* row = logits.data() + r * vocab;
-      out[owner[k]].push_back(row[rows[r0 + r].second] - log_sum_exp(row, vocab));
-      ++done;
+      out[p.sequence].push_back(row[p.target] - log_sum_exp(row, vocab));
     }
   }
   return out;
