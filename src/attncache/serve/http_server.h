@@ -60,7 +60,8 @@ struct ServerOptions {
 class Server {
  public:
   // `keys` null: no authentication (one anonymous tenant). `device` not null: exact embeddings
-  // run there (DeviceEmbedder of `model`). `model`, `namespaces` and `device` outlive the server.
+  // and scoring run there (DeviceEmbedder of `model`). `model`, `namespaces` and `device`
+  // outlive the server.
   Server(PrefillModel& model, ServerOptions options, std::unique_ptr<ApiKeys> keys,
          TenantNamespaces& namespaces, DeviceEmbedder* device = nullptr);
   ~Server();

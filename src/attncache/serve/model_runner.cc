@@ -8,21 +8,24 @@
 
 namespace attncache::serve {
 
-std::vector<ModelRunner::Slice> ModelRunner::slices(
-    const std::vector<const std::vector<int32_t>*>& inputs) const {
-  std::vector<Slice> out;
-  size_t tokens = 0;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const size_t n = inputs[i]->size();
-    if (out.empty() || out.back().end - out.back().begin == max_batch_ ||
-        tokens + n > max_batch_tokens_) {
-      out.push_back({i, i});
-      tokens = 0;
+void ModelRunner::for_each_slice(const std::vector<const std::vector<int32_t>*>& inputs,
+                                 const SliceForward& forward) {
+  for (size_t begin = 0; begin < inputs.size();) {
+    std::vector<std::vector<int32_t>> batch;
+    size_t tokens = 0;
+    for (size_t i = begin; i < inputs.size() && batch.size() < max_batch_; ++i) {
+      const size_t n = inputs[i]->size();
+      if (!batch.empty() && tokens + n > max_batch_tokens_) break;
+      batch.push_back(*inputs[i]);
+      tokens += n;
     }
-    ++out.back().end;
-    tokens += n;
+    const auto t0 = std::chrono::steady_clock::now();
+    const char* where = forward(batch, begin);
+    metrics_.add_batch(batch.size(),
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                       where);
+    begin += batch.size();
   }
-  return out;
 }
 
 void ModelRunner::run(const std::vector<Job*>& jobs) {
@@ -45,10 +48,7 @@ void ModelRunner::embed(const std::vector<Job*>& jobs) {
   const size_t d = static_cast<size_t>(model_.dim());
   std::vector<float> out(all.size() * d);
   std::vector<char> hit(all.size(), 0);
-  for (const auto [begin, end] : slices(all)) {
-    std::vector<std::vector<int32_t>> batch;
-    for (size_t i = begin; i < end; ++i) batch.push_back(*all[i]);
-    const auto t0 = std::chrono::steady_clock::now();
+  for_each_slice(all, [&](const std::vector<std::vector<int32_t>>& batch, size_t begin) {
     std::vector<float> e;
     const char* where = "cpu";
     if (ns != nullptr) {
@@ -68,12 +68,10 @@ void ModelRunner::embed(const std::vector<Job*>& jobs) {
     } else {
       e = model_.embed(batch);
     }
-    metrics_.add_batch(batch.size(),
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-                       where);
     if (e.size() != batch.size() * d) core::throw_internal("embed returned ", e.size(), " values");
     std::copy(e.begin(), e.end(), out.begin() + begin * d);
-  }
+    return where;
+  });
   size_t k = 0;
   for (Job* job : jobs) {
     job->vectors.assign(out.begin() + k * d, out.begin() + (k + job->inputs.size()) * d);
@@ -94,11 +92,8 @@ void ModelRunner::score(const std::vector<Job*>& jobs) {
   std::vector<std::vector<double>> out;
   out.reserve(all.size());
   // A slice is one forward pass, on the GPU or the CPU.
-  for (const auto [begin, end] : slices(all)) {
-    const auto t0 = std::chrono::steady_clock::now();
+  for_each_slice(all, [&](const std::vector<std::vector<int32_t>>& batch, size_t) {
     const char* where = "cpu";
-    std::vector<std::vector<int32_t>> batch;
-    for (size_t i = begin; i < end; ++i) batch.push_back(*all[i]);
     std::vector<std::vector<double>> lps;
     if (device_ != nullptr) {
       lps = device_->token_log_probs(batch);
@@ -107,10 +102,8 @@ void ModelRunner::score(const std::vector<Job*>& jobs) {
       lps = decoder->token_log_probs(batch);
     }
     for (auto& lp : lps) out.push_back(std::move(lp));
-    metrics_.add_batch(end - begin,
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-                       where);
-  }
+    return where;
+  });
   size_t k = 0;
   for (Job* job : jobs) {
     for (size_t i = 0; i < job->inputs.size(); ++i) job->log_probs.push_back(std::move(out[k++]));

@@ -6,6 +6,7 @@
 // DeviceEmbedder, else on the CPU.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "attncache/device_embedder.h"
@@ -41,10 +42,12 @@ class ModelRunner {
  private:
   void embed(const std::vector<Job*>& jobs);
   void score(const std::vector<Job*>& jobs);
-  struct Slice {
-    size_t begin, end;
-  };
-  std::vector<Slice> slices(const std::vector<const std::vector<int32_t>*>& inputs) const;
+  // Runs `forward(batch, begin)` on each slice of `inputs` (inputs [begin, begin + batch.size())),
+  // timing it into the metrics under the device it returns ("cpu" or "gpu").
+  using SliceForward =
+      std::function<const char*(const std::vector<std::vector<int32_t>>& batch, size_t begin)>;
+  void for_each_slice(const std::vector<const std::vector<int32_t>*>& inputs,
+                      const SliceForward& forward);
 
   PrefillModel& model_;
   DeviceEmbedder* device_;
