@@ -91,8 +91,6 @@ std::vector<std::vector<double>> DeviceEmbedder::token_log_probs(
     const std::vector<std::vector<int32_t>>& batch) {
   auto* decoder = dynamic_cast<Decoder*>(&cpu_);
   if (decoder == nullptr) core::throw_bad_input("token log-probabilities need a decoder");
-  std::vector<std::vector<double>> out;
-  out.reserve(batch.size());
   if (gpu_log_probs_) {
     try {
       const std::vector<float> flat = gpu_log_probs_(batch);
@@ -103,6 +101,8 @@ std::vector<std::vector<double>> DeviceEmbedder::token_log_probs(
                              " tokens");
       }
       // Row i of a sequence holds log p(ids[i + 1] | …); its last row (0) is not a prediction.
+      std::vector<std::vector<double>> out;
+      out.reserve(batch.size());
       size_t row = 0;
       for (const auto& ids : batch) {
         out.emplace_back(flat.begin() + row,
@@ -113,7 +113,6 @@ std::vector<std::vector<double>> DeviceEmbedder::token_log_probs(
     } catch (const core::Error& e) {
       if (e.kind() != core::ErrorKind::kInternal) throw;
       abandon_gpu(e);
-      out.clear();
     }
   }
   return decoder->token_log_probs(batch);
