@@ -276,6 +276,7 @@ TEST(ScoreCli, RefusesBadInputWithExitCode2) {
   expect_bad("score text --max-length 8 -i " + long_line, "the limit is 8");
   expect_bad("score text --max-length 9000 -i " + long_line, "context of 8192");
   expect_bad("score text --device tpu -i " + long_line, "--device");
+  expect_bad("score text --batch-tokens 0 -i " + long_line, "--batch-tokens");
   if (attncache::cuda_device_count() == 0)
     expect_bad("score text --device cuda -i " + long_line, "CUDA");
 }

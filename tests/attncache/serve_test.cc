@@ -810,6 +810,7 @@ TEST(ServeCliTest, BadOptionsExit2) {
              "line 2: duplicate key");
   // --device: one device for everything served.
   expect_bad(run_cli("serve" + model + " --device tpu"), "unknown device 'tpu'");
+  expect_bad(run_cli("serve" + model + " --max-batch-tokens 0"), "--max-batch-tokens");
   expect_bad(run_cli("serve" + model + " --device cuda --db " + dir.path("empty-db")),
              "AttnCache (--db) is served on the CPU only");
   if (attncache::cuda_device_count() == 0) {
