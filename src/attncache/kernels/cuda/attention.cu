@@ -8,11 +8,13 @@
 
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/check.h"
+#include "attncache/kernels/cuda/tile_addressing.h"
 
 namespace attncache::cuda {
 namespace {
 
 constexpr int kRows = kAttentionRows;
+static_assert(kRows == kTileRows, "map tiles are the kernels' key blocks");
 // Four warps per CTA; a warp owns BM / 64 tiles of 16 query rows (BM: query rows per CTA).
 constexpr int kThreads = 128;
 constexpr float kNegInf = -INFINITY;
@@ -75,15 +77,21 @@ using Tile = uint16_t[R][D + 8];
 
 // Starts copying rows [row0, row0 + R) of one head's slice (D bf16 at `base`, rows `stride`
 // elements apart) into `tile`, 16 bytes per copy, with the CTA's threads; rows at or past n become
-// zero.
+// zero. Each thread's source advances by a fixed number of rows per copy (tile_addressing.h).
 template <int D, int R = kRows>
 __device__ __forceinline__ void load_tile(Tile<D, R>& tile, const uint16_t* base, int stride,
                                           int row0, int n) {
   constexpr int kChunks = D / 8;
-  for (int i = threadIdx.x; i < R * kChunks; i += kThreads) {
-    const int r = i / kChunks, c = (i % kChunks) * 8;
+  constexpr int kRowsPerPass = kThreads / kChunks;
+  static_assert(kThreads % kChunks == 0 && R % kRowsPerPass == 0, "whole passes of rows");
+  const ChunkLane lane = chunk_lane(threadIdx.x, kThreads, kChunks, 8);
+  const uint16_t* src = base + static_cast<size_t>(row0 + lane.row) * stride + lane.col;
+  const size_t step = static_cast<size_t>(kRowsPerPass) * stride;
+#pragma unroll
+  for (int j = 0; j < R / kRowsPerPass; ++j) {
+    const int r = lane.row + j * kRowsPerPass;
     const bool valid = row0 + r < n;
-    cp_async16(&tile[r][c], base + (valid ? static_cast<size_t>(row0 + r) * stride + c : 0), valid);
+    cp_async16(&tile[r][lane.col], valid ? src + j * step : base, valid);
   }
 }
 
@@ -193,11 +201,6 @@ __host__ __device__ __forceinline__ size_t causal_tiles(int n) {
   const size_t r = (n + kRows - 1) / kRows;
   return r * (r + 1) / 2;
 }
-// Offset (in values) of tile (rb, kb) within one head's block triangle.
-__device__ __forceinline__ size_t tile_offset(int rb, int kb) {
-  return (static_cast<size_t>(rb) * (rb + 1) / 2 + kb) * kRows * kRows;
-}
-
 // Shared memory: one Q tile of BM rows and double-buffered K and V tiles (exact); double-
 // buffered P tiles of BM rows and V tiles (reuse). Dynamic: head size 128 needs more than the
 // 48 KB of static shared memory.
@@ -471,24 +474,38 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   constexpr int kChunksPerRow = kRows / kPerChunk;
   // Rows of P start 16-byte aligned (always, in a block triangle's tiles).
   const bool vector_rows = kCausal || n % kPerChunk == 0;
+  // This thread's 16-byte chunks of P: rows plane.row + j · kPRowsPerPass, column plane.col,
+  // with their sources at key block 0 computed once (tile_addressing.h).
+  constexpr int kPRowsPerPass = kThreads / kChunksPerRow;
+  static_assert(kRows % kPRowsPerPass == 0, "a thread's chunks stay in their 64-row slice");
+  const ChunkLane plane = chunk_lane(threadIdx.x, kThreads, kChunksPerRow, kPerChunk);
+  size_t p_start[kMT];  // causal: per 64-row slice; else row plane.row's offset
+  if constexpr (kCausal) {
+#pragma unroll
+    for (int m = 0; m < kMT; ++m) p_start[m] = causal_slice_start(q0, m, plane);
+  } else {
+    p_start[0] = static_cast<size_t>(q0 + plane.row) * n + plane.col;
+  }
   // Starts loading key block kb (its P columns and V rows) into buffer `buf`.
   auto stage = [&](int kb, int buf) {
     const int k0 = kb * kRows;
     if constexpr (kCausal) {
-      for (int i = threadIdx.x; i < BM * kChunksPerRow; i += kThreads) {
-        const int r = i / kChunksPerRow, c = (i % kChunksPerRow) * kPerChunk;
-        const int rb = q0 / kRows + r / kRows;
+#pragma unroll
+      for (int j = 0; j < BM / kPRowsPerPass; ++j) {
+        const int past = j * kPRowsPerPass;  // rows past plane.row
+        const int m = past / kRows, rb = q0 / kRows + m;
         const bool valid = kb <= rb && rb < row_blocks;
-        cp_async16(&ps[buf][r][c * kBytes],
-                   p + (valid ? (tile_offset(rb, kb) + (r % kRows) * kRows + c) * kBytes : 0),
+        cp_async16(&ps[buf][plane.row + past][plane.col * kBytes],
+                   p + (valid ? causal_chunk_offset(p_start[m], past % kRows, kb) * kBytes : 0),
                    valid);
       }
     } else if (vector_rows) {
-      for (int i = threadIdx.x; i < BM * kChunksPerRow; i += kThreads) {
-        const int r = i / kChunksPerRow, c = (i % kChunksPerRow) * kPerChunk;
-        const bool valid = q0 + r < n && k0 + c < n;
-        cp_async16(&ps[buf][r][c * kBytes],
-                   p + (valid ? (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes : 0), valid);
+#pragma unroll
+      for (int j = 0; j < BM / kPRowsPerPass; ++j) {
+        const int r = plane.row + j * kPRowsPerPass;
+        const bool valid = q0 + r < n && k0 + plane.col < n;
+        const size_t at = p_start[0] + static_cast<size_t>(j * kPRowsPerPass) * n + k0;
+        cp_async16(&ps[buf][r][plane.col * kBytes], p + (valid ? at * kBytes : 0), valid);
       }
     } else {
       for (int i = threadIdx.x; i < BM * kRows; i += kThreads) {

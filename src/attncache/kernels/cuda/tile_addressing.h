@@ -1,0 +1,55 @@
+// Where each thread of the attention kernels copies its 16-byte chunks from, key block after
+// key block: computed once per CTA and advanced by a constant per key block, instead of being
+// re-derived (divisions, the block triangle's 64-bit tile index) for every chunk of every block,
+// which made the reuse kernel's loads cost about as many instructions as its tensor-core work.
+// Plain arithmetic, also compiled on the host: tests/attncache/tile_addressing_test.cc checks it
+// against the direct formulas.
+//
+// Chunks: a tile of rows × kChunksPerRow chunks is copied by kThreads threads; thread t copies
+// chunks t, t + kThreads, …, i.e. column chunk t % kChunksPerRow of rows t / kChunksPerRow + j ·
+// (kThreads / kChunksPerRow), j = 0, 1, ….
+#pragma once
+
+#include <cstddef>
+
+#if defined(__CUDACC__)
+#define ATTNCACHE_HOST_DEVICE __host__ __device__
+#else
+#define ATTNCACHE_HOST_DEVICE
+#endif
+
+namespace attncache::cuda {
+
+constexpr int kTileRows = 64;  // rows and columns of a map tile, keys per key block
+
+// Offset (in values) of tile (rb, kb) within one head's block triangle: row blocks in order,
+// each holding its tiles kb = 0 … rb of kTileRows × kTileRows values.
+ATTNCACHE_HOST_DEVICE inline size_t tile_offset(int rb, int kb) {
+  return (static_cast<size_t>(rb) * (rb + 1) / 2 + kb) * kTileRows * kTileRows;
+}
+
+// A thread's place in a tile copy: its first row and its column (in values), and the rows
+// between its successive chunks.
+struct ChunkLane {
+  int row, col, rows_per_pass;
+};
+ATTNCACHE_HOST_DEVICE inline ChunkLane chunk_lane(int thread, int threads, int chunks_per_row,
+                                                  int values_per_chunk) {
+  return {thread / chunks_per_row, (thread % chunks_per_row) * values_per_chunk,
+          threads / chunks_per_row};
+}
+
+// Causal maps (block triangles). The value offset, within the head, of a thread's first chunk
+// in 64-row slice m (rows 64m … 64m + 63) of the query block starting at row q0, at key block 0.
+// Its chunk of row r = 64m + rr (rr = lane.row + a multiple of lane.rows_per_pass, below 64) at
+// key block kb is then start + rr' · 64 + kb · 64², rr' = rr − lane.row: causal_chunk_offset.
+ATTNCACHE_HOST_DEVICE inline size_t causal_slice_start(int q0, int m, ChunkLane lane) {
+  return tile_offset(q0 / kTileRows + m, 0) + static_cast<size_t>(lane.row) * kTileRows + lane.col;
+}
+ATTNCACHE_HOST_DEVICE inline size_t causal_chunk_offset(size_t slice_start, int rows_past_lane,
+                                                        int kb) {
+  return slice_start + static_cast<size_t>(rows_past_lane) * kTileRows +
+         static_cast<size_t>(kb) * kTileRows * kTileRows;
+}
+
+}  // namespace attncache::cuda
