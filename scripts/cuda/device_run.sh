@@ -220,8 +220,8 @@ PY
       if [[ -z $ncu ]]; then echo "no ncu on this machine"; continue; fi
       IFS=, read -r heads kv dh batch tokens <<< "${PROFILE_SHAPE:-24,8,128,32,4096}"
       # The exact kernel with 128-row blocks and the P8 / FP8 reuse kernels, causal.
-      for kernel in "flash_forward<$dh, 128, false, true>" "reuse_pv<$dh, .*1, true, 128>" \
-        "reuse_pv<$dh, .*2, true, 128>"; do
+      for kernel in "flash_forward<.int.$dh, .int.128, .bool.0, .bool.1>" "reuse_pv<.int.$dh, .*1, .bool.1, .int.128>" \
+        "reuse_pv<.int.$dh, .*2, .bool.1, .int.128>"; do
         timeout 200 "$ncu" --kernel-name-base demangled --kernel-name "regex:${kernel}" \
           --launch-skip 2 --launch-count 1 --set full \
           "$work/bin/gpu_decoder_bench" --attention-only "$heads,$kv,$dh" --batches "$batch" \
