@@ -40,10 +40,10 @@ def log(*a):
 
 
 class Server:
-    def __init__(self, name, extra, binary=BIN, model=ROOT / "models" / MODEL):
+    def __init__(self, name, extra, binary=BIN, model=ROOT / "models" / MODEL, max_length=128):
         self.name = name
         cmd = [str(binary), "serve", "--model", str(model), "--port", "0",
-               "--max-length", "128"] + extra
+               "--max-length", str(max_length)] + extra
         log("+", " ".join(cmd))
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
         for line in self.proc.stderr:

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 namespace attncache::cuda {
 namespace {
 
@@ -60,6 +62,53 @@ TEST(TileAddressing, TileOffsetsFollowTheBlockTriangle) {
     for (int kb = 0; kb <= rb; ++kb) {
       ASSERT_EQ(tile_offset(rb, kb), expected);
       expected += kTileRows * kTileRows;
+    }
+  }
+}
+
+// Byte maps: over the four k-steps of a key block, logical columns cover each of the 64 keys
+// once, and lane (g, t)'s A fragment (columns 2t, 2t + 1, 2t + 8, 2t + 9) is the 4 bytes
+// 16t + 4kk … 16t + 4kk + 3 it loaded, in that order.
+TEST(TileAddressing, PermutedKeysCoverTheBlockAndMatchEachLanesBytes) {
+  std::vector<int> seen(kTileRows, 0);
+  for (int kk = 0; kk < 4; ++kk) {
+    for (int k = 0; k < 16; ++k) ++seen[permuted_key(kk, k)];
+    for (int t = 0; t < 4; ++t) {
+      const int first = 16 * t + 4 * kk;
+      EXPECT_EQ(permuted_key(kk, 2 * t), first);
+      EXPECT_EQ(permuted_key(kk, 2 * t + 1), first + 1);
+      EXPECT_EQ(permuted_key(kk, 2 * t + 8), first + 2);
+      EXPECT_EQ(permuted_key(kk, 2 * t + 9), first + 3);
+    }
+  }
+  for (int key = 0; key < kTileRows; ++key) EXPECT_EQ(seen[key], 1) << "key " << key;
+}
+
+// Each 8×8 matrix an ldmatrix gathers from a swizzled V tile (rows padded by one chunk) has its
+// 8 rows in 8 different 16-byte bank groups, for head sizes 64 and 128 (smaller heads have too
+// few chunks per row to spread them), and the swizzle keeps a row's chunks a permutation.
+TEST(TileAddressing, SwizzledVRowsOfAnLdmatrixUseDistinctBankGroups) {
+  for (int head : {16, 32, 64, 128}) {
+    const int chunks = head / 8, row_chunks = chunks + 1;  // padded rows
+    for (int key = 0; key < kTileRows; ++key) {
+      std::vector<int> seen(chunks, 0);
+      for (int c = 0; c < chunks; ++c) ++seen[c ^ v_swizzle(key, chunks)];
+      for (int c = 0; c < chunks; ++c) ASSERT_EQ(seen[c], 1) << "head " << head << " key " << key;
+    }
+    if (head < 64) continue;
+    for (int kk = 0; kk < 4; ++kk) {
+      for (int half = 0; half < 2; ++half) {      // logical columns 0–7 or 8–15
+        for (int chunk = 0; chunk < chunks; ++chunk) {  // the matrix's dimension chunk
+          std::vector<int> groups(8, 0);
+          for (int r = 0; r < 8; ++r) {
+            const int key = permuted_key(kk, 8 * half + r);
+            ++groups[(key * row_chunks + (chunk ^ v_swizzle(key, chunks))) % 8];
+          }
+          for (int g = 0; g < 8; ++g) {
+            ASSERT_EQ(groups[g], 1) << "head " << head << " k-step " << kk << " chunk " << chunk;
+          }
+        }
+      }
     }
   }
 }

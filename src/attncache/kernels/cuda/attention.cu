@@ -78,7 +78,8 @@ using Tile = uint16_t[R][D + 8];
 // Starts copying rows [row0, row0 + R) of one head's slice (D bf16 at `base`, rows `stride`
 // elements apart) into `tile`, 16 bytes per copy, with the CTA's threads; rows at or past n become
 // zero. Each thread's source advances by a fixed number of rows per copy (tile_addressing.h).
-template <int D, int R = kRows>
+// kSwizzled: row r's chunk c goes to chunk c ^ v_swizzle(r) (V tiles for byte maps).
+template <int D, int R = kRows, bool kSwizzled = false>
 __device__ __forceinline__ void load_tile(Tile<D, R>& tile, const uint16_t* base, int stride,
                                           int row0, int n) {
   constexpr int kChunks = D / 8;
@@ -91,7 +92,8 @@ __device__ __forceinline__ void load_tile(Tile<D, R>& tile, const uint16_t* base
   for (int j = 0; j < R / kRowsPerPass; ++j) {
     const int r = lane.row + j * kRowsPerPass;
     const bool valid = row0 + r < n;
-    cp_async16(&tile[r][lane.col], valid ? src + j * step : base, valid);
+    const int col = kSwizzled ? 8 * (lane.col / 8 ^ v_swizzle(r, kChunks)) : lane.col;
+    cp_async16(&tile[r][col], valid ? src + j * step : base, valid);
   }
 }
 
@@ -165,6 +167,63 @@ __device__ __forceinline__ void accumulate_pv(float (&o)[kMT][D / 8][4],
   }
 }
 
+// accumulate_pv for byte maps: the k-step's keys in permuted_key order, from a swizzled V tile
+// (tile_addressing.h). `rows` holds the shared-memory address of this lane's ldmatrix row at
+// k-step 0 for dimension pairs jd = 0, 2, 4, 6 (v_row_addresses): k-step kk is 4kk rows further,
+// and pair jd + 8 eight chunks further (the swizzle only touches a chunk index's low three bits).
+template <int D>
+constexpr int kVRowAddresses = D / 16 < 4 ? D / 16 : 4;
+template <int D>
+__device__ __forceinline__ void v_row_addresses(uint32_t (&rows)[kVRowAddresses<D>],
+                                                const Tile<D>& vs, int lane) {
+  const int mi = lane / 8, ri = lane % 8;
+  const int key = permuted_key(0, 8 * (mi % 2) + ri);
+  const int flip = v_swizzle(key, D / 8) ^ (mi / 2);
+#pragma unroll
+  for (int i = 0; i < kVRowAddresses<D>; ++i) rows[i] = smem_addr(&vs[key][8 * ((2 * i) ^ flip)]);
+}
+template <int D, int kMT>
+__device__ __forceinline__ void accumulate_pv_permuted(float (&o)[kMT][D / 8][4],
+                                                       const uint32_t (&pa)[kMT][4], int kk,
+                                                       const uint32_t (&rows)[kVRowAddresses<D>],
+                                                       uint32_t buffer_offset) {
+#pragma unroll
+  for (int jd = 0; jd < D / 8; jd += 2) {
+    uint32_t b[4];
+    const uint32_t at = rows[(jd / 2) % 4] + buffer_offset + 4 * kk * sizeof(uint16_t[D + 8]) +
+                        (jd / 8) * 8 * 16;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+                 : "r"(at));
+#pragma unroll
+    for (int m = 0; m < kMT; ++m) {
+      mma_bf16(o[m][jd], pa[m], b[0], b[1]);
+      mma_bf16(o[m][jd + 1], pa[m], b[2], b[3]);
+    }
+  }
+}
+
+// Two P8 values (bytes 2·half and 2·half + 1 of w, q = round(255·√p)) as the bf16 pair q², q²
+// (p · 255²; the caller scales the output back). q becomes a float exactly through the bits
+// of 2²³ + q, and a float with at most 8 significant bits is exactly its upper half as bf16, so
+// the only rounding is the square's, as in bf16(p); no conversion instructions.
+__device__ __forceinline__ uint32_t p8_pair_squares(uint32_t w, int half) {
+  constexpr uint32_t kTwo23 = 0x4B000000u;  // 2²³ as float bits
+  const float lo = __uint_as_float(__byte_perm(w, kTwo23, 0x7540 + 2 * half)) - 8388608.0f;
+  const float hi = __uint_as_float(__byte_perm(w, kTwo23, 0x7541 + 2 * half)) - 8388608.0f;
+  const uint32_t q = __byte_perm(__float_as_uint(lo), __float_as_uint(hi), 0x7632);
+  __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&q);
+  v = __hmul2(v, v);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+// Two FP8 (e4m3) values as a bf16 pair (p · 256; the caller scales the output back). An e4m3
+// value has at most 4 significant bits, so its float's upper half is it exactly.
+__device__ __forceinline__ uint32_t fp8_pair(uint32_t w, int half) {
+  const float2 v = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(
+      static_cast<__nv_fp8x2_storage_t>(w >> (16 * half)), __NV_E4M3)));
+  return __byte_perm(__float_as_uint(v.x), __float_as_uint(v.y), 0x7632);
+}
+
 template <int D>
 __device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (&o)[D / 8][4],
                                            int off, int n, int row, int h, float inv0, float inv1,
@@ -208,8 +267,10 @@ template <int D, int BM>
 constexpr size_t exact_smem() {
   return sizeof(Tile<D, BM>) + 4 * sizeof(Tile<D>);
 }
+// bf16 rows are padded for ldmatrix; byte rows are read 16 bytes per lane (two rows per 8
+// lanes, 128 bytes), which is conflict-free unpadded.
 template <int kBytes, int BM>
-using PTile = unsigned char[BM][kRows * kBytes + 16];
+using PTile = unsigned char[BM][kRows * kBytes + (kBytes == 1 ? 0 : 16)];
 template <int D, int kBytes, int BM>
 constexpr size_t reuse_smem() {
   return 2 * sizeof(PTile<kBytes, BM>) + 2 * sizeof(Tile<D>);
@@ -441,8 +502,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
 
 // ctx = P·V for the reused heads. P streams through shared memory in tiles of BM rows × 64 keys,
 // double-buffered like the exact kernel's keys: each stored value is read once. P8 and FP8
-// values are decoded to bf16 while the A fragments are built (FP8: two values per cvt
-// instruction). Causal maps are block triangles: a query block reads its key blocks up to the
+// values are read 16 bytes per row and key block and decoded to scaled bf16 pairs while the A
+// fragments are built, their keys in permuted_key order (p8_pair_squares, fp8_pair). Causal maps are block triangles: a query block reads its key blocks up to the
 // diagonal, each 64-row slice one contiguous tile; with 128 rows, the first 64 rows' tile past
 // their diagonal is not stored and loads as zeros, and the warps that own those rows skip it.
 template <int D, MapFormat kFormat, bool kCausal, int BM>
@@ -520,7 +581,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
         }
       }
     }
-    load_tile<D>(vs[buf], vbase, stride, k0, n);
+    load_tile<D, kRows, kBytes == 1>(vs[buf], vbase, stride, k0, n);
     cp_async_commit();
   };
   float o[kMT][D / 8][4];
@@ -529,6 +590,8 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
 #pragma unroll
     for (int jd = 0; jd < D / 8; ++jd) o[m][jd][0] = o[m][jd][1] = o[m][jd][2] = o[m][jd][3] = 0.0f;
   }
+  uint32_t v_rows[kVRowAddresses<D>];
+  if constexpr (kBytes == 1) v_row_addresses<D>(v_rows, vs[0], lane);
   const int key_blocks = kCausal ? min((qb + 1) * (BM / kRows), row_blocks) : row_blocks;
   // Causal: the key blocks this warp's rows reach (its rows lie in one 64-row block).
   const int warp_blocks = kCausal ? (q0 + wrow) / kRows + 1 : key_blocks;
@@ -543,47 +606,58 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
     }
     __syncthreads();
     if (kb < warp_blocks) {
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        uint32_t pa[kMT][4];
+      if constexpr (kBytes == 1) {
+        // Rows r0 and r0 + 8 of each row tile: bytes 16t … 16t + 15, four keys per k-step.
+        uint32_t words[kMT][2][4];
 #pragma unroll
         for (int m = 0; m < kMT; ++m) {
           const int r0 = wrow + 16 * m + lane / 4;
-          if constexpr (kBytes == 1) {
-            // a0..a3 = rows r0, r0+8 × columns 16kk+2t (+8): two bytes each.
-            const unsigned char* row0 = &ps[buf][r0][16 * kk + 2 * t];
-            const unsigned char* row1 = &ps[buf][r0 + 8][16 * kk + 2 * t];
-            const uint16_t q[4] = {*reinterpret_cast<const uint16_t*>(row0),
-                                   *reinterpret_cast<const uint16_t*>(row1),
-                                   *reinterpret_cast<const uint16_t*>(row0 + 8),
-                                   *reinterpret_cast<const uint16_t*>(row1 + 8)};
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              if constexpr (kFormat == MapFormat::kP8) {  // p = (q/255)²
-                const float lo = static_cast<float>(q[i] & 0xff) * (1.0f / 255.0f);
-                const float hi = static_cast<float>(q[i] >> 8) * (1.0f / 255.0f);
-                pa[m][i] = pack_bf16(lo * lo, hi * hi);
-              } else {  // p = e4m3/256
-                const float2 v = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(
-                    static_cast<__nv_fp8x2_storage_t>(q[i]), __NV_E4M3)));
-                pa[m][i] = pack_bf16(v.x * (1.0f / 256.0f), v.y * (1.0f / 256.0f));
-              }
-            }
-          } else {
-            const int mi = lane / 8, ri = lane % 8;
-            ldsm_x4(pa[m],
-                    reinterpret_cast<const uint16_t*>(
-                        &ps[buf][wrow + 16 * m + 8 * (mi % 2) + ri][2 * (16 * kk + 8 * (mi / 2))]));
+          for (int half = 0; half < 2; ++half) {
+            const uint4 v = *reinterpret_cast<const uint4*>(&ps[buf][r0 + 8 * half][16 * t]);
+            words[m][half][0] = v.x;
+            words[m][half][1] = v.y;
+            words[m][half][2] = v.z;
+            words[m][half][3] = v.w;
           }
         }
-        accumulate_pv<D, kMT>(o, pa, kk, vs[buf], lane);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          uint32_t pa[kMT][4];
+#pragma unroll
+          for (int m = 0; m < kMT; ++m) {
+            // a0, a1: columns 2t, 2t + 1 of rows r0, r0 + 8; a2, a3: columns 2t + 8, 2t + 9.
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const uint32_t w = words[m][i % 2][kk];
+              pa[m][i] = kFormat == MapFormat::kP8 ? p8_pair_squares(w, i / 2) : fp8_pair(w, i / 2);
+            }
+          }
+          accumulate_pv_permuted<D, kMT>(o, pa, kk, v_rows, buf * sizeof(Tile<D>));
+        }
+      } else {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          uint32_t pa[kMT][4];
+          const int mi = lane / 8, ri = lane % 8;
+#pragma unroll
+          for (int m = 0; m < kMT; ++m) {
+            ldsm_x4(pa[m], reinterpret_cast<const uint16_t*>(
+                               &ps[buf][wrow + 16 * m + 8 * (mi % 2) + ri][2 * (16 * kk + 8 * (mi / 2))]));
+          }
+          accumulate_pv<D, kMT>(o, pa, kk, vs[buf], lane);
+        }
       }
     }
     __syncthreads();
   }
+  // The byte formats' pairs hold p · 255² (P8) or p · 256 (FP8).
+  constexpr float kScale = kFormat == MapFormat::kP8    ? 1.0f / (255.0f * 255.0f)
+                           : kFormat == MapFormat::kFP8 ? 1.0f / 256.0f
+                                                        : 1.0f;
 #pragma unroll
   for (int m = 0; m < kMT; ++m) {
-    store_rows<D>(a, o[m], off, n, q0 + wrow + 16 * m + lane / 4, h, 1.0f, 1.0f, t);
+    store_rows<D>(a, o[m], off, n, q0 + wrow + 16 * m + lane / 4, h, kScale, kScale, t);
   }
 }
 

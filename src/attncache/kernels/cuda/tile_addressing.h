@@ -52,4 +52,20 @@ ATTNCACHE_HOST_DEVICE inline size_t causal_chunk_offset(size_t slice_start, int 
          static_cast<size_t>(kb) * kTileRows * kTileRows;
 }
 
+// Byte maps (P8, FP8) in the reuse kernel. A thread reads its map values for a whole key block
+// with one 16-byte load per row: bytes 16t … 16t + 15 (t = lane % 4) of its rows. k-step kk of
+// the m16n8k16 product then uses keys 16t + 4kk … 16t + 4kk + 3 where the fragment layout names
+// columns 2t, 2t + 1, 2t + 8, 2t + 9. The product sums over k in any order as long as P's and
+// V's fragments agree, so V's rows are gathered in the same order: logical column k of k-step kk
+// is key permuted_key(kk, k) of the block.
+ATTNCACHE_HOST_DEVICE inline int permuted_key(int kk, int k) {
+  return 16 * ((k & 7) >> 1) + 4 * kk + 2 * (k >> 3) + (k & 1);
+}
+// The 8 keys an ldmatrix gathers then lie 16 apart in pairs; in V tiles whose rows are padded
+// to an odd number of 16-byte chunks they would share bank groups. V tiles for byte maps
+// therefore store row key's 16-byte chunk c at chunk c ^ v_swizzle(key, chunks).
+ATTNCACHE_HOST_DEVICE inline int v_swizzle(int key, int chunks_per_row) {
+  return (2 * ((key / 16) % 4)) & (chunks_per_row - 1);
+}
+
 }  // namespace attncache::cuda
