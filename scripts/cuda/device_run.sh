@@ -37,7 +37,7 @@ python3 -c 'import torch, transformers; print("torch", torch.__version__, "trans
 work=/tmp/attncache-gpu
 rm -rf "$work"; mkdir -p "$work/src/tests"
 tar -C "$work" -xJf "$carry/bundle.tar.xz"
-tar -C "$work/src" -xJf "$carry/model.tar.xz"
+[[ -f $carry/model.tar.xz ]] && tar -C "$work/src" -xJf "$carry/model.tar.xz"  # absent for kernel-only runs
 ln -s "$root/tests/data" "$work/src/tests/data"
 if [[ -f $carry/workloads.tar.xz ]]; then
   mkdir -p "$work/workloads"
@@ -114,6 +114,21 @@ for stage in $stages; do
       PYTHONUNBUFFERED=1 timeout 120 python3 "$work/gpu_decoder_torch.py" attention --size "$size" \
         --batches "${DECODER_BATCHES:-1,8,32}" --lengths "${DECODER_LENGTHS:-189,835,2048,4096}" \
         --out "$out/gpu_attention_torch_$size.json"
+      ;;
+    variants)  # the attention kernels of other builds, same shapes, two interleaved rounds:
+      # $carry/alt.tar.xz holds alt/NAME, gpu_decoder_bench binaries built from other commits.
+      rm -rf "$work/variants"; mkdir -p "$work/variants"
+      tar -C "$work/variants" -xJf "$carry/alt.tar.xz"
+      for round in 1 2; do
+        for bin in "$work"/variants/alt/*; do
+          for spec in 3B:24,8,128 1B:32,8,64; do
+            timeout 120 "$bin" --attention-only "${spec#*:}" --batches "${DECODER_BATCHES:-1,8,32}" \
+              --lengths "${DECODER_LENGTHS:-835,2048,4096}" \
+              --out "$out/variant_$(basename "$bin")_${spec%%:*}_$round.json" > /dev/null ||
+              echo "$bin $spec failed"
+          done
+        done
+      done
       ;;
     cli)
       bin=$work/bin/attncache
