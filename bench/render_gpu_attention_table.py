@@ -14,17 +14,13 @@ def by_shape(results):
 
 def kernel_table(ours, torch):
     t = by_shape(torch["results"])
-    # The 8-warp column: the run of e5772a0 timed the variant it replaced, then it was removed.
-    # The 8-warp column: the run of e5772a0 timed the variant it replaced, then it was removed.
-    eight = any("exact_128_rows_8_warps_ms" in r for r in ours["results"])
     # The P·V ceiling: half of cuBLAS's dense batched P·V (a causal map has half the products).
     ceiling = any("pv_dense_bmm_ms" in p for p in t.values())
     rows = ["| batch × tokens | ours, 64-row blocks | ours, 128-row (4 warps × 32 rows) | "
-            + ("before: 128-row (8 warps × 16) | " if eight else "")
             + "TFLOP/s | PyTorch flash | PyTorch SDPA default | ours vs flash | "
             "ours vs SDPA default | reuse bf16, 64 / 128 rows | reuse P8, 64 / 128 | "
             "reuse FP8, 64 / 128 |" + (" cuBLAS dense P·V ÷ 2 | best reuse vs it |" if ceiling else ""),
-            "|---" * (12 + eight + 2 * ceiling) + "|"]
+            "|---" * (11 + 2 * ceiling) + "|"]
     us = lambda x: f"{x * 1e3:.1f}"
     for r in ours["results"]:
         p = t.get((r["batch"], r["tokens"]), {})
@@ -33,9 +29,6 @@ def kernel_table(ours, torch):
         flash, sdpa = p.get("flash_attention_one_layer_ms"), p.get("sdpa_attention_one_layer_ms")
         row = (f"| {r['batch']} × {r['tokens']} | {us(r['exact_ms'])} | "
                f"{us(r['exact_128_rows_ms'])} | ")
-        if eight:
-            row += (f"{us(r['exact_128_rows_8_warps_ms'])} | "
-                    if "exact_128_rows_8_warps_ms" in r else "– | ")
         row += (f"{flops:.0f} | {us(flash) if flash else '–'} | {us(sdpa) if sdpa else '–'} | "
                 f"{flash / best:.2f}× | {sdpa / best:.2f}× | "
                 f"{us(r['reuse_ms'])} / {us(r['reuse_128_rows_ms'])} | "
