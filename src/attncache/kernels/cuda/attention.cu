@@ -53,10 +53,13 @@ __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t* p) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(p)));
 }
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const uint16_t* p) {
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t shared_address) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
+               : "r"(shared_address));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const uint16_t* p) {
+  ldsm_x4_trans(r, smem_addr(p));
 }
 
 // 16 bytes global → shared without passing through registers; `valid` false writes zeros.
@@ -192,9 +195,7 @@ __device__ __forceinline__ void accumulate_pv_permuted(float (&o)[kMT][D / 8][4]
     uint32_t b[4];
     const uint32_t at = rows[(jd / 2) % 4] + buffer_offset + 4 * kk * sizeof(uint16_t[D + 8]) +
                         (jd / 8) * 8 * 16;
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
-                 : "r"(at));
+    ldsm_x4_trans(b, at);
 #pragma unroll
     for (int m = 0; m < kMT; ++m) {
       mma_bf16(o[m][jd], pa[m], b[0], b[1]);
@@ -503,9 +504,10 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
 // ctx = P·V for the reused heads. P streams through shared memory in tiles of BM rows × 64 keys,
 // double-buffered like the exact kernel's keys: each stored value is read once. P8 and FP8
 // values are read 16 bytes per row and key block and decoded to scaled bf16 pairs while the A
-// fragments are built, their keys in permuted_key order (p8_pair_squares, fp8_pair). Causal maps are block triangles: a query block reads its key blocks up to the
-// diagonal, each 64-row slice one contiguous tile; with 128 rows, the first 64 rows' tile past
-// their diagonal is not stored and loads as zeros, and the warps that own those rows skip it.
+// fragments are built, their keys in permuted_key order (p8_pair_squares, fp8_pair). Causal
+// maps are block triangles: a query block reads its key blocks up to the diagonal, each 64-row
+// slice one contiguous tile; with 128 rows, the first 64 rows' tile past their diagonal is not
+// stored and loads as zeros, and the warps that own those rows skip it.
 template <int D, MapFormat kFormat, bool kCausal, int BM>
 __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   constexpr int kMT = BM / kRows;  // row tiles per warp
@@ -642,8 +644,8 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
           const int mi = lane / 8, ri = lane % 8;
 #pragma unroll
           for (int m = 0; m < kMT; ++m) {
-            ldsm_x4(pa[m], reinterpret_cast<const uint16_t*>(
-                               &ps[buf][wrow + 16 * m + 8 * (mi % 2) + ri][2 * (16 * kk + 8 * (mi / 2))]));
+            const unsigned char* row = ps[buf][wrow + 16 * m + 8 * (mi % 2) + ri];
+            ldsm_x4(pa[m], reinterpret_cast<const uint16_t*>(row + 2 * (16 * kk + 8 * (mi / 2))));
           }
           accumulate_pv<D, kMT>(o, pa, kk, vs[buf], lane);
         }
