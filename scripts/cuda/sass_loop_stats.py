@@ -3,11 +3,12 @@
 from the SASS of two object files (no GPU needed): the largest backward branch of each kernel is
 taken as its key-block loop. A proxy for issue pressure, not a timing.
 
-    pip install nvidia-cuda-cuobjdump     # cuobjdump (the toolkit here lacks it)
+    pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm   # the toolkit here lacks both
     nvcc ... -c src/attncache/kernels/cuda/attention.cu -o new.o   (flags: build/CMakeFiles/...)
     scripts/cuda/sass_loop_stats.py old.o new.o "reuse_pv<128" "flash_forward<128"
 """
 import collections
+import os
 import pathlib
 import re
 import subprocess
@@ -23,8 +24,11 @@ def cuobjdump():
 
 
 def kernels(obj):
-    sass = subprocess.run([cuobjdump(), "-sass", obj], check=True, capture_output=True,
-                          text=True).stdout
+    tool = cuobjdump()
+    # cuobjdump runs nvdisasm, which the pip packages put beside it, off PATH.
+    env = dict(os.environ, PATH=os.path.dirname(tool) + os.pathsep + os.environ.get("PATH", ""))
+    sass = subprocess.run([tool, "-sass", obj], check=True, capture_output=True, text=True,
+                          env=env).stdout
     out = {}
     for block in re.split(r"\n\s*Function : ", sass)[1:]:
         mangled = block.split("\n", 1)[0].strip()
