@@ -76,12 +76,18 @@ DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_n
 DeviceEmbedder::~DeviceEmbedder() = default;
 
 std::vector<float> DeviceEmbedder::embed(const std::vector<std::vector<int32_t>>& batch) {
+  last_on_gpu_ = false;
   if (gpu_) {
     try {
-      return gpu_(batch);
+      std::vector<float> out = gpu_(batch);
+      last_on_gpu_ = true;
+      return out;
     } catch (const core::Error& e) {
-      if (e.kind() != core::ErrorKind::kInternal) throw;
-      abandon_gpu(e);
+      if (e.kind() == core::ErrorKind::kInternal) {
+        abandon_gpu(e);
+      } else {
+        note_refusal(e, batch.size());
+      }
     }
   }
   return cpu_.embed(batch);
@@ -91,6 +97,7 @@ std::vector<std::vector<double>> DeviceEmbedder::token_log_probs(
     const std::vector<std::vector<int32_t>>& batch) {
   auto* decoder = dynamic_cast<Decoder*>(&cpu_);
   if (decoder == nullptr) core::throw_bad_input("token log-probabilities need a decoder");
+  last_on_gpu_ = false;
   if (gpu_log_probs_) {
     try {
       const std::vector<float> flat = gpu_log_probs_(batch);
@@ -109,13 +116,22 @@ std::vector<std::vector<double>> DeviceEmbedder::token_log_probs(
                          flat.begin() + row + (ids.empty() ? 0 : ids.size() - 1));
         row += ids.size();
       }
+      last_on_gpu_ = true;
       return out;
     } catch (const core::Error& e) {
-      if (e.kind() != core::ErrorKind::kInternal) throw;
-      abandon_gpu(e);
+      if (e.kind() == core::ErrorKind::kInternal) {
+        abandon_gpu(e);
+      } else {
+        note_refusal(e, batch.size());
+      }
     }
   }
   return decoder->token_log_probs(batch);
+}
+
+void DeviceEmbedder::note_refusal(const core::Error& refusal, size_t inputs) {
+  std::fprintf(stderr, "note: the GPU refused a batch of %zu input%s (%s); it runs on the CPU\n",
+               inputs, inputs == 1 ? "" : "s", refusal.what());
 }
 
 void DeviceEmbedder::abandon_gpu(const core::Error& failure) {

@@ -5,8 +5,10 @@
 //
 // A GPU that fails in the middle of a run (a CUDA error: core::Error of kind internal) is not
 // trusted again: that batch and every later one run on the CPU, after one warning on stderr, so
-// a run finishes with correct results or not at all, never with a silently wrong answer. Bad
-// input (kind bad input) is not a GPU failure and is passed on.
+// a run finishes with correct results or not at all, never with a silently wrong answer. A
+// batch the GPU refuses as bad input (most often: too large for its free memory or its memory
+// limit) is not a GPU failure: that batch runs on the CPU, after a note on stderr, and the GPU
+// keeps the later ones; if the CPU refuses it too, its error is passed on.
 #pragma once
 
 #include <functional>
@@ -58,6 +60,8 @@ class DeviceEmbedder {
   std::vector<std::vector<double>> token_log_probs(const std::vector<std::vector<int32_t>>& batch);
   // Whether the next batch runs on the GPU (or the stand-in for it).
   bool on_gpu() const { return gpu_ || gpu_log_probs_; }
+  // Whether the last batch of embed() or token_log_probs() ran on the GPU.
+  bool last_on_gpu() const { return last_on_gpu_; }
   // Where the next batch runs: the GPU's description, or "cpu".
   const std::string& where() const { return where_; }
 
@@ -69,9 +73,12 @@ class DeviceEmbedder {
       gpu_maps_;
   BatchFn gpu_log_probs_;
   std::string where_ = "cpu";
+  bool last_on_gpu_ = false;
 
   // After a GPU failure: one warning, and the CPU from now on.
   void abandon_gpu(const core::Error& failure);
+  // A batch the GPU refused as bad input: a note, and the CPU for this batch only.
+  void note_refusal(const core::Error& refusal, size_t inputs);
 };
 
 }  // namespace attncache

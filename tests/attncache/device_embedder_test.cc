@@ -73,15 +73,36 @@ TEST(DeviceEmbedder, AGpuFailureHandsThisAndEveryLaterBatchToTheCpu) {
   EXPECT_EQ(gpu_calls, 2);  // the failed GPU is not tried again
 }
 
-TEST(DeviceEmbedder, BadInputFromTheGpuIsNotAGpuFailure) {
+// A batch the GPU refuses as bad input (too little device memory, say) is not a GPU failure:
+// the CPU runs that batch and the GPU the next one; input the CPU refuses as well is an error.
+TEST(DeviceEmbedder, ABatchTheGpuRefusesRunsOnTheCpu) {
+  int gpu_calls = 0;
   DeviceEmbedder e(
       minilm(),
-      [](const std::vector<std::vector<int32_t>>&) -> std::vector<float> {
-        core::throw_bad_input("sequence 0 of the batch is empty");
+      [&](const std::vector<std::vector<int32_t>>& b) -> std::vector<float> {
+        ++gpu_calls;
+        if (b.size() > 1) core::throw_bad_input("too little GPU memory for the activations");
+        std::vector<float> out = minilm().embed(b);
+        for (float& x : out) x = -x;  // marks what the stand-in computed
+        return out;
       },
       "test GPU");
-  EXPECT_THROW(e.embed(batch("x")), core::Error);
+  std::vector<std::vector<int32_t>> two = batch("a red fox");
+  two.push_back(batch("a lazy dog")[0]);
+  EXPECT_EQ(e.embed(two), minilm().embed(two));
+  EXPECT_FALSE(e.last_on_gpu());
   EXPECT_EQ(e.where(), "test GPU");
+  EXPECT_EQ(e.embed(batch("x"))[0], -minilm().embed(batch("x"))[0]);
+  EXPECT_TRUE(e.last_on_gpu());
+  try {
+    e.embed({{1, 2}, {999999}});
+    FAIL() << "an id outside the vocabulary was embedded";
+  } catch (const core::Error& error) {
+    EXPECT_EQ(error.kind(), core::ErrorKind::kBadInput);
+    EXPECT_NE(std::string(error.what()).find("outside the vocabulary"), std::string::npos);
+  }
+  EXPECT_EQ(gpu_calls, 3);
+  EXPECT_TRUE(e.on_gpu());
 }
 
 // A decoder's token log-probabilities: the GPU model returns one row per token ([Σ N], 0 for each
@@ -103,10 +124,12 @@ TEST(DeviceEmbedder, TokenLogProbsSplitTheGpuRowsPerSequence) {
   EXPECT_TRUE(e.on_gpu());
   const std::vector<std::vector<double>> want_gpu = {{-1, -2, -3}, {}, {-6}};
   EXPECT_EQ(e.token_log_probs(b), want_gpu);
+  EXPECT_TRUE(e.last_on_gpu());
   // A GPU whose answer has the wrong shape has failed: the CPU answers, now and later.
   const std::vector<std::vector<double>> want_cpu = decoder->token_log_probs(b);
   EXPECT_EQ(e.token_log_probs(b), want_cpu);
   EXPECT_FALSE(e.on_gpu());
+  EXPECT_FALSE(e.last_on_gpu());
   EXPECT_EQ(e.token_log_probs(b), want_cpu);
   EXPECT_EQ(gpu_calls, 2);
   // An encoder has no token log-probabilities.

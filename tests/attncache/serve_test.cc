@@ -599,6 +599,35 @@ TEST_F(ServeTest, EmbeddingsRunOnTheDeviceAndFallBackToTheCpu) {
   EXPECT_TRUE(s.wait_for_metric("attncache_batches_total{device=\"cpu\"} 2"));
 }
 
+// A batch the device refuses as bad input (too little device memory, say) runs on the CPU and
+// counts there; the device keeps the next batch.
+TEST_F(ServeTest, ABatchTheDeviceRefusesRunsOnTheCpu) {
+  attncache::DeviceEmbedder refusing(
+      minilm(),
+      [](const std::vector<std::vector<int32_t>>& batch) -> std::vector<float> {
+        if (batch.size() > 1) core::throw_bad_input("too little GPU memory (stand-in)");
+        std::vector<float> e = minilm().embed(batch);
+        for (float& x : e) x = -x;
+        return e;
+      },
+      "refusing stand-in GPU");
+  RunningServer s(minilm(), ServerOptions{}, nullptr, no_db(), &refusing);
+  const std::vector<std::string> texts = {"too large for the device", "as a pair"};
+  std::vector<std::vector<int32_t>> ids;
+  for (const std::string& t : texts) ids.push_back(minilm().tokenize(t, 256).ids);
+  auto two = s.client().Post("/v1/embeddings", embeddings_body(texts), "application/json");
+  ASSERT_TRUE(two);
+  ASSERT_EQ(two->status, 200) << two->body;
+  const std::vector<float> cpu = minilm().embed(ids);
+  EXPECT_NEAR(vectors_of(two->body).at(1).at(0), cpu[cpu.size() / 2], 1e-6);  // the CPU's sign
+  EXPECT_TRUE(s.wait_for_metric("attncache_batches_total{device=\"cpu\"} 1"));
+  auto one = s.client().Post("/v1/embeddings", embeddings_body("alone"), "application/json");
+  ASSERT_TRUE(one);
+  ASSERT_EQ(one->status, 200) << one->body;
+  EXPECT_NEAR(vectors_of(one->body).at(0).at(0), -minilm().embed({minilm().tokenize("alone", 256).ids})[0], 1e-6);
+  EXPECT_TRUE(s.wait_for_metric("attncache_batches_total{device=\"gpu\"} 1"));
+}
+
 // The batcher alone: groups by namespace, bounded batches, drains on stop.
 TEST(BatcherTest, GroupsByNamespaceAndDrainsOnStop) {
   using attncache::serve::Batcher;

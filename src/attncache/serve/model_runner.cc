@@ -64,7 +64,7 @@ void ModelRunner::embed(const std::vector<Job*>& jobs) {
       metrics_.add_lookups(ns->name, batch.size(), hits);
     } else if (device_ != nullptr) {
       e = device_->embed(batch);
-      if (device_->on_gpu()) where = "gpu";  // else it ran on the CPU (perhaps after a failure)
+      if (device_->last_on_gpu()) where = "gpu";  // else the CPU ran it (a failure, a refusal)
     } else {
       e = model_.embed(batch);
     }
@@ -97,7 +97,7 @@ void ModelRunner::score(const std::vector<Job*>& jobs) {
     std::vector<std::vector<double>> lps;
     if (device_ != nullptr) {
       lps = device_->token_log_probs(batch);
-      if (device_->on_gpu()) where = "gpu";
+      if (device_->last_on_gpu()) where = "gpu";
     } else {
       lps = decoder->token_log_probs(batch);
     }
