@@ -83,11 +83,7 @@ std::vector<float> DeviceEmbedder::embed(const std::vector<std::vector<int32_t>>
       last_on_gpu_ = true;
       return out;
     } catch (const core::Error& e) {
-      if (e.kind() == core::ErrorKind::kInternal) {
-        abandon_gpu(e);
-      } else {
-        note_refusal(e, batch.size());
-      }
+      leave_gpu(e, batch.size());
     }
   }
   return cpu_.embed(batch);
@@ -119,24 +115,20 @@ std::vector<std::vector<double>> DeviceEmbedder::token_log_probs(
       last_on_gpu_ = true;
       return out;
     } catch (const core::Error& e) {
-      if (e.kind() == core::ErrorKind::kInternal) {
-        abandon_gpu(e);
-      } else {
-        note_refusal(e, batch.size());
-      }
+      leave_gpu(e, batch.size());
     }
   }
   return decoder->token_log_probs(batch);
 }
 
-void DeviceEmbedder::note_refusal(const core::Error& refusal, size_t inputs) {
-  std::fprintf(stderr, "note: the GPU refused a batch of %zu input%s (%s); it runs on the CPU\n",
-               inputs, inputs == 1 ? "" : "s", refusal.what());
-}
-
-void DeviceEmbedder::abandon_gpu(const core::Error& failure) {
+void DeviceEmbedder::leave_gpu(const core::Error& e, size_t inputs) {
+  if (e.kind() != core::ErrorKind::kInternal) {  // refused as bad input: this batch only
+    std::fprintf(stderr, "note: the GPU refused a batch of %zu input%s (%s); it runs on the CPU\n",
+                 inputs, inputs == 1 ? "" : "s", e.what());
+    return;
+  }
   std::fprintf(stderr, "warning: the GPU failed (%s); this batch and the rest run on the CPU\n",
-               failure.what());
+               e.what());
   gpu_ = nullptr;
   gpu_maps_ = nullptr;
   gpu_log_probs_ = nullptr;

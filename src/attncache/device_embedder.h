@@ -75,10 +75,9 @@ class DeviceEmbedder {
   std::string where_ = "cpu";
   bool last_on_gpu_ = false;
 
-  // After a GPU failure: one warning, and the CPU from now on.
-  void abandon_gpu(const core::Error& failure);
-  // A batch the GPU refused as bad input: a note, and the CPU for this batch only.
-  void note_refusal(const core::Error& refusal, size_t inputs);
+  // The GPU threw `e` on a batch of `inputs`, which the CPU now runs. A failure (kind internal):
+  // one warning, and the CPU from now on; a refusal (bad input): a note, this batch only.
+  void leave_gpu(const core::Error& e, size_t inputs);
 };
 
 }  // namespace attncache
