@@ -71,6 +71,9 @@ for f in ("tokenizer.json", "tokenizer_config.json"):
 PY
 }
 
+# Llama-3.2 attention shapes for --attention-only: heads, KV heads, head size.
+declare -A attention_shape=([1B]=32,8,64 [3B]=24,8,128)
+
 for stage in $stages; do
   echo "== $stage"
   case $stage in
@@ -107,7 +110,8 @@ for stage in $stages; do
       ;;
     attention-*)
       size=${stage#attention-}
-      case $size in 1B) shape=32,8,64 ;; 3B) shape=24,8,128 ;; *) echo "unknown size $size"; continue ;; esac
+      shape=${attention_shape[$size]:-}
+      [[ -n $shape ]] || { echo "unknown size $size"; continue; }
       timeout 240 "$work/bin/gpu_decoder_bench" --attention-only "$shape" \
         --batches "${DECODER_BATCHES:-1,8,32}" --lengths "${DECODER_LENGTHS:-189,835,2048,4096}" \
         --out "$out/gpu_attention_$size.json" > /dev/null
@@ -121,11 +125,11 @@ for stage in $stages; do
       tar -C "$work/variants" -xJf "$carry/alt.tar.xz"
       for round in 1 2; do
         for bin in "$work"/variants/alt/*; do
-          for spec in 3B:24,8,128 1B:32,8,64; do
-            timeout 120 "$bin" --attention-only "${spec#*:}" --batches "${DECODER_BATCHES:-1,8,32}" \
-              --lengths "${DECODER_LENGTHS:-835,2048,4096}" \
-              --out "$out/variant_$(basename "$bin")_${spec%%:*}_$round.json" > /dev/null ||
-              echo "$bin $spec failed"
+          for size in 3B 1B; do
+            timeout 120 "$bin" --attention-only "${attention_shape[$size]}" \
+              --batches "${DECODER_BATCHES:-1,8,32}" --lengths "${DECODER_LENGTHS:-835,2048,4096}" \
+              --out "$out/variant_$(basename "$bin")_${size}_$round.json" > /dev/null ||
+              echo "$bin $size failed"
           done
         done
       done
