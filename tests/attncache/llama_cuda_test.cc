@@ -468,13 +468,23 @@ TEST(CudaLlamaModel, MapsStreamedFromHostMemoryGiveTheSameResult) {
   }
 }
 
+float bf16_value(uint16_t bits) {
+  const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+  float x;
+  std::memcpy(&x, &wide, sizeof(x));
+  return x;
+}
+
 // The kernels with 128 query rows per CTA (the decoder's choice for long sequences) against the
 // 64-row kernels: each row sees the same key blocks in the same order (exact: fully masked
 // blocks are skipped or add exp2(−∞) = 0; reuse: the zero tiles past a warp's diagonal are
 // skipped), so the results are bitwise equal; for the exact kernel, and for P·V from stored
-// maps in each format.
+// maps in each format, except where the loaded image's wide kernel multiplies byte maps with
+// wgmma (sm_90a): there they agree up to the outputs' bf16 rounding.
 TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
   SKIP_WITHOUT_GPU();
+  const bool wgmma = cuda::attention_reuse_uses_wgmma();
+  std::printf("  byte-map reuse kernel of the loaded image: %s\n", wgmma ? "wgmma" : "mma.sync");
   const std::vector<int> lengths = {1, 64, 127, 128, 129, 300};
   for (const int head_dim : {64, 128}) {
     for (const bool causal : {true, false}) {
@@ -561,8 +571,23 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
         cuda::attention_reuse(args, format, nullptr);
         narrow_ctx.download(a.data(), ctx_bytes);
         wide_ctx.download(b.data(), ctx_bytes);
-        EXPECT_EQ(a, b) << "reuse, map format " << static_cast<int>(format) << ", head size "
-                        << head_dim << (causal ? ", causal" : "");
+        const std::string what = "reuse, map format " + std::to_string(static_cast<int>(format)) +
+                                 ", head size " + std::to_string(head_dim) +
+                                 (causal ? ", causal" : "");
+        if (wgmma && format != cuda::MapFormat::kBF16) {
+          // The sm_90a image's wide kernel multiplies with wgmma, in another order than the
+          // narrow mma.sync kernel: equal up to the bf16 rounding of the outputs.
+          float largest = 0.0f;
+          for (const uint16_t x : a) largest = std::max(largest, std::fabs(bf16_value(x)));
+          size_t differ = 0;
+          for (size_t i = 0; i < a.size(); ++i) {
+            const float x = bf16_value(a[i]), y = bf16_value(b[i]);
+            differ += std::fabs(x - y) > 0.01f * std::fabs(x) + 1e-4f * largest;
+          }
+          EXPECT_EQ(differ, 0u) << what << " (wgmma)";
+        } else {
+          EXPECT_EQ(a, b) << what;
+        }
         EXPECT_TRUE(std::any_of(a.begin(), a.end(), [](uint16_t x) { return x != 0; }));
         args.maps = nullptr;
       }

@@ -113,5 +113,27 @@ TEST(TileAddressing, SwizzledVRowsOfAnLdmatrixUseDistinctBankGroups) {
   }
 }
 
+// permuted_row inverts permuted_key; the wgmma V layout puts every 16-byte chunk of a 64-key
+// tile (head sizes 64 and 128) at its own place inside the tile, 16-byte aligned.
+TEST(TileAddressing, WgmmaRowsInvertThePermutationAndTheVLayoutIsABijection) {
+  for (int key = 0; key < kTileRows; ++key) {
+    const int row = permuted_row(key);
+    ASSERT_EQ(permuted_key(row / 16, row % 16), key) << "key " << key;
+  }
+  for (int head : {64, 128}) {
+    const int chunks = head / 8, bytes = kTileRows * head * 2;
+    std::vector<int> seen(bytes / 16, 0);
+    for (int row = 0; row < kTileRows; ++row) {
+      for (int c = 0; c < chunks; ++c) {
+        const int at = wgmma_v_offset(row, c);
+        ASSERT_EQ(at % 16, 0);
+        ASSERT_LT(at, bytes) << "head " << head;
+        ++seen[at / 16];
+      }
+    }
+    for (int n : seen) ASSERT_EQ(n, 1) << "head " << head;
+  }
+}
+
 }  // namespace
 }  // namespace attncache::cuda

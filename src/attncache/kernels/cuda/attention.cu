@@ -8,6 +8,7 @@
 
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/check.h"
+#include "attncache/kernels/cuda/runtime.h"
 #include "attncache/kernels/cuda/tile_addressing.h"
 
 namespace attncache::cuda {
@@ -65,6 +66,10 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const uint16_t* 
 // 16 bytes global → shared without passing through registers; `valid` false writes zeros.
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async16_at(uint32_t smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem),
                "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
@@ -224,6 +229,123 @@ __device__ __forceinline__ uint32_t fp8_pair(uint32_t w, int half) {
       static_cast<__nv_fp8x2_storage_t>(w >> (16 * half)), __NV_E4M3)));
   return __byte_perm(__float_as_uint(v.x), __float_as_uint(v.y), 0x7632);
 }
+
+// Hopper's warpgroup MMA (wgmma) for P·V from byte maps: only in the sm_90a image of this
+// file (CMakeLists.txt adds it beside sm_90); the other images run the mma.sync kernel, so
+// whichever image the driver loads computes the same thing.
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define ATTNCACHE_WGMMA 1
+#else
+#define ATTNCACHE_WGMMA 0
+#endif
+
+// The warpgroup's D[64 × N] += A[64 × 16] · B[16 × N]: A from registers (warp w holds rows
+// 16w … 16w + 15 in the mma.sync m16n8k16 A layout), B = V from shared memory through `desc`
+// (dims contiguous: transposed), D in the m16n8 accumulator layout per warp (d[j] = columns
+// 8j … 8j + 7). Asynchronous: wgmma_wait before D or A's registers are touched again.
+template <int N>
+__device__ __forceinline__ void wgmma_pv(float (&d)[N / 8][4], const uint32_t (&a)[4],
+                                         uint64_t desc);
+template <>
+[[maybe_unused]] __device__ __forceinline__ void wgmma_pv<64>(float (&d)[8][4], const uint32_t (&a)[4],
+                                            uint64_t desc) {
+#if ATTNCACHE_WGMMA
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+      "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+        "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+        "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+        "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+        "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc));
+#else
+  (void)d, (void)a, (void)desc;
+  __trap();
+#endif
+}
+
+template <>
+[[maybe_unused]] __device__ __forceinline__ void wgmma_pv<128>(float (&d)[16][4], const uint32_t (&a)[4],
+                                            uint64_t desc) {
+#if ATTNCACHE_WGMMA
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+        "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+        "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+        "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+        "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]),
+        "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
+        "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]),
+        "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]),
+        "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+        "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),
+        "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),
+        "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+        "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc));
+#else
+  (void)d, (void)a, (void)desc;
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void wgmma_fence() {
+#if ATTNCACHE_WGMMA
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if ATTNCACHE_WGMMA
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_wait_all() {
+#if ATTNCACHE_WGMMA
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+}
+// Orders the shared-memory writes of cp.async before the async proxy's (wgmma's) reads.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#if ATTNCACHE_WGMMA
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+// Keeps a register's value where it is until here (the compiler must not reuse or move it
+// across the asynchronous wgmma that reads or writes it).
+[[maybe_unused]] __device__ __forceinline__ void pin(float& x) { asm volatile("" : "+f"(x)::"memory"); }
+[[maybe_unused]] __device__ __forceinline__ void pin(uint32_t& x) { asm volatile("" : "+r"(x)::"memory"); }
+
+// Shared-memory descriptor of a 1 KB-aligned V tile in the wgmma_v_offset layout (128-byte
+// swizzle), starting at k-step kk's 16 rows: address, leading offset (between 64-dim atoms),
+// stride offset (between 8-row groups), all in 16-byte units.
+__device__ __forceinline__ uint64_t wgmma_v_desc(uint32_t tile, int kk) {
+  const uint32_t start = tile + kk * 2 * kWgmmaAtomBytes;
+  return static_cast<uint64_t>((start & 0x3FFFF) >> 4) |
+         static_cast<uint64_t>(kWgmmaDimAtomBytes >> 4) << 16 |
+         static_cast<uint64_t>(kWgmmaAtomBytes >> 4) << 32 | 1ull << 62;
+}
+
+// Whether reuse_pv<D, kFormat, …, BM> multiplies with wgmma (in this image).
+template <int D, MapFormat kFormat, int BM>
+constexpr bool kReuseWgmma =
+    ATTNCACHE_WGMMA && (D == 64 || D == 128) && BM == 2 * kRows && kFormat != MapFormat::kBF16;
 
 template <int D>
 __device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (&o)[D / 8][4],
@@ -532,7 +654,14 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   auto* ps = reinterpret_cast<PTile<kBytes, BM>*>(smem);
   Tile<D>* vs = reinterpret_cast<Tile<D>*>(smem + 2 * sizeof(PTile<kBytes, BM>));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
-  const int wrow = warp * 16 * kMT;       // this warp's first row in the block
+  const int wrow = warp * 16 * kMT;       // this warp's first row in the block (mma.sync)
+  // wgmma: the two V tiles in the wgmma_v_offset layout, 1 KB-aligned, where the padded ones lie;
+  // row tile m of a warp is rows 64m + 16 warp … (a warpgroup MMA covers 64 rows).
+  constexpr bool kWgmma = kReuseWgmma<D, kFormat, BM>;
+  constexpr uint32_t kVBytes = kRows * D * 2;
+  static_assert(!kWgmma || 2 * sizeof(Tile<D>) + 16 >= 2 * kVBytes + kWgmmaAtomBytes, "room");
+  const uint32_t v_tiles = (smem_addr(vs) + kWgmmaAtomBytes - 1) & ~(kWgmmaAtomBytes - 1u);
+  auto tile_row = [&](int m) { return kWgmma ? kRows * m + 16 * warp : wrow + 16 * m; };
   constexpr int kPerChunk = 16 / kBytes;  // values per 16-byte copy
   constexpr int kChunksPerRow = kRows / kPerChunk;
   // Rows of P start 16-byte aligned (always, in a block triangle's tiles).
@@ -583,7 +712,20 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
         }
       }
     }
-    load_tile<D, kRows, kBytes == 1>(vs[buf], vbase, stride, k0, n);
+    if constexpr (kWgmma) {
+      constexpr int kChunks = D / 8, kRowsPerPass = kThreads / kChunks;
+      const ChunkLane vlane = chunk_lane(threadIdx.x, kThreads, kChunks, 8);
+      const uint16_t* src = vbase + static_cast<size_t>(k0 + vlane.row) * stride + vlane.col;
+#pragma unroll
+      for (int j = 0; j < kRows / kRowsPerPass; ++j) {
+        const int r = vlane.row + j * kRowsPerPass;
+        const bool valid = k0 + r < n;
+        cp_async16_at(v_tiles + buf * kVBytes + wgmma_v_offset(permuted_row(r), vlane.col / 8),
+                      valid ? src + static_cast<size_t>(j * kRowsPerPass) * stride : vbase, valid);
+      }
+    } else {
+      load_tile<D, kRows, kBytes == 1>(vs[buf], vbase, stride, k0, n);
+    }
     cp_async_commit();
   };
   float o[kMT][D / 8][4];
@@ -595,8 +737,9 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   uint32_t v_rows[kVRowAddresses<D>];
   if constexpr (kBytes == 1) v_row_addresses<D>(v_rows, vs[0], lane);
   const int key_blocks = kCausal ? min((qb + 1) * (BM / kRows), row_blocks) : row_blocks;
-  // Causal: the key blocks this warp's rows reach (its rows lie in one 64-row block).
-  const int warp_blocks = kCausal ? (q0 + wrow) / kRows + 1 : key_blocks;
+  // Causal: the key blocks this warp's rows reach (its rows lie in one 64-row block; with wgmma
+  // each row tile is skipped past its diagonal instead).
+  const int warp_blocks = kCausal && !kWgmma ? (q0 + wrow) / kRows + 1 : key_blocks;
   stage(0, 0);
   for (int kb = 0; kb < key_blocks; ++kb) {
     const int buf = kb & 1;
@@ -606,8 +749,59 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
     } else {
       cp_async_wait<0>();
     }
+    if constexpr (kWgmma) fence_proxy_async_shared();
     __syncthreads();
-    if (kb < warp_blocks) {
+    if constexpr (kWgmma) {
+      // Row tile m (rows 64m …) holds this block only up to its diagonal.
+      auto reaches = [&](int m) { return !kCausal || kb <= q0 / kRows + m; };
+      uint32_t words[kMT][2][4];
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const uint4 v = *reinterpret_cast<const uint4*>(
+              &ps[buf][tile_row(m) + lane / 4 + 8 * half][16 * t]);
+          words[m][half][0] = v.x;
+          words[m][half][1] = v.y;
+          words[m][half][2] = v.z;
+          words[m][half][3] = v.w;
+        }
+      }
+      // Each k-step's fragments are decoded while the previous steps' products run.
+      uint32_t pa[4][kMT][4];
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+        for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const uint32_t w = words[m][i % 2][kk];
+            pa[kk][m][i] =
+                kFormat == MapFormat::kP8 ? p8_pair_squares(w, i / 2) : fp8_pair(w, i / 2);
+          }
+        }
+        wgmma_fence();
+#pragma unroll
+        for (int m = 0; m < kMT; ++m) {
+          if (reaches(m)) wgmma_pv<D>(o[m], pa[kk][m], wgmma_v_desc(v_tiles + buf * kVBytes, kk));
+        }
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+        for (int jd = 0; jd < D / 8; ++jd) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) pin(o[m][jd][i]);
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) pin(pa[kk][m][i]);
+        }
+      }
+    } else if (kb < warp_blocks) {
       if constexpr (kBytes == 1) {
         // Rows r0 and r0 + 8 of each row tile: bytes 16t … 16t + 15, four keys per k-step.
         uint32_t words[kMT][2][4];
@@ -659,9 +853,11 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
                                                         : 1.0f;
 #pragma unroll
   for (int m = 0; m < kMT; ++m) {
-    store_rows<D>(a, o[m], off, n, q0 + wrow + 16 * m + lane / 4, h, kScale, kScale, t);
+    store_rows<D>(a, o[m], off, n, q0 + tile_row(m) + lane / 4, h, kScale, kScale, t);
   }
 }
+
+__global__ void report_wgmma(int* out) { *out = ATTNCACHE_WGMMA; }
 
 __global__ void to_p8_kernel(const __nv_bfloat16* in, unsigned char* out, size_t count) {
   const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
@@ -767,6 +963,16 @@ AttentionArgs resolved(AttentionArgs args) {
 }
 
 }  // namespace
+
+bool attention_reuse_uses_wgmma() {
+  DeviceBuffer flag(sizeof(int), "a flag");
+  report_wgmma<<<1, 1>>>(flag.as<int>());
+  check_launch("report_wgmma");
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  int value = 0;
+  flag.download(&value, sizeof(int));
+  return value != 0;
+}
 
 bool attention_supports_head_dim(int head_dim) {
   return head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;

@@ -61,6 +61,23 @@ ATTNCACHE_HOST_DEVICE inline size_t causal_chunk_offset(size_t slice_start, int 
 ATTNCACHE_HOST_DEVICE inline int permuted_key(int kk, int k) {
   return 16 * ((k & 7) >> 1) + 4 * kk + 2 * (k >> 3) + (k & 1);
 }
+// The inverse: the logical row (16 kk + k) that key `key` of a block takes in k-step order
+// (the row of V a wgmma reads it from).
+ATTNCACHE_HOST_DEVICE inline int permuted_row(int key) {
+  const int t = key / 16, kk = key % 16 / 4, j = key % 4;
+  return 16 * kk + (j < 2 ? 2 * t + j : 8 + 2 * t + j - 2);
+}
+// A wgmma B operand of 64 keys × `dims` bf16, dims contiguous ("MN-major"), 128-byte swizzle:
+// atoms of 8 rows × 64 dims (1 KB), chunk c of a row stored at chunk c ^ (row % 8); the 8-row
+// groups of an atom 1 KB apart (the descriptor's stride offset), the atoms along the dims
+// 8 KB apart (its leading offset). Byte offset of row `row`'s 16-byte chunk `chunk` (dims
+// 8 chunk … 8 chunk + 7).
+constexpr int kWgmmaAtomBytes = 1024, kWgmmaDimAtomBytes = 8 * kWgmmaAtomBytes;
+ATTNCACHE_HOST_DEVICE inline int wgmma_v_offset(int row, int chunk) {
+  return chunk / 8 * kWgmmaDimAtomBytes + row / 8 * kWgmmaAtomBytes + row % 8 * 128 +
+         ((chunk % 8) ^ (row % 8)) * 16;
+}
+
 // The 8 keys an ldmatrix gathers then lie 16 apart in pairs; in V tiles whose rows are padded
 // to an odd number of 16-byte chunks they would share bank groups. V tiles for byte maps
 // therefore store row key's 16-byte chunk c at chunk c ^ v_swizzle(key, chunks).
