@@ -479,8 +479,8 @@ float bf16_value(uint16_t bits) {
 // 64-row kernels: each row sees the same key blocks in the same order (exact: fully masked
 // blocks are skipped or add exp2(−∞) = 0; reuse: the zero tiles past a warp's diagonal are
 // skipped), so the results are bitwise equal; for the exact kernel, and for P·V from stored
-// maps in each format, except where the loaded image's wide kernel multiplies byte maps with
-// wgmma (sm_90a): there they agree up to the outputs' bf16 rounding.
+// maps in each format, except where the loaded image's wide reuse kernel multiplies with wgmma
+// (sm_90a): there they agree up to the outputs' bf16 rounding.
 TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
   SKIP_WITHOUT_GPU();
   const bool wgmma = cuda::attention_reuse_uses_wgmma();
@@ -574,9 +574,9 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
         const std::string what = "reuse, map format " + std::to_string(static_cast<int>(format)) +
                                  ", head size " + std::to_string(head_dim) +
                                  (causal ? ", causal" : "");
-        if (wgmma && format != cuda::MapFormat::kBF16) {
-          // The sm_90a image's wide kernel multiplies with wgmma, in another order than the
-          // narrow mma.sync kernel: equal up to the bf16 rounding of the outputs.
+        if (wgmma) {
+          // The sm_90a image's wide reuse kernel multiplies with wgmma, in another order than
+          // the narrow mma.sync kernel: equal up to the bf16 rounding of the outputs.
           float largest = 0.0f;
           for (const uint16_t x : a) largest = std::max(largest, std::fabs(bf16_value(x)));
           size_t differ = 0;

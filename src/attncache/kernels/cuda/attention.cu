@@ -344,8 +344,7 @@ __device__ __forceinline__ uint64_t wgmma_v_desc(uint32_t tile, int kk) {
 
 // Whether reuse_pv<D, kFormat, …, BM> multiplies with wgmma (in this image).
 template <int D, MapFormat kFormat, int BM>
-constexpr bool kReuseWgmma =
-    ATTNCACHE_WGMMA && (D == 64 || D == 128) && BM == 2 * kRows && kFormat != MapFormat::kBF16;
+constexpr bool kReuseWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128) && BM == 2 * kRows;
 
 template <int D>
 __device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (&o)[D / 8][4],
@@ -720,7 +719,9 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
       for (int j = 0; j < kRows / kRowsPerPass; ++j) {
         const int r = vlane.row + j * kRowsPerPass;
         const bool valid = k0 + r < n;
-        cp_async16_at(v_tiles + buf * kVBytes + wgmma_v_offset(permuted_row(r), vlane.col / 8),
+        // Byte maps' k-steps take keys in permuted_key order; bf16 maps' in order.
+        const int row = kBytes == 1 ? permuted_row(r) : r;
+        cp_async16_at(v_tiles + buf * kVBytes + wgmma_v_offset(row, vlane.col / 8),
                       valid ? src + static_cast<size_t>(j * kRowsPerPass) * stride : vbase, valid);
       }
     } else {
@@ -756,7 +757,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
       auto reaches = [&](int m) { return !kCausal || kb <= q0 / kRows + m; };
       uint32_t words[kMT][2][4];
 #pragma unroll
-      for (int m = 0; m < kMT; ++m) {
+      for (int m = 0; m < kMT && kBytes == 1; ++m) {
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const uint4 v = *reinterpret_cast<const uint4*>(
@@ -773,11 +774,17 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
       for (int kk = 0; kk < 4; ++kk) {
 #pragma unroll
         for (int m = 0; m < kMT; ++m) {
+          if constexpr (kBytes == 1) {
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const uint32_t w = words[m][i % 2][kk];
-            pa[kk][m][i] =
-                kFormat == MapFormat::kP8 ? p8_pair_squares(w, i / 2) : fp8_pair(w, i / 2);
+            for (int i = 0; i < 4; ++i) {
+              const uint32_t w = words[m][i % 2][kk];
+              pa[kk][m][i] =
+                  kFormat == MapFormat::kP8 ? p8_pair_squares(w, i / 2) : fp8_pair(w, i / 2);
+            }
+          } else {
+            const int mi = lane / 8, ri = lane % 8;
+            const unsigned char* row = ps[buf][tile_row(m) + 8 * (mi % 2) + ri];
+            ldsm_x4(pa[kk][m], reinterpret_cast<const uint16_t*>(row + 2 * (16 * kk + 8 * (mi / 2))));
           }
         }
         wgmma_fence();

@@ -68,8 +68,8 @@ struct AttentionArgs {
 // Head sizes the kernels are built for: 16, 32, 64, 128.
 bool attention_supports_head_dim(int head_dim);
 
-// Whether the image of the kernels that device 0 loaded multiplies byte maps with wgmma (the
-// sm_90a image) rather than mma.sync. Runs a kernel and waits for it: not while a stream is
+// Whether the image of the kernels that device 0 loaded runs the 128-row reuse kernel (head
+// sizes 64 and 128) with wgmma (the sm_90a image) rather than mma.sync. Runs a kernel and waits for it: not while a stream is
 // being captured.
 bool attention_reuse_uses_wgmma();
 
