@@ -741,6 +741,38 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   // Causal: the key blocks this warp's rows reach (its rows lie in one 64-row block; with wgmma
   // each row tile is skipped past its diagonal instead).
   const int warp_blocks = kCausal && !kWgmma ? (q0 + wrow) / kRows + 1 : key_blocks;
+  // Byte maps: rows r0 and r0 + 8 of each row tile (r0 = tile_row(m) + lane / 4), bytes
+  // 16t … 16t + 15 of each, four keys per k-step.
+  auto load_words = [&](uint32_t (&words)[kMT][2][4], int buf) {
+#pragma unroll
+    for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const uint4 v =
+            *reinterpret_cast<const uint4*>(&ps[buf][tile_row(m) + lane / 4 + 8 * half][16 * t]);
+        words[m][half][0] = v.x;
+        words[m][half][1] = v.y;
+        words[m][half][2] = v.z;
+        words[m][half][3] = v.w;
+      }
+    }
+  };
+  // Row tile m's A fragment of k-step kk (the m16n8k16 A layout, which wgmma's register A
+  // shares): decoded from the byte words (a0, a1: columns 2t, 2t + 1 of rows r0, r0 + 8; a2, a3:
+  // columns 2t + 8, 2t + 9, in permuted_key order), or bf16 straight from the tile by ldmatrix.
+  auto a_fragment = [&](uint32_t (&pa)[4], const uint32_t (&words)[2][4], int buf, int m, int kk) {
+    if constexpr (kBytes == 1) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t w = words[i % 2][kk];
+        pa[i] = kFormat == MapFormat::kP8 ? p8_pair_squares(w, i / 2) : fp8_pair(w, i / 2);
+      }
+    } else {
+      const int mi = lane / 8, ri = lane % 8;
+      const unsigned char* row = ps[buf][tile_row(m) + 8 * (mi % 2) + ri];
+      ldsm_x4(pa, reinterpret_cast<const uint16_t*>(row + 2 * (16 * kk + 8 * (mi / 2))));
+    }
+  };
   stage(0, 0);
   for (int kb = 0; kb < key_blocks; ++kb) {
     const int buf = kb & 1;
@@ -756,37 +788,13 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
       // Row tile m (rows 64m …) holds this block only up to its diagonal.
       auto reaches = [&](int m) { return !kCausal || kb <= q0 / kRows + m; };
       uint32_t words[kMT][2][4];
-#pragma unroll
-      for (int m = 0; m < kMT && kBytes == 1; ++m) {
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const uint4 v = *reinterpret_cast<const uint4*>(
-              &ps[buf][tile_row(m) + lane / 4 + 8 * half][16 * t]);
-          words[m][half][0] = v.x;
-          words[m][half][1] = v.y;
-          words[m][half][2] = v.z;
-          words[m][half][3] = v.w;
-        }
-      }
+      if constexpr (kBytes == 1) load_words(words, buf);
       // Each k-step's fragments are decoded while the previous steps' products run.
       uint32_t pa[4][kMT][4];
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
 #pragma unroll
-        for (int m = 0; m < kMT; ++m) {
-          if constexpr (kBytes == 1) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const uint32_t w = words[m][i % 2][kk];
-              pa[kk][m][i] =
-                  kFormat == MapFormat::kP8 ? p8_pair_squares(w, i / 2) : fp8_pair(w, i / 2);
-            }
-          } else {
-            const int mi = lane / 8, ri = lane % 8;
-            const unsigned char* row = ps[buf][tile_row(m) + 8 * (mi % 2) + ri];
-            ldsm_x4(pa[kk][m], reinterpret_cast<const uint16_t*>(row + 2 * (16 * kk + 8 * (mi / 2))));
-          }
-        }
+        for (int m = 0; m < kMT; ++m) a_fragment(pa[kk][m], words[m], buf, m, kk);
         wgmma_fence();
 #pragma unroll
         for (int m = 0; m < kMT; ++m) {
@@ -809,45 +817,16 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
         }
       }
     } else if (kb < warp_blocks) {
-      if constexpr (kBytes == 1) {
-        // Rows r0 and r0 + 8 of each row tile: bytes 16t … 16t + 15, four keys per k-step.
-        uint32_t words[kMT][2][4];
+      uint32_t words[kMT][2][4];
+      if constexpr (kBytes == 1) load_words(words, buf);
 #pragma unroll
-        for (int m = 0; m < kMT; ++m) {
-          const int r0 = wrow + 16 * m + lane / 4;
+      for (int kk = 0; kk < 4; ++kk) {
+        uint32_t pa[kMT][4];
 #pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const uint4 v = *reinterpret_cast<const uint4*>(&ps[buf][r0 + 8 * half][16 * t]);
-            words[m][half][0] = v.x;
-            words[m][half][1] = v.y;
-            words[m][half][2] = v.z;
-            words[m][half][3] = v.w;
-          }
-        }
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          uint32_t pa[kMT][4];
-#pragma unroll
-          for (int m = 0; m < kMT; ++m) {
-            // a0, a1: columns 2t, 2t + 1 of rows r0, r0 + 8; a2, a3: columns 2t + 8, 2t + 9.
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const uint32_t w = words[m][i % 2][kk];
-              pa[m][i] = kFormat == MapFormat::kP8 ? p8_pair_squares(w, i / 2) : fp8_pair(w, i / 2);
-            }
-          }
+        for (int m = 0; m < kMT; ++m) a_fragment(pa[m], words[m], buf, m, kk);
+        if constexpr (kBytes == 1) {
           accumulate_pv_permuted<D, kMT>(o, pa, kk, v_rows, buf * sizeof(Tile<D>));
-        }
-      } else {
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          uint32_t pa[kMT][4];
-          const int mi = lane / 8, ri = lane % 8;
-#pragma unroll
-          for (int m = 0; m < kMT; ++m) {
-            const unsigned char* row = ps[buf][wrow + 16 * m + 8 * (mi % 2) + ri];
-            ldsm_x4(pa[m], reinterpret_cast<const uint16_t*>(row + 2 * (16 * kk + 8 * (mi / 2))));
-          }
+        } else {
           accumulate_pv<D, kMT>(o, pa, kk, vs[buf], lane);
         }
       }
