@@ -125,7 +125,7 @@ TEST(TileAddressing, WgmmaRowsInvertThePermutationAndTheVLayoutIsABijection) {
     std::vector<int> seen(bytes / 16, 0);
     for (int row = 0; row < kTileRows; ++row) {
       for (int c = 0; c < chunks; ++c) {
-        const int at = wgmma_v_offset(row, c);
+        const int at = wgmma_tile_offset(row, c);
         ASSERT_EQ(at % 16, 0);
         ASSERT_LT(at, bytes) << "head " << head;
         ++seen[at / 16];

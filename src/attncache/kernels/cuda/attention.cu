@@ -306,6 +306,33 @@ template <>
 #endif
 }
 
+// The warpgroup's scores S[64 × 64] += Q[64 × 16] · K[64 keys × 16]ᵀ, both operands from shared
+// memory in the K-major wgmma_tile_offset layout (wgmma_kmajor_desc); S in the same per-warp
+// accumulator layout as wgmma_pv's D (s[j] = keys 8j … 8j + 7).
+[[maybe_unused]] __device__ __forceinline__ void wgmma_qk(float (&s)[8][4], uint64_t q_desc,
+                                                          uint64_t k_desc) {
+#if ATTNCACHE_WGMMA
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(s[0][0]), "+f"(s[0][1]), "+f"(s[0][2]), "+f"(s[0][3]),
+        "+f"(s[1][0]), "+f"(s[1][1]), "+f"(s[1][2]), "+f"(s[1][3]),
+        "+f"(s[2][0]), "+f"(s[2][1]), "+f"(s[2][2]), "+f"(s[2][3]),
+        "+f"(s[3][0]), "+f"(s[3][1]), "+f"(s[3][2]), "+f"(s[3][3]),
+        "+f"(s[4][0]), "+f"(s[4][1]), "+f"(s[4][2]), "+f"(s[4][3]),
+        "+f"(s[5][0]), "+f"(s[5][1]), "+f"(s[5][2]), "+f"(s[5][3]),
+        "+f"(s[6][0]), "+f"(s[6][1]), "+f"(s[6][2]), "+f"(s[6][3]),
+        "+f"(s[7][0]), "+f"(s[7][1]), "+f"(s[7][2]), "+f"(s[7][3])
+      : "l"(q_desc), "l"(k_desc));
+#else
+  (void)s, (void)q_desc, (void)k_desc;
+  __trap();
+#endif
+}
+
 __device__ __forceinline__ void wgmma_fence() {
 #if ATTNCACHE_WGMMA
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
@@ -332,7 +359,7 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 [[maybe_unused]] __device__ __forceinline__ void pin(float& x) { asm volatile("" : "+f"(x)::"memory"); }
 [[maybe_unused]] __device__ __forceinline__ void pin(uint32_t& x) { asm volatile("" : "+r"(x)::"memory"); }
 
-// Shared-memory descriptor of a 1 KB-aligned V tile in the wgmma_v_offset layout (128-byte
+// Shared-memory descriptor of a 1 KB-aligned V tile in the wgmma_tile_offset layout (128-byte
 // swizzle), starting at k-step kk's 16 rows: address, leading offset (between 64-dim atoms),
 // stride offset (between 8-row groups), all in 16-byte units.
 __device__ __forceinline__ uint64_t wgmma_v_desc(uint32_t tile, int kk) {
@@ -342,9 +369,40 @@ __device__ __forceinline__ uint64_t wgmma_v_desc(uint32_t tile, int kk) {
          static_cast<uint64_t>(kWgmmaAtomBytes >> 4) << 32 | 1ull << 62;
 }
 
+// The same for a Q or K tile read K-major: k-step kk's 16 dims are 32 bytes into the rows of
+// dim atom kk / 4 (the hardware applies the swizzle to the address, hence the 1 KB alignment);
+// the leading offset is unused with this swizzle.
+__device__ __forceinline__ uint64_t wgmma_kmajor_desc(uint32_t tile, int kk) {
+  const uint32_t start = tile + kk / 4 * kWgmmaDimAtomBytes + kk % 4 * 32;
+  return static_cast<uint64_t>((start & 0x3FFFF) >> 4) | 1ull << 16 |
+         static_cast<uint64_t>(kWgmmaAtomBytes >> 4) << 32 | 1ull << 62;
+}
+
+// Starts copying rows [row0, row0 + 64) of one head's slice (D bf16 at `base`, rows `stride`
+// elements apart) into the wgmma tile at shared address `tile`, rows at or past n as zeros;
+// `permuted`: row r goes to row permuted_row(r) (V for byte maps, whose k-steps take keys in
+// permuted_key order).
+template <int D>
+__device__ __forceinline__ void load_wgmma_tile(uint32_t tile, const uint16_t* base, int stride,
+                                                int row0, int n, bool permuted) {
+  constexpr int kChunks = D / 8, kRowsPerPass = kThreads / kChunks;
+  const ChunkLane lane = chunk_lane(threadIdx.x, kThreads, kChunks, 8);
+  const uint16_t* src = base + static_cast<size_t>(row0 + lane.row) * stride + lane.col;
+#pragma unroll
+  for (int j = 0; j < kRows / kRowsPerPass; ++j) {
+    const int r = lane.row + j * kRowsPerPass;
+    const bool valid = row0 + r < n;
+    cp_async16_at(tile + wgmma_tile_offset(permuted ? permuted_row(r) : r, lane.col / 8),
+                  valid ? src + static_cast<size_t>(j * kRowsPerPass) * stride : base, valid);
+  }
+}
+
 // Whether reuse_pv<D, kFormat, …, BM> multiplies with wgmma (in this image).
 template <int D, MapFormat kFormat, int BM>
 constexpr bool kReuseWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128) && BM == 2 * kRows;
+// Whether flash_forward<D, BM, kRecord, …> multiplies with wgmma (recording keeps 64-row tiles).
+template <int D, int BM, bool kRecord>
+constexpr bool kExactWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128) && BM == 2 * kRows && !kRecord;
 
 template <int D>
 __device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (&o)[D / 8][4],
@@ -398,6 +456,61 @@ constexpr size_t reuse_smem() {
   return 2 * sizeof(PTile<kBytes, BM>) + 2 * sizeof(Tile<D>);
 }
 
+// One row tile's step of the online softmax over a key block: s (unscaled scores, masked) becomes
+// exp2(s · scale_log2 − m) with m the rows' new running maximum (scaled, log2 units); this
+// thread's partial row sums l and the output o are rescaled to that maximum first. A row's 64
+// scores lie in the four threads of a quad (the m16n8 accumulator layout of mma.sync and wgmma).
+// Block 0 holds a valid key (key 0) for every row, so the maxima are finite from then on; a later
+// block may hold none for some rows (causal): its terms then are exp2(−∞) = 0.
+template <int D>
+__device__ __forceinline__ void online_softmax(float (&s)[8][4], float (&mrow)[2], float (&lrow)[2],
+                                               float (&o)[D / 8][4], float scale_log2) {
+  float mx0 = kNegInf, mx1 = kNegInf;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    mx0 = fmaxf(mx0, fmaxf(s[j][0], s[j][1]));
+    mx1 = fmaxf(mx1, fmaxf(s[j][2], s[j][3]));
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  // The scale is positive, so it commutes with max.
+  const float new0 = fmaxf(mrow[0], mx0 * scale_log2);
+  const float new1 = fmaxf(mrow[1], mx1 * scale_log2);
+  const float alpha0 = exp2f(mrow[0] - new0), alpha1 = exp2f(mrow[1] - new1);
+  mrow[0] = new0;
+  mrow[1] = new1;
+  float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    s[j][0] = exp2f(fmaf(s[j][0], scale_log2, -new0));
+    s[j][1] = exp2f(fmaf(s[j][1], scale_log2, -new0));
+    s[j][2] = exp2f(fmaf(s[j][2], scale_log2, -new1));
+    s[j][3] = exp2f(fmaf(s[j][3], scale_log2, -new1));
+    sum0 += s[j][0] + s[j][1];
+    sum1 += s[j][2] + s[j][3];
+  }
+  lrow[0] = lrow[0] * alpha0 + sum0;
+  lrow[1] = lrow[1] * alpha1 + sum1;
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd) {
+    o[jd][0] *= alpha0;
+    o[jd][1] *= alpha0;
+    o[jd][2] *= alpha1;
+    o[jd][3] *= alpha1;
+  }
+}
+
+// Keys 16kk … 16kk + 15 of a row tile's probabilities (score tiles 2kk and 2kk + 1) as the A
+// fragment of the P·V product: the scores' accumulator layout is the A-fragment layout.
+__device__ __forceinline__ void p_fragment(uint32_t (&pa)[4], const float (&s)[8][4], int kk) {
+  pa[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+  pa[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+  pa[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+  pa[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+}
+
 // Key/value blocks are double-buffered: the copies of block kb+1 run while block kb is used.
 // BM query rows per CTA, 16·kMT per warp: 64 rows, one row tile per warp (the map tiles' rows;
 // recording needs it), or 128 rows in two tiles per warp (each key/value tile then serves twice
@@ -427,14 +540,40 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
   Tile<D, BM>& qs = *reinterpret_cast<Tile<D, BM>*>(smem);
   Tile<D>* ks = reinterpret_cast<Tile<D>*>(smem + sizeof(Tile<D, BM>));
   Tile<D>* vs = ks + 2;
-  load_tile<D, BM>(qs, qkv + col.q, stride, q0, n);
-  load_tile<D>(ks[0], kbase, stride, 0, n);
-  load_tile<D>(vs[0], vbase, stride, 0, n);
-  cp_async_commit();
+  // wgmma: the Q tiles (one per 64 rows), then two K and two V tiles, in the wgmma_tile_offset
+  // layout from the first 1 KB boundary, where the padded tiles lie.
+  constexpr bool kWgmma = kExactWgmma<D, BM, kRecord>;
+  constexpr uint32_t kTileBytes = kRows * D * 2;
+  static_assert(!kWgmma || exact_smem<D, BM>() + 16 >= (kMT + 4) * kTileBytes + kWgmmaAtomBytes,
+                "room");
+  const uint32_t q_tiles = (smem_addr(smem) + kWgmmaAtomBytes - 1) & ~(kWgmmaAtomBytes - 1u);
+  const uint32_t k_tiles = q_tiles + kMT * kTileBytes, v_tiles = k_tiles + 2 * kTileBytes;
+  // Starts loading key block kb's keys and values into buffer `buf`.
+  auto stage = [&](int kb, int buf) {
+    if constexpr (kWgmma) {
+      load_wgmma_tile<D>(k_tiles + buf * kTileBytes, kbase, stride, kb * kRows, n, false);
+      load_wgmma_tile<D>(v_tiles + buf * kTileBytes, vbase, stride, kb * kRows, n, false);
+    } else {
+      load_tile<D>(ks[buf], kbase, stride, kb * kRows, n);
+      load_tile<D>(vs[buf], vbase, stride, kb * kRows, n);
+    }
+    cp_async_commit();
+  };
+  if constexpr (kWgmma) {
+#pragma unroll
+    for (int m = 0; m < kMT; ++m) {
+      load_wgmma_tile<D>(q_tiles + m * kTileBytes, qkv + col.q, stride, q0 + kRows * m, n, false);
+    }
+  } else {
+    load_tile<D, BM>(qs, qkv + col.q, stride, q0, n);
+  }
+  stage(0, 0);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
-  const int wrow = warp * 16 * kMT;  // this warp's first row in the block
-  // This thread's rows in row tile m: q0 + wrow + 16m + lane/4 and the row 8 below.
-  auto row_of = [&](int m, int half) { return q0 + wrow + 16 * m + lane / 4 + 8 * half; };
+  const int wrow = warp * 16 * kMT;  // this warp's first row in the block (mma.sync)
+  // The first row of row tile m this warp holds: a warpgroup MMA covers 64 rows, 16 per warp.
+  auto tile_row = [&](int m) { return kWgmma ? kRows * m + 16 * warp : wrow + 16 * m; };
+  // This thread's rows in row tile m: q0 + tile_row(m) + lane/4 and the row 8 below.
+  auto row_of = [&](int m, int half) { return q0 + tile_row(m) + lane / 4 + 8 * half; };
   uint32_t qf[kQInRegs ? kMT : 1][D / 16][4];
 
   float o[kMT][D / 8][4];
@@ -471,15 +610,14 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
   for (int kb = 0; kb < key_blocks; ++kb) {
     const int buf = kb & 1;
     if (kb + 1 < key_blocks) {
-      load_tile<D>(ks[buf ^ 1], kbase, stride, (kb + 1) * kRows, n);
-      load_tile<D>(vs[buf ^ 1], vbase, stride, (kb + 1) * kRows, n);
-      cp_async_commit();
+      stage(kb + 1, buf ^ 1);
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
+    if constexpr (kWgmma) fence_proxy_async_shared();
     __syncthreads();
-    if constexpr (kQInRegs) {
+    if constexpr (kQInRegs && !kWgmma) {
       if (kb == 0) {
 #pragma unroll
         for (int m = 0; m < kMT; ++m) {
@@ -489,64 +627,82 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
         }
       }
     }
-    // Every key of the block after every row of this warp: nothing to add (warp-uniform).
-    if (!(kCausal && kb * kRows > q0 + wrow + 16 * kMT - 1)) {
+    if constexpr (kWgmma) {
+      // Row tile m (rows 64m …) reaches this block only up to its diagonal (warpgroup-uniform).
+      auto reaches = [&](int m) { return !kCausal || kb <= q0 / kRows + m; };
+      float s[kMT][8][4];
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.0f;
+      }
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+        for (int m = 0; m < kMT; ++m) {
+          if (reaches(m)) {
+            wgmma_qk(s[m], wgmma_kmajor_desc(q_tiles + m * kTileBytes, kk),
+                     wgmma_kmajor_desc(k_tiles + buf * kTileBytes, kk));
+          }
+        }
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) pin(s[m][j][i]);
+        }
+      }
+      mask(s, kb);
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) {
+        if (reaches(m)) online_softmax<D>(s[m], mrow[m], lrow[m], o[m], scale_log2);
+      }
+      uint32_t pa[4][kMT][4];
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+        for (int m = 0; m < kMT; ++m) p_fragment(pa[kk][m], s[m], kk);
+      }
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+        for (int m = 0; m < kMT; ++m) {
+          if (reaches(m)) wgmma_pv<D>(o[m], pa[kk][m], wgmma_v_desc(v_tiles + buf * kTileBytes, kk));
+        }
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+        for (int jd = 0; jd < D / 8; ++jd) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) pin(o[m][jd][i]);
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) pin(pa[kk][m][i]);
+        }
+      }
+    } else if (!(kCausal && kb * kRows > q0 + wrow + 16 * kMT - 1)) {
+      // (Skipped where every key of the block lies after every row of this warp.)
       float s[kMT][8][4];
       scores<D, kMT, kQInRegs, BM>(s, qf, qs, wrow, ks[buf], lane);
       mask(s, kb);
 #pragma unroll
-      for (int m = 0; m < kMT; ++m) {
-        float mx0 = kNegInf, mx1 = kNegInf;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          mx0 = fmaxf(mx0, fmaxf(s[m][j][0], s[m][j][1]));
-          mx1 = fmaxf(mx1, fmaxf(s[m][j][2], s[m][j][3]));
-        }
-        // The four threads of a quad hold one row's 64 columns between them.
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        // Maxima are kept scaled (the scale is positive, so it commutes with max). Block 0 holds
-        // a valid key (key 0) for every row, so the maxima are finite from then on; a later
-        // block may hold none for some rows (causal): its terms then are exp2(−∞) = 0.
-        const float new0 = fmaxf(mrow[m][0], mx0 * scale_log2);
-        const float new1 = fmaxf(mrow[m][1], mx1 * scale_log2);
-        const float alpha0 = exp2f(mrow[m][0] - new0), alpha1 = exp2f(mrow[m][1] - new1);
-        mrow[m][0] = new0;
-        mrow[m][1] = new1;
-        float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          s[m][j][0] = exp2f(fmaf(s[m][j][0], scale_log2, -new0));
-          s[m][j][1] = exp2f(fmaf(s[m][j][1], scale_log2, -new0));
-          s[m][j][2] = exp2f(fmaf(s[m][j][2], scale_log2, -new1));
-          s[m][j][3] = exp2f(fmaf(s[m][j][3], scale_log2, -new1));
-          sum0 += s[m][j][0] + s[m][j][1];
-          sum1 += s[m][j][2] + s[m][j][3];
-        }
-        lrow[m][0] = lrow[m][0] * alpha0 + sum0;
-        lrow[m][1] = lrow[m][1] * alpha1 + sum1;
-#pragma unroll
-        for (int jd = 0; jd < D / 8; ++jd) {
-          o[m][jd][0] *= alpha0;
-          o[m][jd][1] *= alpha0;
-          o[m][jd][2] *= alpha1;
-          o[m][jd][3] *= alpha1;
-        }
-      }
-      // The scores' accumulator layout is the A-fragment layout of the next product: keys
-      // 16kk..16kk+15 are score tiles 2kk and 2kk+1.
+      for (int m = 0; m < kMT; ++m) online_softmax<D>(s[m], mrow[m], lrow[m], o[m], scale_log2);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         uint32_t pa[kMT][4];
 #pragma unroll
-        for (int m = 0; m < kMT; ++m) {
-          pa[m][0] = pack_bf16(s[m][2 * kk][0], s[m][2 * kk][1]);
-          pa[m][1] = pack_bf16(s[m][2 * kk][2], s[m][2 * kk][3]);
-          pa[m][2] = pack_bf16(s[m][2 * kk + 1][0], s[m][2 * kk + 1][1]);
-          pa[m][3] = pack_bf16(s[m][2 * kk + 1][2], s[m][2 * kk + 1][3]);
-        }
+        for (int m = 0; m < kMT; ++m) p_fragment(pa[m], s[m], kk);
         accumulate_pv<D, kMT>(o, pa, kk, vs[buf], lane);
       }
     }
@@ -654,7 +810,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   Tile<D>* vs = reinterpret_cast<Tile<D>*>(smem + 2 * sizeof(PTile<kBytes, BM>));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
   const int wrow = warp * 16 * kMT;       // this warp's first row in the block (mma.sync)
-  // wgmma: the two V tiles in the wgmma_v_offset layout, 1 KB-aligned, where the padded ones lie;
+  // wgmma: the two V tiles in the wgmma_tile_offset layout, 1 KB-aligned, where the padded ones lie;
   // row tile m of a warp is rows 64m + 16 warp … (a warpgroup MMA covers 64 rows).
   constexpr bool kWgmma = kReuseWgmma<D, kFormat, BM>;
   constexpr uint32_t kVBytes = kRows * D * 2;
@@ -712,18 +868,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
       }
     }
     if constexpr (kWgmma) {
-      constexpr int kChunks = D / 8, kRowsPerPass = kThreads / kChunks;
-      const ChunkLane vlane = chunk_lane(threadIdx.x, kThreads, kChunks, 8);
-      const uint16_t* src = vbase + static_cast<size_t>(k0 + vlane.row) * stride + vlane.col;
-#pragma unroll
-      for (int j = 0; j < kRows / kRowsPerPass; ++j) {
-        const int r = vlane.row + j * kRowsPerPass;
-        const bool valid = k0 + r < n;
-        // Byte maps' k-steps take keys in permuted_key order; bf16 maps' in order.
-        const int row = kBytes == 1 ? permuted_row(r) : r;
-        cp_async16_at(v_tiles + buf * kVBytes + wgmma_v_offset(row, vlane.col / 8),
-                      valid ? src + static_cast<size_t>(j * kRowsPerPass) * stride : vbase, valid);
-      }
+      load_wgmma_tile<D>(v_tiles + buf * kVBytes, vbase, stride, k0, n, kBytes == 1);
     } else {
       load_tile<D, kRows, kBytes == 1>(vs[buf], vbase, stride, k0, n);
     }

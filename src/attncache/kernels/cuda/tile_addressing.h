@@ -67,13 +67,14 @@ ATTNCACHE_HOST_DEVICE inline int permuted_row(int key) {
   const int t = key / 16, kk = key % 16 / 4, j = key % 4;
   return 16 * kk + (j < 2 ? 2 * t + j : 8 + 2 * t + j - 2);
 }
-// A wgmma B operand of 64 keys × `dims` bf16, dims contiguous ("MN-major"), 128-byte swizzle:
-// atoms of 8 rows × 64 dims (1 KB), chunk c of a row stored at chunk c ^ (row % 8); the 8-row
-// groups of an atom 1 KB apart (the descriptor's stride offset), the atoms along the dims
-// 8 KB apart (its leading offset). Byte offset of row `row`'s 16-byte chunk `chunk` (dims
-// 8 chunk … 8 chunk + 7).
+// A wgmma operand tile of 64 rows (keys, or query rows) × `dims` bf16, dims contiguous, 128-byte
+// swizzle: atoms of 8 rows × 64 dims (1 KB), chunk c of a row stored at chunk c ^ (row % 8); the
+// 8-row groups of an atom 1 KB apart (the descriptors' stride offset), the atoms along the dims
+// 8 KB apart. V is read "MN-major" (dims are the product's N; the atoms' distance is the leading
+// offset), Q and K "K-major" (dims are the product's K; a k-step of 16 dims is 32 bytes into an
+// atom row). Byte offset of row `row`'s 16-byte chunk `chunk` (dims 8 chunk … 8 chunk + 7).
 constexpr int kWgmmaAtomBytes = 1024, kWgmmaDimAtomBytes = 8 * kWgmmaAtomBytes;
-ATTNCACHE_HOST_DEVICE inline int wgmma_v_offset(int row, int chunk) {
+ATTNCACHE_HOST_DEVICE inline int wgmma_tile_offset(int row, int chunk) {
   return chunk / 8 * kWgmmaDimAtomBytes + row / 8 * kWgmmaAtomBytes + row % 8 * 128 +
          ((chunk % 8) ^ (row % 8)) * 16;
 }
