@@ -102,7 +102,7 @@ int attention_kernels(int heads, int kv_heads, int head_dim, const std::vector<i
   nlohmann::json out = {
       {"bench", "gpu_decoder_bench --attention-only"},
       {"device", cuda::describe_device(0)},
-      {"byte_map_reuse_kernel", cuda::attention_reuse_uses_wgmma() ? "wgmma" : "mma.sync"},
+      {"wide_kernels_multiply_with", cuda::attention_uses_wgmma() ? "wgmma" : "mma.sync"},
       {"config", {{"heads", heads}, {"kv_heads", kv_heads}, {"head_dim", head_dim}}},
       {"timing", "CUDA events, median per launch; causal"},
       {"results", nlohmann::json::array()}};
@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
     nlohmann::json out = {
         {"bench", "gpu_decoder_bench"},
         {"device", model->device_description()},
-        {"byte_map_reuse_kernel", cuda::attention_reuse_uses_wgmma() ? "wgmma" : "mma.sync"},
+        {"wide_kernels_multiply_with", cuda::attention_uses_wgmma() ? "wgmma" : "mma.sync"},
         {"model", model_dir},
         {"config",
          {{"layers", c.num_layers},

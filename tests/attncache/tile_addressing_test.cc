@@ -97,7 +97,7 @@ TEST(TileAddressing, SwizzledVRowsOfAnLdmatrixUseDistinctBankGroups) {
     }
     if (head < 64) continue;
     for (int kk = 0; kk < 4; ++kk) {
-      for (int half = 0; half < 2; ++half) {      // logical columns 0–7 or 8–15
+      for (int half = 0; half < 2; ++half) {            // logical columns 0–7 or 8–15
         for (int chunk = 0; chunk < chunks; ++chunk) {  // the matrix's dimension chunk
           std::vector<int> groups(8, 0);
           for (int r = 0; r < 8; ++r) {

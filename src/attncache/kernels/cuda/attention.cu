@@ -68,7 +68,8 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool va
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
                "r"(valid ? 16 : 0));
 }
-__device__ __forceinline__ void cp_async16_at(uint32_t smem, const void* gmem, bool valid) {
+[[maybe_unused]] __device__ __forceinline__ void cp_async16_at(uint32_t smem, const void* gmem,
+                                                               bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem),
                "r"(valid ? 16 : 0));
 }
@@ -198,8 +199,8 @@ __device__ __forceinline__ void accumulate_pv_permuted(float (&o)[kMT][D / 8][4]
 #pragma unroll
   for (int jd = 0; jd < D / 8; jd += 2) {
     uint32_t b[4];
-    const uint32_t at = rows[(jd / 2) % 4] + buffer_offset + 4 * kk * sizeof(uint16_t[D + 8]) +
-                        (jd / 8) * 8 * 16;
+    const uint32_t at =
+        rows[(jd / 2) % 4] + buffer_offset + 4 * kk * sizeof(uint16_t[D + 8]) + (jd / 8) * 8 * 16;
     ldsm_x4_trans(b, at);
 #pragma unroll
     for (int m = 0; m < kMT; ++m) {
@@ -225,8 +226,8 @@ __device__ __forceinline__ uint32_t p8_pair_squares(uint32_t w, int half) {
 // Two FP8 (e4m3) values as a bf16 pair (p · 256; the caller scales the output back). An e4m3
 // value has at most 4 significant bits, so its float's upper half is it exactly.
 __device__ __forceinline__ uint32_t fp8_pair(uint32_t w, int half) {
-  const float2 v = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(
-      static_cast<__nv_fp8x2_storage_t>(w >> (16 * half)), __NV_E4M3)));
+  const float2 v = __half22float2(__half2(
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(w >> (16 * half)), __NV_E4M3)));
   return __byte_perm(__float_as_uint(v.x), __float_as_uint(v.y), 0x7632);
 }
 
@@ -247,8 +248,9 @@ template <int N>
 __device__ __forceinline__ void wgmma_pv(float (&d)[N / 8][4], const uint32_t (&a)[4],
                                          uint64_t desc);
 template <>
-[[maybe_unused]] __device__ __forceinline__ void wgmma_pv<64>(float (&d)[8][4], const uint32_t (&a)[4],
-                                            uint64_t desc) {
+[[maybe_unused]] __device__ __forceinline__ void wgmma_pv<64>(float (&d)[8][4],
+                                                              const uint32_t (&a)[4],
+                                                              uint64_t desc) {
 #if ATTNCACHE_WGMMA
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
@@ -256,14 +258,12 @@ template <>
       "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
       "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
       "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
-      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
-        "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
-        "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
-        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
-        "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
-        "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
-        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
-        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+        "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+        "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+        "+f"(d[7][2]), "+f"(d[7][3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc));
 #else
   (void)d, (void)a, (void)desc;
@@ -272,8 +272,9 @@ template <>
 }
 
 template <>
-[[maybe_unused]] __device__ __forceinline__ void wgmma_pv<128>(float (&d)[16][4], const uint32_t (&a)[4],
-                                            uint64_t desc) {
+[[maybe_unused]] __device__ __forceinline__ void wgmma_pv<128>(float (&d)[16][4],
+                                                               const uint32_t (&a)[4],
+                                                               uint64_t desc) {
 #if ATTNCACHE_WGMMA
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
@@ -283,22 +284,18 @@ template <>
       "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
       "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
       "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
-        "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
-        "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
-        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
-        "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
-        "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
-        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
-        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]),
-        "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
-        "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]),
-        "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]),
-        "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
-        "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),
-        "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),
-        "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
-        "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+        "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+        "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+        "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
+        "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]),
+        "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]),
+        "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),
+        "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]),
+        "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]),
+        "+f"(d[15][2]), "+f"(d[15][3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc));
 #else
   (void)d, (void)a, (void)desc;
@@ -318,14 +315,12 @@ template <>
       "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
       "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
       "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(s[0][0]), "+f"(s[0][1]), "+f"(s[0][2]), "+f"(s[0][3]),
-        "+f"(s[1][0]), "+f"(s[1][1]), "+f"(s[1][2]), "+f"(s[1][3]),
-        "+f"(s[2][0]), "+f"(s[2][1]), "+f"(s[2][2]), "+f"(s[2][3]),
-        "+f"(s[3][0]), "+f"(s[3][1]), "+f"(s[3][2]), "+f"(s[3][3]),
-        "+f"(s[4][0]), "+f"(s[4][1]), "+f"(s[4][2]), "+f"(s[4][3]),
-        "+f"(s[5][0]), "+f"(s[5][1]), "+f"(s[5][2]), "+f"(s[5][3]),
-        "+f"(s[6][0]), "+f"(s[6][1]), "+f"(s[6][2]), "+f"(s[6][3]),
-        "+f"(s[7][0]), "+f"(s[7][1]), "+f"(s[7][2]), "+f"(s[7][3])
+      : "+f"(s[0][0]), "+f"(s[0][1]), "+f"(s[0][2]), "+f"(s[0][3]), "+f"(s[1][0]), "+f"(s[1][1]),
+        "+f"(s[1][2]), "+f"(s[1][3]), "+f"(s[2][0]), "+f"(s[2][1]), "+f"(s[2][2]), "+f"(s[2][3]),
+        "+f"(s[3][0]), "+f"(s[3][1]), "+f"(s[3][2]), "+f"(s[3][3]), "+f"(s[4][0]), "+f"(s[4][1]),
+        "+f"(s[4][2]), "+f"(s[4][3]), "+f"(s[5][0]), "+f"(s[5][1]), "+f"(s[5][2]), "+f"(s[5][3]),
+        "+f"(s[6][0]), "+f"(s[6][1]), "+f"(s[6][2]), "+f"(s[6][3]), "+f"(s[7][0]), "+f"(s[7][1]),
+        "+f"(s[7][2]), "+f"(s[7][3])
       : "l"(q_desc), "l"(k_desc));
 #else
   (void)s, (void)q_desc, (void)k_desc;
@@ -356,8 +351,12 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 }
 // Keeps a register's value where it is until here (the compiler must not reuse or move it
 // across the asynchronous wgmma that reads or writes it).
-[[maybe_unused]] __device__ __forceinline__ void pin(float& x) { asm volatile("" : "+f"(x)::"memory"); }
-[[maybe_unused]] __device__ __forceinline__ void pin(uint32_t& x) { asm volatile("" : "+r"(x)::"memory"); }
+[[maybe_unused]] __device__ __forceinline__ void pin(float& x) {
+  asm volatile("" : "+f"(x)::"memory");
+}
+[[maybe_unused]] __device__ __forceinline__ void pin(uint32_t& x) {
+  asm volatile("" : "+r"(x)::"memory");
+}
 
 // Shared-memory descriptor of a 1 KB-aligned V tile in the wgmma_tile_offset layout (128-byte
 // swizzle), starting at k-step kk's 16 rows: address, leading offset (between 64-dim atoms),
@@ -402,7 +401,8 @@ template <int D, MapFormat kFormat, int BM>
 constexpr bool kReuseWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128) && BM == 2 * kRows;
 // Whether flash_forward<D, BM, kRecord, …> multiplies with wgmma (recording keeps 64-row tiles).
 template <int D, int BM, bool kRecord>
-constexpr bool kExactWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128) && BM == 2 * kRows && !kRecord;
+constexpr bool kExactWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128) && BM == 2 * kRows &&
+                             !kRecord;
 
 template <int D>
 __device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (&o)[D / 8][4],
@@ -673,7 +673,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
       for (int kk = 0; kk < 4; ++kk) {
 #pragma unroll
         for (int m = 0; m < kMT; ++m) {
-          if (reaches(m)) wgmma_pv<D>(o[m], pa[kk][m], wgmma_v_desc(v_tiles + buf * kTileBytes, kk));
+          if (reaches(m))
+            wgmma_pv<D>(o[m], pa[kk][m], wgmma_v_desc(v_tiles + buf * kTileBytes, kk));
         }
       }
       wgmma_commit();
@@ -809,9 +810,9 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   auto* ps = reinterpret_cast<PTile<kBytes, BM>*>(smem);
   Tile<D>* vs = reinterpret_cast<Tile<D>*>(smem + 2 * sizeof(PTile<kBytes, BM>));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
-  const int wrow = warp * 16 * kMT;       // this warp's first row in the block (mma.sync)
-  // wgmma: the two V tiles in the wgmma_tile_offset layout, 1 KB-aligned, where the padded ones lie;
-  // row tile m of a warp is rows 64m + 16 warp … (a warpgroup MMA covers 64 rows).
+  const int wrow = warp * 16 * kMT;  // this warp's first row in the block (mma.sync)
+  // wgmma: the two V tiles in the wgmma_tile_offset layout, 1 KB-aligned, where the padded ones
+  // lie; row tile m of a warp is rows 64m + 16 warp … (a warpgroup MMA covers 64 rows).
   constexpr bool kWgmma = kReuseWgmma<D, kFormat, BM>;
   constexpr uint32_t kVBytes = kRows * D * 2;
   static_assert(!kWgmma || 2 * sizeof(Tile<D>) + 16 >= 2 * kVBytes + kWgmmaAtomBytes, "room");
@@ -888,7 +889,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   const int warp_blocks = kCausal && !kWgmma ? (q0 + wrow) / kRows + 1 : key_blocks;
   // Byte maps: rows r0 and r0 + 8 of each row tile (r0 = tile_row(m) + lane / 4), bytes
   // 16t … 16t + 15 of each, four keys per k-step.
-  auto load_words = [&](uint32_t (&words)[kMT][2][4], int buf) {
+  auto load_words = [&](uint32_t(&words)[kMT][2][4], int buf) {
 #pragma unroll
     for (int m = 0; m < kMT; ++m) {
 #pragma unroll
@@ -905,7 +906,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   // Row tile m's A fragment of k-step kk (the m16n8k16 A layout, which wgmma's register A
   // shares): decoded from the byte words (a0, a1: columns 2t, 2t + 1 of rows r0, r0 + 8; a2, a3:
   // columns 2t + 8, 2t + 9, in permuted_key order), or bf16 straight from the tile by ldmatrix.
-  auto a_fragment = [&](uint32_t (&pa)[4], const uint32_t (&words)[2][4], int buf, int m, int kk) {
+  auto a_fragment = [&](uint32_t(&pa)[4], const uint32_t(&words)[2][4], int buf, int m, int kk) {
     if constexpr (kBytes == 1) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -1095,7 +1096,7 @@ AttentionArgs resolved(AttentionArgs args) {
 
 }  // namespace
 
-bool attention_reuse_uses_wgmma() {
+bool attention_uses_wgmma() {
   DeviceBuffer flag(sizeof(int), "a flag");
   report_wgmma<<<1, 1>>>(flag.as<int>());
   check_launch("report_wgmma");

@@ -68,10 +68,10 @@ struct AttentionArgs {
 // Head sizes the kernels are built for: 16, 32, 64, 128.
 bool attention_supports_head_dim(int head_dim);
 
-// Whether the image of the kernels that device 0 loaded runs the 128-row reuse kernel (head
-// sizes 64 and 128) with wgmma (the sm_90a image) rather than mma.sync. Runs a kernel and waits for it: not while a stream is
-// being captured.
-bool attention_reuse_uses_wgmma();
+// Whether the image of the kernels that device 0 loaded runs the 128-row kernels (exact and
+// reuse, head sizes 64 and 128) with Hopper's wgmma (the sm_90a image) rather than mma.sync.
+// Runs a kernel and waits for it: not while a stream is being captured.
+bool attention_uses_wgmma();
 
 // Elements of one head's causal map of an n-token sequence: R(R+1)/2 tiles of 64×64, R = ⌈n/64⌉.
 size_t causal_map_elements(int n);
