@@ -16,7 +16,9 @@ def kernel_table(ours, torch):
     t = by_shape(torch["results"])
     # The P·V ceiling: half of cuBLAS's dense batched P·V (a causal map has half the products).
     ceiling = any("pv_dense_bmm_ms" in p for p in t.values())
-    rows = ["| batch × tokens | ours, 64-row blocks | ours, 128-row (4 warps × 32 rows) | "
+    # The 128-row kernels multiply with wgmma in the sm_90a image, else 4 warps × 32 rows of mma.sync.
+    wide = {"wgmma": "wgmma"}.get(ours.get("wide_kernels_multiply_with"), "4 warps × 32 rows")
+    rows = [f"| batch × tokens | ours, 64-row blocks | ours, 128-row ({wide}) | "
             + "TFLOP/s | PyTorch flash | PyTorch SDPA default | ours vs flash | "
             "ours vs SDPA default | reuse bf16, 64 / 128 rows | reuse P8, 64 / 128 | "
             "reuse FP8, 64 / 128 |" + (" cuBLAS dense P·V ÷ 2 | best reuse vs it |" if ceiling else ""),
