@@ -388,11 +388,10 @@ __device__ __forceinline__ void load_wgmma_tile(uint32_t tile, const uint16_t* b
 
 // Whether reuse_pv<D, kFormat, …, BM> multiplies with wgmma (in this image).
 template <int D, MapFormat kFormat, int BM>
-constexpr bool kReuseWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128) && BM == 2 * kRows;
+constexpr bool kReuseWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128);
 // Whether flash_forward<D, BM, kRecord, …> multiplies with wgmma (recording keeps 64-row tiles).
 template <int D, int BM, bool kRecord>
-constexpr bool kExactWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128) && BM == 2 * kRows &&
-                             !kRecord;
+constexpr bool kExactWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128) && !kRecord;
 
 template <int D>
 __device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (&o)[D / 8][4],
