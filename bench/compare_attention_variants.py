@@ -15,9 +15,13 @@ import os
 KERNELS = {
     "exact, 128-row": "exact_128_rows_ms",
     "exact, 64-row": "exact_ms",
+    "exact + recording P, 64-row": "exact_record_ms",
     "reuse P8, 128-row": "reuse_p8_128_rows_ms",
+    "reuse P8, 64-row": "reuse_p8_ms",
     "reuse FP8, 128-row": "reuse_fp8_128_rows_ms",
+    "reuse FP8, 64-row": "reuse_fp8_ms",
     "reuse bf16, 128-row": "reuse_128_rows_ms",
+    "reuse bf16, 64-row": "reuse_ms",
 }
 
 

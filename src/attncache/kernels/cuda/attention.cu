@@ -386,12 +386,10 @@ __device__ __forceinline__ void load_wgmma_tile(uint32_t tile, const uint16_t* b
   }
 }
 
-// Whether reuse_pv<D, kFormat, …, BM> multiplies with wgmma (in this image).
-template <int D, MapFormat kFormat, int BM>
-constexpr bool kReuseWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128);
-// Whether flash_forward<D, BM, kRecord, …> multiplies with wgmma (recording keeps 64-row tiles).
-template <int D, int BM, bool kRecord>
-constexpr bool kExactWgmma = ATTNCACHE_WGMMA && (D == 64 || D == 128) && !kRecord;
+// Whether the kernels for head size D multiply with wgmma (in this image); the exact kernel's
+// recording variant does not.
+template <int D>
+constexpr bool kWgmmaHead = ATTNCACHE_WGMMA && (D == 64 || D == 128);
 
 template <int D>
 __device__ __forceinline__ void store_rows(const AttentionArgs& a, const float (&o)[D / 8][4],
@@ -531,7 +529,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
   Tile<D>* vs = ks + 2;
   // wgmma: the Q tiles (one per 64 rows), then two K and two V tiles, in the wgmma_tile_offset
   // layout from the first 1 KB boundary, where the padded tiles lie.
-  constexpr bool kWgmma = kExactWgmma<D, BM, kRecord>;
+  constexpr bool kWgmma = kWgmmaHead<D> && !kRecord;
   constexpr uint32_t kTileBytes = kRows * D * 2;
   static_assert(!kWgmma || exact_smem<D, BM>() + 16 >= (kMT + 4) * kTileBytes + kWgmmaAtomBytes,
                 "room");
@@ -802,7 +800,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   const int wrow = warp * 16 * kMT;  // this warp's first row in the block (mma.sync)
   // wgmma: the two V tiles in the wgmma_tile_offset layout, 1 KB-aligned, where the padded ones
   // lie; row tile m of a warp is rows 64m + 16 warp … (a warpgroup MMA covers 64 rows).
-  constexpr bool kWgmma = kReuseWgmma<D, kFormat, BM>;
+  constexpr bool kWgmma = kWgmmaHead<D>;
   constexpr uint32_t kVBytes = kRows * D * 2;
   static_assert(!kWgmma || 2 * sizeof(Tile<D>) + 16 >= 2 * kVBytes + kWgmmaAtomBytes, "room");
   const uint32_t v_tiles = (smem_addr(vs) + kWgmmaAtomBytes - 1) & ~(kWgmmaAtomBytes - 1u);

@@ -1,6 +1,7 @@
 // Multi-head self-attention on the GPU over variable-length sequences packed without padding,
 // bidirectional (BERT) or causal with grouped-query heads (Llama-family decoders). bf16 in and
-// out, fp32 accumulation, tensor cores (mma.sync m16n8k16).
+// out, fp32 accumulation, tensor cores: Hopper's warpgroup wgmma for head sizes 64 and 128 where
+// the sm_90a image is loaded (not while recording maps), else mma.sync m16n8k16.
 //
 // Exact path: a FlashAttention-2-style forward. One CTA per (sequence, head, block of 64 query
 // rows, or 128 with `wide_items`); four warps of 16 (or 32) rows each; keys and values stream
@@ -68,8 +69,8 @@ struct AttentionArgs {
 // Head sizes the kernels are built for: 16, 32, 64, 128.
 bool attention_supports_head_dim(int head_dim);
 
-// Whether the image of the kernels that device 0 loaded runs the 128-row kernels (exact and
-// reuse, head sizes 64 and 128) with Hopper's wgmma (the sm_90a image) rather than mma.sync.
+// Whether the image of the kernels that device 0 loaded runs the exact (not recording) and reuse
+// kernels for head sizes 64 and 128 with Hopper's wgmma (the sm_90a image) rather than mma.sync.
 // Runs a kernel and waits for it: not while a stream is being captured.
 bool attention_uses_wgmma();
 
