@@ -478,13 +478,13 @@ float bf16_value(uint16_t bits) {
 // The kernels with 128 query rows per CTA (the decoder's choice for long sequences) against the
 // 64-row kernels: each row sees the same key blocks in the same order (exact: fully masked
 // blocks are skipped or add exp2(−∞) = 0; reuse: the zero tiles past a warp's diagonal are
-// skipped), so the results are bitwise equal; for the exact kernel, and for P·V from stored
-// maps in each format, except where the loaded image's wide kernels multiply with wgmma
-// (sm_90a): there they sum in another order and agree up to the outputs' bf16 rounding.
+// skipped), so with mma.sync the results are bitwise equal; for the exact kernel, and for P·V
+// from stored maps in each format. Where the loaded image multiplies with wgmma (sm_90a) the
+// two sum in other orders and must agree up to the outputs' bf16 rounding.
 TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
   SKIP_WITHOUT_GPU();
   const bool wgmma = cuda::attention_uses_wgmma();
-  std::printf("  128-row kernels of the loaded image multiply with %s\n",
+  std::printf("  the loaded image's kernels for head sizes 64 and 128 multiply with %s\n",
               wgmma ? "wgmma" : "mma.sync");
   auto expect_equal = [wgmma](const std::vector<uint16_t>& a, const std::vector<uint16_t>& b,
                               const std::string& what) {

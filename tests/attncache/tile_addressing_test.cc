@@ -113,7 +113,7 @@ TEST(TileAddressing, SwizzledVRowsOfAnLdmatrixUseDistinctBankGroups) {
   }
 }
 
-// permuted_row inverts permuted_key; the wgmma V layout puts every 16-byte chunk of a 64-key
+// permuted_row inverts permuted_key; the wgmma tile layout puts every 16-byte chunk of a 64-row
 // tile (head sizes 64 and 128) at its own place inside the tile, 16-byte aligned.
 TEST(TileAddressing, WgmmaRowsInvertThePermutationAndTheVLayoutIsABijection) {
   for (int key = 0; key < kTileRows; ++key) {

@@ -231,9 +231,10 @@ __device__ __forceinline__ uint32_t fp8_pair(uint32_t w, int half) {
   return __byte_perm(__float_as_uint(v.x), __float_as_uint(v.y), 0x7632);
 }
 
-// Hopper's warpgroup MMA (wgmma) for P·V from byte maps: only in the sm_90a image of this
-// file (CMakeLists.txt adds it beside sm_90); the other images run the mma.sync kernel, so
-// whichever image the driver loads computes the same thing.
+// Hopper's warpgroup MMA (wgmma) for the exact and reuse kernels of head sizes 64 and 128: only
+// in the sm_90a image of this file (CMakeLists.txt adds it beside sm_90); the other images run
+// the mma.sync kernels, so whichever image the driver loads computes the same thing (up to the
+// order of its sums).
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define ATTNCACHE_WGMMA 1
 #else
