@@ -322,11 +322,13 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
     b.num_wide_items += (n + 2 * kRows - 1) / (2 * kRows);
     longest = std::max(longest, n);
   }
-  // 128-row query blocks (32 rows per warp) halve the key/value traffic and the shared-memory
-  // reads per tensor-core product of both attention kernels. Measured on the H100
-  // (bench/results/gpu_attention_*): equal or faster from 835 tokens per sequence (exact 1.48×
-  // at 3B's 32 × 4096, 1.15× at 1B's), up to 34% slower at 189 tokens with head size 64; and
-  // only while there are enough of them to give every SM two.
+  // 128-row query blocks (two wgmma row tiles per CTA, or 32 rows per warp with mma.sync) halve
+  // the key/value traffic per query row of both attention kernels. Measured on the H100 while
+  // the 64-row kernels were still mma.sync (bench/results/gpu_attention_*): equal or faster from
+  // 835 tokens per sequence, slower at 189 tokens with head size 64; and only while there are
+  // enough of them to give every SM two. Since the 64-row kernels moved to wgmma the 64-row
+  // exact kernel wins at every 1B (head 64) shape and at batch 1 with head 128 (docs/gpu.md):
+  // the threshold wants re-tuning per head size and kernel, with the decoder benchmark.
   if (b.total < kWideMinTokens * nseq ||
       static_cast<int64_t>(b.num_wide_items) * c.num_heads < 2 * sm_count) {
     b.num_wide_items = 0;

@@ -52,9 +52,9 @@ struct AttentionArgs {
   const int* items = nullptr;       // [2·num_items] (sequence, query block) pairs (device)
   int num_items = 0;
   // Optional: (sequence, block of 128 query rows) pairs. With them the exact kernel, when it
-  // does not record, and the reuse kernel run 128 query rows per CTA, 32 per warp: each
-  // key/value (and map) tile they load serves twice the rows, and each fragment read from shared
-  // memory twice the tensor-core products. Worth it when there are enough blocks to fill the GPU.
+  // does not record, and the reuse kernel run 128 query rows per CTA (two wgmma row tiles, or
+  // 32 rows per warp with mma.sync): each key/value (and map) tile they load serves twice the
+  // rows. Worth it when there are enough blocks to fill the GPU.
   const int* wide_items = nullptr;
   int num_wide_items = 0;
   int num_heads = 0;
