@@ -324,14 +324,9 @@ __device__ __forceinline__ void wgmma_fence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #endif
 }
-__device__ __forceinline__ void wgmma_commit() {
+[[maybe_unused]] __device__ __forceinline__ void wgmma_commit() {
 #if ATTNCACHE_WGMMA
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wgmma_wait_all() {
-#if ATTNCACHE_WGMMA
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 #endif
 }
 // Orders the shared-memory writes of cp.async before the async proxy's (wgmma's) reads.
@@ -347,6 +342,23 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 }
 [[maybe_unused]] __device__ __forceinline__ void pin(uint32_t& x) {
   asm volatile("" : "+r"(x)::"memory");
+}
+template <typename T, int N>
+__device__ __forceinline__ void pin(T (&x)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) pin(x[i]);
+}
+
+// Commits the wgmma products issued since the last commit and waits for all of them, then pins
+// `registers` (their accumulators and register A operands), so the compiler neither reuses nor
+// reads them before the wait.
+template <typename... Registers>
+__device__ __forceinline__ void wgmma_commit_and_wait(Registers&... registers) {
+  wgmma_commit();
+#if ATTNCACHE_WGMMA
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+  (pin(registers), ...);
 }
 
 // Shared-memory descriptor of a 1 KB-aligned V tile in the wgmma_tile_offset layout (128-byte
@@ -635,16 +647,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
           }
         }
       }
-      wgmma_commit();
-      wgmma_wait_all();
-#pragma unroll
-      for (int m = 0; m < kMT; ++m) {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) pin(s[m][j][i]);
-        }
-      }
+      wgmma_commit_and_wait(s);
       mask(s, kb);
 #pragma unroll
       for (int m = 0; m < kMT; ++m) {
@@ -665,21 +668,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
             wgmma_pv<D>(o[m], pa[kk][m], wgmma_v_desc(v_tiles + buf * kTileBytes, kk));
         }
       }
-      wgmma_commit();
-      wgmma_wait_all();
-#pragma unroll
-      for (int m = 0; m < kMT; ++m) {
-#pragma unroll
-        for (int jd = 0; jd < D / 8; ++jd) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) pin(o[m][jd][i]);
-        }
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) pin(pa[kk][m][i]);
-        }
-      }
+      wgmma_commit_and_wait(o, pa);
     } else if (!(kCausal && kb * kRows > q0 + wrow + 16 * kMT - 1)) {
       // (Skipped where every key of the block lies after every row of this warp.)
       float s[kMT][8][4];
@@ -935,21 +924,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
           if (reaches(m)) wgmma_pv<D>(o[m], pa[kk][m], wgmma_v_desc(v_tiles + buf * kVBytes, kk));
         }
       }
-      wgmma_commit();
-      wgmma_wait_all();
-#pragma unroll
-      for (int m = 0; m < kMT; ++m) {
-#pragma unroll
-        for (int jd = 0; jd < D / 8; ++jd) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) pin(o[m][jd][i]);
-        }
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) pin(pa[kk][m][i]);
-        }
-      }
+      wgmma_commit_and_wait(o, pa);
     } else if (kb < warp_blocks) {
       uint32_t words[kMT][2][4];
       if constexpr (kBytes == 1) load_words(words, buf);
