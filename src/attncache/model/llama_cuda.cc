@@ -84,7 +84,8 @@ struct BatchLayout {
 struct Batch {
   std::vector<int> lengths, first_row;
   int total = 0, num_items = 0;
-  int num_wide_items = 0;  // 128-row query blocks for the exact kernel; 0: 64-row blocks
+  int num_wide_items = 0;   // 128-row query blocks; 0: 64-row blocks
+  bool exact_wide = false;  // whether the exact kernel takes the 128-row blocks too
   BatchLayout layout;
   const DeviceMapPlan* maps = nullptr;
   // With host-resident maps: per slot, its offset in its layer's staging buffer.
@@ -121,6 +122,7 @@ struct CudaLlamaModel::Impl {
   CudaDecoderOptions options;
   std::string device;
   int sm_count = 0;
+  bool wgmma = false;  // cuda::attention_uses_wgmma()
   cudaStream_t stream = nullptr;
   std::vector<float> inv_freq;
   bool rope_neox = false;
@@ -256,6 +258,7 @@ std::unique_ptr<CudaLlamaModel> CudaLlamaModel::create(const LlamaModel& host,
   cuda::check(
       cudaDeviceGetAttribute(&impl->sm_count, cudaDevAttrMultiProcessorCount, options.device),
       "cudaDeviceGetAttribute");
+  impl->wgmma = cuda::attention_uses_wgmma();
 
   auto lay_out = [&](cuda_forward::WeightImage& image) {
     impl->embedding = image.add_bf16(host.token_embedding());
@@ -333,6 +336,12 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
       static_cast<int64_t>(b.num_wide_items) * c.num_heads < 2 * sm_count) {
     b.num_wide_items = 0;
   }
+  // With the wgmma kernels the 64-row exact kernel is the faster one at every head-64 shape
+  // measured, and with head 128 until the 128-row blocks give each SM about eight
+  // (bench/results/attention_variants_h100_wgmma64); the reuse kernel gains from 128 rows sooner.
+  b.exact_wide = b.num_wide_items > 0 &&
+                 (!wgmma || (c.head_dim == 128 &&
+                             static_cast<int64_t>(b.num_wide_items) * c.num_heads >= 8 * sm_count));
   const uint64_t all_heads = cuda_forward::all_heads_mask(c.num_heads);
   if (maps != nullptr && !maps->slots.empty()) {
     cuda_forward::check_map_plan(*maps, c.num_layers, nseq, "decoder");
@@ -560,7 +569,14 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
     args.causal = true;
     args.maps = slots != nullptr ? dev_slots + static_cast<size_t>(li) * nseq : nullptr;
     mark(Phase::kAttention);
-    if (reuse.any_exact) cuda::attention_exact(args, reuse.any_record, stream);
+    if (reuse.any_exact) {
+      cuda::AttentionArgs exact = args;
+      if (!b.exact_wide) {
+        exact.wide_items = nullptr;
+        exact.num_wide_items = 0;
+      }
+      cuda::attention_exact(exact, reuse.any_record, stream);
+    }
     if (streamed) {
       cuda::check(cudaStreamWaitEvent(stream, staging.copied[li % 2]), "cudaStreamWaitEvent");
     }
