@@ -120,9 +120,11 @@ for stage in $stages; do
         --out "$out/gpu_attention_torch_$size.json"
       ;;
     variants)  # the attention kernels of other builds, same shapes, two interleaved rounds:
-      # $carry/alt.tar.xz holds alt/NAME, gpu_decoder_bench binaries built from other commits.
+      # $carry/alt.tar.xz holds alt/NAME, gpu_decoder_bench binaries built from other commits;
+      # the bundle's own is timed beside them as alt/bundle.
       rm -rf "$work/variants"; mkdir -p "$work/variants"
       tar -C "$work/variants" -xJf "$carry/alt.tar.xz"
+      [[ -e $work/variants/alt/bundle ]] || cp "$work/bin/gpu_decoder_bench" "$work/variants/alt/bundle"
       for round in 1 2; do
         for bin in "$work"/variants/alt/*; do
           for size in 3B 1B; do
