@@ -54,7 +54,8 @@ def main():
         a = r["attention_kernels_one_layer"]
         pv = min(a["reuse_p8_ms"], a.get("reuse_p8_128_rows_ms") or a["reuse_p8_ms"])
         p8 = ms(r, "reuse_device_p8")
-        bound = exact / (p8 - c["layers"] * pv) if p8 else None
+        left = p8 - c["layers"] * pv if p8 else 0.0  # a hit's time without P·V
+        bound = exact / left if left > 0 else None
 
         def hit(key):
             t = ms(r, key)

@@ -326,19 +326,17 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
     longest = std::max(longest, n);
   }
   // 128-row query blocks (two wgmma row tiles per CTA, or 32 rows per warp with mma.sync) halve
-  // the key/value traffic per query row of both attention kernels. Measured on the H100 while
-  // the 64-row kernels were still mma.sync (bench/results/gpu_attention_*): equal or faster from
-  // 835 tokens per sequence, slower at 189 tokens with head size 64; and only while there are
-  // enough of them to give every SM two. Since the 64-row kernels moved to wgmma the 64-row
-  // exact kernel wins at every 1B (head 64) shape and at batch 1 with head 128 (docs/gpu.md):
-  // the threshold wants re-tuning per head size and kernel, with the decoder benchmark.
+  // the value (and key) traffic per query row. The reuse kernel takes them from a mean of 768
+  // tokens, while they give every SM two: with P8 maps they are 1.11-1.27x faster than 64-row
+  // blocks at the 3B shapes that use them and within -2% to +7% at the 1B ones (H100,
+  // bench/results/gpu_attention_*_h100.json).
   if (b.total < kWideMinTokens * nseq ||
       static_cast<int64_t>(b.num_wide_items) * c.num_heads < 2 * sm_count) {
     b.num_wide_items = 0;
   }
-  // With the wgmma kernels the 64-row exact kernel is the faster one at every head-64 shape
-  // measured, and with head 128 until the 128-row blocks give each SM about eight
-  // (bench/results/attention_variants_h100_wgmma64); the reuse kernel gains from 128 rows sooner.
+  // The exact kernel with wgmma is faster with 64-row blocks at every head-64 shape, and with
+  // head 128 until the 128-row blocks give each SM about eight (one-layer timings in
+  // bench/results/gpu_decoder_bench_*_h100.json, which agree with this choice at every shape).
   b.exact_wide = b.num_wide_items > 0 &&
                  (!wgmma || (c.head_dim == 128 &&
                              static_cast<int64_t>(b.num_wide_items) * c.num_heads >= 8 * sm_count));
