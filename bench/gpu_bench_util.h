@@ -43,6 +43,38 @@ inline Timing time_calls(const std::function<void()>& call, double min_seconds, 
   return {ms[ms.size() / 2], ms.front(), static_cast<int>(ms.size())};
 }
 
+// Two calls timed in alternation (a, b, a, b, …, at least `min_pairs` pairs and `min_seconds`,
+// after two warm-up pairs), so that a drift of clocks or temperature over the run falls on both
+// alike: each call's timing, and the median of the per-pair ratios time(a) / time(b).
+struct PairedTiming {
+  Timing a, b;
+  double median_ratio = 0;
+};
+inline PairedTiming time_pairs(const std::function<void()>& a, const std::function<void()>& b,
+                               double min_seconds, int min_pairs = 5) {
+  for (int i = 0; i < 2; ++i) {
+    a();
+    b();
+  }
+  std::vector<double> ta, tb, ratio;
+  core::Stopwatch total;
+  while (static_cast<int>(ratio.size()) < min_pairs || total.seconds() < min_seconds) {
+    core::Stopwatch one;
+    a();
+    ta.push_back(one.seconds() * 1e3);
+    one.reset();
+    b();
+    tb.push_back(one.seconds() * 1e3);
+    ratio.push_back(ta.back() / tb.back());
+  }
+  auto summary = [](std::vector<double> ms) {
+    std::sort(ms.begin(), ms.end());
+    return Timing{ms[ms.size() / 2], ms.front(), static_cast<int>(ms.size())};
+  };
+  std::sort(ratio.begin(), ratio.end());
+  return {summary(ta), summary(tb), ratio[ratio.size() / 2]};
+}
+
 // Per-launch time: median over samples of back-to-back launches timed with CUDA events (back to
 // back, so host launch gaps do not count for short kernels). A sample holds up to 20 launches
 // and about 2 ms of work; there are 5 to 30 samples, about `budget_s` in all, so long kernels
