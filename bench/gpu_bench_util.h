@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "attncache/kernels/cuda/attention.h"
@@ -27,6 +28,12 @@ struct Timing {
   int calls = 0;
 };
 
+// Median and fastest of calls' times (ms).
+inline Timing summarize(std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  return {ms[ms.size() / 2], ms.front(), static_cast<int>(ms.size())};
+}
+
 // Median of at least `min_calls` calls and `min_seconds`, after `warmups` calls (GEMM plans,
 // module loading, graph capture).
 inline Timing time_calls(const std::function<void()>& call, double min_seconds, int min_calls = 20,
@@ -39,8 +46,7 @@ inline Timing time_calls(const std::function<void()>& call, double min_seconds, 
     call();
     ms.push_back(one.seconds() * 1e3);
   }
-  std::sort(ms.begin(), ms.end());
-  return {ms[ms.size() / 2], ms.front(), static_cast<int>(ms.size())};
+  return summarize(std::move(ms));
 }
 
 // Two calls timed in alternation (a, b, a, b, …, at least `min_pairs` pairs and `min_seconds`,
@@ -67,12 +73,8 @@ inline PairedTiming time_pairs(const std::function<void()>& a, const std::functi
     tb.push_back(one.seconds() * 1e3);
     ratio.push_back(ta.back() / tb.back());
   }
-  auto summary = [](std::vector<double> ms) {
-    std::sort(ms.begin(), ms.end());
-    return Timing{ms[ms.size() / 2], ms.front(), static_cast<int>(ms.size())};
-  };
-  std::sort(ratio.begin(), ratio.end());
-  return {summary(ta), summary(tb), ratio[ratio.size() / 2]};
+  return {summarize(std::move(ta)), summarize(std::move(tb)),
+          summarize(std::move(ratio)).median_ms};
 }
 
 // Per-launch time: median over samples of back-to-back launches timed with CUDA events (back to
