@@ -468,13 +468,6 @@ TEST(CudaLlamaModel, MapsStreamedFromHostMemoryGiveTheSameResult) {
   }
 }
 
-float bf16_value(uint16_t bits) {
-  const uint32_t wide = static_cast<uint32_t>(bits) << 16;
-  float x;
-  std::memcpy(&x, &wide, sizeof(x));
-  return x;
-}
-
 // The kernels with 128 query rows per CTA (the decoder's choice for long sequences) against the
 // 64-row kernels: each row sees the same key blocks in the same order (exact: fully masked
 // blocks are skipped or add exp2(−∞) = 0; reuse: the zero tiles past a warp's diagonal are
@@ -493,10 +486,10 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
       return;
     }
     float largest = 0.0f;
-    for (const uint16_t x : a) largest = std::max(largest, std::fabs(bf16_value(x)));
+    for (const uint16_t x : a) largest = std::max(largest, std::fabs(core::bf16_to_f32(x)));
     size_t differ = 0;
     for (size_t i = 0; i < a.size(); ++i) {
-      const float x = bf16_value(a[i]), y = bf16_value(b[i]);
+      const float x = core::bf16_to_f32(a[i]), y = core::bf16_to_f32(b[i]);
       differ += std::fabs(x - y) > 0.01f * std::fabs(x) + 1e-4f * largest;
     }
     EXPECT_EQ(differ, 0u) << what << " (wgmma)";
