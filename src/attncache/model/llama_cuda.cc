@@ -22,7 +22,10 @@ using cuda_forward::kMiB;
 using Phase = cuda_forward::PhaseTimer::Phase;
 using cuda_forward::kGemmWorkspace;
 constexpr int kRows = cuda::kAttentionRows;
-constexpr int kWideMinTokens = 768;  // mean tokens per sequence for 128-row query blocks
+// Mean tokens per sequence from which 128-row query blocks run; with wgmma and head 64, from
+// 3072 (see Impl::run).
+constexpr int kWideMinTokens = 768;
+constexpr int kWideMinTokensWgmmaHead64 = 3072;
 
 struct LayerWeights {
   size_t attn_norm, qkv_w, qkv_b, o_w, ffn_norm, gate_up_w, down_w;
@@ -328,9 +331,12 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
   // 128-row query blocks (two wgmma row tiles per CTA, or 32 rows per warp with mma.sync) halve
   // the value (and key) traffic per query row. The reuse kernel takes them from a mean of 768
   // tokens, while they give every SM two: with P8 maps they are 1.11-1.27x faster than 64-row
-  // blocks at the 3B shapes that use them and within -2% to +7% at the 1B ones (H100,
-  // bench/results/gpu_attention_*_h100.json).
-  if (b.total < kWideMinTokens * nseq ||
+  // blocks at the 3B shapes that use them (H100, bench/results/gpu_attention_*_h100.json). With
+  // head 64 and wgmma, 64-row P8 blocks are 3-7% faster at 1B's 8 and 32 x 835 and 32 x 2048, and
+  // level or 4% slower at 4096 tokens (bench/results/attention_variants_h100_unconditional).
+  const int wide_min_tokens =
+      wgmma && c.head_dim == 64 ? kWideMinTokensWgmmaHead64 : kWideMinTokens;
+  if (b.total < static_cast<int64_t>(wide_min_tokens) * nseq ||
       static_cast<int64_t>(b.num_wide_items) * c.num_heads < 2 * sm_count) {
     b.num_wide_items = 0;
   }
