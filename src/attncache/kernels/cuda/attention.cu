@@ -628,7 +628,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
     if constexpr (kWgmma) {
       // Every row tile's products run, even those of a causal 128-row block's first tile past its
       // diagonal (masked to zero there): ptxas fenced the conditional wgmma (C7519), and without
-      // the test the exact kernels ran 1.01-1.21x faster (bench/results/attention_variants_h100_unconditional).
+      // the test the exact kernels ran 1.01-1.21x faster
+      // (bench/results/attention_variants_h100_unconditional).
       float s[kMT][8][4];
 #pragma unroll
       for (int m = 0; m < kMT; ++m) {
