@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -26,12 +27,21 @@ namespace cuda = attncache::cuda;
 struct Timing {
   double median_ms = 0, min_ms = 0;
   int calls = 0;
+  // When the timed calls ran (Unix seconds, warm-ups excluded): to line up with a log of the
+  // GPU's clocks and power (device_run.sh samples nvidia-smi during the decoder stages).
+  double start_unix_s = 0, end_unix_s = 0;
 };
 
-// Median and fastest of calls' times (ms).
-inline Timing summarize(std::vector<double> ms) {
+inline double unix_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Median and fastest of calls' times (ms), timed from `start_unix_s` until now.
+inline Timing summarize(std::vector<double> ms, double start_unix_s) {
   std::sort(ms.begin(), ms.end());
-  return {ms[ms.size() / 2], ms.front(), static_cast<int>(ms.size())};
+  return {ms[ms.size() / 2], ms.front(), static_cast<int>(ms.size()), start_unix_s,
+          unix_seconds()};
 }
 
 // Median of at least `min_calls` calls and `min_seconds`, after `warmups` calls (GEMM plans,
@@ -40,13 +50,14 @@ inline Timing time_calls(const std::function<void()>& call, double min_seconds, 
                          int warmups = 3) {
   for (int i = 0; i < warmups; ++i) call();
   std::vector<double> ms;
+  const double start = unix_seconds();
   core::Stopwatch total;
   while (static_cast<int>(ms.size()) < min_calls || total.seconds() < min_seconds) {
     core::Stopwatch one;
     call();
     ms.push_back(one.seconds() * 1e3);
   }
-  return summarize(std::move(ms));
+  return summarize(std::move(ms), start);
 }
 
 // Two calls timed in alternation (a, b, a, b, …, at least `min_pairs` pairs and `min_seconds`,
@@ -63,6 +74,7 @@ inline PairedTiming time_pairs(const std::function<void()>& a, const std::functi
     b();
   }
   std::vector<double> ta, tb, ratio;
+  const double start = unix_seconds();
   core::Stopwatch total;
   while (static_cast<int>(ratio.size()) < min_pairs || total.seconds() < min_seconds) {
     core::Stopwatch one;
@@ -73,8 +85,8 @@ inline PairedTiming time_pairs(const std::function<void()>& a, const std::functi
     tb.push_back(one.seconds() * 1e3);
     ratio.push_back(ta.back() / tb.back());
   }
-  return {summarize(std::move(ta)), summarize(std::move(tb)),
-          summarize(std::move(ratio)).median_ms};
+  return {summarize(std::move(ta), start), summarize(std::move(tb), start),
+          summarize(std::move(ratio), start).median_ms};
 }
 
 // Per-launch time: median over samples of back-to-back launches timed with CUDA events (back to
@@ -108,7 +120,11 @@ inline double time_kernel(const std::function<void(int)>& launch, double budget_
 }
 
 inline nlohmann::json timing_json(const Timing& t) {
-  return {{"median_ms", t.median_ms}, {"min_ms", t.min_ms}, {"calls", t.calls}};
+  return {{"median_ms", t.median_ms},
+          {"min_ms", t.min_ms},
+          {"calls", t.calls},
+          {"start_unix_s", t.start_unix_s},
+          {"end_unix_s", t.end_unix_s}};
 }
 
 // The attention kernels alone on B sequences of N tokens with random Q, K, V: exact, exact while

@@ -9,7 +9,8 @@
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
-# DECODER_BATCHES / DECODER_LENGTHS narrow the grid; DECODER_TORCH=0 skips PyTorch;
+# DECODER_BATCHES / DECODER_LENGTHS narrow the grid; DECODER_TORCH=0 skips PyTorch; nvidia-smi
+# logs the SM clock and power every 100 ms while the bench runs (gpu_clocks_SIZE.csv);
 # GPU_TESTS_FILTER narrows the tests (a gtest filter); SANITIZE_FILTER picks those that sanitize
 # runs under compute-sanitizer's memcheck. attention-SIZE times one layer's attention kernels
 # alone at that model's shapes (no model; gpu_decoder_bench --attention-only), then PyTorch's
@@ -101,9 +102,15 @@ for stage in $stages; do
       if [[ $size == smoke ]]; then size=1B; batches=1,8; lengths=189,835; fi
       dir=/tmp/attncache-models/llama-$size
       [[ -f $dir/config.json ]] || timeout 300 python3 "$work/gpu_decoder_torch.py" make --size "$size" --dir "$dir"
+      # The GPU's clocks and power while it runs (bench/gpu_clocks_by_window.py reads both).
+      echo "# utc_offset $(date +%z)" > "$out/gpu_clocks_$size.csv"
+      nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw --format=csv,noheader,nounits \
+        -lms 100 >> "$out/gpu_clocks_$size.csv" &
+      sampler=$!
       timeout 420 "$work/bin/gpu_decoder_bench" --model "$dir" --batches "$batches" \
         --lengths "$lengths" --pool-gib 8 --out "$out/gpu_decoder_bench_$size.json" \
         --logits-dir "$work/logits-$size" > /dev/null
+      kill "$sampler"
       [[ ${DECODER_TORCH:-1} == 0 ]] || PYTHONUNBUFFERED=1 timeout 400 python3 "$work/gpu_decoder_torch.py" time --model "$dir" \
         --batches "$batches" --lengths "$lengths" --ours-logits "$work/logits-$size" \
         --out "$out/gpu_decoder_torch_$size.json"
