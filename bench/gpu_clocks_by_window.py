@@ -21,10 +21,11 @@ def read_samples(path):
     power.draw --format=csv,noheader,nounits."""
     with open(path) as f:
         first = f.readline().split()
-        if first[:2] != ["#", "utc_offset"] or len(first) != 3:
+        zone = first[2] if len(first) == 3 and first[:2] == ["#", "utc_offset"] else ""
+        if len(zone) != 5 or zone[0] not in "+-" or not zone[1:].isdigit():
             sys.exit(f"{path}: the first line must be '# utc_offset +HHMM'")
-        sign = -1 if first[2].startswith("-") else 1
-        offset = timedelta(hours=int(first[2][1:3]), minutes=int(first[2][3:5])) * sign
+        sign = -1 if zone[0] == "-" else 1
+        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
         samples = []
         for row in csv.reader(f):
             try:
