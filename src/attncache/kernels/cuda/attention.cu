@@ -514,7 +514,8 @@ __device__ __forceinline__ void p_fragment(uint32_t (&pa)[4], const float (&s)[8
 // recording needs it), or 128 rows in two tiles per warp (each key/value tile then serves twice
 // the rows, and each fragment read from shared memory twice the products). Causal: a query
 // block stops at the key block that holds its last row; key blocks past its first row need the
-// causal mask, and a warp whose rows all precede a key block skips it.
+// causal mask, and with mma.sync a warp whose rows all precede a key block skips it (with wgmma
+// every row tile's products run, a tile past its diagonal adding masked zeros).
 template <int D, int BM, bool kRecord, bool kCausal>
 __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float scale_log2) {
   static_assert(BM == kRows || !kRecord, "maps are recorded in 64-row tiles");
