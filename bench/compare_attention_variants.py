@@ -22,6 +22,9 @@ KERNELS = {
     "reuse FP8, 64-row": "reuse_fp8_ms",
     "reuse bf16, 128-row": "reuse_128_rows_ms",
     "reuse bf16, 64-row": "reuse_ms",
+    "reuse P8, grouped": "reuse_p8_grouped_ms",
+    "reuse FP8, grouped": "reuse_fp8_grouped_ms",
+    "reuse bf16, grouped": "reuse_grouped_ms",
 }
 
 
@@ -34,7 +37,8 @@ def best_times(directory, name, size):
         for r in json.load(open(path))["results"]:
             shape = best.setdefault((r["batch"], r["tokens"]), {})
             for key in KERNELS.values():
-                shape[key] = min(shape.get(key, float("inf")), r[key])
+                if r.get(key) is not None:  # older builds lack some kernels
+                    shape[key] = min(shape.get(key, float("inf")), r[key])
     return best
 
 
@@ -55,8 +59,9 @@ def main():
         cells = []
         for size in sizes:
             base, new = table[size]
-            ratios = [base[s][key] / new[s][key] for s in new if s[1] >= args.min_tokens]
-            cells.append(f"{min(ratios):.2f}–{max(ratios):.2f}×")
+            ratios = [base[s][key] / new[s][key] for s in new
+                      if s[1] >= args.min_tokens and key in new[s] and key in base.get(s, {})]
+            cells.append(f"{min(ratios):.2f}–{max(ratios):.2f}×" if ratios else "–")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

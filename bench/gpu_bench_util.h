@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -218,10 +220,23 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
       cuda::attention_reuse(args, cuda::MapFormat::kBF16, nullptr);
     });
   };
+  // The grouped reuse kernel (reuse_pv_grouped: the query heads that share a KV head in one CTA,
+  // persistent CTAs); NaN (null in the JSON) where it does not apply.
+  auto time_grouped = [&](const std::function<double()>& timed) {
+    args.group_heads = true;
+    if (!cuda::attention_uses_wgmma() || cuda::reuse_heads_per_cta(args) == 0) {
+      args.group_heads = false;
+      return std::nan("");
+    }
+    const double ms = timed();
+    args.group_heads = false;
+    return ms;
+  };
   const double reuse_ms = time_reuse();
   use_wide(true);
   const double reuse_wide_ms = time_reuse();
   use_wide(false);
+  const double reuse_grouped_ms = time_grouped(time_reuse);
   // The same maps in a one-byte format, twice as many copies in the same bytes.
   auto time_one_byte = [&](cuda::MapFormat format) {
     const size_t copies8 = 2 * copies;
@@ -251,10 +266,11 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
     use_wide(true);
     const double wide = timed();
     use_wide(false);
-    return std::pair{narrow, wide};
+    return std::tuple{narrow, wide, time_grouped(timed)};
   };
-  const auto [reuse8_ms, reuse8_wide_ms] = time_one_byte(cuda::MapFormat::kP8);
-  const auto [reuse_fp8_ms, reuse_fp8_wide_ms] = time_one_byte(cuda::MapFormat::kFP8);
+  const auto [reuse8_ms, reuse8_wide_ms, reuse8_grouped_ms] = time_one_byte(cuda::MapFormat::kP8);
+  const auto [reuse_fp8_ms, reuse_fp8_wide_ms, reuse_fp8_grouped_ms] =
+      time_one_byte(cuda::MapFormat::kFP8);
   cuda::check(cudaDeviceSynchronize(), "attention kernels");
   // Causal: half the products (FlashAttention's convention).
   const double flops = (causal ? 2.0 : 4.0) * batch * heads * double(n) * n * head_dim;
@@ -266,6 +282,9 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
           {"reuse_128_rows_ms", reuse_wide_ms},
           {"reuse_p8_128_rows_ms", reuse8_wide_ms},
           {"reuse_fp8_128_rows_ms", reuse_fp8_wide_ms},
+          {"reuse_grouped_ms", reuse_grouped_ms},
+          {"reuse_p8_grouped_ms", reuse8_grouped_ms},
+          {"reuse_fp8_grouped_ms", reuse_fp8_grouped_ms},
           {"exact_record_ms", record_ms},
           {"reuse_ms", reuse_ms},
           {"exact_tflops", flops / exact_ms / 1e9},

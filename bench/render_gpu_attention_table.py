@@ -12,16 +12,32 @@ def by_shape(results):
     return {(r["batch"], r["tokens"]): r for r in results}
 
 
+REUSE_KERNELS = [f"reuse{fmt}{rows}_ms" for fmt in ("", "_p8", "_fp8")
+                 for rows in ("", "_128_rows", "_grouped")]
+
+
+def reuse_cells(r, key, grouped):
+    """The 64-row, 128-row and (where timed) grouped kernels' µs for one map format."""
+    times = [r.get(key + "_ms"), r.get(key + "_128_rows_ms")]
+    if grouped:
+        times.append(r.get(key + "_grouped_ms"))
+    return " / ".join("–" if t is None else f"{t * 1e3:.1f}" for t in times)
+
+
 def kernel_table(ours, torch):
     t = by_shape(torch["results"])
     # The P·V ceiling: half of cuBLAS's dense batched P·V (a causal map has half the products).
     ceiling = any("pv_dense_bmm_ms" in p for p in t.values())
     # The 128-row kernels multiply with wgmma in the sm_90a image, else 4 warps × 32 rows of mma.sync.
     wide = {"wgmma": "wgmma"}.get(ours.get("wide_kernels_multiply_with"), "4 warps × 32 rows")
+    # Newer runs also time the grouped reuse kernel (one CTA per query block and heads sharing a
+    # KV head); null where it does not apply.
+    grouped = any(r.get("reuse_p8_grouped_ms") is not None for r in ours["results"])
+    kinds = "64 / 128 rows / grouped" if grouped else "64 / 128 rows"
     rows = [f"| batch × tokens | ours, 64-row blocks | ours, 128-row ({wide}) | "
             + "TFLOP/s | PyTorch flash | PyTorch SDPA default | ours vs flash | "
-            "ours vs SDPA default | reuse bf16, 64 / 128 rows | reuse P8, 64 / 128 | "
-            "reuse FP8, 64 / 128 |" + (" cuBLAS dense P·V ÷ 2 | best reuse vs it |" if ceiling else ""),
+            f"ours vs SDPA default | reuse bf16, {kinds} | reuse P8, {kinds} | "
+            f"reuse FP8, {kinds} |" + (" cuBLAS dense P·V ÷ 2 | best reuse vs it |" if ceiling else ""),
             "|---" * (11 + 2 * ceiling) + "|"]
     us = lambda x: f"{x * 1e3:.1f}"
     for r in ours["results"]:
@@ -33,14 +49,11 @@ def kernel_table(ours, torch):
                f"{us(r['exact_128_rows_ms'])} | ")
         row += (f"{flops:.0f} | {us(flash) if flash else '–'} | {us(sdpa) if sdpa else '–'} | "
                 f"{flash / best:.2f}× | {sdpa / best:.2f}× | "
-                f"{us(r['reuse_ms'])} / {us(r['reuse_128_rows_ms'])} | "
-                f"{us(r['reuse_p8_ms'])} / {us(r['reuse_p8_128_rows_ms'])} | "
-                f"{us(r['reuse_fp8_ms'])} / {us(r['reuse_fp8_128_rows_ms'])} |")
+                f"{reuse_cells(r, 'reuse', grouped)} | {reuse_cells(r, 'reuse_p8', grouped)} | "
+                f"{reuse_cells(r, 'reuse_fp8', grouped)} |")
         if ceiling:
             half = p["pv_dense_bmm_ms"] / 2 if "pv_dense_bmm_ms" in p else None
-            reuse = min(r[k] for k in ("reuse_ms", "reuse_128_rows_ms", "reuse_p8_ms",
-                                       "reuse_p8_128_rows_ms", "reuse_fp8_ms",
-                                       "reuse_fp8_128_rows_ms"))
+            reuse = min(r[k] for k in REUSE_KERNELS if r.get(k) is not None)
             row += (f" {us(half)} | {half / reuse:.2f}× |" if half else " – | – |")
         rows.append(row)
     return "\n".join(rows)

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "attncache/kernels/cuda/attention.h"
+#include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
 #include "attncache/memo/device_map_cache.h"
 #include "attncache/model/cuda_forward.h"
@@ -473,7 +474,9 @@ TEST(CudaLlamaModel, MapsStreamedFromHostMemoryGiveTheSameResult) {
 // blocks are skipped or add exp2(−∞) = 0; reuse: the zero tiles past a warp's diagonal are
 // skipped), so with mma.sync the results are bitwise equal; for the exact kernel, and for P·V
 // from stored maps in each format. Where the loaded image multiplies with wgmma (sm_90a) the
-// two sum in other orders and must agree up to the outputs' bf16 rounding.
+// two sum in other orders and must agree up to the outputs' bf16 rounding. There, causal reuse
+// also runs with one CTA for all the query heads of a KV head (2, 3 or 4 of them), which must
+// agree with the 64-row kernel and leave the heads it does not reuse alone.
 TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
   SKIP_WITHOUT_GPU();
   const bool wgmma = cuda::attention_uses_wgmma();
@@ -494,10 +497,15 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
     }
     EXPECT_EQ(differ, 0u) << what << " (wgmma)";
   };
-  const std::vector<int> lengths = {1, 64, 127, 128, 129, 300};
+  // Many short sequences too: the persistent grouped reuse kernel then runs several (query
+  // block, head group) units per CTA, its buffer ring going on from one into the next.
+  std::vector<int> lengths = {1, 64, 127, 128, 129, 300};
+  lengths.resize(lengths.size() + 120, 100);
   for (const int head_dim : {64, 128}) {
-    for (const bool causal : {true, false}) {
-      const int heads = 4, kv_heads = causal ? 2 : 4, width = (heads + 2 * kv_heads) * head_dim;
+    for (const int group : {0, 2, 3, 4}) {  // query heads per KV head; 0: bidirectional
+      const bool causal = group > 0;
+      const int kv_heads = causal ? 2 : 4, heads = causal ? 2 * group : 4;
+      const int width = (heads + 2 * kv_heads) * head_dim;
       int total = 0;
       std::vector<int> offsets, items, wide;
       for (size_t s = 0; s < lengths.size(); ++s) {
@@ -506,7 +514,7 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
         for (int q = 0; q * 64 < lengths[s]; ++q) items.insert(items.end(), {int(s), q});
         for (int q = 0; q * 128 < lengths[s]; ++q) wide.insert(wide.end(), {int(s), q});
       }
-      std::mt19937 rng(head_dim + causal);
+      std::mt19937 rng(head_dim + group);
       std::normal_distribution<float> normal(0.0f, 2.0f);
       std::vector<float> qkv(static_cast<size_t>(total) * width);
       for (float& x : qkv) x = normal(rng);
@@ -544,7 +552,8 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
       narrow_ctx.download(a.data(), ctx_bytes);
       wide_ctx.download(b.data(), ctx_bytes);
       expect_equal(a, b,
-                   "exact, head size " + std::to_string(head_dim) + (causal ? ", causal" : ""));
+                   "exact, head size " + std::to_string(head_dim) + (causal ? ", causal" : "") +
+                       ", " + std::to_string(heads) + " heads");
 
       // Stored maps, arbitrary values (no NaN codes): every head of every sequence reuses them.
       for (const cuda::MapFormat format :
@@ -557,10 +566,13 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
           const size_t per_head = causal ? cuda::causal_map_elements(n) : size_t(n) * n;
           map_bytes += (per_head * heads * bytes + 15) / 16 * 16;
         }
+        // 64 KB of random values (no NaN codes), repeated.
         std::vector<uint8_t> maps(map_bytes);
         std::uniform_int_distribution<int> byte(0, 0x77);  // below e4m3's NaN codes
         for (size_t i = 0; i < maps.size(); ++i) {
-          maps[i] = static_cast<uint8_t>(bytes == 2 && i % 2 == 1 ? 0x3c : byte(rng));
+          maps[i] = i >= 65536                  ? maps[i % 65536]
+                    : bytes == 2 && i % 2 == 1 ? 0x3c
+                                               : static_cast<uint8_t>(byte(rng));
         }
         const cuda::DeviceBuffer d_maps = upload(maps.data(), maps.size());
         std::vector<cuda::DeviceMapSlot> slots(lengths.size());
@@ -583,9 +595,33 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
         wide_ctx.download(b.data(), ctx_bytes);
         const std::string what = "reuse, map format " + std::to_string(static_cast<int>(format)) +
                                  ", head size " + std::to_string(head_dim) +
-                                 (causal ? ", causal" : "");
+                                 (causal ? ", causal" : "") + ", " + std::to_string(heads) +
+                                 " heads";
         expect_equal(a, b, what);
         EXPECT_TRUE(std::any_of(a.begin(), a.end(), [](uint16_t x) { return x != 0; }));
+        if (wgmma && causal) {
+          // One CTA for the query heads of a KV head (reuse_pv_grouped), head 3's maps not
+          // reused: it leaves that head's columns alone.
+          std::vector<cuda::DeviceMapSlot> grouped = slots;
+          for (auto& slot : grouped) slot.heads = ~(1ull << 3);
+          const cuda::DeviceBuffer d_grouped =
+              upload(grouped.data(), grouped.size() * sizeof(cuda::DeviceMapSlot));
+          cuda::check(cudaMemset(wide_ctx.data(), 0xff, ctx_bytes), "cudaMemset");
+          args.maps = d_grouped.as<cuda::DeviceMapSlot>();
+          args.wide_items = nullptr;
+          args.num_wide_items = 0;
+          args.group_heads = true;
+          cuda::attention_reuse(args, format, nullptr);
+          args.group_heads = false;
+          wide_ctx.download(b.data(), ctx_bytes);
+          for (size_t i = 0; i < b.size(); ++i) {
+            if (i / head_dim % heads == 3) {
+              ASSERT_EQ(b[i], 0xffff) << what << ", grouped: head 3 was written";
+              b[i] = a[i];
+            }
+          }
+          expect_equal(a, b, what + ", grouped");
+        }
         args.maps = nullptr;
       }
     }

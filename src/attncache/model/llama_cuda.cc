@@ -89,6 +89,9 @@ struct Batch {
   int total = 0, num_items = 0;
   int num_wide_items = 0;   // 128-row query blocks; 0: 64-row blocks
   bool exact_wide = false;  // whether the exact kernel takes the 128-row blocks too
+  // Whether the reuse kernel runs 64-row blocks with one CTA per query block and group of
+  // query heads that share a KV head (cuda::AttentionArgs::group_heads) instead.
+  bool reuse_grouped = false;
   BatchLayout layout;
   const DeviceMapPlan* maps = nullptr;
   // With host-resident maps: per slot, its offset in its layer's staging buffer.
@@ -347,6 +350,18 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
   b.exact_wide = b.num_wide_items > 0 &&
                  (!wgmma || (c.head_dim == 128 &&
                              static_cast<int64_t>(b.num_wide_items) * c.num_heads >= 8 * sm_count));
+  // Grouped reuse reads each value tile once for the query heads that share it: 2 bytes of V
+  // per byte of P8 map with head 128 and 64-row blocks, 1 with 128-row ones, 2/3 grouped in
+  // threes. With head 64 the value tiles weigh half as much, and the grouped kernel lost to
+  // 64-row blocks at most 1B shapes (bench/results/attention_grouped_h100).
+  cuda::AttentionArgs shape;
+  shape.num_heads = c.num_heads;
+  shape.num_kv_heads = c.num_kv_heads;
+  shape.head_dim = c.head_dim;
+  shape.causal = true;
+  shape.group_heads = wgmma;
+  b.reuse_grouped = c.head_dim == 128 && cuda::reuse_heads_per_cta(shape) > 0 &&
+                    b.total >= static_cast<int64_t>(kWideMinTokens) * nseq;
   const uint64_t all_heads = cuda_forward::all_heads_mask(c.num_heads);
   if (maps != nullptr && !maps->slots.empty()) {
     cuda_forward::check_map_plan(*maps, c.num_layers, nseq, "decoder");
@@ -585,7 +600,15 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
     if (streamed) {
       cuda::check(cudaStreamWaitEvent(stream, staging.copied[li % 2]), "cudaStreamWaitEvent");
     }
-    cuda_forward::attention_reuse(args, reuse, stream);
+    if (b.reuse_grouped) {
+      cuda::AttentionArgs grouped = args;
+      grouped.wide_items = nullptr;
+      grouped.num_wide_items = 0;
+      grouped.group_heads = true;
+      cuda_forward::attention_reuse(grouped, reuse, stream);
+    } else {
+      cuda_forward::attention_reuse(args, reuse, stream);
+    }
     if (streamed) cuda::check(cudaEventRecord(staging.consumed[li % 2], stream), "cudaEventRecord");
 
     mark(Phase::kGemm);

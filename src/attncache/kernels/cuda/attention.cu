@@ -382,11 +382,13 @@ __device__ __forceinline__ uint64_t wgmma_kmajor_desc(uint32_t tile, int kk) {
 // elements apart) into the wgmma tile at shared address `tile`, rows at or past n as zeros;
 // `permuted`: row r goes to row permuted_row(r) (V for byte maps, whose k-steps take keys in
 // permuted_key order).
+// `thread`: the copying thread's index among the kThreads that copy (default: the CTA's).
 template <int D>
 __device__ __forceinline__ void load_wgmma_tile(uint32_t tile, const uint16_t* base, int stride,
-                                                int row0, int n, bool permuted) {
+                                                int row0, int n, bool permuted,
+                                                int thread = -1) {
   constexpr int kChunks = D / 8, kRowsPerPass = kThreads / kChunks;
-  const ChunkLane lane = chunk_lane(threadIdx.x, kThreads, kChunks, 8);
+  const ChunkLane lane = chunk_lane(thread < 0 ? threadIdx.x : thread, kThreads, kChunks, 8);
   const uint16_t* src = base + static_cast<size_t>(row0 + lane.row) * stride + lane.col;
 #pragma unroll
   for (int j = 0; j < kRows / kRowsPerPass; ++j) {
@@ -954,6 +956,205 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   }
 }
 
+// Shared-memory barriers (mbarrier) for the grouped reuse kernel: a phase completes when its
+// expected number of arrivals has come; waiters name the parity of the phase they wait for.
+[[maybe_unused]] __device__ __forceinline__ void mbarrier_init(uint32_t bar, int count) {
+#if ATTNCACHE_WGMMA
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+#endif
+}
+[[maybe_unused]] __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
+#if ATTNCACHE_WGMMA
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  }
+#endif
+}
+[[maybe_unused]] __device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
+#if ATTNCACHE_WGMMA
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+#endif
+}
+// One arrival on `bar` once this thread's cp.async copies issued so far have landed.
+[[maybe_unused]] __device__ __forceinline__ void cp_async_arrive(uint32_t bar) {
+#if ATTNCACHE_WGMMA
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+#endif
+}
+
+// The grouped reuse kernel's ring of key-block buffers, each a value tile (wgmma layout, 1 KB
+// aligned) and the G query heads' 64×64 map tiles.
+constexpr int kGroupStages = 4;
+template <int D, int kBytes, int G>
+constexpr size_t grouped_smem() {
+  return kGroupStages * (kRows * D * 2 + G * sizeof(PTile<kBytes, kRows>)) + kWgmmaAtomBytes +
+         2 * kGroupStages * sizeof(uint64_t);
+}
+
+// reuse_pv for causal grouped-query attention with wgmma, 64-row query blocks, persistent: the
+// work is (query block, G query heads that share a KV head: all of them, or a divisor, see
+// reuse_heads_per_cta) units, the items' order first, and CTA b takes units b, b + grid, ….
+// Warpgroup 0 copies each key block's value tile once, with the G heads' map tiles, into a ring
+// of kGroupStages buffers; warpgroup 1 + g multiplies head h0 + g's tile by it. A buffer passes
+// between them through two mbarriers (full: the producer's copies landed; empty: every consumer
+// warp is done with it), so no warp waits for the whole CTA, the G heads read each value tile
+// from L2 once instead of G times (reuse_pv rereads V for every query head: 2 bytes per byte of
+// P8 map with head 128), and the ring runs on from one unit into the next: a CTA fills an SM, and
+// one CTA per unit left each one's first copies exposed (P8: 0.89-0.98x of 128-row reuse_pv at
+// 3B's 8 and 32 x 835, 0.99-1.26x from 2048 tokens; bench/results/attention_grouped_h100).
+template <int D, MapFormat kFormat, int G>
+__global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(AttentionArgs a) {
+#if ATTNCACHE_WGMMA
+  constexpr int kBytes = kFormat == MapFormat::kBF16 ? 2 : 1;
+  constexpr uint32_t kVBytes = kRows * D * 2;
+  using PT = PTile<kBytes, kRows>;
+  const int groups = a.num_heads / G, units = a.num_items * groups;
+  const int stride = (a.num_heads + 2 * a.num_kv_heads) * D;
+
+  extern __shared__ __align__(16) unsigned char smem[];
+  const uint32_t base = smem_addr(smem);
+  const uint32_t v_tiles = (base + kWgmmaAtomBytes - 1) & ~(kWgmmaAtomBytes - 1u);
+  auto* p_tiles = reinterpret_cast<PT*>(smem + (v_tiles - base) + kGroupStages * kVBytes);
+  const uint32_t bars = smem_addr(p_tiles + kGroupStages * G);
+  auto full = [&](int s) { return bars + 8 * s; };
+  auto empty = [&](int s) { return bars + 8 * (kGroupStages + s); };
+  const int wg = threadIdx.x / kThreads, tid = threadIdx.x % kThreads;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kGroupStages; ++s) {
+      mbarrier_init(full(s), kThreads);  // one arrival per producer thread's copies
+      mbarrier_init(empty(s), 4 * G);    // one per consumer warp
+    }
+  }
+  __syncthreads();
+
+  // A unit's sequence, query block, first head and the heads of its G that reuse maps (none:
+  // nothing to do); every warp derives the same, so producer and consumers agree on the buffers.
+  struct Unit {
+    int seq, qb, h0;
+    uint32_t heads;
+  };
+  auto unit_at = [&](int u) {
+    const int item = u / groups, h0 = (u % groups) * G;
+    Unit w{a.items[2 * item], a.items[2 * item + 1], h0, 0};
+    const DeviceMapSlot slot = a.maps[w.seq];
+    if (slot.stored != nullptr && slot.format == kFormat) {
+      w.heads = static_cast<uint32_t>(slot.heads >> h0) & ((1u << G) - 1);
+    }
+    return w;
+  };
+  // Key blocks through the ring so far, over all units: block i uses buffer i % kGroupStages,
+  // in phase i / kGroupStages of its barriers.
+  uint32_t ring = 0;
+
+  if (wg == 0) {
+    // P tiles are stored whole (zeros above the diagonal and past n), 64 × 64 values each.
+    constexpr int kPerChunk = 16 / kBytes, kChunksPerRow = kRows / kPerChunk;
+    constexpr int kPRowsPerPass = kThreads / kChunksPerRow;
+    const ChunkLane plane = chunk_lane(tid, kThreads, kChunksPerRow, kPerChunk);
+    for (int u = blockIdx.x; u < units; u += gridDim.x) {
+      const Unit w = unit_at(u);
+      if (w.heads == 0) continue;
+      const int n = a.seq_len[w.seq], off = a.seq_offset[w.seq];
+      const int kv = w.h0 / (a.num_heads / a.num_kv_heads);
+      const uint16_t* vbase = static_cast<const uint16_t*>(a.qkv) +
+                              static_cast<size_t>(off) * stride +
+                              (a.num_heads + a.num_kv_heads + kv) * D;
+      const size_t head_values = causal_tiles(n) * kRows * kRows;
+      const unsigned char* p = static_cast<const unsigned char*>(a.maps[w.seq].stored);
+      for (int kb = 0; kb <= w.qb; ++kb, ++ring) {
+        const int s = ring % kGroupStages;
+        mbarrier_wait(empty(s), ((ring / kGroupStages) & 1) ^ 1);
+        load_wgmma_tile<D>(v_tiles + s * kVBytes, vbase, stride, kb * kRows, n, kBytes == 1, tid);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+          if (((w.heads >> g) & 1) == 0) continue;
+          const unsigned char* tile =
+              p + ((w.h0 + g) * head_values + tile_offset(w.qb, kb) + plane.row * kRows +
+                   plane.col) *
+                      kBytes;
+#pragma unroll
+          for (int j = 0; j < kRows / kPRowsPerPass; ++j) {
+            cp_async16(&p_tiles[s * G + g][plane.row + j * kPRowsPerPass][plane.col * kBytes],
+                       tile + j * kPRowsPerPass * kRows * kBytes, true);
+          }
+        }
+        cp_async_arrive(full(s));
+      }
+    }
+    cp_async_wait<0>();
+    return;
+  }
+
+  const int g = wg - 1;
+  const int warp = tid / 32, lane = tid % 32, t = lane % 4;
+  const int row = 16 * warp + lane / 4;  // rows row and row + 8 of the block
+  constexpr float kScale = kFormat == MapFormat::kP8    ? 1.0f / (255.0f * 255.0f)
+                           : kFormat == MapFormat::kFP8 ? 1.0f / 256.0f
+                                                        : 1.0f;
+  for (int u = blockIdx.x; u < units; u += gridDim.x) {
+    const Unit w = unit_at(u);
+    if (w.heads == 0) continue;
+    const bool active = (w.heads >> g) & 1;
+    float o[D / 8][4];
+#pragma unroll
+    for (int jd = 0; jd < D / 8; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
+    for (int kb = 0; kb <= w.qb; ++kb, ++ring) {
+      const int s = ring % kGroupStages;
+      mbarrier_wait(full(s), (ring / kGroupStages) & 1);
+      if (active) {
+        fence_proxy_async_shared();  // the producer's cp.async writes, before wgmma reads V
+        const PT& ps = p_tiles[s * G + g];
+        uint32_t words[2][4];
+        if constexpr (kBytes == 1) {
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const uint4 v = *reinterpret_cast<const uint4*>(&ps[row + 8 * half][16 * t]);
+            words[half][0] = v.x;
+            words[half][1] = v.y;
+            words[half][2] = v.z;
+            words[half][3] = v.w;
+          }
+        }
+        uint32_t pa[4][4];
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          if constexpr (kBytes == 1) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const uint32_t v = words[i % 2][kk];
+              pa[kk][i] =
+                  kFormat == MapFormat::kP8 ? p8_pair_squares(v, i / 2) : fp8_pair(v, i / 2);
+            }
+          } else {
+            const int mi = lane / 8, ri = lane % 8;
+            const unsigned char* r = ps[16 * warp + 8 * (mi % 2) + ri];
+            ldsm_x4(pa[kk], reinterpret_cast<const uint16_t*>(r + 2 * (16 * kk + 8 * (mi / 2))));
+          }
+          wgmma_fence();
+          wgmma_pv<D>(o, pa[kk], wgmma_v_desc(v_tiles + s * kVBytes, kk));
+        }
+        wgmma_commit_and_wait(o, pa);
+      }
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(empty(s));
+    }
+    if (active) {
+      store_rows<D>(a, o, a.seq_offset[w.seq], a.seq_len[w.seq], w.qb * kRows + row, w.h0 + g,
+                    kScale, kScale, t);
+    }
+  }
+#else
+  (void)a;
+  __trap();
+#endif
+}
+
 __global__ void report_wgmma(int* out) { *out = ATTNCACHE_WGMMA; }
 
 __global__ void to_p8_kernel(const __nv_bfloat16* in, unsigned char* out, size_t count) {
@@ -971,14 +1172,14 @@ __global__ void to_fp8_kernel(const __nv_bfloat16* in, unsigned char* out, size_
 
 // Launches with `smem` bytes of dynamic shared memory, raising the kernel's limit once when
 // that is past the default 48 KB.
-template <auto kKernel, typename... Args>
+template <auto kKernel, int kBlockThreads = kThreads, typename... Args>
 void launch(dim3 grid, size_t smem, cudaStream_t stream, const char* name, Args... args) {
   static const cudaError_t raised =
       smem > 48 * 1024 ? cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               static_cast<int>(smem))
                        : cudaSuccess;
   check(raised, name);
-  kKernel<<<grid, kThreads, smem, stream>>>(args...);
+  kKernel<<<grid, kBlockThreads, smem, stream>>>(args...);
   check_launch(name);
 }
 
@@ -1028,8 +1229,62 @@ void launch_reuse_rows(const AttentionArgs& args, dim3 grid, cudaStream_t stream
   }
 }
 
+}  // namespace
+
+// The largest of 4, 3, 2 that divides the heads per KV head, at most 3 with head 128 (with four,
+// 640 threads leave 96 registers a thread, too few for wgmma: ptxas serializes it).
+int reuse_heads_per_cta(const AttentionArgs& args) {
+  if (!args.group_heads || !args.causal || has_wide_items(args)) return 0;
+  if (args.head_dim != 64 && args.head_dim != 128) return 0;
+  const int kv_heads = args.num_kv_heads > 0 ? args.num_kv_heads : args.num_heads;
+  if (kv_heads <= 0 || args.num_heads % kv_heads != 0) return 0;
+  const int group = args.num_heads / kv_heads;
+  for (int g = args.head_dim == 128 ? 3 : 4; g >= 2; --g) {
+    if (group % g == 0) return g;
+  }
+  return 0;
+}
+
+namespace {
+
+// Persistent: as many CTAs as fit on the GPU at once, or one per unit if fewer.
+template <int D, MapFormat kFormat, int G>
+void launch_reuse_grouped(const AttentionArgs& args, cudaStream_t stream) {
+  constexpr auto kKernel = reuse_pv_grouped<D, kFormat, G>;
+  constexpr int kBlockThreads = (G + 1) * kThreads;
+  constexpr size_t smem = grouped_smem < D, kFormat == MapFormat::kBF16 ? 2 : 1, G > ();
+  static const int resident = [] {
+    int device = 0, sms = 0, per_sm = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+          "cudaDeviceGetAttribute");
+    check(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(smem)),
+          "cudaFuncSetAttribute");
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kKernel, kBlockThreads, smem),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+    return std::max(1, sms * per_sm);
+  }();
+  const int64_t units = static_cast<int64_t>(args.num_items) * (args.num_heads / G);
+  launch<kKernel, kBlockThreads>(dim3(static_cast<unsigned>(std::min<int64_t>(units, resident))),
+                                 smem, stream, "reuse_pv_grouped", args);
+}
+
 template <int D, MapFormat kFormat>
 void launch_reuse_format(const AttentionArgs& args, cudaStream_t stream) {
+  if constexpr (D == 64 || D == 128) {
+    switch (reuse_heads_per_cta(args)) {
+      case 2:
+        return launch_reuse_grouped<D, kFormat, 2>(args, stream);
+      case 3:
+        return launch_reuse_grouped<D, kFormat, 3>(args, stream);
+      case 4:
+        if constexpr (D == 64) return launch_reuse_grouped<D, kFormat, 4>(args, stream);
+        break;
+      default:
+        break;
+    }
+  }
   if (has_wide_items(args)) {
     return launch_reuse_rows<D, kFormat, 2 * kRows>(args, dim3(args.num_wide_items, args.num_heads),
                                                     stream);

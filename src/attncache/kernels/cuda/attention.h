@@ -63,6 +63,11 @@ struct AttentionArgs {
   // 0: num_heads (multi-head attention).
   int num_kv_heads = 0;
   bool causal = false;                  // query i sees keys 0..i; maps are block triangles
+  // Reuse with 64-row blocks (no wide_items), causal, head size 64 or 128, query heads sharing KV
+  // heads in twos, threes or fours: one CTA per query block and 2-4 heads that share a KV head
+  // reads each value tile once for all of them. Set only where attention_uses_wgmma() (other
+  // images trap); ignored where it does not apply.
+  bool group_heads = false;
   const DeviceMapSlot* maps = nullptr;  // [B] this layer's slots (device), or null
 };
 
@@ -82,6 +87,9 @@ void causal_map_to_tiles(const void* packed, int n, int bytes, void* tiles);
 
 // Exact attention for every head not reused; with `record`, also writes P where a slot asks.
 void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream);
+// Query heads per CTA of attention_reuse with these arguments when it runs the grouped kernel
+// (group_heads), else 0.
+int reuse_heads_per_cta(const AttentionArgs& args);
 // P·V from stored maps for the reused heads whose maps are in `format` (args.maps must be set).
 void attention_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t stream);
 
