@@ -26,6 +26,9 @@ constexpr int kRows = cuda::kAttentionRows;
 // 3072 (see Impl::run).
 constexpr int kWideMinTokens = 768;
 constexpr int kWideMinTokensWgmmaHead64 = 3072;
+// Mean tokens per sequence from which reuse runs the grouped kernel with head 128 however many
+// units (see Impl::run).
+constexpr int kGroupedLongTokens = 2048;
 
 struct LayerWeights {
   size_t attn_norm, qkv_w, qkv_b, o_w, ffn_norm, gate_up_w, down_w;
@@ -352,16 +355,23 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
                              static_cast<int64_t>(b.num_wide_items) * c.num_heads >= 8 * sm_count));
   // Grouped reuse reads each value tile once for the query heads that share it: 2 bytes of V
   // per byte of P8 map with head 128 and 64-row blocks, 1 with 128-row ones, 2/3 grouped in
-  // threes. With head 64 the value tiles weigh half as much, and the grouped kernel lost to
-  // 64-row blocks at most 1B shapes (bench/results/attention_grouped_h100).
+  // threes. Its CTAs fill an SM each, so it wins where units are few or long: with head 128
+  // at 3B's 1 x 835 (1.22x the best row count) and from 2048 tokens (0.99-1.26x), not at 8 and
+  // 32 x 835 (0.89-0.98x). With head 64 the value tiles weigh half as much, and it lost at
+  // most 1B shapes (bench/results/attention_grouped_h100/one_cta_per_unit).
   cuda::AttentionArgs shape;
   shape.num_heads = c.num_heads;
   shape.num_kv_heads = c.num_kv_heads;
   shape.head_dim = c.head_dim;
   shape.causal = true;
   shape.group_heads = wgmma;
-  b.reuse_grouped = c.head_dim == 128 && cuda::reuse_heads_per_cta(shape) > 0 &&
-                    b.total >= static_cast<int64_t>(kWideMinTokens) * nseq;
+  const int heads_per_cta = cuda::reuse_heads_per_cta(shape);
+  const int64_t grouped_units =
+      heads_per_cta > 0 ? static_cast<int64_t>(b.num_items) * (c.num_heads / heads_per_cta) : 0;
+  b.reuse_grouped = c.head_dim == 128 && heads_per_cta > 0 &&
+                    b.total >= static_cast<int64_t>(kWideMinTokens) * nseq &&
+                    (b.total >= static_cast<int64_t>(kGroupedLongTokens) * nseq ||
+                     grouped_units <= 4 * static_cast<int64_t>(sm_count));
   const uint64_t all_heads = cuda_forward::all_heads_mask(c.num_heads);
   if (maps != nullptr && !maps->slots.empty()) {
     cuda_forward::check_map_plan(*maps, c.num_layers, nseq, "decoder");

@@ -997,17 +997,17 @@ constexpr size_t grouped_smem() {
          2 * kGroupStages * sizeof(uint64_t);
 }
 
-// reuse_pv for causal grouped-query attention with wgmma, 64-row query blocks, persistent: the
-// work is (query block, G query heads that share a KV head: all of them, or a divisor, see
+// reuse_pv for causal grouped-query attention with wgmma, 64-row query blocks: the work is
+// (query block, G query heads that share a KV head: all of them, or a divisor, see
 // reuse_heads_per_cta) units, the items' order first, and CTA b takes units b, b + grid, ….
 // Warpgroup 0 copies each key block's value tile once, with the G heads' map tiles, into a ring
 // of kGroupStages buffers; warpgroup 1 + g multiplies head h0 + g's tile by it. A buffer passes
 // between them through two mbarriers (full: the producer's copies landed; empty: every consumer
 // warp is done with it), so no warp waits for the whole CTA, the G heads read each value tile
 // from L2 once instead of G times (reuse_pv rereads V for every query head: 2 bytes per byte of
-// P8 map with head 128), and the ring runs on from one unit into the next: a CTA fills an SM, and
-// one CTA per unit left each one's first copies exposed (P8: 0.89-0.98x of 128-row reuse_pv at
-// 3B's 8 and 32 x 835, 0.99-1.26x from 2048 tokens; bench/results/attention_grouped_h100).
+// P8 map with head 128). A CTA fills an SM, so with one CTA per unit each unit's first copies
+// are exposed: P8 1.22x of the best row count at 3B 1 x 835 and 0.99-1.26x from 2048 tokens,
+// but 0.89-0.98x at 8 and 32 x 835 (bench/results/attention_grouped_h100/one_cta_per_unit).
 template <int D, MapFormat kFormat, int G>
 __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(AttentionArgs a) {
 #if ATTNCACHE_WGMMA
@@ -1247,27 +1247,16 @@ int reuse_heads_per_cta(const AttentionArgs& args) {
 
 namespace {
 
-// Persistent: as many CTAs as fit on the GPU at once, or one per unit if fewer.
+// One CTA per unit, as timed on the H100 (bench/results/attention_grouped_h100, the kernel
+// before its unit loop). With fewer CTAs it runs persistent, each CTA taking several units and
+// its ring going on from one into the next, which should hide each unit's first copies; 44e7d1b
+// launched that grid (as many CTAs as fit at once), but it has not yet run on a device.
 template <int D, MapFormat kFormat, int G>
 void launch_reuse_grouped(const AttentionArgs& args, cudaStream_t stream) {
-  constexpr auto kKernel = reuse_pv_grouped<D, kFormat, G>;
-  constexpr int kBlockThreads = (G + 1) * kThreads;
   constexpr size_t smem = grouped_smem < D, kFormat == MapFormat::kBF16 ? 2 : 1, G > ();
-  static const int resident = [] {
-    int device = 0, sms = 0, per_sm = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
-          "cudaDeviceGetAttribute");
-    check(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(smem)),
-          "cudaFuncSetAttribute");
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kKernel, kBlockThreads, smem),
-          "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-    return std::max(1, sms * per_sm);
-  }();
   const int64_t units = static_cast<int64_t>(args.num_items) * (args.num_heads / G);
-  launch<kKernel, kBlockThreads>(dim3(static_cast<unsigned>(std::min<int64_t>(units, resident))),
-                                 smem, stream, "reuse_pv_grouped", args);
+  launch<reuse_pv_grouped<D, kFormat, G>, (G + 1) * kThreads>(
+      dim3(static_cast<unsigned>(units)), smem, stream, "reuse_pv_grouped", args);
 }
 
 template <int D, MapFormat kFormat>
