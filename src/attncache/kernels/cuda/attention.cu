@@ -229,6 +229,17 @@ __device__ __forceinline__ uint32_t fp8_pair(uint32_t w, int half) {
   return __byte_perm(__float_as_uint(v.x), __float_as_uint(v.y), 0x7632);
 }
 
+// Two values of a one-byte map format as a scaled bf16 pair, and the scale to undo: the byte
+// formats' pairs hold p · 255² (P8) or p · 256 (FP8).
+template <MapFormat kFormat>
+__device__ __forceinline__ uint32_t byte_pair(uint32_t w, int half) {
+  return kFormat == MapFormat::kP8 ? p8_pair_squares(w, half) : fp8_pair(w, half);
+}
+template <MapFormat kFormat>
+constexpr float kMapScale = kFormat == MapFormat::kP8    ? 1.0f / (255.0f * 255.0f)
+                            : kFormat == MapFormat::kFP8 ? 1.0f / 256.0f
+                                                         : 1.0f;
+
 // Hopper's warpgroup MMA (wgmma) for the exact and reuse kernels of head sizes 64 and 128: only
 // in the sm_90a image of this file (CMakeLists.txt adds it beside sm_90); the other images run
 // the mma.sync kernels, so whichever image the driver loads computes the same thing (up to the
@@ -888,7 +899,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const uint32_t w = words[i % 2][kk];
-        pa[i] = kFormat == MapFormat::kP8 ? p8_pair_squares(w, i / 2) : fp8_pair(w, i / 2);
+        pa[i] = byte_pair<kFormat>(w, i / 2);
       }
     } else {
       const int mi = lane / 8, ri = lane % 8;
@@ -946,10 +957,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
     }
     __syncthreads();
   }
-  // The byte formats' pairs hold p · 255² (P8) or p · 256 (FP8).
-  constexpr float kScale = kFormat == MapFormat::kP8    ? 1.0f / (255.0f * 255.0f)
-                           : kFormat == MapFormat::kFP8 ? 1.0f / 256.0f
-                                                        : 1.0f;
+  constexpr float kScale = kMapScale<kFormat>;
 #pragma unroll
   for (int m = 0; m < kMT; ++m) {
     store_rows<D>(a, o[m], off, n, q0 + tile_row(m) + lane / 4, h, kScale, kScale, t);
@@ -1094,9 +1102,7 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
   const int g = wg - 1;
   const int warp = tid / 32, lane = tid % 32, t = lane % 4;
   const int row = 16 * warp + lane / 4;  // rows row and row + 8 of the block
-  constexpr float kScale = kFormat == MapFormat::kP8    ? 1.0f / (255.0f * 255.0f)
-                           : kFormat == MapFormat::kFP8 ? 1.0f / 256.0f
-                                                        : 1.0f;
+  constexpr float kScale = kMapScale<kFormat>;
   for (int u = blockIdx.x; u < units; u += gridDim.x) {
     const Unit w = unit_at(u);
     if (w.heads == 0) continue;
@@ -1128,8 +1134,7 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
               const uint32_t v = words[i % 2][kk];
-              pa[kk][i] =
-                  kFormat == MapFormat::kP8 ? p8_pair_squares(v, i / 2) : fp8_pair(v, i / 2);
+              pa[kk][i] = byte_pair<kFormat>(v, i / 2);
             }
           } else {
             const int mi = lane / 8, ri = lane % 8;
