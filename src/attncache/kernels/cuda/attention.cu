@@ -1102,7 +1102,6 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
   const int g = wg - 1;
   const int warp = tid / 32, lane = tid % 32, t = lane % 4;
   const int row = 16 * warp + lane / 4;  // rows row and row + 8 of the block
-  constexpr float kScale = kMapScale<kFormat>;
   for (int u = blockIdx.x; u < units; u += gridDim.x) {
     const Unit w = unit_at(u);
     if (w.heads == 0) continue;
@@ -1151,7 +1150,7 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
     }
     if (active) {
       store_rows<D>(a, o, a.seq_offset[w.seq], a.seq_len[w.seq], w.qb * kRows + row, w.h0 + g,
-                    kScale, kScale, t);
+                    kMapScale<kFormat>, kMapScale<kFormat>, t);
     }
   }
 #else

@@ -63,10 +63,10 @@ struct AttentionArgs {
   // 0: num_heads (multi-head attention).
   int num_kv_heads = 0;
   bool causal = false;                  // query i sees keys 0..i; maps are block triangles
-  // Reuse with 64-row blocks (no wide_items), causal, head size 64 or 128, query heads sharing KV
-  // heads in twos, threes or fours: one CTA per query block and 2-4 heads that share a KV head
-  // reads each value tile once for all of them. Set only where attention_uses_wgmma() (other
-  // images trap); ignored where it does not apply.
+  // Reuse with 64-row blocks (no wide_items), causal, head size 64 or 128: one CTA per query
+  // block and 2-4 query heads that share a KV head (all of them, or as many as divide their
+  // number; reuse_heads_per_cta) reads each value tile once for all of them. Set only where
+  // attention_uses_wgmma() (other images trap); ignored where it does not apply.
   bool group_heads = false;
   const DeviceMapSlot* maps = nullptr;  // [B] this layer's slots (device), or null
 };
