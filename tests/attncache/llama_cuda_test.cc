@@ -622,6 +622,45 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
   }
 }
 
+// Which reuse calls the grouped kernel takes, and with how many query heads per CTA (no device
+// needed): every head of a KV head's group where 2, 3 or (with head 64) 4 of them share it, a
+// divisor otherwise; none without group_heads, bidirectional, with 128-row blocks, or without
+// grouped-query heads.
+TEST(AttentionArgs, GroupedReuseTakesTheHeadsThatShareAKvHead) {
+  auto heads_per_cta = [](int heads, int kv_heads, int head_dim) {
+    cuda::AttentionArgs args;
+    args.num_heads = heads;
+    args.num_kv_heads = kv_heads;
+    args.head_dim = head_dim;
+    args.causal = true;
+    args.group_heads = true;
+    return cuda::reuse_heads_per_cta(args);
+  };
+  EXPECT_EQ(heads_per_cta(24, 8, 128), 3);  // Llama-3.2-3B
+  EXPECT_EQ(heads_per_cta(32, 8, 64), 4);   // Llama-3.2-1B
+  EXPECT_EQ(heads_per_cta(32, 8, 128), 2);  // Llama-3-8B: four would leave wgmma too few registers
+  EXPECT_EQ(heads_per_cta(16, 8, 128), 2);
+  EXPECT_EQ(heads_per_cta(48, 8, 128), 3);  // six per KV head, in threes
+  EXPECT_EQ(heads_per_cta(40, 8, 128), 0);  // five: no divisor in 2..4
+  EXPECT_EQ(heads_per_cta(8, 8, 128), 0);   // multi-head attention
+  EXPECT_EQ(heads_per_cta(8, 0, 64), 0);    // 0 KV heads: multi-head attention
+  EXPECT_EQ(heads_per_cta(24, 8, 32), 0);   // head sizes without wgmma kernels
+  cuda::AttentionArgs args;
+  args.num_heads = 24;
+  args.num_kv_heads = 8;
+  args.head_dim = 128;
+  args.causal = true;
+  EXPECT_EQ(cuda::reuse_heads_per_cta(args), 0);  // not asked for
+  args.group_heads = true;
+  args.causal = false;
+  EXPECT_EQ(cuda::reuse_heads_per_cta(args), 0);
+  args.causal = true;
+  const int wide_items[2] = {0, 0};
+  args.wide_items = wide_items;
+  args.num_wide_items = 1;
+  EXPECT_EQ(cuda::reuse_heads_per_cta(args), 0);
+}
+
 // The host image of a GPU model's weights (no device needed): the storing pass lays tensors out
 // where the measuring pass said, converts them (bf16 rounding to nearest even), zeroes the
 // alignment gaps, and refuses a layout that outgrows the measured size.
