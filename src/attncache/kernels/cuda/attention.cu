@@ -466,6 +466,41 @@ template <int D, int kBytes, int BM>
 constexpr size_t reuse_smem() {
   return 2 * sizeof(PTile<kBytes, BM>) + 2 * sizeof(Tile<D>);
 }
+template <MapFormat kFormat>
+constexpr int kMapBytes = kFormat == MapFormat::kBF16 ? 2 : 1;
+
+// The 16-row slice of a map tile that starts at `row`, as a lane's P·V operands. Byte maps: the
+// lane reads bytes 16t … 16t + 15 (t = lane % 4) of rows r0 = row + lane / 4 and r0 + 8 once per
+// key block, four keys per k-step.
+template <int kBytes, int BM>
+__device__ __forceinline__ void map_words(uint32_t (&words)[2][4],
+                                          const PTile<kBytes, BM>& tile, int row, int lane) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const uint4 v =
+        *reinterpret_cast<const uint4*>(&tile[row + lane / 4 + 8 * half][16 * (lane % 4)]);
+    words[half][0] = v.x;
+    words[half][1] = v.y;
+    words[half][2] = v.z;
+    words[half][3] = v.w;
+  }
+}
+// The slice's A fragment of k-step kk (the m16n8k16 A layout, which wgmma's register A shares):
+// decoded from the byte words (a0, a1: columns 2t, 2t + 1 of rows r0, r0 + 8; a2, a3: columns
+// 2t + 8, 2t + 9, in permuted_key order), or bf16 straight from the tile by ldmatrix.
+template <MapFormat kFormat, int BM>
+__device__ __forceinline__ void map_fragment(uint32_t (&pa)[4], const uint32_t (&words)[2][4],
+                                             const PTile<kMapBytes<kFormat>, BM>& tile, int row,
+                                             int kk, int lane) {
+  if constexpr (kFormat != MapFormat::kBF16) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) pa[i] = byte_pair<kFormat>(words[i % 2][kk], i / 2);
+  } else {
+    const int mi = lane / 8, ri = lane % 8;
+    const unsigned char* r = tile[row + 8 * (mi % 2) + ri];
+    ldsm_x4(pa, reinterpret_cast<const uint16_t*>(r + 2 * (16 * kk + 8 * (mi / 2))));
+  }
+}
 
 // One row tile's step of the online softmax over a key block: s (unscaled scores, masked) becomes
 // exp2(s · scale_log2 − m) with m the rows' new running maximum (scaled, log2 units); this
@@ -777,7 +812,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
 template <int D, MapFormat kFormat, bool kCausal, int BM>
 __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   constexpr int kMT = BM / kRows;  // row tiles per warp
-  constexpr int kBytes = kFormat == MapFormat::kBF16 ? 2 : 1;
+  constexpr int kBytes = kMapBytes<kFormat>;
   const int* items = BM == kRows ? a.items : a.wide_items;
   const int seq = items[2 * blockIdx.x], qb = items[2 * blockIdx.x + 1];
   const int h = blockIdx.y;
@@ -875,37 +910,14 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   // Causal: the key blocks this warp's rows reach (its rows lie in one 64-row block; with wgmma
   // each row tile is skipped past its diagonal instead).
   const int warp_blocks = kCausal && !kWgmma ? (q0 + wrow) / kRows + 1 : key_blocks;
-  // Byte maps: rows r0 and r0 + 8 of each row tile (r0 = tile_row(m) + lane / 4), bytes
-  // 16t … 16t + 15 of each, four keys per k-step.
+  // Byte maps: each row tile's words for the key block (map_words).
   auto load_words = [&](uint32_t(&words)[kMT][2][4], int buf) {
 #pragma unroll
-    for (int m = 0; m < kMT; ++m) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const uint4 v =
-            *reinterpret_cast<const uint4*>(&ps[buf][tile_row(m) + lane / 4 + 8 * half][16 * t]);
-        words[m][half][0] = v.x;
-        words[m][half][1] = v.y;
-        words[m][half][2] = v.z;
-        words[m][half][3] = v.w;
-      }
-    }
+    for (int m = 0; m < kMT; ++m) map_words<kBytes, BM>(words[m], ps[buf], tile_row(m), lane);
   };
-  // Row tile m's A fragment of k-step kk (the m16n8k16 A layout, which wgmma's register A
-  // shares): decoded from the byte words (a0, a1: columns 2t, 2t + 1 of rows r0, r0 + 8; a2, a3:
-  // columns 2t + 8, 2t + 9, in permuted_key order), or bf16 straight from the tile by ldmatrix.
+  // Row tile m's A fragment of k-step kk.
   auto a_fragment = [&](uint32_t(&pa)[4], const uint32_t(&words)[2][4], int buf, int m, int kk) {
-    if constexpr (kBytes == 1) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const uint32_t w = words[i % 2][kk];
-        pa[i] = byte_pair<kFormat>(w, i / 2);
-      }
-    } else {
-      const int mi = lane / 8, ri = lane % 8;
-      const unsigned char* row = ps[buf][tile_row(m) + 8 * (mi % 2) + ri];
-      ldsm_x4(pa, reinterpret_cast<const uint16_t*>(row + 2 * (16 * kk + 8 * (mi / 2))));
-    }
+    map_fragment<kFormat, BM>(pa, words, ps[buf], tile_row(m), kk, lane);
   };
   stage(0, 0);
   for (int kb = 0; kb < key_blocks; ++kb) {
@@ -1019,7 +1031,7 @@ constexpr size_t grouped_smem() {
 template <int D, MapFormat kFormat, int G>
 __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(AttentionArgs a) {
 #if ATTNCACHE_WGMMA
-  constexpr int kBytes = kFormat == MapFormat::kBF16 ? 2 : 1;
+  constexpr int kBytes = kMapBytes<kFormat>;
   constexpr uint32_t kVBytes = kRows * D * 2;
   using PT = PTile<kBytes, kRows>;
   const int groups = a.num_heads / G, units = a.num_items * groups;
@@ -1116,30 +1128,11 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
         fence_proxy_async_shared();  // the producer's cp.async writes, before wgmma reads V
         const PT& ps = p_tiles[s * G + g];
         uint32_t words[2][4];
-        if constexpr (kBytes == 1) {
-#pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const uint4 v = *reinterpret_cast<const uint4*>(&ps[row + 8 * half][16 * t]);
-            words[half][0] = v.x;
-            words[half][1] = v.y;
-            words[half][2] = v.z;
-            words[half][3] = v.w;
-          }
-        }
+        if constexpr (kBytes == 1) map_words<kBytes, kRows>(words, ps, 16 * warp, lane);
         uint32_t pa[4][4];
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
-          if constexpr (kBytes == 1) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const uint32_t v = words[i % 2][kk];
-              pa[kk][i] = byte_pair<kFormat>(v, i / 2);
-            }
-          } else {
-            const int mi = lane / 8, ri = lane % 8;
-            const unsigned char* r = ps[16 * warp + 8 * (mi % 2) + ri];
-            ldsm_x4(pa[kk], reinterpret_cast<const uint16_t*>(r + 2 * (16 * kk + 8 * (mi / 2))));
-          }
+          map_fragment<kFormat, kRows>(pa[kk], words, ps, 16 * warp, kk, lane);
           wgmma_fence();
           wgmma_pv<D>(o, pa[kk], wgmma_v_desc(v_tiles + s * kVBytes, kk));
         }
@@ -1225,7 +1218,7 @@ void launch_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
 
 template <int D, MapFormat kFormat, int BM>
 void launch_reuse_rows(const AttentionArgs& args, dim3 grid, cudaStream_t stream) {
-  constexpr size_t smem = reuse_smem < D, kFormat == MapFormat::kBF16 ? 2 : 1, BM > ();
+  constexpr size_t smem = reuse_smem<D, kMapBytes<kFormat>, BM>();
   if (args.causal) {
     launch<reuse_pv<D, kFormat, true, BM>>(grid, smem, stream, "reuse_pv", args);
   } else {
@@ -1257,7 +1250,7 @@ namespace {
 // launched that grid (as many CTAs as fit at once), but it has not yet run on a device.
 template <int D, MapFormat kFormat, int G>
 void launch_reuse_grouped(const AttentionArgs& args, cudaStream_t stream) {
-  constexpr size_t smem = grouped_smem < D, kFormat == MapFormat::kBF16 ? 2 : 1, G > ();
+  constexpr size_t smem = grouped_smem<D, kMapBytes<kFormat>, G>();
   const int64_t units = static_cast<int64_t>(args.num_items) * (args.num_heads / G);
   launch<reuse_pv_grouped<D, kFormat, G>, (G + 1) * kThreads>(
       dim3(static_cast<unsigned>(units)), smem, stream, "reuse_pv_grouped", args);
