@@ -220,14 +220,14 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
       cuda::attention_reuse(args, cuda::MapFormat::kBF16, nullptr);
     });
   };
-  // The grouped reuse kernel (reuse_pv_grouped: the query heads that share a KV head in one CTA,
-  // persistent CTAs); NaN (null in the JSON) where it does not apply.
+  // The grouped reuse kernel (reuse_pv_grouped: the query heads that share a KV head in one
+  // CTA); NaN (null in the JSON) where it does not apply.
+  args.group_heads = true;
+  const bool groupable = cuda::attention_uses_wgmma() && cuda::reuse_heads_per_cta(args) > 0;
+  args.group_heads = false;
   auto time_grouped = [&](const std::function<double()>& timed) {
+    if (!groupable) return std::nan("");
     args.group_heads = true;
-    if (!cuda::attention_uses_wgmma() || cuda::reuse_heads_per_cta(args) == 0) {
-      args.group_heads = false;
-      return std::nan("");
-    }
     const double ms = timed();
     args.group_heads = false;
     return ms;
