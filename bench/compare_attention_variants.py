@@ -25,6 +25,9 @@ KERNELS = {
     "reuse P8, grouped": "reuse_p8_grouped_ms",
     "reuse FP8, grouped": "reuse_fp8_grouped_ms",
     "reuse bf16, grouped": "reuse_grouped_ms",
+    "reuse P8, grouped persistent": "reuse_p8_grouped_persistent_ms",
+    "reuse FP8, grouped persistent": "reuse_fp8_grouped_persistent_ms",
+    "reuse bf16, grouped persistent": "reuse_grouped_persistent_ms",
 }
 
 

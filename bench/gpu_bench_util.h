@@ -225,18 +225,26 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
   args.group_heads = true;
   const bool groupable = cuda::attention_uses_wgmma() && cuda::reuse_heads_per_cta(args) > 0;
   args.group_heads = false;
+  // Timed twice: one CTA per unit, and persistent (a CTA per SM, each taking units in turn).
+  int sms = 0;
+  cuda::check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0),
+              "cudaDeviceGetAttribute");
   auto time_grouped = [&](const std::function<double()>& timed) {
-    if (!groupable) return std::nan("");
+    if (!groupable) return std::pair{std::nan(""), std::nan("")};
     args.group_heads = true;
-    const double ms = timed();
+    const double per_unit = timed();
+    args.grouped_ctas = sms;
+    const double persistent = timed();
+    args.grouped_ctas = 0;
     args.group_heads = false;
-    return ms;
+    return std::pair{per_unit, persistent};
   };
   const double reuse_ms = time_reuse();
   use_wide(true);
   const double reuse_wide_ms = time_reuse();
   use_wide(false);
-  const double reuse_grouped_ms = time_grouped(time_reuse);
+  const auto [reuse_grouped_ms, reuse_grouped_persistent_ms] = time_grouped(time_reuse);
+  nlohmann::json grouped_orders = nlohmann::json::object();
   // The same maps in a one-byte format, twice as many copies in the same bytes.
   auto time_one_byte = [&](cuda::MapFormat format) {
     const size_t copies8 = 2 * copies;
@@ -266,10 +274,24 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
     use_wide(true);
     const double wide = timed();
     use_wide(false);
-    return std::tuple{narrow, wide, time_grouped(timed)};
+    const auto [grouped, persistent] = time_grouped(timed);
+    if (groupable && format == cuda::MapFormat::kP8) {
+      // The grouped kernel's unit orders (AttentionArgs::grouped_band_items), P8 only.
+      const std::pair<const char*, int> orders[] = {
+          {"group_major", 0}, {"bands_4", (args.num_items + 3) / 4}, {"item_major", 1}};
+      for (const auto& [name, band] : orders) {
+        args.grouped_band_items = band;
+        const auto [one_per_unit, ctas_per_sm] = time_grouped(timed);
+        grouped_orders[name] = {{"one_cta_per_unit_ms", one_per_unit},
+                                {"persistent_ms", ctas_per_sm}};
+      }
+      args.grouped_band_items = 0;
+    }
+    return std::tuple{narrow, wide, grouped, persistent};
   };
-  const auto [reuse8_ms, reuse8_wide_ms, reuse8_grouped_ms] = time_one_byte(cuda::MapFormat::kP8);
-  const auto [reuse_fp8_ms, reuse_fp8_wide_ms, reuse_fp8_grouped_ms] =
+  const auto [reuse8_ms, reuse8_wide_ms, reuse8_grouped_ms, reuse8_persistent_ms] =
+      time_one_byte(cuda::MapFormat::kP8);
+  const auto [reuse_fp8_ms, reuse_fp8_wide_ms, reuse_fp8_grouped_ms, reuse_fp8_persistent_ms] =
       time_one_byte(cuda::MapFormat::kFP8);
   cuda::check(cudaDeviceSynchronize(), "attention kernels");
   // Causal: half the products (FlashAttention's convention).
@@ -285,6 +307,10 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
           {"reuse_grouped_ms", reuse_grouped_ms},
           {"reuse_p8_grouped_ms", reuse8_grouped_ms},
           {"reuse_fp8_grouped_ms", reuse_fp8_grouped_ms},
+          {"reuse_grouped_persistent_ms", reuse_grouped_persistent_ms},
+          {"reuse_p8_grouped_persistent_ms", reuse8_persistent_ms},
+          {"reuse_fp8_grouped_persistent_ms", reuse_fp8_persistent_ms},
+          {"reuse_p8_grouped_orders", grouped_orders},
           {"exact_record_ms", record_ms},
           {"reuse_ms", reuse_ms},
           {"exact_tflops", flops / exact_ms / 1e9},

@@ -13,14 +13,12 @@ def by_shape(results):
 
 
 REUSE_KERNELS = [f"reuse{fmt}{rows}_ms" for fmt in ("", "_p8", "_fp8")
-                 for rows in ("", "_128_rows", "_grouped")]
+                 for rows in ("", "_128_rows", "_grouped", "_grouped_persistent")]
 
 
-def reuse_cells(r, key, grouped):
-    """The 64-row, 128-row and (where timed) grouped kernels' µs for one map format."""
-    times = [r.get(key + "_ms"), r.get(key + "_128_rows_ms")]
-    if grouped:
-        times.append(r.get(key + "_grouped_ms"))
+def reuse_cells(r, key, kernels):
+    """The µs of each of `kernels` (row-count suffixes) for one map format."""
+    times = [r.get(key + suffix + "_ms") for suffix in kernels]
     return " / ".join("–" if t is None else f"{t * 1e3:.1f}" for t in times)
 
 
@@ -30,10 +28,13 @@ def kernel_table(ours, torch):
     ceiling = any("pv_dense_bmm_ms" in p for p in t.values())
     # The 128-row kernels multiply with wgmma in the sm_90a image, else 4 warps × 32 rows of mma.sync.
     wide = {"wgmma": "wgmma"}.get(ours.get("wide_kernels_multiply_with"), "4 warps × 32 rows")
-    # Newer runs also time the grouped reuse kernel (one CTA per query block and heads sharing a
-    # KV head); null where it does not apply.
-    grouped = any(r.get("reuse_p8_grouped_ms") is not None for r in ours["results"])
-    kinds = "64 / 128 rows / grouped" if grouped else "64 / 128 rows"
+    # Newer runs also time the grouped reuse kernel (the query heads sharing a KV head in one
+    # CTA; one CTA per unit, and persistent), null where it does not apply.
+    kernels = ["", "_128_rows"] + [
+        suffix for suffix in ("_grouped", "_grouped_persistent")
+        if any(r.get(f"reuse_p8{suffix}_ms") is not None for r in ours["results"])]
+    kinds = " / ".join({"": "64", "_128_rows": "128 rows", "_grouped": "grouped",
+                        "_grouped_persistent": "persistent"}[k] for k in kernels)
     rows = [f"| batch × tokens | ours, 64-row blocks | ours, 128-row ({wide}) | "
             + "TFLOP/s | PyTorch flash | PyTorch SDPA default | ours vs flash | "
             f"ours vs SDPA default | reuse bf16, {kinds} | reuse P8, {kinds} | "
@@ -49,13 +50,34 @@ def kernel_table(ours, torch):
                f"{us(r['exact_128_rows_ms'])} | ")
         row += (f"{flops:.0f} | {us(flash) if flash else '–'} | {us(sdpa) if sdpa else '–'} | "
                 f"{flash / best:.2f}× | {sdpa / best:.2f}× | "
-                f"{reuse_cells(r, 'reuse', grouped)} | {reuse_cells(r, 'reuse_p8', grouped)} | "
-                f"{reuse_cells(r, 'reuse_fp8', grouped)} |")
+                f"{reuse_cells(r, 'reuse', kernels)} | {reuse_cells(r, 'reuse_p8', kernels)} | "
+                f"{reuse_cells(r, 'reuse_fp8', kernels)} |")
         if ceiling:
             half = p["pv_dense_bmm_ms"] / 2 if "pv_dense_bmm_ms" in p else None
             reuse = min(r[k] for k in REUSE_KERNELS if r.get(k) is not None)
             row += (f" {us(half)} | {half / reuse:.2f}× |" if half else " – | – |")
         rows.append(row)
+    return "\n".join(rows)
+
+
+def order_table(ours):
+    """The grouped kernel's unit orders (P8), against the faster row count, where timed."""
+    timed = [r for r in ours["results"] if r.get("reuse_p8_grouped_orders")]
+    if not timed:
+        return ""
+    orders = list(timed[0]["reuse_p8_grouped_orders"])
+    rows = ["| batch × tokens | P8, best of 64 / 128 rows | "
+            + " | ".join(f"{o.replace('_', ' ')}: one CTA per unit / persistent" for o in orders)
+            + " |", "|---" * (2 + len(orders)) + "|"]
+    for r in timed:
+        best = min(r["reuse_p8_ms"], r["reuse_p8_128_rows_ms"])
+        cells = []
+        for o in orders:
+            t = r["reuse_p8_grouped_orders"][o]
+            cells.append(" / ".join(f"{t[k] * 1e3:.1f} ({best / t[k]:.2f}×)"
+                                    for k in ("one_cta_per_unit_ms", "persistent_ms")))
+        rows.append(f"| {r['batch']} × {r['tokens']} | {best * 1e3:.1f} | " + " | ".join(cells)
+                    + " |")
     return "\n".join(rows)
 
 
@@ -69,6 +91,10 @@ def main():
           f"{ours['config']['heads']} heads of {ours['config']['head_dim']}, "
           f"{ours['config']['kv_heads']} KV heads, causal\n")
     print(kernel_table(ours, torch))
+    orders = order_table(ours)
+    if orders:
+        print("\nThe grouped reuse kernel's unit orders, P8, µs (× the faster row count):\n")
+        print(orders)
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,9 @@ import json
 import sys
 
 
+GROUPED_NAMES = {"_grouped": " / grouped", "_grouped_persistent": " / persistent"}
+
+
 def ms(r, key):
     v = r.get(key)
     return v["median_ms"] if isinstance(v, dict) else None
@@ -55,8 +58,8 @@ def main():
     for r in ours["results"]:
         exact = ms(r, "exact_graph")
         a = r["attention_kernels_one_layer"]
-        pv = min(a[k] for k in ("reuse_p8_ms", "reuse_p8_128_rows_ms", "reuse_p8_grouped_ms")
-                 if a.get(k) is not None)
+        pv = min(a[k] for k in ("reuse_p8_ms", "reuse_p8_128_rows_ms", "reuse_p8_grouped_ms",
+                                "reuse_p8_grouped_persistent_ms") if a.get(k) is not None)
         p8 = ms(r, "reuse_device_p8")
         left = p8 - c["layers"] * pv if p8 else 0.0  # a hit's time without P·V
         bound = exact / left if left > 0 else None
@@ -76,22 +79,22 @@ def main():
               f"{hit('reuse_host_p8')} | "
               f"{r['map_bytes_per_hit_bf16'] / 1e9:.2f} / {r['map_bytes_per_hit_p8'] / 1e9:.2f} GB |")
 
-    # Newer runs also time the grouped reuse kernel (null where it does not apply).
-    grouped = any(r["attention_kernels_one_layer"].get("reuse_p8_grouped_ms") is not None
-                  for r in ours["results"])
+    # Newer runs also time the grouped reuse kernel, one CTA per unit and persistent (null
+    # where it does not apply).
+    grouped = [suffix for suffix in ("_grouped", "_grouped_persistent")
+               if any(r["attention_kernels_one_layer"].get(f"reuse_p8{suffix}_ms") is not None
+                      for r in ours["results"])]
 
-    def pair(a, key):  # the 64-row and, where timed, the 128-row and grouped kernels (µs)
-        times = [a.get(key + "_ms"), a.get(key + "_128_rows_ms")]
-        if grouped:
-            times.append(a.get(key + "_grouped_ms"))
+    def pair(a, key):  # the 64-row, 128-row and, where timed, grouped kernels (µs)
+        times = [a.get(key + suffix + "_ms") for suffix in ["", "_128_rows"] + grouped]
         return " / ".join(f"{t * 1e3:.1f}" if t else "–" for t in times)
 
     print("\nOne layer's attention alone, µs (CUDA events; maps rotate through ≥ 256 MB so they "
           "come from HBM):\n")
     print("| batch × tokens | ours, 64-row blocks | ours, 128-row blocks | TFLOP/s | PyTorch flash | "
           "ours vs flash | PyTorch SDPA default | ours vs it | reuse bf16, 64 / 128 rows"
-          + (" / grouped" if grouped else "") + " | reuse P8, 64 / 128"
-          + (" / grouped" if grouped else "") + " | exact + record P |")
+          + "".join(GROUPED_NAMES[g] for g in grouped) + " | reuse P8, 64 / 128"
+          + "".join(GROUPED_NAMES[g] for g in grouped) + " | exact + record P |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in ours["results"]:
         a = r["attention_kernels_one_layer"]

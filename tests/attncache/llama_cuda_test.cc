@@ -595,26 +595,36 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
         EXPECT_TRUE(std::any_of(a.begin(), a.end(), [](uint16_t x) { return x != 0; }));
         if (wgmma && causal) {
           // One CTA for the query heads of a KV head (reuse_pv_grouped), head 3's maps not
-          // reused: it leaves that head's columns alone.
+          // reused: it leaves that head's columns alone. With one CTA per unit, and with 3
+          // CTAs taking every unit in turn, their buffer ring going on from one into the next;
+          // units head group by head group, item by item, and in bands of 5 items.
           std::vector<cuda::DeviceMapSlot> grouped = slots;
           for (auto& slot : grouped) slot.heads = ~(1ull << 3);
           const cuda::DeviceBuffer d_grouped =
               upload(grouped.data(), grouped.size() * sizeof(cuda::DeviceMapSlot));
-          cuda::check(cudaMemset(wide_ctx.data(), 0xff, ctx_bytes), "cudaMemset");
           args.maps = d_grouped.as<cuda::DeviceMapSlot>();
           args.wide_items = nullptr;
           args.num_wide_items = 0;
           args.group_heads = true;
-          cuda::attention_reuse(args, format, nullptr);
-          args.group_heads = false;
-          wide_ctx.download(b.data(), ctx_bytes);
-          for (size_t i = 0; i < b.size(); ++i) {
-            if (i / head_dim % heads == 3) {
-              ASSERT_EQ(b[i], 0xffff) << what << ", grouped: head 3 was written";
-              b[i] = a[i];
+          for (const auto [ctas, band] : {std::pair{0, 0}, {3, 0}, {0, 1}, {3, 1}, {3, 5}}) {
+            cuda::check(cudaMemset(wide_ctx.data(), 0xff, ctx_bytes), "cudaMemset");
+            args.grouped_ctas = ctas;
+            args.grouped_band_items = band;
+            cuda::attention_reuse(args, format, nullptr);
+            wide_ctx.download(b.data(), ctx_bytes);
+            const std::string how = what + ", grouped, " + std::to_string(ctas) +
+                                    " CTAs, bands of " + std::to_string(band) + " items";
+            for (size_t i = 0; i < b.size(); ++i) {
+              if (i / head_dim % heads == 3) {
+                ASSERT_EQ(b[i], 0xffff) << how << ": head 3 was written";
+                b[i] = a[i];
+              }
             }
+            expect_equal(a, b, how);
           }
-          expect_equal(a, b, what + ", grouped");
+          args.grouped_ctas = 0;
+          args.grouped_band_items = 0;
+          args.group_heads = false;
         }
         args.maps = nullptr;
       }

@@ -1017,17 +1017,27 @@ constexpr size_t grouped_smem() {
          2 * kGroupStages * sizeof(uint64_t);
 }
 
+// The unit CTA b of `grid` takes in its round r: round r covers units r·grid … r·grid + grid − 1,
+// in CTA order in even rounds and reversed in odd ones, so that over the longest-first items no
+// CTA takes the longest unit of every round.
+[[maybe_unused]] __device__ __forceinline__ int grouped_unit(int r, int b, int grid) {
+  return r * grid + ((r & 1) ? grid - 1 - b : b);
+}
+
 // reuse_pv for causal grouped-query attention with wgmma, 64-row query blocks: the work is
 // (query block, G query heads that share a KV head: all of them, or a divisor, see
-// reuse_heads_per_cta) units, the items' order first, and CTA b takes units b, b + grid, ….
+// reuse_heads_per_cta) units, ordered as AttentionArgs::grouped_band_items says, each CTA
+// taking them in grouped_unit order.
 // Warpgroup 0 copies each key block's value tile once, with the G heads' map tiles, into a ring
 // of kGroupStages buffers; warpgroup 1 + g multiplies head h0 + g's tile by it. A buffer passes
 // between them through two mbarriers (full: the producer's copies landed; empty: every consumer
 // warp is done with it), so no warp waits for the whole CTA, the G heads read each value tile
 // from L2 once instead of G times (reuse_pv rereads V for every query head: 2 bytes per byte of
-// P8 map with head 128). A CTA fills an SM, so with one CTA per unit each unit's first copies
-// are exposed: P8 1.22x of the best row count at 3B 1 x 835 and 0.99-1.26x from 2048 tokens,
-// but 0.89-0.98x at 8 and 32 x 835 (bench/results/attention_grouped_h100/one_cta_per_unit).
+// P8 map with head 128). A CTA fills an SM. Item by item with one CTA per unit, P8 ran 1.18-1.38x
+// the faster row count at 3B's batch 1 from 835 tokens, but 0.79-0.92x at batch 8 and 32, where
+// the CTAs at work at once read the value tiles of every KV head of several sequences (128 MB at
+// 32 x 4096): head group by head group it had been 0.89-1.09x there
+// (bench/results/attention_grouped_h100/{item_major_units,one_cta_per_unit}).
 template <int D, MapFormat kFormat, int G>
 __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(AttentionArgs a) {
 #if ATTNCACHE_WGMMA
@@ -1059,8 +1069,11 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
     int seq, qb, h0;
     uint32_t heads;
   };
+  const int band = a.grouped_band_items > 0 ? min(a.grouped_band_items, a.num_items) : a.num_items;
   auto unit_at = [&](int u) {
-    const int item = u / groups, h0 = (u % groups) * G;
+    const int first = u / (band * groups) * band, in_band = min(band, a.num_items - first);
+    const int rest = u - first * groups;
+    const int item = first + rest % in_band, h0 = rest / in_band * G;
     Unit w{a.items[2 * item], a.items[2 * item + 1], h0, 0};
     const DeviceMapSlot slot = a.maps[w.seq];
     if (slot.stored != nullptr && slot.format == kFormat) {
@@ -1077,7 +1090,7 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
     constexpr int kPerChunk = 16 / kBytes, kChunksPerRow = kRows / kPerChunk;
     constexpr int kPRowsPerPass = kThreads / kChunksPerRow;
     const ChunkLane plane = chunk_lane(tid, kThreads, kChunksPerRow, kPerChunk);
-    for (int u = blockIdx.x; u < units; u += gridDim.x) {
+    for (int r = 0, u; (u = grouped_unit(r, blockIdx.x, gridDim.x)) < units; ++r) {
       const Unit w = unit_at(u);
       if (w.heads == 0) continue;
       const int n = a.seq_len[w.seq], off = a.seq_offset[w.seq];
@@ -1114,7 +1127,7 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
   const int g = wg - 1;
   const int warp = tid / 32, lane = tid % 32, t = lane % 4;
   const int row = 16 * warp + lane / 4;  // rows row and row + 8 of the block
-  for (int u = blockIdx.x; u < units; u += gridDim.x) {
+  for (int r = 0, u; (u = grouped_unit(r, blockIdx.x, gridDim.x)) < units; ++r) {
     const Unit w = unit_at(u);
     if (w.heads == 0) continue;
     const bool active = (w.heads >> g) & 1;
@@ -1244,16 +1257,13 @@ int reuse_heads_per_cta(const AttentionArgs& args) {
 
 namespace {
 
-// One CTA per unit, as timed on the H100 (bench/results/attention_grouped_h100, the kernel
-// before its unit loop). With fewer CTAs it runs persistent, each CTA taking several units and
-// its ring going on from one into the next, which should hide each unit's first copies; 44e7d1b
-// launched that grid (as many CTAs as fit at once), but it has not yet run on a device.
 template <int D, MapFormat kFormat, int G>
 void launch_reuse_grouped(const AttentionArgs& args, cudaStream_t stream) {
   constexpr size_t smem = grouped_smem<D, kMapBytes<kFormat>, G>();
-  const int64_t units = static_cast<int64_t>(args.num_items) * (args.num_heads / G);
+  int64_t ctas = static_cast<int64_t>(args.num_items) * (args.num_heads / G);
+  if (args.grouped_ctas > 0) ctas = std::min<int64_t>(ctas, args.grouped_ctas);
   launch<reuse_pv_grouped<D, kFormat, G>, (G + 1) * kThreads>(
-      dim3(static_cast<unsigned>(units)), smem, stream, "reuse_pv_grouped", args);
+      dim3(static_cast<unsigned>(ctas)), smem, stream, "reuse_pv_grouped", args);
 }
 
 template <int D, MapFormat kFormat>

@@ -62,12 +62,23 @@ struct AttentionArgs {
   // Grouped-query attention: query head h reads key/value head h / (num_heads / num_kv_heads).
   // 0: num_heads (multi-head attention).
   int num_kv_heads = 0;
-  bool causal = false;                  // query i sees keys 0..i; maps are block triangles
+  bool causal = false;  // query i sees keys 0..i; maps are block triangles
   // Reuse with 64-row blocks (no wide_items), causal, head size 64 or 128: one CTA per query
   // block and 2-4 query heads that share a KV head (all of them, or as many as divide their
   // number; reuse_heads_per_cta) reads each value tile once for all of them. Set only where
   // attention_uses_wgmma() (other images trap); ignored where it does not apply.
   bool group_heads = false;
+  // The grouped kernel's CTAs: 0, one per (query block, head group) unit; n > 0, at most n, each
+  // taking units in turn (in rounds of n, alternately forward and backward) so its buffer ring
+  // runs on from one unit into the next. The number of SMs makes it persistent (a CTA fills an
+  // SM).
+  int grouped_ctas = 0;
+  // The grouped kernel's unit order: bands of this many items (0: all of them), the first
+  // items' band first; within a band, head group by head group, the items in order within each
+  // (1: item by item, every head group of an item before the next item's). With the items
+  // longest first, item by item is longest first; head group by head group keeps the value
+  // tiles that the CTAs at work at once read to few KV heads (L2).
+  int grouped_band_items = 0;
   const DeviceMapSlot* maps = nullptr;  // [B] this layer's slots (device), or null
 };
 
