@@ -26,10 +26,9 @@ constexpr int kRows = cuda::kAttentionRows;
 // 3072 (see Impl::run).
 constexpr int kWideMinTokens = 768;
 constexpr int kWideMinTokensWgmmaHead64 = 3072;
-// Mean tokens per sequence from which reuse runs the grouped kernel: with head 64 where the
-// units are few, with head 128 however many (see Impl::run).
+// Mean tokens per sequence from which reuse runs the grouped kernel with head 64, where its units
+// are few (with head 128: kWideMinTokens; see Impl::run).
 constexpr int kGroupedMinTokensHead64 = 2048;
-constexpr int kGroupedLongTokens = 2048;
 
 struct LayerWeights {
   size_t attn_norm, qkv_w, qkv_b, o_w, ffn_norm, gate_up_w, down_w;
@@ -94,10 +93,8 @@ struct Batch {
   int num_wide_items = 0;   // 128-row query blocks; 0: 64-row blocks
   bool exact_wide = false;  // whether the exact kernel takes the 128-row blocks too
   // Whether the reuse kernel runs 64-row blocks with the query heads that share a KV head in one
-  // CTA (cuda::AttentionArgs::group_heads) instead, and in which unit order
-  // (cuda::AttentionArgs::grouped_band_items).
+  // CTA (cuda::AttentionArgs::group_heads), a CTA per SM, instead.
   bool reuse_grouped = false;
-  int reuse_grouped_band_items = 0;
   BatchLayout layout;
   const DeviceMapPlan* maps = nullptr;
   // With host-resident maps: per slot, its offset in its layer's staging buffer.
@@ -358,12 +355,11 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
                              static_cast<int64_t>(b.num_wide_items) * c.num_heads >= 8 * sm_count));
   // Grouped reuse reads each value tile once for the query heads that share it: 2 bytes of V
   // per byte of P8 map with head 128 and 64-row blocks, 1 with 128-row ones, 2/3 grouped in
-  // threes. One CTA per unit, against the faster row count on the H100 (P8): where the units
-  // number at most four per SM (batch 1), taken item by item (longest first), 1.18-1.38x with
-  // head 128 from 835 tokens and 1.11-1.15x with head 64 from 2048; with more units item by
-  // item 0.73-0.92x (bench/results/attention_grouped_h100/item_major_units), but head group
-  // by head group, with head 128, 0.99-1.09x from 2048 tokens and 0.89-0.98x at 835
-  // (one_cta_per_unit, a 2-D grid of the same order).
+  // threes. Persistent, in four bands of items (longest band first; head group by head group
+  // within each, so the CTAs at work at once share value tiles in L2), P8 ran against the
+  // faster row count on the H100: with head 128 1.02-1.42x at 3B's shapes from 835 tokens but
+  // 8 x 835 (0.98x); with head 64 1.12-1.20x at 1B's batch 1 from 2048 tokens, 0.89-1.00x with
+  // more units or fewer tokens (bench/results/attention_grouped_h100/unit_orders).
   cuda::AttentionArgs shape;
   shape.num_heads = c.num_heads;
   shape.num_kv_heads = c.num_kv_heads;
@@ -371,17 +367,13 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
   shape.causal = true;
   shape.group_heads = wgmma;
   const int heads_per_cta = cuda::reuse_heads_per_cta(shape);
-  const bool few_units =
-      heads_per_cta > 0 &&
-      static_cast<int64_t>(b.num_items) * (c.num_heads / heads_per_cta) <= 4 * int64_t{sm_count};
   auto mean_at_least = [&](int tokens) { return b.total >= static_cast<int64_t>(tokens) * nseq; };
-  if (heads_per_cta > 0 && few_units &&
-      mean_at_least(c.head_dim == 128 ? kWideMinTokens : kGroupedMinTokensHead64)) {
-    b.reuse_grouped = true;
-    b.reuse_grouped_band_items = 1;
-  } else if (heads_per_cta > 0 && c.head_dim == 128 && mean_at_least(kGroupedLongTokens)) {
-    b.reuse_grouped = true;
-    b.reuse_grouped_band_items = 0;
+  if (c.head_dim == 128) {
+    b.reuse_grouped = heads_per_cta > 0 && mean_at_least(kWideMinTokens);
+  } else {
+    b.reuse_grouped =
+        heads_per_cta > 0 && mean_at_least(kGroupedMinTokensHead64) &&
+        static_cast<int64_t>(b.num_items) * (c.num_heads / heads_per_cta) <= 4 * int64_t{sm_count};
   }
   const uint64_t all_heads = cuda_forward::all_heads_mask(c.num_heads);
   if (maps != nullptr && !maps->slots.empty()) {
@@ -626,7 +618,8 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
       grouped.wide_items = nullptr;
       grouped.num_wide_items = 0;
       grouped.group_heads = true;
-      grouped.grouped_band_items = b.reuse_grouped_band_items;
+      grouped.grouped_ctas = sm_count;
+      grouped.grouped_band_items = (b.num_items + 3) / 4;
       cuda_forward::attention_reuse(grouped, reuse, stream);
     } else {
       cuda_forward::attention_reuse(args, reuse, stream);
