@@ -1033,11 +1033,12 @@ constexpr size_t grouped_smem() {
 // between them through two mbarriers (full: the producer's copies landed; empty: every consumer
 // warp is done with it), so no warp waits for the whole CTA, the G heads read each value tile
 // from L2 once instead of G times (reuse_pv rereads V for every query head: 2 bytes per byte of
-// P8 map with head 128). A CTA fills an SM. Item by item with one CTA per unit, P8 ran 1.18-1.38x
-// the faster row count at 3B's batch 1 from 835 tokens, but 0.79-0.92x at batch 8 and 32, where
-// the CTAs at work at once read the value tiles of every KV head of several sequences (128 MB at
-// 32 x 4096): head group by head group it had been 0.89-1.09x there
-// (bench/results/attention_grouped_h100/{item_major_units,one_cta_per_unit}).
+// P8 map with head 128). A CTA fills an SM. On the H100, P8, against the faster row count at
+// 3B's shapes from 835 tokens: persistent in four bands 0.98-1.42x; item by item 0.77-1.38x
+// (from batch 8 the CTAs at work at once read every KV head's value tiles of several
+// sequences, past L2); head group by head group 0.87-1.24x with one CTA per unit, 0.82-1.17x
+// persistent (few rounds load the CTAs unevenly) (bench/results/attention_grouped_h100/
+// unit_orders).
 template <int D, MapFormat kFormat, int G>
 __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(AttentionArgs a) {
 #if ATTNCACHE_WGMMA
