@@ -14,8 +14,9 @@
 # GPU_TESTS_FILTER narrows the tests (a gtest filter); SANITIZE_FILTER picks those that sanitize
 # runs under compute-sanitizer's memcheck. attention-SIZE times one layer's attention kernels
 # alone at that model's shapes (no model; gpu_decoder_bench --attention-only), then PyTorch's
-# SDPA on the same shapes. cli runs `attncache embed`, `attncache score mmlu --paths exact` and
-# `attncache score text` with --device cuda and cpu and compares them, then serves embeddings
+# SDPA on the same shapes. cli runs `attncache embed`, `attncache score mmlu --paths exact`,
+# `score mmlu --paths exact,attncache --paper` (its own prompts' maps) and `attncache score text`
+# with --device cuda and cpu and compares them, then serves embeddings
 # and scoring from the GPU. serve-load puts the server on the GPU and on the CPU under wrk
 # (bench/serve_gpu_load.py; SERVE_SECONDS per point). profile runs Nsight Compute (all
 # sections) on the exact and reuse attention kernels at PROFILE_SHAPE
@@ -184,6 +185,32 @@ diff = max(abs(u - v) for x, y in zip(a["answers"], b["answers"])
 print(f"score {a['exact_device']} vs {b['exact_device']}: {same}/{len(a['answers'])} answers agree, "
       f"max |Δ log-prob| {diff:.4f}, ms/question {a['paths'][0]['ms_per_question']:.1f} vs "
       f"{b['paths'][0]['ms_per_question']:.1f}")
+PY
+      # AttnCache's path on the GPU: a database of 20 questions' 1-shot prompts, each asked again
+      # (its own maps hit at threshold 0), on the GPU and on the CPU.
+      mm=$work/mmlu20
+      mkdir -p "$mm/dev" "$mm/test"
+      cp "$root/tests/data/mmlu/dev/us_foreign_policy_dev.csv" "$mm/dev/"
+      head -20 "$root/tests/data/mmlu/test/us_foreign_policy_test.csv" > "$mm/test/us_foreign_policy_test.csv"
+      timeout 200 "$bin" build -m "$smol" --mmlu "$mm" --mmlu-split test --shots 1 --epochs 1 \
+        --db "$work/mmlu-db" 2>&1 | tail -1
+      for dev in cuda cpu; do
+        timeout 200 "$bin" score mmlu -m "$smol" --data "$mm" --paths exact,attncache --paper \
+          --threshold 0 --db "$work/mmlu-db" --shots 1 --device $dev \
+          --json "$out/score_attncache_$dev.json" 2>&1 | tail -4
+      done
+      python3 - "$out/score_attncache_cuda.json" "$out/score_attncache_cpu.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+pairs = list(zip(a["answers"], b["answers"]))
+same = sum(x["attncache"]["predicted"] == y["attncache"]["predicted"] for x, y in pairs)
+own = sum(x["attncache"]["predicted"] == x["exact"]["predicted"] for x, _ in pairs)
+diff = max(abs(u - v) for x, y in pairs for u, v in zip(x["attncache"]["log_probs"], y["attncache"]["log_probs"]))
+vs_exact = max(abs(u - v) for x, _ in pairs for u, v in zip(x["attncache"]["log_probs"], x["exact"]["log_probs"]))
+hits = [p["hit_rate"] for p in a["paths"] if p["path"] == "attncache"][0]
+print(f"score attncache {a['attncache_device']} vs {b['attncache_device']}: hit rate {hits:.2f}, "
+      f"{same}/{len(pairs)} answers agree, max |Δ log-prob| {diff:.4f}; on the GPU vs its exact "
+      f"path: {own}/{len(pairs)} agree, max |Δ log-prob| {vs_exact:.4f}")
 PY
       for dev in cuda cpu; do
         timeout 200 "$bin" score text -m "$smol" -i "$work/texts.txt" --device $dev \

@@ -264,7 +264,10 @@ TEST(ScoreCli, RefusesBadInputWithExitCode2) {
   expect_bad("score mmlu --data " + data + " --subjects us_foreign_policy --db " + dir.path("nodb"),
              "does not exist");
   expect_bad("score mmlu --data " + data + " --device auto",
-             "--device auto runs the exact path only");
+             "--device auto runs the exact and attncache paths (prefix_kv runs on the CPU");
+  expect_bad("score mmlu --data " + data + " --paths attncache --device cuda --db " +
+                 dir.path("nodb"),
+             "--device cuda runs AttnCache with the paper's hit rule only");
   if (attncache::cuda_device_count() == 0) {
     expect_bad("score mmlu --data " + data + " --paths exact --device cuda", "CUDA");
   }

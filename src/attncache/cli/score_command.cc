@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +12,7 @@
 
 #include "attncache/decoder.h"
 #include "attncache/device_embedder.h"
+#include "attncache/memo/gpu_evaluation.h"
 #include "attncache/memo/map_database.h"
 #include "attncache/tasks/mc_scoring.h"
 #include "core/atomic_file.h"
@@ -107,11 +109,18 @@ void run_mmlu(const MmluOptions& o) {
   const bool attncache =
       std::find(paths.begin(), paths.end(), tasks::McPath::kAttnCache) != paths.end();
   if (attncache && o.db.empty()) core::throw_bad_input("the attncache path needs --db");
-  if (o.device != "cpu" && paths != std::vector<tasks::McPath>{tasks::McPath::kExact}) {
-    core::throw_bad_input("--device ", o.device,
-                          " runs the exact path only (prefix_kv and "
-                          "attncache run on the CPU, and their times would not compare): use "
-                          "--paths exact");
+  if (o.device != "cpu") {
+    if (std::find(paths.begin(), paths.end(), tasks::McPath::kPrefixKv) != paths.end()) {
+      core::throw_bad_input("--device ", o.device,
+                            " runs the exact and attncache paths (prefix_kv runs on the CPU, "
+                            "and its times would not compare): use --paths exact or "
+                            "exact,attncache");
+    }
+    if (attncache && !o.paper_mode) {
+      core::throw_bad_input("--device ", o.device,
+                            " runs AttnCache with the paper's hit rule only (the layer-0 check "
+                            "needs the CPU engine): add --paper");
+    }
   }
   // Exact runs first: the others are compared with it.
   if (std::find(paths.begin(), paths.end(), tasks::McPath::kExact) == paths.end()) {
@@ -127,21 +136,30 @@ void run_mmlu(const MmluOptions& o) {
   const tasks::McPrompts prompts =
       tasks::build_mc_prompts(*decoder, questions, dev, o.shots, decoder->context_limit());
 
-  std::unique_ptr<memo::MapDatabase> db;
-  std::unique_ptr<memo::AttnCache> cache;
-  if (attncache) {
-    db = std::make_unique<memo::MapDatabase>(
-        memo::MapDatabase::open(o.db, decoder->fingerprint(), true));
-    cache = std::make_unique<memo::AttnCache>(*decoder, *db, o.threshold, memo::ReusePolicy{},
-                                              memo::HitVerification{!o.paper_mode, o.max_tv});
-  }
   tasks::McOptions options;
   options.shots = o.shots;
   options.batch = o.batch;
   options.progress = true;
   DeviceEmbedder device(*decoder, parse_device(o.device));
-  if (device.where() != "cpu") {
-    std::fprintf(stderr, "exact path on %s\n", device.where().c_str());
+  const bool on_gpu = device.where() != "cpu";
+  std::unique_ptr<memo::MapDatabase> db;
+  std::unique_ptr<memo::AttnCache> cache;
+  if (attncache) {
+    db = std::make_unique<memo::MapDatabase>(
+        memo::MapDatabase::open(o.db, decoder->fingerprint(), true));
+    if (on_gpu) {
+      memo::GpuEvalOptions gpu_options;
+      gpu_options.threshold = o.threshold;
+      gpu_options.batch = o.batch;
+      options.attncache_embed = memo::gpu_attncache(*decoder, device, *db, gpu_options);
+    } else {
+      cache = std::make_unique<memo::AttnCache>(*decoder, *db, o.threshold, memo::ReusePolicy{},
+                                                memo::HitVerification{!o.paper_mode, o.max_tv});
+    }
+  }
+  if (on_gpu) {
+    std::fprintf(stderr, "exact%s path on %s\n", attncache ? " and attncache" : "",
+                 device.where().c_str());
     options.exact_embed = [&device](const std::vector<std::vector<int32_t>>& batch) {
       return device.embed(batch);
     };
@@ -159,6 +177,7 @@ void run_mmlu(const MmluOptions& o) {
                            {"batch", o.batch},
                            {"threads", omp_get_max_threads()},
                            {"exact_device", device.where()},
+                           {"attncache_device", attncache ? device.where() : ""},
                            {"paths", nlohmann::json::array()}};
   for (const tasks::McRun& run : runs) {
     report["paths"].push_back(tasks::summarize(run, &runs.front(), questions));
@@ -365,7 +384,8 @@ void add_score_command(CLI::App& app) {
   mmlu->add_option(
           "--device", o->device,
           "exact path on: cpu; cuda (exit 2 without a usable GPU); auto (the GPU when "
-          "usable). A GPU that fails mid-run hands the rest to the CPU. With --paths exact")
+          "usable). A GPU that fails mid-run hands the rest to the CPU. With --paths exact or "
+          "exact,attncache (AttnCache on the GPU: with --paper, maps in GPU memory)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   mmlu->add_option("-b,--batch", o->batch, "prompts per forward pass")

@@ -17,11 +17,22 @@ namespace attncache::memo {
 
 #ifndef ATTNCACHE_WITH_CUDA
 
-nlohmann::json evaluate_on_gpu(PrefillModel&, DeviceEmbedder&, const MapDatabase&,
-                               const std::vector<std::vector<int32_t>>&, const GpuEvalOptions&) {
+namespace {
+[[noreturn]] void no_cuda() {
   core::throw_bad_input(
       "this build has no CUDA backend (configure with -DATTNCACHE_CUDA=ON and the CUDA toolkit "
       "installed)");
+}
+}  // namespace
+
+nlohmann::json evaluate_on_gpu(PrefillModel&, DeviceEmbedder&, const MapDatabase&,
+                               const std::vector<std::vector<int32_t>>&, const GpuEvalOptions&) {
+  no_cuda();
+}
+
+GpuAttnCacheFn gpu_attncache(PrefillModel&, DeviceEmbedder&, const MapDatabase&,
+                             const GpuEvalOptions&) {
+  no_cuda();
 }
 
 #else
@@ -169,6 +180,15 @@ nlohmann::json per_hit(DeviceEmbedder& gpu, GpuAttnCache& cache, const Batch& qu
 }
 
 }  // namespace
+
+GpuAttnCacheFn gpu_attncache(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
+                             const GpuEvalOptions& options) {
+  if (!gpu.on_gpu()) core::throw_bad_input("AttnCache on the GPU needs the model on a GPU");
+  auto cache = std::make_shared<GpuAttnCache>(model, gpu, db, options);
+  return [cache](const Batch& batch, std::vector<Lookup>* found) {
+    return cache->embed(batch, found);
+  };
+}
 
 nlohmann::json evaluate_on_gpu(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
                                const Batch& queries, const GpuEvalOptions& options) {

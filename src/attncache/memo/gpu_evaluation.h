@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -33,6 +34,15 @@ struct GpuEvalOptions {
   int per_hit_queries = 256;             // forced reuse of same-length candidates, timed
   bool progress = false;
 };
+
+// AttnCache's forward pass on the GPU, one batch per call: lookups on the CPU (the paper's hit
+// rule), the hits' maps through a device map cache of `options.cache_bytes`, one GPU forward pass
+// for hits and misses together. Returns the batch's vectors ([batch × dim], as model.embed) and
+// each sequence's lookup in `found`. Throws bad input as evaluate_on_gpu does.
+using GpuAttnCacheFn = std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&,
+                                                        std::vector<Lookup>* found)>;
+GpuAttnCacheFn gpu_attncache(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
+                             const GpuEvalOptions& options);
 
 // `model` is the CPU model (tokenization and lookups), `gpu` the same model on the GPU. Throws
 // bad input when `gpu` is not on a GPU or the build has no CUDA backend.

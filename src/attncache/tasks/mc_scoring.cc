@@ -103,7 +103,8 @@ void score_batch(Decoder& decoder, const McPrompts& prompts, size_t b0, size_t b
   std::vector<float> hidden;
   if (run->path == McPath::kAttnCache) {
     std::vector<memo::Lookup> lookups;
-    hidden = cache->embed(ids, &lookups);
+    hidden = options.attncache_embed ? options.attncache_embed(ids, &lookups)
+                                     : cache->embed(ids, &lookups);
     for (size_t i = b0; i < b1; ++i) {
       run->answers[i].lookup = lookups[i - b0];
       run->answers[i].hit = lookups[i - b0].hit;
@@ -125,7 +126,7 @@ std::vector<McRun> score_mc(Decoder& decoder, const McPrompts& prompts,
   const size_t batch = static_cast<size_t>(std::max(1, options.batch));
   std::vector<McRun> runs(paths.size());
   for (size_t p = 0; p < paths.size(); ++p) {
-    if (paths[p] == McPath::kAttnCache && cache == nullptr) {
+    if (paths[p] == McPath::kAttnCache && cache == nullptr && !options.attncache_embed) {
       core::throw_internal("score_mc: AttnCache scoring needs a cache");
     }
     runs[p].path = paths[p];

@@ -29,6 +29,11 @@ struct McOptions {
   // Computes the exact path's vectors (the last tokens' final hidden states), e.g. on a GPU;
   // null: the decoder on the CPU.
   std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&)> exact_embed;
+  // Computes AttnCache's vectors and each prompt's lookup, e.g. on a GPU (memo::gpu_attncache);
+  // null: the `cache` that score_mc is given.
+  std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&,
+                                   std::vector<memo::Lookup>*)>
+      attncache_embed;
 };
 
 struct McAnswer {
@@ -59,7 +64,7 @@ McPrompts build_mc_prompts(const Decoder& decoder, const std::vector<McQuestion>
                            const std::vector<McQuestion>& dev, int shots, int max_tokens);
 
 // Runs every path over all prompts, batch by batch with the paths taking turns (timings are
-// comparable under drift). `cache` is required for kAttnCache.
+// comparable under drift). kAttnCache needs `cache` or options.attncache_embed.
 std::vector<McRun> score_mc(Decoder& decoder, const McPrompts& prompts,
                             const std::vector<McPath>& paths, const McOptions& options,
                             memo::AttnCache* cache = nullptr);
