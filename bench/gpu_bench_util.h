@@ -281,7 +281,7 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
     // P8: the grouped kernel's unit orders (AttentionArgs::grouped_band_items); the default
     // one (0, head group by head group) also gives the plain grouped figures.
     const std::pair<const char*, int> orders[] = {
-        {"group_major", 0}, {"bands_4", (args.num_items + 3) / 4}, {"item_major", 1}};
+        {"group_major", 0}, {"bands_4", cuda::grouped_four_bands(args.num_items)}, {"item_major", 1}};
     std::pair<double, double> by_default;
     for (const auto& [name, band] : orders) {
       args.grouped_band_items = band;

@@ -619,7 +619,7 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
       grouped.num_wide_items = 0;
       grouped.group_heads = true;
       grouped.grouped_ctas = sm_count;
-      grouped.grouped_band_items = (b.num_items + 3) / 4;
+      grouped.grouped_band_items = cuda::grouped_four_bands(b.num_items);
       cuda_forward::attention_reuse(grouped, reuse, stream);
     } else {
       cuda_forward::attention_reuse(args, reuse, stream);

@@ -101,6 +101,9 @@ void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream
 // Query heads per CTA of attention_reuse with these arguments when it runs the grouped kernel
 // (group_heads), else 0.
 int reuse_heads_per_cta(const AttentionArgs& args);
+// AttentionArgs::grouped_band_items that splits `num_items` items into four bands, the decoder's
+// order for the grouped kernel.
+inline int grouped_four_bands(int num_items) { return (num_items + 3) / 4; }
 // P·V from stored maps for the reused heads whose maps are in `format` (args.maps must be set).
 void attention_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t stream);
 
