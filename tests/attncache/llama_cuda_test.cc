@@ -606,7 +606,7 @@ TEST(CudaLlamaModel, WideQueryBlocksEqualNarrowOnes) {
           args.wide_items = nullptr;
           args.num_wide_items = 0;
           args.group_heads = true;
-          for (const auto [ctas, band] : {std::pair{0, 0}, {3, 0}, {0, 1}, {3, 1}, {3, 5}}) {
+          for (const auto& [ctas, band] : {std::pair{0, 0}, {3, 0}, {0, 1}, {3, 1}, {3, 5}}) {
             cuda::check(cudaMemset(wide_ctx.data(), 0xff, ctx_bytes), "cudaMemset");
             args.grouped_ctas = ctas;
             args.grouped_band_items = band;
