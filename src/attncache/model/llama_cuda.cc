@@ -29,6 +29,11 @@ constexpr int kWideMinTokensWgmmaHead64 = 3072;
 // Mean tokens per sequence from which reuse runs the grouped kernel with head 64, where its units
 // are few (with head 128: kWideMinTokens; see Impl::run).
 constexpr int kGroupedMinTokensHead64 = 2048;
+// With head 128 the grouped kernel takes its units in four bands of items for fewer sequences
+// than this of at least this many tokens on average, else head group by head group (measured
+// at 1, 8 and 32 sequences of 835, 2048 and 4096 tokens; see Impl::run).
+constexpr int kGroupedFewSequences = 16;
+constexpr int kGroupedBandsMinTokens = 1024;
 
 struct LayerWeights {
   size_t attn_norm, qkv_w, qkv_b, o_w, ffn_norm, gate_up_w, down_w;
@@ -93,8 +98,10 @@ struct Batch {
   int num_wide_items = 0;   // 128-row query blocks; 0: 64-row blocks
   bool exact_wide = false;  // whether the exact kernel takes the 128-row blocks too
   // Whether the reuse kernel runs 64-row blocks with the query heads that share a KV head in one
-  // CTA (cuda::AttentionArgs::group_heads), a CTA per SM, instead.
+  // CTA (cuda::AttentionArgs::group_heads), a CTA per SM, instead; in which unit order
+  // (cuda::AttentionArgs::grouped_band_items).
   bool reuse_grouped = false;
+  int reuse_band_items = 0;
   BatchLayout layout;
   const DeviceMapPlan* maps = nullptr;
   // With host-resident maps: per slot, its offset in its layer's staging buffer.
@@ -355,11 +362,14 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
                              static_cast<int64_t>(b.num_wide_items) * c.num_heads >= 8 * sm_count));
   // Grouped reuse reads each value tile once for the query heads that share it: 2 bytes of V
   // per byte of P8 map with head 128 and 64-row blocks, 1 with 128-row ones, 2/3 grouped in
-  // threes. Persistent, in four bands of items (longest band first; head group by head group
-  // within each, so the CTAs at work at once share value tiles in L2), P8 ran against the
-  // faster row count on the H100: with head 128 1.02-1.42x at 3B's shapes from 835 tokens but
-  // 8 x 835 (0.98x); with head 64 1.12-1.20x at 1B's batch 1 from 2048 tokens, 0.89-1.00x with
-  // more units or fewer tokens (bench/results/attention_grouped_h100/unit_orders).
+  // threes. It runs persistent. With head 128, P8 against the faster row count at 3B's shapes
+  // from 835 tokens, in two H100 runs (bench/results/attention_grouped_h100/unit_orders and
+  // four_bands): head group by head group over all items 1.04-1.18x at 1 x 835, 8 x 835 and
+  // 32 x 835-4096 (four bands: 0.98-1.17x there); in four bands of items (longest band first;
+  // head group by head group within each, so the CTAs at work at once share value tiles in L2)
+  // 1.06-1.44x at 1 and 8 x 2048-4096, where head group by head group gives 0.82-1.04x (few
+  // rounds load the CTAs unevenly). With head 64, four bands 1.12-1.20x at 1B's batch 1 from
+  // 2048 tokens, 0.89-1.00x with more units or fewer tokens.
   cuda::AttentionArgs shape;
   shape.num_heads = c.num_heads;
   shape.num_kv_heads = c.num_kv_heads;
@@ -370,10 +380,13 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
   auto mean_at_least = [&](int tokens) { return b.total >= static_cast<int64_t>(tokens) * nseq; };
   if (c.head_dim == 128) {
     b.reuse_grouped = heads_per_cta > 0 && mean_at_least(kWideMinTokens);
+    const bool few_long = nseq < kGroupedFewSequences && mean_at_least(kGroupedBandsMinTokens);
+    b.reuse_band_items = few_long ? cuda::grouped_four_bands(b.num_items) : 0;
   } else {
     b.reuse_grouped =
         heads_per_cta > 0 && mean_at_least(kGroupedMinTokensHead64) &&
         static_cast<int64_t>(b.num_items) * (c.num_heads / heads_per_cta) <= 4 * int64_t{sm_count};
+    b.reuse_band_items = cuda::grouped_four_bands(b.num_items);
   }
   const uint64_t all_heads = cuda_forward::all_heads_mask(c.num_heads);
   if (maps != nullptr && !maps->slots.empty()) {
@@ -619,7 +632,7 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
       grouped.num_wide_items = 0;
       grouped.group_heads = true;
       grouped.grouped_ctas = sm_count;
-      grouped.grouped_band_items = cuda::grouped_four_bands(b.num_items);
+      grouped.grouped_band_items = b.reuse_band_items;
       cuda_forward::attention_reuse(grouped, reuse, stream);
     } else {
       cuda_forward::attention_reuse(args, reuse, stream);
