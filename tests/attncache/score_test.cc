@@ -139,6 +139,19 @@ TEST(ScoreCli, DeviceAutoScoresTheExactPathWhereItCan) {
   if (attncache::cuda_device_count() == 0) {
     EXPECT_EQ(j["exact_device"], "cpu");
   }
+  // prefix_kv runs on the CPU only: auto keeps every path there, GPU or not.
+  const auto with_prefix = run_cli("score mmlu --data " + testing_paths::data_dir() +
+                                   "/mmlu --subjects us_foreign_policy --limit 2 --shots 1 "
+                                   "--device auto --json " +
+                                   json);
+  ASSERT_EQ(with_prefix.exit_code, 0) << with_prefix.output;
+  EXPECT_NE(with_prefix.output.find("--device auto: running on the CPU (prefix_kv runs on the CPU"),
+            std::string::npos)
+      << with_prefix.output;
+  const nlohmann::json k = nlohmann::json::parse(std::ifstream(json));
+  EXPECT_EQ(k["exact_device"], "cpu");
+  ASSERT_EQ(k["paths"].size(), 2u);
+  EXPECT_EQ(k["paths"][1]["path"], "prefix_kv");
 }
 
 // Stored prompts asked again hit their own maps (F16 triangles): the answers must be the
@@ -263,8 +276,8 @@ TEST(ScoreCli, RefusesBadInputWithExitCode2) {
   expect_bad("score mmlu --data " + data + " --shots 6", "--shots");
   expect_bad("score mmlu --data " + data + " --subjects us_foreign_policy --db " + dir.path("nodb"),
              "does not exist");
-  expect_bad("score mmlu --data " + data + " --device auto",
-             "--device auto runs the exact and attncache paths (prefix_kv runs on the CPU");
+  expect_bad("score mmlu --data " + data + " --device cuda",
+             "--device cuda runs the exact and attncache paths (prefix_kv runs on the CPU");
   expect_bad("score mmlu --data " + data + " --paths attncache --device cuda --db " +
                  dir.path("nodb"),
              "--device cuda runs AttnCache with the paper's hit rule only");

@@ -109,18 +109,26 @@ void run_mmlu(const MmluOptions& o) {
   const bool attncache =
       std::find(paths.begin(), paths.end(), tasks::McPath::kAttnCache) != paths.end();
   if (attncache && o.db.empty()) core::throw_bad_input("the attncache path needs --db");
-  if (o.device != "cpu") {
-    if (std::find(paths.begin(), paths.end(), tasks::McPath::kPrefixKv) != paths.end()) {
-      core::throw_bad_input("--device ", o.device,
-                            " runs the exact and attncache paths (prefix_kv runs on the CPU, "
-                            "and its times would not compare): use --paths exact or "
-                            "exact,attncache");
-    }
-    if (attncache && !o.paper_mode) {
-      core::throw_bad_input("--device ", o.device,
-                            " runs AttnCache with the paper's hit rule only (the layer-0 check "
-                            "needs the CPU engine): add --paper");
-    }
+  // A path that runs on the CPU only keeps every path there, so that the times compare: refused
+  // with --device cuda, taken as the choice with --device auto.
+  const bool prefix_kv =
+      std::find(paths.begin(), paths.end(), tasks::McPath::kPrefixKv) != paths.end();
+  const char* cpu_only = prefix_kv ? "prefix_kv runs on the CPU, and its times would not compare"
+                         : attncache && !o.paper_mode
+                             ? "AttnCache's layer-0 check needs the CPU engine; --paper drops it"
+                             : nullptr;
+  std::string device_name = o.device;
+  if (o.device == "cuda" && prefix_kv) {
+    core::throw_bad_input("--device cuda runs the exact and attncache paths (", cpu_only,
+                          "): use --paths exact or exact,attncache");
+  }
+  if (o.device == "cuda" && cpu_only != nullptr) {
+    core::throw_bad_input("--device cuda runs AttnCache with the paper's hit rule only (",
+                          cpu_only, "): add --paper");
+  }
+  if (o.device == "auto" && cpu_only != nullptr) {
+    std::fprintf(stderr, "--device auto: running on the CPU (%s)\n", cpu_only);
+    device_name = "cpu";
   }
   // Exact runs first: the others are compared with it.
   if (std::find(paths.begin(), paths.end(), tasks::McPath::kExact) == paths.end()) {
@@ -140,7 +148,7 @@ void run_mmlu(const MmluOptions& o) {
   options.shots = o.shots;
   options.batch = o.batch;
   options.progress = true;
-  DeviceEmbedder device(*decoder, parse_device(o.device));
+  DeviceEmbedder device(*decoder, parse_device(device_name));
   const bool on_gpu = device.where() != "cpu";
   std::unique_ptr<memo::MapDatabase> db;
   std::unique_ptr<memo::AttnCache> cache;
@@ -384,8 +392,9 @@ void add_score_command(CLI::App& app) {
   mmlu->add_option(
           "--device", o->device,
           "exact path on: cpu; cuda (exit 2 without a usable GPU); auto (the GPU when "
-          "usable). A GPU that fails mid-run hands the rest to the CPU. With --paths exact or "
-          "exact,attncache (AttnCache on the GPU: with --paper, maps in GPU memory)")
+          "usable and the paths allow it, else the CPU). A GPU that fails mid-run hands the "
+          "rest to the CPU. The GPU runs --paths exact or exact,attncache (AttnCache with "
+          "--paper, maps in GPU memory); prefix_kv and AttnCache's layer-0 check run on the CPU")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   mmlu->add_option("-b,--batch", o->batch, "prompts per forward pass")
