@@ -9,6 +9,9 @@ import sys
 
 
 GROUPED_NAMES = {"_grouped": " / grouped", "_grouped_persistent": " / persistent"}
+# Peak DRAM bandwidth by device name (TB/s): the floor column's P·V reads its maps and values
+# at this speed.
+PEAK_TBPS = {"H100 80GB HBM3": 3.35, "H200": 4.8}
 
 
 def ms(r, key):
@@ -45,16 +48,19 @@ def main():
               f"{cell(t.get('ours_vs_hf_cosine_min'), '{:.4f}')}, "
               f"{t.get('ours_vs_hf_top1_agree', '–')}/{r['batch']} |")
 
+    peak = next((tbps for name, tbps in PEAK_TBPS.items() if name in ours["device"]), None)
     print("\nAttnCache per hit: every layer and head of every sequence reuses stored maps (all hits), "
           "ms per call and speed-up over our exact path. The bound is what a P8 hit would gain "
           "if P·V cost nothing: the P8 time less the layers' reuse kernels as timed alone "
-          "(the faster row count's):\n")
+          "(the fastest's); the floor, if P·V ran at the DRAM floor of its P8 map and value "
+          f"reads ({peak or '–'} TB/s), i.e. the best any P8 reuse kernel can do:\n")
     # Newer runs also time exact and P8 hit calls alternating (robust to clock drift).
     alternating = any("reuse_device_p8_alternating" in r for r in ours["results"])
     print("| batch × tokens | exact | maps in GPU memory, bf16 | P8 | "
           + ("P8, calls alternating | " if alternating else "")
-          + "bound, P·V free | maps in host memory, bf16 | P8 | map bytes per hit (bf16 / P8) |")
-    print("|---" * (8 + alternating) + "|")
+          + "bound, P·V free | floor, P·V at DRAM speed | maps in host memory, bf16 | P8 | "
+          "map bytes per hit (bf16 / P8) |")
+    print("|---" * (9 + alternating) + "|")
     for r in ours["results"]:
         exact = ms(r, "exact_graph")
         a = r["attention_kernels_one_layer"]
@@ -63,6 +69,11 @@ def main():
         p8 = ms(r, "reuse_device_p8")
         left = p8 - c["layers"] * pv if p8 else 0.0  # a hit's time without P·V
         bound = exact / left if left > 0 else None
+        # One layer's P8 maps (half the bf16 bytes) and its value rows, read once.
+        pv_bytes = (a["map_bytes_per_layer"] / 2
+                    + r["batch"] * r["tokens"] * c["kv_heads"] * c["head_dim"] * 2)
+        floor = (exact / (left + c["layers"] * pv_bytes / (peak * 1e9))
+                 if peak and left > 0 else None)
 
         def hit(key):
             t = ms(r, key)
@@ -75,6 +86,7 @@ def main():
                     if alternating else "")
         print(f"| {r['batch']} × {r['tokens']} | {exact:.2f} | {hit('reuse_device_bf16')} | "
               f"{hit('reuse_device_p8')} | {alt_cell}{cell(bound, '{:.2f}×')} | "
+              f"{cell(floor, '{:.2f}×')} | "
               f"{hit('reuse_host_bf16')} | "
               f"{hit('reuse_host_p8')} | "
               f"{r['map_bytes_per_hit_bf16'] / 1e9:.2f} / {r['map_bytes_per_hit_p8'] / 1e9:.2f} GB |")
