@@ -145,8 +145,9 @@ TEST(ScoreCli, DeviceAutoScoresTheExactPathWhereItCan) {
                                    "--device auto --json " +
                                    json);
   ASSERT_EQ(with_prefix.exit_code, 0) << with_prefix.output;
-  EXPECT_NE(with_prefix.output.find("--device auto: running on the CPU (prefix_kv runs on the CPU"),
-            std::string::npos)
+  EXPECT_NE(
+      with_prefix.output.find("--device auto: running on the CPU (prefix_kv runs on the CPU only)"),
+      std::string::npos)
       << with_prefix.output;
   const nlohmann::json k = nlohmann::json::parse(std::ifstream(json));
   EXPECT_EQ(k["exact_device"], "cpu");

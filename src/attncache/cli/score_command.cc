@@ -109,25 +109,27 @@ void run_mmlu(const MmluOptions& o) {
   const bool attncache =
       std::find(paths.begin(), paths.end(), tasks::McPath::kAttnCache) != paths.end();
   if (attncache && o.db.empty()) core::throw_bad_input("the attncache path needs --db");
-  // A path that runs on the CPU only keeps every path there, so that the times compare: refused
+  // Paths that run on the CPU only keep every path there, so that the times compare: refused
   // with --device cuda, taken as the choice with --device auto.
   const bool prefix_kv =
       std::find(paths.begin(), paths.end(), tasks::McPath::kPrefixKv) != paths.end();
-  const char* cpu_only = prefix_kv ? "prefix_kv runs on the CPU, and its times would not compare"
-                         : attncache && !o.paper_mode
-                             ? "AttnCache's layer-0 check needs the CPU engine; --paper drops it"
-                             : nullptr;
-  std::string device_name = o.device;
+  const bool layer0_check = attncache && !o.paper_mode;
   if (o.device == "cuda" && prefix_kv) {
-    core::throw_bad_input("--device cuda runs the exact and attncache paths (", cpu_only,
-                          "): use --paths exact or exact,attncache");
+    core::throw_bad_input(
+        "--device cuda runs the exact and attncache paths (prefix_kv runs on "
+        "the CPU, and its times would not compare): use --paths exact or "
+        "exact,attncache");
   }
-  if (o.device == "cuda" && cpu_only != nullptr) {
-    core::throw_bad_input("--device cuda runs AttnCache with the paper's hit rule only (",
-                          cpu_only, "): add --paper");
+  if (o.device == "cuda" && layer0_check) {
+    core::throw_bad_input(
+        "--device cuda runs AttnCache with the paper's hit rule only (the "
+        "layer-0 check needs the CPU engine): add --paper");
   }
-  if (o.device == "auto" && cpu_only != nullptr) {
-    std::fprintf(stderr, "--device auto: running on the CPU (%s)\n", cpu_only);
+  std::string device_name = o.device;
+  if (o.device == "auto" && (prefix_kv || layer0_check)) {
+    std::fprintf(stderr, "--device auto: running on the CPU (%s)\n",
+                 prefix_kv ? "prefix_kv runs on the CPU only"
+                           : "AttnCache's layer-0 check needs the CPU engine; --paper drops it");
     device_name = "cpu";
   }
   // Exact runs first: the others are compared with it.
