@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <sstream>
 
 #include "attncache/device_embedder.h"
@@ -266,13 +267,24 @@ void run_eval(const EvalCliOptions& o) {
   options.verification = {!o.paper_mode, o.max_tv};
   options.progress = true;
   nlohmann::json report;
-  if (o.device == "cuda") {
-    if (!o.paper_mode) {
-      core::throw_bad_input(
-          "--device cuda applies the paper's hit rule only (the layer-0 check needs the CPU "
-          "engine's layer 0 per candidate): add --paper");
-    }
-    DeviceEmbedder gpu(*model, Device::kCuda);
+  if (o.device == "cuda" && !o.paper_mode) {
+    core::throw_bad_input(
+        "--device cuda applies the paper's hit rule only (the layer-0 check needs the CPU "
+        "engine's layer 0 per candidate): add --paper");
+  }
+  if (o.device == "auto" && !o.paper_mode) {
+    std::fprintf(stderr,
+                 "--device auto: running on the CPU (the layer-0 check needs the CPU engine; "
+                 "--paper drops it)\n");
+  }
+  // The GPU model is loaded only where it would run; auto falls back to the CPU with a note.
+  std::unique_ptr<DeviceEmbedder> device;
+  if (o.device != "cpu" && o.paper_mode) {
+    device = std::make_unique<DeviceEmbedder>(*model, parse_device(o.device));
+  }
+  const bool on_gpu = device != nullptr && device->where() != "cpu";
+  if (on_gpu) {
+    DeviceEmbedder& gpu = *device;
     memo::GpuEvalOptions gpu_options;
     gpu_options.threshold = options.threshold;
     gpu_options.batch = options.batch;
@@ -287,7 +299,7 @@ void run_eval(const EvalCliOptions& o) {
   report["db"] = o.db;
   report["queries_file"] = o.queries;
   report["threads"] = omp_get_max_threads();
-  if (o.device == "cuda") {
+  if (on_gpu) {
     print_gpu_report(report);
   } else {
     print_report(report);
@@ -395,13 +407,14 @@ void add_eval_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--device", o->device,
-                  "cpu; or cuda: the exact path and AttnCache on the GPU (lookups stay on the "
+                  "cpu; cuda: the exact path and AttnCache on the GPU (lookups stay on the "
                   "CPU; hits' maps go through a device map cache; needs --paper; exit 2 "
-                  "without a usable GPU)")
+                  "without a usable GPU); auto: the GPU with --paper where one is usable, else "
+                  "the CPU")
       ->capture_default_str()
-      ->check(CLI::IsMember({"cpu", "cuda"}));
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option("--gpu-cache-mib", o->gpu_cache_mib,
-                  "with --device cuda: GPU memory for stored maps (least recently used out)")
+                  "on the GPU: its memory for stored maps (least recently used out)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 24));
   cmd->callback([o] { run_eval(*o); });
