@@ -9,6 +9,7 @@
 
 #include "attncache/embedder.h"
 #include "attncache/memo/attn_cache.h"
+#include "attncache/memo/gpu_evaluation.h"
 #include "attncache/memo/map_database.h"
 #include "attncache/memo/projector.h"
 #include "core/error.h"
@@ -242,6 +243,46 @@ TEST(AttnCache, RejectsThresholdsOutOfRangeAndBadPolicies) {
   EXPECT_EQ(ReusePolicy::parse_mask("0-2,5", 6, "--layers"), 0b100111u);
   EXPECT_THROW(ReusePolicy::parse_mask("0-9", 6, "--layers"), core::Error);
   EXPECT_THROW(ReusePolicy::parse_mask("x", 6, "--layers"), core::Error);
+}
+
+// AttnCache on the GPU hands batches to the CPU as DeviceEmbedder does for the exact path: a
+// refused batch alone, everything after a failure; the CPU side is made once, on first use, and
+// its own errors are passed on.
+TEST(WithCpuFallback, RefusedBatchesRunOnTheCpuAndAFailureSwitchesForGood) {
+  using Batch = std::vector<std::vector<int32_t>>;
+  int gpu_calls = 0, cpu_made = 0;
+  bool fail_next = false, failed = false;
+  auto gpu = [&](const Batch& batch, std::vector<Lookup>* found) {
+    ++gpu_calls;
+    if (batch.size() == 3) core::throw_bad_input("too large for the GPU");
+    if (fail_next) core::throw_internal("an illegal memory access");
+    found->assign(batch.size(), Lookup{});
+    return std::vector<float>(batch.size(), 1.0f);
+  };
+  auto make_cpu = [&]() -> GpuAttnCacheFn {
+    ++cpu_made;
+    return [](const Batch& batch, std::vector<Lookup>* found) {
+      if (batch.size() == 5) core::throw_bad_input("the CPU refuses this one too");
+      found->assign(batch.size(), Lookup{});
+      return std::vector<float>(batch.size(), 2.0f);
+    };
+  };
+  const GpuAttnCacheFn run = with_cpu_fallback(gpu, make_cpu, &failed);
+  std::vector<Lookup> found;
+  EXPECT_EQ(run(Batch(1), &found), std::vector<float>{1.0f});
+  EXPECT_EQ(cpu_made, 0);
+  EXPECT_EQ(run(Batch(3), &found), std::vector<float>(3, 2.0f));  // refused: this batch only
+  EXPECT_EQ(found.size(), 3u);
+  EXPECT_FALSE(failed);
+  EXPECT_EQ(run(Batch(2), &found), std::vector<float>(2, 1.0f));
+  fail_next = true;
+  EXPECT_EQ(run(Batch(1), &found), std::vector<float>{2.0f});  // failed: the CPU from now on
+  EXPECT_TRUE(failed);
+  const int calls = gpu_calls;
+  EXPECT_EQ(run(Batch(2), &found), std::vector<float>(2, 2.0f));
+  EXPECT_EQ(gpu_calls, calls);
+  EXPECT_EQ(cpu_made, 1);
+  EXPECT_THROW(run(Batch(5), &found), core::Error);
 }
 
 }  // namespace

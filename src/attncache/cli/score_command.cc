@@ -154,6 +154,11 @@ void run_mmlu(const MmluOptions& o) {
   const bool on_gpu = device.where() != "cpu";
   std::unique_ptr<memo::MapDatabase> db;
   std::unique_ptr<memo::AttnCache> cache;
+  bool attncache_left_gpu = false;
+  auto make_cpu_cache = [&] {
+    cache = std::make_unique<memo::AttnCache>(*decoder, *db, o.threshold, memo::ReusePolicy{},
+                                              memo::HitVerification{!o.paper_mode, o.max_tv});
+  };
   if (attncache) {
     db = std::make_unique<memo::MapDatabase>(
         memo::MapDatabase::open(o.db, decoder->fingerprint(), true));
@@ -161,10 +166,18 @@ void run_mmlu(const MmluOptions& o) {
       memo::GpuEvalOptions gpu_options;
       gpu_options.threshold = o.threshold;
       gpu_options.batch = o.batch;
-      options.attncache_embed = memo::gpu_attncache(*decoder, device, *db, gpu_options);
+      options.attncache_embed = memo::with_cpu_fallback(
+          memo::gpu_attncache(*decoder, device, *db, gpu_options),
+          [&]() -> memo::GpuAttnCacheFn {
+            make_cpu_cache();
+            return [c = cache.get()](const std::vector<std::vector<int32_t>>& batch,
+                                     std::vector<memo::Lookup>* found) {
+              return c->embed(batch, found);
+            };
+          },
+          &attncache_left_gpu);
     } else {
-      cache = std::make_unique<memo::AttnCache>(*decoder, *db, o.threshold, memo::ReusePolicy{},
-                                                memo::HitVerification{!o.paper_mode, o.max_tv});
+      make_cpu_cache();
     }
   }
   if (on_gpu) {
@@ -187,7 +200,9 @@ void run_mmlu(const MmluOptions& o) {
                            {"batch", o.batch},
                            {"threads", omp_get_max_threads()},
                            {"exact_device", device.where()},
-                           {"attncache_device", attncache ? device.where() : ""},
+                           {"attncache_device", !attncache           ? ""
+                                                : attncache_left_gpu ? "cpu"
+                                                                     : device.where()},
                            {"paths", nlohmann::json::array()}};
   for (const tasks::McRun& run : runs) {
     report["paths"].push_back(tasks::summarize(run, &runs.front(), questions));

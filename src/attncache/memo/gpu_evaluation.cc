@@ -1,6 +1,7 @@
 #include "attncache/memo/gpu_evaluation.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -14,6 +15,40 @@
 #endif
 
 namespace attncache::memo {
+
+GpuAttnCacheFn with_cpu_fallback(GpuAttnCacheFn on_gpu, std::function<GpuAttnCacheFn()> make_on_cpu,
+                                 bool* failed) {
+  struct State {
+    GpuAttnCacheFn gpu, cpu;
+    std::function<GpuAttnCacheFn()> make_cpu;
+    bool* failed;
+  };
+  auto state =
+      std::make_shared<State>(State{std::move(on_gpu), nullptr, std::move(make_on_cpu), failed});
+  return [state](const std::vector<std::vector<int32_t>>& batch, std::vector<Lookup>* found) {
+    if (state->gpu) {
+      try {
+        return state->gpu(batch, found);
+      } catch (const core::Error& e) {
+        if (e.kind() == core::ErrorKind::kInternal) {
+          std::fprintf(stderr,
+                       "warning: the GPU failed (%s); AttnCache runs this batch and the rest on "
+                       "the CPU\n",
+                       e.what());
+          state->gpu = nullptr;
+          if (state->failed != nullptr) *state->failed = true;
+        } else {
+          std::fprintf(stderr,
+                       "note: the GPU refused an AttnCache batch of %zu input%s (%s); it runs on "
+                       "the CPU\n",
+                       batch.size(), batch.size() == 1 ? "" : "s", e.what());
+        }
+      }
+    }
+    if (!state->cpu) state->cpu = state->make_cpu();
+    return state->cpu(batch, found);
+  };
+}
 
 #ifndef ATTNCACHE_WITH_CUDA
 

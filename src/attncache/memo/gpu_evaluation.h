@@ -44,6 +44,14 @@ using GpuAttnCacheFn = std::function<std::vector<float>(const std::vector<std::v
 GpuAttnCacheFn gpu_attncache(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
                              const GpuEvalOptions& options);
 
+// `on_gpu`, with the CPU as DeviceEmbedder is for the exact path: a batch the GPU refuses as bad
+// input runs on `on_cpu` after a note; a GPU failure (core::Error of kind internal) sends that
+// batch and every later one there after one warning, and sets `*failed` (if given). `on_cpu` is
+// made on first use (AttnCache on the CPU engine, its maps read from the database), and its own
+// errors are passed on.
+GpuAttnCacheFn with_cpu_fallback(GpuAttnCacheFn on_gpu, std::function<GpuAttnCacheFn()> make_on_cpu,
+                                 bool* failed = nullptr);
+
 // `model` is the CPU model (tokenization and lookups), `gpu` the same model on the GPU. Throws
 // bad input when `gpu` is not on a GPU or the build has no CUDA backend.
 nlohmann::json evaluate_on_gpu(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
