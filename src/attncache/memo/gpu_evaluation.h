@@ -44,11 +44,11 @@ using GpuAttnCacheFn = std::function<std::vector<float>(const std::vector<std::v
 GpuAttnCacheFn gpu_attncache(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
                              const GpuEvalOptions& options);
 
-// `on_gpu`, with the CPU as DeviceEmbedder is for the exact path: a batch the GPU refuses as bad
-// input runs on `on_cpu` after a note; a GPU failure (core::Error of kind internal) sends that
-// batch and every later one there after one warning, and sets `*failed` (if given). `on_cpu` is
-// made on first use (AttnCache on the CPU engine, its maps read from the database), and its own
-// errors are passed on.
+// `on_gpu`, with the CPU behind it as DeviceEmbedder has for the exact path: a batch the GPU
+// refuses as bad input runs on the CPU after a note; a GPU failure (core::Error of kind internal)
+// sends that batch and every later one there after one warning, and sets `*failed` (if given).
+// The CPU side is what `make_on_cpu` returns, called once on first use (AttnCache on the CPU
+// engine, its maps read from the database); its own errors are passed on.
 GpuAttnCacheFn with_cpu_fallback(GpuAttnCacheFn on_gpu, std::function<GpuAttnCacheFn()> make_on_cpu,
                                  bool* failed = nullptr);
 
