@@ -6,6 +6,7 @@
 #   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [bench-repeat] [sanitize]
 #                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli] [memo-gpu]
 #                                  [attention-1B] [attention-3B] [serve-load] [profile]
+#                                  [variants] [decoder-alt-1B] [decoder-alt-3B]
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
@@ -95,6 +96,23 @@ for stage in $stages; do
     torch)
       PYTHONUNBUFFERED=1 timeout 360 python3 "$work/gpu_torch_bench.py" --model "$model" \
         --ids "$work/ids.json" --out "$out/torch_bench.json" --compile > /dev/null
+      ;;
+    decoder-alt-*)  # end-to-end decoder timings of the bundle's build and of every alt/NAME in
+      # $carry/alt.tar.xz (see variants), one after the other on the same model; maps in GPU
+      # memory only (no host streaming), DECODER_BATCHES / DECODER_LENGTHS as for decoder-SIZE.
+      size=${stage#decoder-alt-}
+      dir=/tmp/attncache-models/llama-$size
+      [[ -f $dir/config.json ]] || timeout 300 python3 "$work/gpu_decoder_torch.py" make --size "$size" --dir "$dir"
+      rm -rf "$work/variants"; mkdir -p "$work/variants"
+      tar -C "$work/variants" -xJf "$carry/alt.tar.xz"
+      [[ -e $work/variants/alt/bundle ]] || cp "$work/bin/gpu_decoder_bench" "$work/variants/alt/bundle"
+      for bin in "$work"/variants/alt/*; do
+        echo "-- $(basename "$bin")"
+        timeout 300 "$bin" --model "$dir" --batches "${DECODER_BATCHES:-1,8,32}" \
+          --lengths "${DECODER_LENGTHS:-835,2048,4096}" --stream-max-gib 0 --pool-gib 8 \
+          --out "$out/decoder_alt_$(basename "$bin")_$size.json" 2>&1 > /dev/null | grep "^B=" ||
+          echo "$bin $size failed"
+      done
       ;;
     decoder-*)
       size=${stage#decoder-}
