@@ -121,14 +121,21 @@ std::vector<std::vector<double>> DeviceEmbedder::token_log_probs(
   return decoder->token_log_probs(batch);
 }
 
-void DeviceEmbedder::leave_gpu(const core::Error& e, size_t inputs) {
+bool cpu_takes_over(const core::Error& e, size_t inputs, const std::string& what) {
+  const std::string in = what.empty() ? "" : " in " + what;
   if (e.kind() != core::ErrorKind::kInternal) {  // refused as bad input: this batch only
-    std::fprintf(stderr, "note: the GPU refused a batch of %zu input%s (%s); it runs on the CPU\n",
-                 inputs, inputs == 1 ? "" : "s", e.what());
-    return;
+    std::fprintf(stderr,
+                 "note: the GPU refused a batch of %zu input%s%s (%s); it runs on the CPU\n",
+                 inputs, inputs == 1 ? "" : "s", in.c_str(), e.what());
+    return false;
   }
-  std::fprintf(stderr, "warning: the GPU failed (%s); this batch and the rest run on the CPU\n",
-               e.what());
+  std::fprintf(stderr, "warning: the GPU failed%s (%s); this batch and the rest run on the CPU\n",
+               in.c_str(), e.what());
+  return true;
+}
+
+void DeviceEmbedder::leave_gpu(const core::Error& e, size_t inputs) {
+  if (!cpu_takes_over(e, inputs)) return;
   gpu_ = nullptr;
   gpu_maps_ = nullptr;
   gpu_log_probs_ = nullptr;

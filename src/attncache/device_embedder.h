@@ -30,6 +30,12 @@ Device parse_device(const std::string& name);
 // Usable CUDA devices; 0 in a build without the CUDA backend.
 int cuda_device_count();
 
+// The CPU takes over a batch of `inputs` on which the GPU threw `e`: says so on stderr (`what`
+// names the work, e.g. "AttnCache"; empty: none) and returns whether the GPU failed (kind
+// internal: one warning, and the rest of the run belongs on the CPU) rather than refused it
+// (bad input: a note, this batch only).
+bool cpu_takes_over(const core::Error& e, size_t inputs, const std::string& what = "");
+
 class DeviceEmbedder {
  public:
   using BatchFn = std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&)>;

@@ -1,7 +1,6 @@
 #include "attncache/memo/gpu_evaluation.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -30,18 +29,9 @@ GpuAttnCacheFn with_cpu_fallback(GpuAttnCacheFn on_gpu, std::function<GpuAttnCac
       try {
         return state->gpu(batch, found);
       } catch (const core::Error& e) {
-        if (e.kind() == core::ErrorKind::kInternal) {
-          std::fprintf(stderr,
-                       "warning: the GPU failed (%s); AttnCache runs this batch and the rest on "
-                       "the CPU\n",
-                       e.what());
+        if (cpu_takes_over(e, batch.size(), "AttnCache")) {
           state->gpu = nullptr;
           if (state->failed != nullptr) *state->failed = true;
-        } else {
-          std::fprintf(stderr,
-                       "note: the GPU refused an AttnCache batch of %zu input%s (%s); it runs on "
-                       "the CPU\n",
-                       batch.size(), batch.size() == 1 ? "" : "s", e.what());
         }
       }
     }
