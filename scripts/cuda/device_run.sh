@@ -74,6 +74,21 @@ for f in ("tokenizer.json", "tokenizer_config.json"):
 PY
 }
 
+# The random-weight Llama-3.2-$1-shaped model, written once (kept while the machine stays warm),
+# in $dir.
+make_decoder() {
+  dir=/tmp/attncache-models/llama-$1
+  [[ -f $dir/config.json ]] || timeout 300 python3 "$work/gpu_decoder_torch.py" make --size "$1" --dir "$dir"
+}
+
+# The gpu_decoder_bench builds of $carry/alt.tar.xz (alt/NAME) and the bundle's own as
+# alt/bundle, in $work/variants/alt.
+unpack_variants() {
+  rm -rf "$work/variants"; mkdir -p "$work/variants"
+  tar -C "$work/variants" -xJf "$carry/alt.tar.xz"
+  [[ -e $work/variants/alt/bundle ]] || cp "$work/bin/gpu_decoder_bench" "$work/variants/alt/bundle"
+}
+
 # Llama-3.2 attention shapes for --attention-only: heads, KV heads, head size.
 declare -A attention_shape=([1B]=32,8,64 [3B]=24,8,128)
 
@@ -101,11 +116,8 @@ for stage in $stages; do
       # $carry/alt.tar.xz (see variants), one after the other on the same model; maps in GPU
       # memory only (no host streaming), DECODER_BATCHES / DECODER_LENGTHS as for decoder-SIZE.
       size=${stage#decoder-alt-}
-      dir=/tmp/attncache-models/llama-$size
-      [[ -f $dir/config.json ]] || timeout 300 python3 "$work/gpu_decoder_torch.py" make --size "$size" --dir "$dir"
-      rm -rf "$work/variants"; mkdir -p "$work/variants"
-      tar -C "$work/variants" -xJf "$carry/alt.tar.xz"
-      [[ -e $work/variants/alt/bundle ]] || cp "$work/bin/gpu_decoder_bench" "$work/variants/alt/bundle"
+      make_decoder "$size"
+      unpack_variants
       for bin in "$work"/variants/alt/*; do
         echo "-- $(basename "$bin")"
         timeout 300 "$bin" --model "$dir" --batches "${DECODER_BATCHES:-1,8,32}" \
@@ -119,8 +131,7 @@ for stage in $stages; do
       batches=${DECODER_BATCHES:-1,8,32}
       lengths=${DECODER_LENGTHS:-189,835,2048,4096}
       if [[ $size == smoke ]]; then size=1B; batches=1,8; lengths=189,835; fi
-      dir=/tmp/attncache-models/llama-$size
-      [[ -f $dir/config.json ]] || timeout 300 python3 "$work/gpu_decoder_torch.py" make --size "$size" --dir "$dir"
+      make_decoder "$size"
       # The GPU's clocks and power while it runs (bench/gpu_clocks_by_window.py reads both).
       echo "# utc_offset $(date +%z)" > "$out/gpu_clocks_$size.csv"
       nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw --format=csv,noheader,nounits \
@@ -148,9 +159,7 @@ for stage in $stages; do
     variants)  # the attention kernels of other builds, same shapes, two interleaved rounds:
       # $carry/alt.tar.xz holds alt/NAME, gpu_decoder_bench binaries built from other commits;
       # the bundle's own is timed beside them as alt/bundle.
-      rm -rf "$work/variants"; mkdir -p "$work/variants"
-      tar -C "$work/variants" -xJf "$carry/alt.tar.xz"
-      [[ -e $work/variants/alt/bundle ]] || cp "$work/bin/gpu_decoder_bench" "$work/variants/alt/bundle"
+      unpack_variants
       for round in 1 2; do
         for bin in "$work"/variants/alt/*; do
           for size in 3B 1B; do
