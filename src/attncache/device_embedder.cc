@@ -20,6 +20,16 @@ Device parse_device(const std::string& name) {
   core::throw_bad_input("unknown device '", name, "' (cpu, cuda or auto)");
 }
 
+Device device_for_cpu_only_work(Device requested, const std::string& why,
+                                const std::string& remedy) {
+  if (requested == Device::kCuda) core::throw_bad_input("--device cuda: ", why, " (", remedy, ")");
+  if (requested == Device::kAuto) {
+    std::fprintf(stderr, "--device auto: running on the CPU (%s; %s)\n", why.c_str(),
+                 remedy.c_str());
+  }
+  return Device::kCpu;
+}
+
 int cuda_device_count() {
 #ifdef ATTNCACHE_WITH_CUDA
   return cuda::device_count();
@@ -67,9 +77,10 @@ DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, Device device) : cpu_(cpu) {
 }
 
 DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name,
-                               BatchFn gpu_log_probs)
+                               BatchFn gpu_log_probs, MapsBatchFn gpu_maps)
     : cpu_(cpu),
       gpu_(std::move(gpu)),
+      gpu_maps_(std::move(gpu_maps)),
       gpu_log_probs_(std::move(gpu_log_probs)),
       where_(std::move(gpu_name)) {}
 
@@ -135,7 +146,10 @@ bool cpu_takes_over(const core::Error& e, size_t inputs, const std::string& what
 }
 
 void DeviceEmbedder::leave_gpu(const core::Error& e, size_t inputs) {
-  if (!cpu_takes_over(e, inputs)) return;
+  if (cpu_takes_over(e, inputs)) drop_gpu();
+}
+
+void DeviceEmbedder::drop_gpu() {
   gpu_ = nullptr;
   gpu_maps_ = nullptr;
   gpu_log_probs_ = nullptr;
@@ -146,7 +160,12 @@ void DeviceEmbedder::leave_gpu(const core::Error& e, size_t inputs) {
 std::vector<float> DeviceEmbedder::embed_with_maps(const std::vector<std::vector<int32_t>>& batch,
                                                    const DeviceMapPlan* plan) {
   if (!gpu_maps_) core::throw_bad_input("stored maps in GPU memory need the model on a GPU");
-  return gpu_maps_(batch, plan);
+  try {
+    return gpu_maps_(batch, plan);
+  } catch (const core::Error& e) {
+    if (e.kind() == core::ErrorKind::kInternal) drop_gpu();
+    throw;
+  }
 }
 
 }  // namespace attncache

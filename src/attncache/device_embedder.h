@@ -27,6 +27,12 @@ enum class Device { kCpu, kCuda, kAuto };
 // "cpu", "cuda" or "auto"; throws core::Error (bad input) otherwise.
 Device parse_device(const std::string& name);
 
+// Where work that runs on the CPU only goes when `requested`: the CPU, after a note on stderr
+// for kAuto; kCuda is refused as bad input. `why` names the work that keeps the run on the CPU,
+// `remedy` what would let it run on the GPU; both messages carry them.
+Device device_for_cpu_only_work(Device requested, const std::string& why,
+                                const std::string& remedy);
+
 // Usable CUDA devices; 0 in a build without the CUDA backend.
 int cuda_device_count();
 
@@ -39,16 +45,19 @@ bool cpu_takes_over(const core::Error& e, size_t inputs, const std::string& what
 class DeviceEmbedder {
  public:
   using BatchFn = std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&)>;
+  using MapsBatchFn = std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&,
+                                                       const DeviceMapPlan*)>;
 
   // kCuda: throws core::Error (bad input) when this build has no CUDA backend or no GPU is
   // usable (or the model does not fit it). kAuto: the GPU when that works, else the CPU, with a
   // note on stderr saying why.
   // `cpu` is an Embedder or a Decoder (another model runs on the CPU, or is refused for kCuda).
   DeviceEmbedder(PrefillModel& cpu, Device device);
-  // With `gpu` standing in for the GPU model's embed (tests), and `gpu_log_probs` (if given) for
-  // its token log-probabilities: [Σ N] floats, as CudaLlamaModel::Output::kTokenLogProbs.
+  // With `gpu` standing in for the GPU model's embed (tests), `gpu_log_probs` (if given) for
+  // its token log-probabilities ([Σ N] floats, as CudaLlamaModel::Output::kTokenLogProbs) and
+  // `gpu_maps` (if given) for its embed with stored maps.
   DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name,
-                 BatchFn gpu_log_probs = nullptr);
+                 BatchFn gpu_log_probs = nullptr, MapsBatchFn gpu_maps = nullptr);
   ~DeviceEmbedder();
   DeviceEmbedder(const DeviceEmbedder&) = delete;  // the GPU path refers to this object
   DeviceEmbedder& operator=(const DeviceEmbedder&) = delete;
@@ -56,8 +65,9 @@ class DeviceEmbedder {
   // [batch.size() × dim], as the model's embed().
   std::vector<float> embed(const std::vector<std::vector<int32_t>>& batch);
   // The same on the GPU with stored maps in device memory (AttnCache on the GPU; `plan` as the
-  // GPU model's forward takes it, null: none). Bad input when the model is not on a GPU; a GPU
-  // failure is passed on (the maps live on the device: there is nothing to fall back to).
+  // GPU model's forward takes it, null: none). Bad input when the model is not on a GPU. A GPU
+  // failure is passed on (the maps live on the device: the caller falls back, and warns), and
+  // the later batches of embed() and token_log_probs() run on the CPU without a second warning.
   std::vector<float> embed_with_maps(const std::vector<std::vector<int32_t>>& batch,
                                      const DeviceMapPlan* plan);
   // A decoder's Decoder::token_log_probs for each sequence of the batch (ids.size() − 1 values:
@@ -75,8 +85,7 @@ class DeviceEmbedder {
   PrefillModel& cpu_;
   std::shared_ptr<void> gpu_model_;  // keeps the GPU model alive behind gpu_
   BatchFn gpu_;
-  std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&, const DeviceMapPlan*)>
-      gpu_maps_;
+  MapsBatchFn gpu_maps_;
   BatchFn gpu_log_probs_;
   std::string where_ = "cpu";
   bool last_on_gpu_ = false;
@@ -84,6 +93,7 @@ class DeviceEmbedder {
   // The GPU threw `e` on a batch of `inputs`, which the CPU now runs. A failure (kind internal):
   // one warning, and the CPU from now on; a refusal (bad input): a note, this batch only.
   void leave_gpu(const core::Error& e, size_t inputs);
+  void drop_gpu();
 };
 
 }  // namespace attncache

@@ -105,6 +105,35 @@ TEST(DeviceEmbedder, ABatchTheGpuRefusesRunsOnTheCpu) {
   EXPECT_TRUE(e.on_gpu());
 }
 
+// A GPU failure with stored maps (AttnCache on the GPU) is passed on for the caller to fall
+// back and warn; the exact path's later batches then run on the CPU without a second warning.
+TEST(DeviceEmbedder, AGpuFailureWithStoredMapsSendsTheExactPathToTheCpuQuietly) {
+  int gpu_calls = 0;
+  DeviceEmbedder e(
+      minilm(),
+      [&](const std::vector<std::vector<int32_t>>& b) {
+        ++gpu_calls;
+        return minilm().embed(b);
+      },
+      "test GPU", nullptr,
+      [](const std::vector<std::vector<int32_t>>&, const DeviceMapPlan*) -> std::vector<float> {
+        core::throw_internal("CUDA error: an illegal memory access");
+      });
+  try {
+    e.embed_with_maps(batch("a red fox"), nullptr);
+    FAIL() << "the failure was not passed on";
+  } catch (const core::Error& error) {
+    EXPECT_EQ(error.kind(), core::ErrorKind::kInternal);
+  }
+  EXPECT_FALSE(e.on_gpu());
+  EXPECT_EQ(e.where(), "cpu");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(e.embed(batch("a lazy dog")), minilm().embed(batch("a lazy dog")));
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(gpu_calls, 0);
+  EXPECT_THROW(e.embed_with_maps(batch("a red fox"), nullptr), core::Error);  // no GPU now
+}
+
 // A decoder's token log-probabilities: the GPU model returns one row per token ([Σ N], 0 for each
 // sequence's last token); each sequence gets its N − 1 predictions.
 TEST(DeviceEmbedder, TokenLogProbsSplitTheGpuRowsPerSequence) {

@@ -184,11 +184,11 @@ TEST_F(MemoCliTest, ThresholdOutOfRangeIsRejected) {
 // The GPU path's refusals, and auto's fall-back to the CPU; its measurements run on a GPU
 // machine (scripts/cuda/device_run.sh).
 TEST_F(MemoCliTest, GpuEvalNeedsThePaperRuleAndAGpu) {
-  expect_bad_input(eval(dir_->path("db"), "--device cuda"), "add --paper");
+  expect_bad_input(eval(dir_->path("db"), "--device cuda"), "--paper drops it");
   expect_bad_input(eval(dir_->path("db"), "--device tpu"), "--device");
   const CliResult layer0 = eval(dir_->path("db"), "--device auto");
   EXPECT_EQ(layer0.exit_code, 0) << layer0.output;
-  EXPECT_NE(layer0.output.find("--device auto: running on the CPU (the layer-0 check"),
+  EXPECT_NE(layer0.output.find("--device auto: running on the CPU (AttnCache's layer-0 check"),
             std::string::npos)
       << layer0.output;
   if (attncache::cuda_device_count() == 0) {

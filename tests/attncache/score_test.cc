@@ -146,7 +146,7 @@ TEST(ScoreCli, DeviceAutoScoresTheExactPathWhereItCan) {
                                    json);
   ASSERT_EQ(with_prefix.exit_code, 0) << with_prefix.output;
   EXPECT_NE(
-      with_prefix.output.find("--device auto: running on the CPU (prefix_kv runs on the CPU only)"),
+      with_prefix.output.find("--device auto: running on the CPU (prefix_kv runs on the CPU only"),
       std::string::npos)
       << with_prefix.output;
   const nlohmann::json k = nlohmann::json::parse(std::ifstream(json));
@@ -278,10 +278,10 @@ TEST(ScoreCli, RefusesBadInputWithExitCode2) {
   expect_bad("score mmlu --data " + data + " --subjects us_foreign_policy --db " + dir.path("nodb"),
              "does not exist");
   expect_bad("score mmlu --data " + data + " --device cuda",
-             "--device cuda runs the exact and attncache paths (prefix_kv runs on the CPU");
-  expect_bad("score mmlu --data " + data + " --paths attncache --device cuda --db " +
-                 dir.path("nodb"),
-             "--device cuda runs AttnCache with the paper's hit rule only");
+             "--device cuda: prefix_kv runs on the CPU only");
+  expect_bad(
+      "score mmlu --data " + data + " --paths attncache --device cuda --db " + dir.path("nodb"),
+      "--device cuda: AttnCache's layer-0 check needs the CPU engine (--paper drops it");
   if (attncache::cuda_device_count() == 0) {
     expect_bad("score mmlu --data " + data + " --paths exact --device cuda", "CUDA");
   }

@@ -267,21 +267,13 @@ void run_eval(const EvalCliOptions& o) {
   options.verification = {!o.paper_mode, o.max_tv};
   options.progress = true;
   nlohmann::json report;
-  if (o.device == "cuda" && !o.paper_mode) {
-    core::throw_bad_input(
-        "--device cuda applies the paper's hit rule only (the layer-0 check needs the CPU "
-        "engine's layer 0 per candidate): add --paper");
-  }
-  if (o.device == "auto" && !o.paper_mode) {
-    std::fprintf(stderr,
-                 "--device auto: running on the CPU (the layer-0 check needs the CPU engine; "
-                 "--paper drops it)\n");
+  Device run_on = parse_device(o.device);
+  if (!o.paper_mode) {
+    run_on = device_for_cpu_only_work(run_on, memo::kLayer0CheckOnCpu, memo::kLayer0CheckRemedy);
   }
   // The GPU model is loaded only where it would run; auto falls back to the CPU with a note.
   std::unique_ptr<DeviceEmbedder> device;
-  if (o.device != "cpu" && o.paper_mode) {
-    device = std::make_unique<DeviceEmbedder>(*model, parse_device(o.device));
-  }
+  if (run_on != Device::kCpu) device = std::make_unique<DeviceEmbedder>(*model, run_on);
   const bool on_gpu = device != nullptr && device->where() != "cpu";
   if (on_gpu) {
     DeviceEmbedder& gpu = *device;

@@ -113,24 +113,14 @@ void run_mmlu(const MmluOptions& o) {
   // with --device cuda, taken as the choice with --device auto.
   const bool prefix_kv =
       std::find(paths.begin(), paths.end(), tasks::McPath::kPrefixKv) != paths.end();
-  const bool layer0_check = attncache && !o.paper_mode;
-  if (o.device == "cuda" && prefix_kv) {
-    core::throw_bad_input(
-        "--device cuda runs the exact and attncache paths (prefix_kv runs on "
-        "the CPU, and its times would not compare): use --paths exact or "
-        "exact,attncache");
-  }
-  if (o.device == "cuda" && layer0_check) {
-    core::throw_bad_input(
-        "--device cuda runs AttnCache with the paper's hit rule only (the "
-        "layer-0 check needs the CPU engine): add --paper");
-  }
-  std::string device_name = o.device;
-  if (o.device == "auto" && (prefix_kv || layer0_check)) {
-    std::fprintf(stderr, "--device auto: running on the CPU (%s)\n",
-                 prefix_kv ? "prefix_kv runs on the CPU only"
-                           : "AttnCache's layer-0 check needs the CPU engine; --paper drops it");
-    device_name = "cpu";
+  Device run_on = parse_device(o.device);
+  if (prefix_kv) {
+    run_on = device_for_cpu_only_work(run_on,
+                                      "prefix_kv runs on the CPU only, and its times would not "
+                                      "compare with the GPU's",
+                                      "--paths exact or exact,attncache leave it out");
+  } else if (attncache && !o.paper_mode) {
+    run_on = device_for_cpu_only_work(run_on, memo::kLayer0CheckOnCpu, memo::kLayer0CheckRemedy);
   }
   // Exact runs first: the others are compared with it.
   if (std::find(paths.begin(), paths.end(), tasks::McPath::kExact) == paths.end()) {
@@ -150,7 +140,7 @@ void run_mmlu(const MmluOptions& o) {
   options.shots = o.shots;
   options.batch = o.batch;
   options.progress = true;
-  DeviceEmbedder device(*decoder, parse_device(device_name));
+  DeviceEmbedder device(*decoder, run_on);
   const bool on_gpu = device.where() != "cpu";
   std::unique_ptr<memo::MapDatabase> db;
   std::unique_ptr<memo::AttnCache> cache;

@@ -26,6 +26,11 @@
 
 namespace attncache::memo {
 
+// Why AttnCache with its layer-0 check runs on the CPU only, and what lets it run on the GPU: the
+// `why` and `remedy` of device_for_cpu_only_work for `--device`.
+inline constexpr const char* kLayer0CheckOnCpu = "AttnCache's layer-0 check needs the CPU engine";
+inline constexpr const char* kLayer0CheckRemedy = "--paper drops it: the paper's hit rule alone";
+
 struct GpuEvalOptions {
   double threshold = 0.995;
   ReusePolicy policy;
