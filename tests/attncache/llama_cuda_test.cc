@@ -671,6 +671,32 @@ TEST(AttentionArgs, GroupedReuseTakesTheHeadsThatShareAKvHead) {
   EXPECT_EQ(cuda::reuse_heads_per_cta(args), 0);
 }
 
+// Causal maps between the packed lower triangle (the CPU engine's and the database's layout) and
+// the GPU's block triangle (no device needed): every stored value lands in its tile, the rest
+// of each tile is zero, and the way back gives the triangle again; both value widths.
+TEST(CausalMapTiles, PackedTriangleRoundTripsThroughTheBlockTriangle) {
+  for (const int n : {1, 63, 64, 65, 130}) {
+    for (const int bytes : {1, 2}) {
+      const size_t packed = static_cast<size_t>(n) * (n + 1) / 2;
+      std::vector<unsigned char> triangle(packed * bytes);
+      for (size_t i = 0; i < triangle.size(); ++i)
+        triangle[i] = static_cast<unsigned char>(1 + i % 251);
+      std::vector<unsigned char> tiles(cuda::causal_map_elements(n) * bytes, 0xAB);
+      cuda::causal_map_to_tiles(triangle.data(), n, bytes, tiles.data());
+      // Row i, key j ≤ i sits at row i % 64, column j % 64 of tile (i / 64, j / 64).
+      const int i = n - 1, j = n / 2, tile = (i / 64) * (i / 64 + 1) / 2 + j / 64;
+      const size_t at = (static_cast<size_t>(tile) * 64 * 64 + (i % 64) * 64 + j % 64) * bytes;
+      EXPECT_EQ(tiles[at], triangle[(packed - n + j) * bytes]) << n;
+      size_t nonzero = 0;
+      for (unsigned char v : tiles) nonzero += v != 0;
+      EXPECT_EQ(nonzero, triangle.size()) << n << " " << bytes;  // zeros everywhere else
+      std::vector<unsigned char> back(triangle.size(), 0);
+      cuda::causal_map_from_tiles(tiles.data(), n, bytes, back.data());
+      EXPECT_EQ(back, triangle) << n << " " << bytes;
+    }
+  }
+}
+
 // The host image of a GPU model's weights (no device needed): the storing pass lays tensors out
 // where the measuring pass said, converts them (bf16 rounding to nearest even), zeroes the
 // alignment gaps, and refuses a layout that outgrows the measured size.

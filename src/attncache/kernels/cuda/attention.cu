@@ -396,8 +396,7 @@ __device__ __forceinline__ uint64_t wgmma_kmajor_desc(uint32_t tile, int kk) {
 // `thread`: the copying thread's index among the kThreads that copy (default: the CTA's).
 template <int D>
 __device__ __forceinline__ void load_wgmma_tile(uint32_t tile, const uint16_t* base, int stride,
-                                                int row0, int n, bool permuted,
-                                                int thread = -1) {
+                                                int row0, int n, bool permuted, int thread = -1) {
   constexpr int kChunks = D / 8, kRowsPerPass = kThreads / kChunks;
   const ChunkLane lane = chunk_lane(thread < 0 ? threadIdx.x : thread, kThreads, kChunks, 8);
   const uint16_t* src = base + static_cast<size_t>(row0 + lane.row) * stride + lane.col;
@@ -473,8 +472,8 @@ constexpr int kMapBytes = kFormat == MapFormat::kBF16 ? 2 : 1;
 // lane reads bytes 16t … 16t + 15 (t = lane % 4) of rows r0 = row + lane / 4 and r0 + 8 once per
 // key block, four keys per k-step.
 template <int kBytes, int BM>
-__device__ __forceinline__ void map_words(uint32_t (&words)[2][4],
-                                          const PTile<kBytes, BM>& tile, int row, int lane) {
+__device__ __forceinline__ void map_words(uint32_t (&words)[2][4], const PTile<kBytes, BM>& tile,
+                                          int row, int lane) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const uint4 v =
@@ -1108,10 +1107,9 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
 #pragma unroll
         for (int g = 0; g < G; ++g) {
           if (((w.heads >> g) & 1) == 0) continue;
-          const unsigned char* tile =
-              p + ((w.h0 + g) * head_values + tile_offset(w.qb, kb) + plane.row * kRows +
-                   plane.col) *
-                      kBytes;
+          const unsigned char* tile = p + ((w.h0 + g) * head_values + tile_offset(w.qb, kb) +
+                                           plane.row * kRows + plane.col) *
+                                              kBytes;
 #pragma unroll
           for (int j = 0; j < kRows / kPRowsPerPass; ++j) {
             cp_async16(&p_tiles[s * G + g][plane.row + j * kPRowsPerPass][plane.col * kBytes],
@@ -1329,20 +1327,40 @@ bool attention_supports_head_dim(int head_dim) {
 
 size_t causal_map_elements(int n) { return causal_tiles(n) * kRows * kRows; }
 
-void causal_map_to_tiles(const void* packed, int n, int bytes, void* tiles) {
-  const auto* in = static_cast<const unsigned char*>(packed);
-  auto* out = static_cast<unsigned char*>(tiles);
-  std::memset(out, 0, causal_map_elements(n) * bytes);
+namespace {
+// Calls copy(packed byte offset, tiles byte offset, bytes) for each stretch of a row that lies
+// in one tile: row i's keys 0..i sit in tiles (i / 64, 0..i / 64).
+template <typename Copy>
+void for_each_tile_stretch(int n, int bytes, Copy copy) {
   for (int i = 0; i < n; ++i) {
-    const unsigned char* row = in + static_cast<size_t>(i) * (i + 1) / 2 * bytes;
+    const size_t row = static_cast<size_t>(i) * (i + 1) / 2 * bytes;
     const int rb = i / kRows;
     for (int kb = 0; kb <= rb; ++kb) {
       const int k0 = kb * kRows, count = std::min(kRows, i + 1 - k0);
       const size_t tile = static_cast<size_t>(rb) * (rb + 1) / 2 + kb;
-      std::memcpy(out + (tile * kRows * kRows + static_cast<size_t>(i % kRows) * kRows) * bytes,
-                  row + static_cast<size_t>(k0) * bytes, static_cast<size_t>(count) * bytes);
+      copy(row + static_cast<size_t>(k0) * bytes,
+           (tile * kRows * kRows + static_cast<size_t>(i % kRows) * kRows) * bytes,
+           static_cast<size_t>(count) * bytes);
     }
   }
+}
+}  // namespace
+
+void causal_map_to_tiles(const void* packed, int n, int bytes, void* tiles) {
+  const auto* in = static_cast<const unsigned char*>(packed);
+  auto* out = static_cast<unsigned char*>(tiles);
+  std::memset(out, 0, causal_map_elements(n) * bytes);
+  for_each_tile_stretch(n, bytes, [&](size_t from, size_t to, size_t count) {
+    std::memcpy(out + to, in + from, count);
+  });
+}
+
+void causal_map_from_tiles(const void* tiles, int n, int bytes, void* packed) {
+  const auto* in = static_cast<const unsigned char*>(tiles);
+  auto* out = static_cast<unsigned char*>(packed);
+  for_each_tile_stretch(n, bytes, [&](size_t to, size_t from, size_t count) {
+    std::memcpy(out + to, in + from, count);
+  });
 }
 
 void attention_exact(const AttentionArgs& in, bool record, cudaStream_t stream) {

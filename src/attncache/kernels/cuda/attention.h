@@ -95,6 +95,8 @@ size_t causal_map_elements(int n);
 // One head's causal map, packed lower triangle (row i holds keys 0..i, rows back to back, as the
 // CPU engine and the map database store them) → block triangle. `bytes` per value (1 or 2).
 void causal_map_to_tiles(const void* packed, int n, int bytes, void* tiles);
+// The inverse: block triangle → packed lower triangle (n(n+1)/2 values).
+void causal_map_from_tiles(const void* tiles, int n, int bytes, void* packed);
 
 // Exact attention for every head not reused; with `record`, also writes P where a slot asks.
 void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream);
