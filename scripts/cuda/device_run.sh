@@ -21,9 +21,9 @@
 # and scoring from the GPU. serve-load puts the server on the GPU and on the CPU under wrk
 # (bench/serve_gpu_load.py; SERVE_SECONDS per point). profile runs Nsight Compute (all
 # sections) on the exact and reuse attention kernels at PROFILE_SHAPE
-# (heads,kv_heads,head_dim,batch,tokens). memo-gpu builds the AttnCache workloads' databases
-# (MEMO_WORKLOADS, name:max-length:map-dtype) and runs `attncache eval --device cuda --paper` on
-# each query stream.
+# (heads,kv_heads,head_dim,batch,tokens; PROFILE_GROUPED=1: the grouped reuse kernel). memo-gpu
+# builds the AttnCache workloads' databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs
+# `attncache eval --device cuda --paper` on each query stream.
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -301,13 +301,17 @@ PY
       ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
       if [[ -z $ncu ]]; then echo "no ncu on this machine"; continue; fi
       IFS=, read -r heads kv dh batch tokens <<< "${PROFILE_SHAPE:-24,8,128,32,4096}"
-      # The exact kernel with 128-row blocks and the P8 / FP8 reuse kernels, causal.
-      for kernel in "flash_forward<.int.$dh, .int.128, .bool.0, .bool.1>" "reuse_pv<.int.$dh, .*1, .bool.1, .int.128>" \
-        "reuse_pv<.int.$dh, .*2, .bool.1, .int.128>"; do
+      # The exact kernel with 128-row blocks and the P8 / FP8 reuse kernels, causal; with
+      # PROFILE_GROUPED=1 the grouped P8 reuse kernel instead (its third launch: one order of
+      # those --attention-only times).
+      kernels=("flash_forward<.int.$dh, .int.128, .bool.0, .bool.1>" "reuse_pv<.int.$dh, .*1, .bool.1, .int.128>"
+        "reuse_pv<.int.$dh, .*2, .bool.1, .int.128>")
+      [[ ${PROFILE_GROUPED:-0} == 1 ]] && kernels=("reuse_pv_grouped<.int.$dh, .*1, ")
+      for kernel in "${kernels[@]}"; do
         timeout 200 "$ncu" --kernel-name-base demangled --kernel-name "regex:${kernel}" \
           --launch-skip 2 --launch-count 1 --set full \
           "$work/bin/gpu_decoder_bench" --attention-only "$heads,$kv,$dh" --batches "$batch" \
-          --lengths "$tokens" --out /tmp/profile.json >> "$out/ncu_attention.txt" 2>&1
+          --lengths "$tokens" --out /tmp/profile.json >> "$out/ncu_attention_$heads-$dh-${batch}x$tokens.txt" 2>&1
         echo "ncu on $kernel: exit $?"
       done
       ;;
