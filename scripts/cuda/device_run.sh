@@ -194,6 +194,26 @@ PY
             --device $dev -o /dev/null 2>&1 | grep -v "^note"
         done
       done
+      # The map database built with its maps recorded on the GPU and on the CPU, then each
+      # evaluated on the CPU with the same queries (the next 200 lines and 50 repeats).
+      sed -n 201,400p "$root/tests/data/corpus.txt" > "$work/queries.txt"
+      head -50 "$work/texts.txt" >> "$work/queries.txt"
+      for dev in cuda cpu; do
+        /usr/bin/time -f "build --device $dev: %e s" timeout 200 "$bin" build -m "$model" \
+          --corpus "$work/texts.txt" --max-length 128 --db "$work/db-$dev" --device $dev 2>&1 |
+          grep -v "^collecting\|^training"
+        timeout 200 "$bin" eval -m "$model" --db "$work/db-$dev" --queries "$work/queries.txt" \
+          --json "$out/eval_db_$dev.json" > /dev/null 2>&1 || echo "eval of db-$dev failed"
+      done
+      python3 - "$out/eval_db_cuda.json" "$out/eval_db_cpu.json" <<'PY'
+import json, sys
+for path in sys.argv[1:]:
+    r = json.load(open(path))
+    f, v = r["fidelity"]["cosine_on_hits"], r["verification"]["candidate_layer0_tv"]
+    print(f"{path.rsplit('/', 1)[-1]}: hit rate {r['hit_rate']:.3f} ({r['hits']} of {r['queries']}), "
+          f"cosine on hits min {f['min']:.6f}, recall@10 {r['fidelity']['recall_all_queries']:.3f}, "
+          f"candidates' layer-0 TV mean {v['mean']:.4f}")
+PY
       CUDA_VISIBLE_DEVICES= "$bin" embed -m "$model" -i "$work/texts.txt" --device cuda -o /dev/null
       echo "no visible device, --device cuda: exit $?"
       CUDA_VISIBLE_DEVICES= "$bin" embed -m "$model" -i "$work/texts.txt" --device auto -o /dev/null

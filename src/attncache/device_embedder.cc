@@ -8,6 +8,7 @@
 #ifdef ATTNCACHE_WITH_CUDA
 #include "attncache/kernels/cuda/runtime.h"
 #include "attncache/model/bert_cuda.h"
+#include "attncache/model/cuda_recording.h"
 #include "attncache/model/llama_cuda.h"
 #endif
 
@@ -65,6 +66,11 @@ DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, Device device) : cpu_(cpu) {
     gpu_ = [this](const std::vector<std::vector<int32_t>>& batch) {
       return gpu_maps_(batch, nullptr);
     };
+    gpu_record_ = [this](const std::vector<std::vector<int32_t>>& batch, AttentionHook& hook) {
+      return cuda_forward::forward_recording(
+          batch, cpu_.num_layers(), cpu_.num_heads(), cpu_.causal(), hook,
+          [&](const DeviceMapPlan& plan) { return gpu_maps_(batch, &plan); });
+    };
 #else
     core::throw_bad_input(
         "this build has no CUDA backend (configure with -DATTNCACHE_CUDA=ON "
@@ -98,6 +104,21 @@ std::vector<float> DeviceEmbedder::embed(const std::vector<std::vector<int32_t>>
     }
   }
   return cpu_.embed(batch);
+}
+
+std::vector<float> DeviceEmbedder::embed_recording(const std::vector<std::vector<int32_t>>& batch,
+                                                   AttentionHook& hook) {
+  last_on_gpu_ = false;
+  if (gpu_record_) {
+    try {
+      std::vector<float> out = gpu_record_(batch, hook);
+      last_on_gpu_ = true;
+      return out;
+    } catch (const core::Error& e) {
+      leave_gpu(e, batch.size());
+    }
+  }
+  return cpu_.embed(batch, &hook);
 }
 
 std::vector<std::vector<double>> DeviceEmbedder::token_log_probs(
@@ -152,6 +173,7 @@ void DeviceEmbedder::leave_gpu(const core::Error& e, size_t inputs) {
 void DeviceEmbedder::drop_gpu() {
   gpu_ = nullptr;
   gpu_maps_ = nullptr;
+  gpu_record_ = nullptr;
   gpu_log_probs_ = nullptr;
   gpu_model_.reset();
   where_ = "cpu";

@@ -64,6 +64,11 @@ class DeviceEmbedder {
 
   // [batch.size() × dim], as the model's embed().
   std::vector<float> embed(const std::vector<std::vector<int32_t>>& batch);
+  // As embed(), with the maps `hook` asks for (AttentionHook::record) recorded, as the CPU
+  // engine records them (fp32; on the GPU, its bf16 P widened). The hook's stored maps are read
+  // on the CPU only: a batch whose hook has some runs there. Falls back as embed() does.
+  std::vector<float> embed_recording(const std::vector<std::vector<int32_t>>& batch,
+                                     AttentionHook& hook);
   // The same on the GPU with stored maps in device memory (AttnCache on the GPU; `plan` as the
   // GPU model's forward takes it, null: none). Bad input when the model is not on a GPU. A GPU
   // failure is passed on (the maps live on the device: the caller falls back, and warns), and
@@ -86,6 +91,8 @@ class DeviceEmbedder {
   std::shared_ptr<void> gpu_model_;  // keeps the GPU model alive behind gpu_
   BatchFn gpu_;
   MapsBatchFn gpu_maps_;
+  std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&, AttentionHook&)>
+      gpu_record_;
   BatchFn gpu_log_probs_;
   std::string where_ = "cpu";
   bool last_on_gpu_ = false;

@@ -13,6 +13,7 @@
 
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/runtime.h"
+#include "attncache/model/cuda_recording.h"
 #include "core/error.h"
 #include "core/text_lines.h"
 #include "support/real_model.h"
@@ -297,6 +298,29 @@ TEST(CudaBertEncoder, RecordedMapsAreTheCpuEnginesProbabilities) {
   // Layer by layer the GPU's bf16 inputs drift from the CPU's fp32 ones; P follows them.
   EXPECT_LT(worst, 0.05);
   EXPECT_LT(worst_row_sum, 0.02);
+}
+
+// What `attncache build --device cuda` records: the GPU's maps handed to a hook as the CPU
+// engine records them (H×N×N, fp32).
+TEST(CudaBertEncoder, RecordingForAHookGivesTheCpuEnginesLayout) {
+  SKIP_WITHOUT_GPU();
+  const auto batch = edge_batch();
+  RecordHook on_gpu, on_cpu;
+  const std::vector<float> out = cuda_forward::forward_recording(
+      batch, minilm().num_layers(), minilm().num_heads(), false, on_gpu,
+      [&](const DeviceMapPlan& plan) { return gpu().embed(batch, &plan); });
+  EXPECT_GE(compare(out, gpu().embed(batch), minilm().dim()).worst, 0.99999);
+  minilm().embed(batch, &on_cpu);
+  ASSERT_EQ(on_gpu.maps.size(), on_cpu.maps.size());
+  double worst = 0;
+  for (const auto& [key, want] : on_cpu.maps) {
+    const std::vector<float>& got = on_gpu.maps[key];
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t k = 0; k < want.size(); ++k)
+      worst = std::max(worst, std::fabs(double(got[k]) - want[k]));
+  }
+  std::printf("  maps for a hook: max |GPU − CPU| %.2e\n", worst);
+  EXPECT_LT(worst, 0.05);
 }
 
 TEST(CudaBertEncoder, ReusingAnInputsOwnMapsEqualsTheExactPath) {

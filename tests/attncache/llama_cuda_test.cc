@@ -24,6 +24,7 @@
 #include "attncache/kernels/cuda/runtime.h"
 #include "attncache/memo/device_map_cache.h"
 #include "attncache/model/cuda_forward.h"
+#include "attncache/model/cuda_recording.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "support/safetensors_writer.h"
@@ -361,6 +362,38 @@ TEST(CudaLlamaModel, RecordedMapsAreTheCpuEnginesProbabilities) {
     EXPECT_LT(worst, 0.05) << m.name;
     EXPECT_LT(worst_row_sum, 0.02) << m.name;
     EXPECT_EQ(above, 0.0) << m.name << ": the tiles hold values above the diagonal";
+  }
+}
+
+// What `attncache build --device cuda` records: the GPU's maps handed to a hook as the CPU
+// engine records them (packed lower triangles, fp32). Twice, with other batches: the second runs
+// the captured CUDA graph with new record buffers.
+TEST(CudaLlamaModel, RecordingForAHookGivesTheCpuEnginesLayout) {
+  SKIP_WITHOUT_GPU();
+  for (TestModel& m : models()) {
+    const LlamaConfig& c = m.cpu->config();
+    for (const uint32_t seed : {21u, 22u}) {
+      const Batch batch = random_batch(c, seed);
+      RecordHook on_gpu(c.num_heads), on_cpu(c.num_heads);
+      const std::vector<float> out = cuda_forward::forward_recording(
+          batch, c.num_layers, c.num_heads, true, on_gpu, [&](const DeviceMapPlan& plan) {
+            return m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &plan);
+          });
+      EXPECT_EQ(out, m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden)) << m.name;
+      LlamaWorkspace ws;
+      m.cpu->forward(batch, ws, &on_cpu);
+      ASSERT_EQ(on_gpu.maps.size(), on_cpu.maps.size()) << m.name;
+      double worst = 0;
+      for (const auto& [key, want] : on_cpu.maps) {
+        const std::vector<float>& got = on_gpu.maps[key];
+        ASSERT_EQ(got.size(), want.size()) << m.name;
+        for (size_t i = 0; i < want.size(); ++i) {
+          worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
+        }
+      }
+      std::printf("  %-7s maps for a hook: max |GPU − CPU| %.2e\n", m.name.c_str(), worst);
+      EXPECT_LT(worst, 0.05) << m.name;
+    }
   }
 }
 

@@ -181,6 +181,24 @@ TEST_F(MemoCliTest, ThresholdOutOfRangeIsRejected) {
   expect_bad_input(eval(dir_->path("db"), "--threshold -1"), "out of range");
 }
 
+// `build --device`: the maps recorded on the GPU where one is usable; without one, cuda is
+// refused and auto builds on the CPU.
+TEST_F(MemoCliTest, GpuBuildNeedsAGpuAndAutoBuildsOnTheCpuWithoutOne) {
+  expect_bad_input(build(dir_->path("db-tpu"), "", "--device tpu"), "--device");
+  if (attncache::cuda_device_count() > 0) {
+    const CliResult gpu = build(dir_->path("db-gpu"), "", "--device cuda");
+    EXPECT_EQ(gpu.exit_code, 0) << gpu.output;
+    EXPECT_NE(gpu.output.find("recording maps on"), std::string::npos) << gpu.output;
+    return;
+  }
+  expect_bad_input(build(dir_->path("db-cuda"), "", "--device cuda"), "CUDA");
+  EXPECT_FALSE(fs::exists(dir_->path("db-cuda") + "/db.json"));
+  const CliResult cpu = build(dir_->path("db-auto"), "", "--device auto");
+  EXPECT_EQ(cpu.exit_code, 0) << cpu.output;
+  EXPECT_NE(cpu.output.find("running on the CPU"), std::string::npos) << cpu.output;
+  EXPECT_EQ(eval(dir_->path("db-auto"), "--threshold 0.9").exit_code, 0);
+}
+
 // The GPU path's refusals, and auto's fall-back to the CPU; its measurements run on a GPU
 // machine (scripts/cuda/device_run.sh).
 TEST_F(MemoCliTest, GpuEvalNeedsThePaperRuleAndAGpu) {

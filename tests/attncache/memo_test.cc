@@ -154,6 +154,36 @@ TEST(MapDatabase, StoresEveryInputSortedByLengthWithItsExactEmbedding) {
   EXPECT_NEAR(sum, 1.0, 2e-3);
 }
 
+// Where the maps are computed is the build's `forward` (the GPU, with `attncache build --device
+// cuda`): what it returns is stored as the embeddings, what it leaves in the hook as the maps.
+TEST(MapDatabase, StoresWhatItsForwardRecords) {
+  testing_support::TempDir dir;
+  BuildOptions options;
+  options.max_tokens = 64;
+  int calls = 0;
+  options.forward = [&](const std::vector<std::vector<int32_t>>& batch, AttentionHook& hook) {
+    ++calls;
+    std::vector<float> out = minilm().embed(batch, &hook);
+    for (float& x : out) x = -x;
+    for (size_t s = 0; s < batch.size(); ++s) {
+      hook.record(0, static_cast<int>(s), static_cast<int>(batch[s].size()))[0] = 0.25f;
+    }
+    return out;
+  };
+  MapDatabase::build(minilm(), corpus_lines(100, 6), dir.path("db"), options);
+  EXPECT_EQ(calls, 1);
+  MapDatabase db = MapDatabase::open(dir.path("db"), minilm().fingerprint(), true);
+  ASSERT_EQ(db.size(), 6u);
+  for (size_t i = 0; i < db.size(); ++i) {
+    const MapEntry e = db.entry(i);
+    const std::vector<float> exact = minilm().embed({{e.ids.begin(), e.ids.end()}});
+    EXPECT_NEAR(e.embedding[0], -exact[0], 1e-6f) << i;
+    float first = 0;
+    core::convert_to_f32(db.map_dtype(), e.maps, 1, &first);
+    EXPECT_EQ(first, 0.25f) << i;
+  }
+}
+
 TEST(AttnCache, AStoredInputHitsItselfAndReproducesTheExactEmbedding) {
   MapDatabase db = MapDatabase::open(small_db(), nullptr, false);
   AttnCache cache(minilm(), db, 0.995);

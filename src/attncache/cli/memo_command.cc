@@ -36,6 +36,7 @@ struct BuildCliOptions {
   uint64_t seed = 1;
   float length_weight = 0.02f;
   int threads = 0;
+  std::string device = "cpu";
 };
 
 struct EvalCliOptions {
@@ -96,6 +97,17 @@ void run_build(const BuildCliOptions& o) {
   options.label.length_weight = o.length_weight;
   options.progress = true;
   const std::vector<std::string> texts = build_inputs(o, *model);
+  std::unique_ptr<DeviceEmbedder> device;
+  if (o.device != "cpu") {
+    device = std::make_unique<DeviceEmbedder>(*model, parse_device(o.device));
+    if (device->on_gpu()) {
+      std::fprintf(stderr, "recording maps on %s\n", device->where().c_str());
+      options.forward = [&gpu = *device](const std::vector<std::vector<int32_t>>& batch,
+                                         AttentionHook& hook) {
+        return gpu.embed_recording(batch, hook);
+      };
+    }
+  }
   const memo::BuildReport r = memo::MapDatabase::build(*model, texts, o.db, options);
   std::printf(
       "built %s: %zu entries from %zu lines (%zu empty, %zu duplicate, %zu truncated to "
@@ -356,6 +368,13 @@ void add_build_command(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "worker threads (0: all cores)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
+  cmd->add_option("--device", o->device,
+                  "where the model runs to record the maps: cpu; cuda (the GPU's bf16 "
+                  "probabilities, within about 0.05 of the CPU engine's; exit 2 without a usable "
+                  "GPU); auto (the GPU where one is usable, else the CPU). Training and indexing "
+                  "run on the CPU")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->callback([o] { run_build(*o); });
 }
 

@@ -227,7 +227,8 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
         batch.push_back(items[b1++].ids);
       }
       RecordingHook hook(model, batch);
-      const std::vector<float> embeddings = model.embed(batch, &hook);
+      const std::vector<float> embeddings =
+          options.forward ? options.forward(batch, hook) : model.embed(batch, &hook);
       for (size_t s = 0; s < batch.size(); ++s) {
         const int n = static_cast<int>(batch[s].size());
         features.resize(static_cast<size_t>(n) * d);
