@@ -213,7 +213,6 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
     core::RecordStoreWriter writer(maps_path, kMapsMagic, kMapsVersion);
     core::Progress progress("collecting attention maps", items.size(), options.progress);
     std::vector<float> features;
-    std::vector<std::byte> maps;
     nlohmann::json lines = nlohmann::json::array();
     for (size_t b0 = 0; b0 < items.size();) {
       std::vector<std::vector<int32_t>> batch;
@@ -229,21 +228,28 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
       RecordingHook hook(model, batch);
       const std::vector<float> embeddings =
           options.forward ? options.forward(batch, hook) : model.embed(batch, &hook);
+      // Each sequence's maps in the stored dtype, converted on the OpenMP threads (with the
+      // forward on a GPU, conversion is most of the build's map time), then written in order.
+      const size_t es = core::dtype_size(options.map_dtype);
+      std::vector<std::vector<std::byte>> maps(batch.size());
+      for (size_t s = 0; s < batch.size(); ++s) {
+        maps[s].resize(model.layer_map_values(static_cast<int>(batch[s].size())) * layers * es);
+      }
+#pragma omp parallel for schedule(dynamic)
+      for (size_t i = 0; i < batch.size() * layers; ++i) {
+        const size_t s = i / layers, l = i % layers, per_layer = maps[s].size() / layers / es;
+        core::convert_from_f32(options.map_dtype,
+                               hook.maps(static_cast<int>(s), static_cast<int>(l)).data(),
+                               per_layer, maps[s].data() + l * per_layer * es);
+      }
       for (size_t s = 0; s < batch.size(); ++s) {
         const int n = static_cast<int>(batch[s].size());
         features.resize(static_cast<size_t>(n) * d);
         model.layer0_input(batch[s], features.data());
-        const size_t per_layer = model.layer_map_values(n);
-        const size_t es = core::dtype_size(options.map_dtype);
-        maps.resize(per_layer * layers * es);
-        for (int l = 0; l < layers; ++l) {
-          core::convert_from_f32(options.map_dtype, hook.maps(static_cast<int>(s), l).data(),
-                                 per_layer, maps.data() + l * per_layer * es);
-        }
         const std::span<const std::byte> pieces[] = {
             std::as_bytes(std::span<const int32_t>(batch[s])),
             std::as_bytes(std::span<const float>(embeddings.data() + s * d, d)),
-            std::as_bytes(std::span<const float>(features)), std::span<const std::byte>(maps)};
+            std::as_bytes(std::span<const float>(features)), std::span<const std::byte>(maps[s])};
         writer.add(static_cast<uint64_t>(n), pieces);
         lines.push_back(items[b0 + s].line + 1);
       }

@@ -42,14 +42,16 @@ std::vector<float> forward_recording(
   }
   std::vector<float> out = forward(plan);
 
-  std::vector<uint16_t> host(bytes / 2), packed;
+  std::vector<uint16_t> host(bytes / 2);
   maps.download(host.data(), bytes);
+  // Widening is most of a recording batch's time: the slots spread over the OpenMP threads.
+#pragma omp parallel for schedule(dynamic)
   for (size_t i = 0; i < recorded.size(); ++i) {
     const Recorded& r = recorded[i];
     if (r.to == nullptr) continue;
     const int n = static_cast<int>(batch[i % nseq].size());
     const size_t per_head = causal ? static_cast<size_t>(n) * (n + 1) / 2 : r.values;
-    if (causal) packed.resize(per_head);
+    std::vector<uint16_t> packed(causal ? per_head : 0);
     for (int h = 0; h < heads; ++h) {
       const uint16_t* from = host.data() + r.offset / 2 + h * r.values;
       if (causal) {
