@@ -18,7 +18,8 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from serve_load import Server, cpu_name, log, mean_batch, wrk  # noqa: E402
+from serve_load import (Server, cpu_name, histogram_quantile, log, mean_batch,  # noqa: E402
+                        wrk)
 
 
 def bodies(path, texts, api):
@@ -39,6 +40,9 @@ def main():
     ap.add_argument("--max-chars", type=int, default=400)
     ap.add_argument("--duration", type=int, default=5, help="seconds per point")
     ap.add_argument("--clients", default="1,8,64")
+    ap.add_argument("--warmup", type=int, default=2,
+                    help="seconds of load at the most clients on each server before the points "
+                         "(CUDA graphs and GEMM plans of the shapes that load brings)")
     ap.add_argument("--devices", default="cuda,cpu", help="two --device values, compared")
     ap.add_argument("--work", type=pathlib.Path, default=pathlib.Path("/tmp/serve-gpu-load"))
     ap.add_argument("--out", type=pathlib.Path, required=True)
@@ -70,20 +74,35 @@ def main():
                           model, max_length) for d in devices]
         try:
             for s in servers:
-                wrk(s, 2, 2, body_file, path=path)  # warm up: weights, buffers, graphs
+                wrk(s, max(int(c) for c in a.clients.split(",")), a.warmup, body_file, path=path,
+                    threads=4)
             for clients in [int(c) for c in a.clients.split(",")]:
                 for s in servers:
                     before = s.metrics()
                     point = wrk(s, clients, a.duration, body_file, path=path, threads=4)
                     after = s.metrics()
+                    # Where the tail lies: the server's own request times (routing to
+                    # response) and its model time per batch, from its histograms.
+                    route = f'route="{path}"'
+
+                    def quantiles(name, labels=""):
+                        return {f"p{round(q * 100)}": (None if v is None else v * 1e3)
+                                for q in (0.5, 0.99)
+                                for v in [histogram_quantile(before, after, name, q, labels)]}
+
                     point.update(api=api, device=s.name.split("-", 1)[1],
+                                 server_request_ms=quantiles(
+                                     "attncache_http_request_duration_seconds", route),
+                                 batch_ms=quantiles("attncache_batch_duration_seconds"),
                                  mean_batch_inputs=mean_batch(before, after),
                                  gpu_batches=after.get('attncache_batches_total{device="gpu"}', 0) -
                                  before.get('attncache_batches_total{device="gpu"}', 0))
                     result["points"].append(point)
                     log(f"  {s.name} c={clients}: {point['requests_per_second']:.0f} req/s, "
                         f"p50 {point['latency_ms']['p50']:.1f} ms, "
-                        f"p99 {point['latency_ms']['p99']:.1f} ms, "
+                        f"p99 {point['latency_ms']['p99']:.1f} ms (server "
+                        f"{point['server_request_ms']['p99'] or 0:.1f}, batch "
+                        f"{point['batch_ms']['p99'] or 0:.1f}), "
                         f"mean batch {point['mean_batch_inputs'] or 0:.1f}")
             result.setdefault("exit_codes", {}).update({s.name: s.stop() for s in servers})
         finally:

@@ -115,6 +115,26 @@ def hit_rate(before, after, tenant="shared"):
     return (after.get(key_h, 0) - before.get(key_h, 0)) / lookups if lookups else None
 
 
+def histogram_quantile(before, after, name, q, labels=""):
+    """The q-quantile of a server histogram's observations between two /metrics readings, in
+    seconds, interpolated within its bucket as Prometheus does (None when nothing was observed;
+    the last finite bound when the quantile lies past it)."""
+    prefix = f"{name}_bucket{{{labels + ',' if labels else ''}le=\""
+    bounds = sorted((float(k[len(prefix):-2]), after[k] - before.get(k, 0)) for k in after
+                    if k.startswith(prefix) and not k.endswith('+Inf"}'))
+    total = after.get(f"{name}_count{{{labels}}}" if labels else f"{name}_count", 0) - before.get(
+        f"{name}_count{{{labels}}}" if labels else f"{name}_count", 0)
+    if not total or not bounds:
+        return None
+    rank, lower, below = q * total, 0.0, 0
+    for bound, cumulative in bounds:
+        if cumulative >= rank:
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, cumulative
+    return bounds[-1][0]
+
+
 def mean_batch(before, after):
     n = after.get("attncache_batch_inputs_count", 0) - before.get("attncache_batch_inputs_count", 0)
     s = after.get("attncache_batch_inputs_sum", 0) - before.get("attncache_batch_inputs_sum", 0)
