@@ -448,6 +448,53 @@ TEST(CudaLlamaModel, ReusingOwnMapsMatchesTheExactPath) {
   }
 }
 
+// Long inputs take the grouped reuse kernel where the image has wgmma: head 64 at one sequence of
+// 2,100 tokens, head 128 at one of 900 (head group by head group) and at two of about 1,070 (four
+// bands). Reusing their own maps gives the exact path.
+TEST(CudaLlamaModel, ReusingOwnMapsOfLongInputsMatchesTheExactPath) {
+  SKIP_WITHOUT_GPU();
+  for (const size_t which : {3u, 4u}) {  // head sizes 64 and 128
+    TestModel& m = models()[which];
+    const LlamaConfig& c = m.cpu->config();
+    std::mt19937 rng(31);
+    std::uniform_int_distribution<int32_t> id(0, c.vocab_size - 1);
+    for (const std::vector<int>& lengths :
+         {std::vector<int>{c.head_dim == 64 ? 2100 : 900}, std::vector<int>{1100, 1030}}) {
+      Batch batch;
+      for (const int n : lengths) {
+        batch.emplace_back(n);
+        for (auto& x : batch.back()) x = id(rng);
+      }
+      const auto exact = m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden);
+      DeviceMaps maps(*m.gpu, batch, core::DType::kBF16);
+      const DeviceMapPlan record = maps.record_plan();
+      m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &record);
+      DeviceMaps p8(*m.gpu, batch, core::DType::kP8);
+      for (size_t i = 0; i < p8.buffers.size(); ++i) {
+        cuda::maps_to_p8(maps.buffers[i].data(), p8.buffers[i].data(), p8.buffers[i].size(),
+                         nullptr);
+      }
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<bool> all(batch.size(), true);
+      const DeviceMapPlan full = maps.reuse_plan(~0ull, all);
+      const DeviceMapPlan full_p8 = p8.reuse_plan(~0ull, all, core::DType::kP8);
+      const int d = c.hidden_size;
+      // Twice each: eager, then the captured graph.
+      for (int run = 0; run < 2; ++run) {
+        const double w_full = worst_cosine(
+            exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full), d);
+        const double w_p8 = worst_cosine(
+            exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full_p8), d);
+        std::printf(
+            "  %-7s %zu × %d tokens, reuse of own maps, worst token cosine: %.5f, P8 %.5f\n",
+            m.name.c_str(), batch.size(), lengths[0], w_full, w_p8);
+        EXPECT_GE(w_full, 0.999) << m.name;
+        EXPECT_GE(w_p8, 0.995) << m.name;
+      }
+    }
+  }
+}
+
 TEST(CudaLlamaModel, MapsTheCpuEngineRecordedAreReusedOnTheGpu) {
   SKIP_WITHOUT_GPU();
   TestModel& m = models()[4];  // head size 128
