@@ -6,7 +6,7 @@
 #   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [bench-repeat] [sanitize]
 #                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli] [memo-gpu]
 #                                  [attention-1B] [attention-3B] [serve-load] [profile]
-#                                  [variants] [decoder-alt-1B] [decoder-alt-3B]
+#                                  [variants] [decoder-alt-1B] [decoder-alt-3B] [memo-build]
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
@@ -24,7 +24,8 @@
 # sections) on the exact and reuse attention kernels at PROFILE_SHAPE
 # (heads,kv_heads,head_dim,batch,tokens; PROFILE_GROUPED=1: the grouped reuse kernel). memo-gpu
 # builds the AttnCache workloads' databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs
-# `attncache eval --device cuda --paper` on each query stream.
+# `attncache eval --device cuda --paper` on each query stream. memo-build times `attncache build`
+# recording the maps on the GPU and on the CPU, for MiniLM and the SmolLM2-shaped decoder.
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -316,6 +317,22 @@ PY
         timeout 400 "$work/bin/attncache" eval -m "$model" --db "$db" --device cuda --paper \
           --queries "$work/workloads/$name/stream.txt" --json "$out/gpu_eval_$name-$dtype.json" 2>&1 |
           grep -v "^evaluating"
+      done
+      ;;
+    memo-build)  # `attncache build` with the maps recorded on the GPU and on the CPU: MiniLM over
+      # tests/data/corpus.txt (128 tokens), and the SmolLM2-shaped decoder over the test data's
+      # MMLU test prompts (5-shot); each build's summary lines, and its wall time
+      make_smol
+      for spec in "$model:--corpus $root/tests/data/corpus.txt --max-length 128" \
+        "$smol:--mmlu $root/tests/data/mmlu --mmlu-split test --shots 5 --map-dtype P8 --max-entries 100"; do
+        m=${spec%%:*}
+        for dev in cuda cpu; do
+          echo "-- $(basename "$m") --device $dev"
+          # shellcheck disable=SC2086  # the spec's options are words
+          /usr/bin/time -f "wall %e s" timeout 280 "$work/bin/attncache" build -m "$m" ${spec#*:} \
+            --epochs 1 --db "/tmp/attncache-dbs/build-$(basename "$m")-$dev" --device $dev 2>&1 |
+            grep -v "^collecting\|^training\|^labelling\|^recording"
+        done
       done
       ;;
     profile)  # Nsight Compute on the attention kernels at one shape (PROFILE_SHAPE)
