@@ -44,7 +44,7 @@ std::vector<float> forward_recording(
 
   std::vector<uint16_t> host(bytes / 2);
   maps.download(host.data(), bytes);
-  // Widening is most of a recording batch's time: the slots spread over the OpenMP threads.
+  // Unpacked and widened slot by slot on the OpenMP threads.
 #pragma omp parallel for schedule(dynamic)
   for (size_t i = 0; i < recorded.size(); ++i) {
     const Recorded& r = recorded[i];
