@@ -228,8 +228,8 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
       RecordingHook hook(model, batch);
       const std::vector<float> embeddings =
           options.forward ? options.forward(batch, hook) : model.embed(batch, &hook);
-      // Each sequence's maps in the stored dtype, converted on the OpenMP threads (with the
-      // forward on a GPU, conversion is most of the build's map time), then written in order.
+      // Each sequence's maps in the stored dtype, converted on the OpenMP threads, then written
+      // in order.
       const size_t es = core::dtype_size(options.map_dtype);
       std::vector<std::vector<std::byte>> maps(batch.size());
       for (size_t s = 0; s < batch.size(); ++s) {
