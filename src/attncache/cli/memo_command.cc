@@ -97,16 +97,13 @@ void run_build(const BuildCliOptions& o) {
   options.label.length_weight = o.length_weight;
   options.progress = true;
   const std::vector<std::string> texts = build_inputs(o, *model);
-  std::unique_ptr<DeviceEmbedder> device;
-  if (o.device != "cpu") {
-    device = std::make_unique<DeviceEmbedder>(*model, parse_device(o.device));
-    if (device->on_gpu()) {
-      std::fprintf(stderr, "recording maps on %s\n", device->where().c_str());
-      options.forward = [&gpu = *device](const std::vector<std::vector<int32_t>>& batch,
-                                         AttentionHook& hook) {
-        return gpu.embed_recording(batch, hook);
-      };
-    }
+  DeviceEmbedder device(*model, parse_device(o.device));  // cpu: loads nothing
+  if (device.on_gpu()) {
+    std::fprintf(stderr, "recording maps on %s\n", device.where().c_str());
+    options.forward = [&device](const std::vector<std::vector<int32_t>>& batch,
+                                AttentionHook& hook) {
+      return device.embed_recording(batch, hook);
+    };
   }
   const memo::BuildReport r = memo::MapDatabase::build(*model, texts, o.db, options);
   std::printf(
@@ -284,11 +281,9 @@ void run_eval(const EvalCliOptions& o) {
     run_on = device_for_cpu_only_work(run_on, memo::kLayer0CheckOnCpu, memo::kLayer0CheckRemedy);
   }
   // The GPU model is loaded only where it would run; auto falls back to the CPU with a note.
-  std::unique_ptr<DeviceEmbedder> device;
-  if (run_on != Device::kCpu) device = std::make_unique<DeviceEmbedder>(*model, run_on);
-  const bool on_gpu = device != nullptr && device->where() != "cpu";
+  DeviceEmbedder gpu(*model, run_on);
+  const bool on_gpu = gpu.on_gpu();
   if (on_gpu) {
-    DeviceEmbedder& gpu = *device;
     memo::GpuEvalOptions gpu_options;
     gpu_options.threshold = options.threshold;
     gpu_options.batch = options.batch;
