@@ -31,6 +31,12 @@ def bodies(path, texts, api):
     return path
 
 
+def quantiles(before, after, name, labels=""):
+    """p50 and p99 in ms of a server histogram between two /metrics readings."""
+    return {f"p{round(q * 100)}": (None if v is None else v * 1e3)
+            for q in (0.5, 0.99) for v in [histogram_quantile(before, after, name, q, labels)]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--binary", type=pathlib.Path, required=True)
@@ -49,6 +55,7 @@ def main():
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     devices = a.devices.split(",")
+    client_counts = [int(c) for c in a.clients.split(",")]
     if len(devices) != 2:
         sys.exit("--devices: two values, e.g. cuda,cpu")
     texts = [l.strip()[:a.max_chars] for l in open(a.texts, encoding="utf-8") if l.strip()]
@@ -74,26 +81,20 @@ def main():
                           model, max_length) for d in devices]
         try:
             for s in servers:
-                wrk(s, max(int(c) for c in a.clients.split(",")), a.warmup, body_file, path=path,
-                    threads=4)
-            for clients in [int(c) for c in a.clients.split(",")]:
+                wrk(s, max(client_counts), a.warmup, body_file, path=path, threads=4)
+            for clients in client_counts:
                 for s in servers:
                     before = s.metrics()
                     point = wrk(s, clients, a.duration, body_file, path=path, threads=4)
                     after = s.metrics()
                     # Where the tail lies: the server's own request times (routing to
                     # response) and its model time per batch, from its histograms.
-                    route = f'route="{path}"'
-
-                    def quantiles(name, labels=""):
-                        return {f"p{round(q * 100)}": (None if v is None else v * 1e3)
-                                for q in (0.5, 0.99)
-                                for v in [histogram_quantile(before, after, name, q, labels)]}
-
                     point.update(api=api, device=s.name.split("-", 1)[1],
                                  server_request_ms=quantiles(
-                                     "attncache_http_request_duration_seconds", route),
-                                 batch_ms=quantiles("attncache_batch_duration_seconds"),
+                                     before, after, "attncache_http_request_duration_seconds",
+                                     f'route="{path}"'),
+                                 batch_ms=quantiles(before, after,
+                                                    "attncache_batch_duration_seconds"),
                                  mean_batch_inputs=mean_batch(before, after),
                                  gpu_batches=after.get('attncache_batches_total{device="gpu"}', 0) -
                                  before.get('attncache_batches_total{device="gpu"}', 0))
@@ -116,7 +117,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     pts = {(p["api"], p["clients"], p["device"]): p for p in result["points"]}
     for api, _, _ in models:
-        for clients in [int(c) for c in a.clients.split(",")]:
+        for clients in client_counts:
             g, c = pts[(api, clients, first)], pts[(api, clients, second)]
             print(f"| {api} | {clients} | {g['requests_per_second']:.0f} | "
                   f"{c['requests_per_second']:.0f} | "

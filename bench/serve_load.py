@@ -122,8 +122,8 @@ def histogram_quantile(before, after, name, q, labels=""):
     prefix = f"{name}_bucket{{{labels + ',' if labels else ''}le=\""
     bounds = sorted((float(k[len(prefix):-2]), after[k] - before.get(k, 0)) for k in after
                     if k.startswith(prefix) and not k.endswith('+Inf"}'))
-    total = after.get(f"{name}_count{{{labels}}}" if labels else f"{name}_count", 0) - before.get(
-        f"{name}_count{{{labels}}}" if labels else f"{name}_count", 0)
+    count = f"{name}_count{{{labels}}}" if labels else f"{name}_count"
+    total = after.get(count, 0) - before.get(count, 0)
     if not total or not bounds:
         return None
     rank, lower, below = q * total, 0.0, 0
