@@ -777,6 +777,28 @@ TEST(CausalMapTiles, PackedTriangleRoundTripsThroughTheBlockTriangle) {
   }
 }
 
+// Recording on the GPU fills a hook's record buffers only: a hook that offers stored maps is bad
+// input, refused before anything runs (no device needed).
+TEST(ForwardRecording, RefusesAHookWithStoredMaps) {
+  class Reusing : public AttentionHook {
+   public:
+    StoredProbs stored(int, int, int) override { return {maps.data(), core::DType::kF32}; }
+    std::vector<float> maps = std::vector<float>(16, 0.25f);
+  } hook;
+  bool ran = false;
+  try {
+    cuda_forward::forward_recording({{1, 2}}, 2, 2, true, hook, [&](const DeviceMapPlan&) {
+      ran = true;
+      return std::vector<float>{};
+    });
+    FAIL() << "a hook with stored maps was accepted";
+  } catch (const core::Error& e) {
+    EXPECT_EQ(e.kind(), core::ErrorKind::kBadInput);
+    EXPECT_NE(std::string(e.what()).find("reads no stored maps"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(ran);
+}
+
 // The host image of a GPU model's weights (no device needed): the storing pass lays tensors out
 // where the measuring pass said, converts them (bf16 rounding to nearest even), zeroes the
 // alignment gaps, and refuses a layout that outgrows the measured size.
