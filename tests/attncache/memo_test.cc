@@ -5,14 +5,18 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 
 #include "attncache/embedder.h"
+#include "attncache/kernels/cpu/attention.h"
 #include "attncache/memo/attn_cache.h"
 #include "attncache/memo/gpu_evaluation.h"
 #include "attncache/memo/map_database.h"
 #include "attncache/memo/projector.h"
+#include "core/dtype.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/text_lines.h"
 #include "support/real_model.h"
 #include "support/temp_dir.h"
@@ -70,6 +74,20 @@ Synthetic synthetic(const Projector& p, int items) {
   return s;
 }
 
+// Every pair's label in each batch, in the order Projector::train reads them.
+std::vector<std::vector<float>> labels_of(const std::vector<std::vector<int>>& batches,
+                                          const std::function<float(int, int)>& label) {
+  std::vector<std::vector<float>> labels(batches.size());
+  for (size_t b = 0; b < batches.size(); ++b) {
+    for (size_t i = 0; i < batches[b].size(); ++i) {
+      for (size_t j = i + 1; j < batches[b].size(); ++j) {
+        labels[b].push_back(label(batches[b][i], batches[b][j]));
+      }
+    }
+  }
+  return labels;
+}
+
 TEST(Projector, TrainingIsDeterministicAndLearnsTheLabels) {
   Projector a(8, 5), b(8, 5);
   const Synthetic s = synthetic(a, 256);
@@ -79,8 +97,8 @@ TEST(Projector, TrainingIsDeterministicAndLearnsTheLabels) {
   TrainOptions options;
   options.epochs = 30;
   options.learning_rate = 0.05f;
-  const TrainReport ra = a.train(s.pooled, s.batches, label, options);
-  const TrainReport rb = b.train(s.pooled, s.batches, label, options);
+  const TrainReport ra = a.train(s.pooled, s.batches, labels_of(s.batches, label), options);
+  const TrainReport rb = b.train(s.pooled, s.batches, labels_of(s.batches, label), options);
   EXPECT_EQ(ra.epoch_loss, rb.epoch_loss);
   EXPECT_LT(ra.epoch_loss.back(), 0.2 * ra.epoch_loss.front());
   // Predicted distances track the labels on pairs.
@@ -100,13 +118,114 @@ TEST(Projector, SavesAndLoadsExactly) {
   testing_support::TempDir dir;
   Projector p(8, 3);
   const Synthetic s = synthetic(p, 64);
-  p.train(s.pooled, s.batches, [](int i, int j) { return std::abs(i - j) * 0.01f; }, {});
+  p.train(s.pooled, s.batches,
+          labels_of(s.batches, [](int i, int j) { return std::abs(i - j) * 0.01f; }), {});
   p.save(dir.path("p.acp"));
   Projector q = Projector::load(dir.path("p.acp"));
   std::vector<float> a(Projector::kOut), b(Projector::kOut);
   p.project(s.pooled.data(), a.data());
   q.project(s.pooled.data(), b.data());
   EXPECT_EQ(a, b);
+}
+
+// Entries with random maps (rows summing to one) of `dtype`, for the label tests.
+struct SyntheticMaps {
+  std::vector<std::vector<std::byte>> bytes;
+  std::vector<MapEntry> entries;
+};
+SyntheticMaps synthetic_maps(const std::vector<int>& lengths, int maps, bool causal,
+                             core::DType dtype) {
+  SyntheticMaps s;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(0.01f, 1.0f);
+  for (int n : lengths) {
+    std::vector<float> values;
+    for (int map = 0; map < maps; ++map) {
+      for (int i = 0; i < n; ++i) {
+        const int cols = causal ? i + 1 : n;
+        std::vector<float> row(cols);
+        float sum = 0;
+        for (float& v : row) sum += (v = u(rng) * u(rng));
+        for (float& v : row) values.push_back(v / sum);
+      }
+    }
+    s.bytes.emplace_back(values.size() * core::dtype_size(dtype));
+    core::convert_from_f32(dtype, values.data(), values.size(), s.bytes.back().data());
+  }
+  for (size_t e = 0; e < lengths.size(); ++e) {
+    MapEntry entry;
+    entry.n_tokens = lengths[e];
+    entry.maps = s.bytes[e].data();
+    s.entries.push_back(entry);
+  }
+  return s;
+}
+
+// The label's definition in double precision, row by row.
+double reference_label(const MapEntry& a, const MapEntry& b, int maps, bool causal,
+                       core::DType dtype, const PairLabel& options) {
+  const int m = std::min(a.n_tokens, b.n_tokens);
+  const int stride = std::max(1, (m + options.max_rows - 1) / options.max_rows);
+  double tv_sum = 0;
+  int rows = 0;
+  for (int map = 0; map < maps; ++map) {
+    for (int i = 0; i < m; i += stride, ++rows) {
+      const int cols = causal ? i + 1 : m;
+      std::vector<double> row[2];
+      const MapEntry* both[2] = {&a, &b};
+      for (int k = 0; k < 2; ++k) {
+        const int n = both[k]->n_tokens;
+        const size_t first = static_cast<size_t>(map) * cpu::attention_map_size(n, causal) +
+                             cpu::attention_map_row(n, i, causal);
+        std::vector<float> decoded(cols);
+        core::convert_to_f32(dtype, both[k]->maps + first * core::dtype_size(dtype), cols,
+                             decoded.data());
+        double sum = 0;
+        for (float v : decoded) sum += v;
+        for (float v : decoded) row[k].push_back(v / sum);
+      }
+      double tv = 0;
+      for (int j = 0; j < cols; ++j) tv += std::fabs(row[0][j] - row[1][j]);
+      tv_sum += 0.5 * tv;
+    }
+  }
+  return tv_sum / rows + options.length_weight * std::abs(a.n_tokens - b.n_tokens);
+}
+
+TEST(PairLabel, MatchesItsDefinitionAndTheBatchedLabelsMatchItExactly) {
+  PairLabel options;
+  options.max_rows = 5;  // rows strided from 10 tokens on
+  for (const bool causal : {false, true}) {
+    for (const core::DType dtype : {core::DType::kF16, core::DType::kP8}) {
+      SCOPED_TRACE(std::string(causal ? "causal " : "bidirectional ") +
+                   std::string(core::dtype_name(dtype)));
+      const int layers = 2, heads = 3;
+      const SyntheticMaps s =
+          synthetic_maps({7, 7, 9, 12, 12, 3, 16}, layers * heads, causal, dtype);
+      const std::vector<std::vector<int>> batches = {{0, 1, 2, 3}, {4, 5, 0, 6}, {1}};
+      core::Progress progress("labels", 0, false);
+      const auto labels = label_batches([&](int i) { return s.entries[i]; }, batches, layers, heads,
+                                        causal, dtype, options, &progress);
+      ASSERT_EQ(labels.size(), batches.size());
+      for (size_t b = 0; b < batches.size(); ++b) {
+        size_t p = 0;
+        for (size_t i = 0; i < batches[b].size(); ++i) {
+          for (size_t j = i + 1; j < batches[b].size(); ++j, ++p) {
+            const MapEntry& x = s.entries[batches[b][i]];
+            const MapEntry& y = s.entries[batches[b][j]];
+            const float label = pair_label(x, y, layers, heads, causal, dtype, options);
+            ASSERT_LT(p, labels[b].size());
+            EXPECT_EQ(labels[b][p], label) << "batch " << b << ", pair " << i << "," << j;
+            EXPECT_NEAR(label, reference_label(x, y, layers * heads, causal, dtype, options), 1e-5);
+          }
+        }
+        EXPECT_EQ(p, labels[b].size());
+      }
+      // Identical maps are 0 apart; the length term alone separates different lengths.
+      EXPECT_EQ(pair_label(s.entries[0], s.entries[0], layers, heads, causal, dtype, options),
+                0.0f);
+    }
+  }
 }
 
 std::vector<std::string> corpus_lines(size_t first, size_t count) {

@@ -113,39 +113,164 @@ core::DType parse_map_dtype(const std::string& name, const std::string& where) {
   core::throw_bad_input(where, ": unknown map dtype '", name, "'");
 }
 
-float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, bool causal,
-                 core::DType dtype, const PairLabel& options) {
-  const int m = std::min(a.n_tokens, b.n_tokens);
-  const int stride = std::max(1, (m + options.max_rows - 1) / options.max_rows);
-  const size_t es = core::dtype_size(dtype);
-  std::vector<float> ra(m), rb(m);
-  double tv_sum = 0;
-  long rows = 0;
-  for (int l = 0; l < layers; ++l) {
-    for (int h = 0; h < heads; ++h) {
-      for (int i = 0; i < m; i += stride) {
-        // A causal row i sees i + 1 < m keys in both inputs: nothing to cut or renormalize.
-        const int cols = causal ? i + 1 : m;
-        auto row = [&](const MapEntry& e, std::vector<float>& out) {
-          const size_t offset =
-              static_cast<size_t>(l * heads + h) * cpu::attention_map_size(e.n_tokens, causal) +
-              cpu::attention_map_row(e.n_tokens, i, causal);
-          core::convert_to_f32(dtype, e.maps + offset * es, cols, out.data());
-          float sum = 0;
-          for (int j = 0; j < cols; ++j) sum += out[j];
-          return sum;
-        };
-        const float sa = row(a, ra), sb = row(b, rb);
-        const float ia = sa > 0 ? 1 / sa : 0, ib = sb > 0 ? 1 / sb : 0;
-        float tv = 0;
-        for (int j = 0; j < cols; ++j) tv += std::fabs(ra[j] * ia - rb[j] * ib);
-        tv_sum += 0.5 * tv;
-        ++rows;
-      }
+namespace {
+
+// The rows a pair label compares at the shorter length m: every stride-th query row below m, each
+// cut to the columns both inputs share (causal: its own i + 1, which both have in full).
+struct LabelRows {
+  int m, stride, count;
+  bool causal;
+  size_t per_map = 0;  // values of one (layer, head) in an entry's view
+  LabelRows(int m, bool causal, int max_rows)
+      : m(m), stride(std::max(1, (m + max_rows - 1) / max_rows)), causal(causal) {
+    count = (m + stride - 1) / stride;
+    for (int i = 0; i < m; i += stride) per_map += cols(i);
+  }
+  int cols(int i) const { return causal ? i + 1 : m; }
+};
+
+// Row i of one map of `e`, its first `cols` values decoded to fp32 and renormalized to sum to one.
+void normalized_row(const MapEntry& e, int map, int i, int cols, bool causal, core::DType dtype,
+                    float* out) {
+  const size_t offset = static_cast<size_t>(map) * cpu::attention_map_size(e.n_tokens, causal) +
+                        cpu::attention_map_row(e.n_tokens, i, causal);
+  core::convert_to_f32(dtype, e.maps + offset * core::dtype_size(dtype), cols, out);
+  float sum = 0;
+  for (int j = 0; j < cols; ++j) sum += out[j];
+  const float inv = sum > 0 ? 1 / sum : 0;
+  for (int j = 0; j < cols; ++j) out[j] *= inv;
+}
+
+// ½‖a − b‖₁ of two rows.
+float row_tv(const float* a, const float* b, int cols) {
+  // Eight partial sums, so the compiler can keep them in one vector register.
+  float part[8] = {};
+  int j = 0;
+  for (; j + 8 <= cols; j += 8) {
+    for (int k = 0; k < 8; ++k) part[k] += std::fabs(a[j + k] - b[j + k]);
+  }
+  for (; j < cols; ++j) part[j % 8] += std::fabs(a[j] - b[j]);
+  float tv = 0;
+  for (float p : part) tv += p;
+  return 0.5f * tv;
+}
+
+// An entry's rows at `rows.m`, map after map: every row of its view (all its rows, decoded
+// once) when it has one, else each row decoded into `buffer` when asked for.
+class LabelSide {
+ public:
+  LabelSide(const MapEntry& e, const float* view, bool causal, core::DType dtype,
+            std::vector<float>& buffer)
+      : entry_(e), view_(view), causal_(causal), dtype_(dtype), buffer_(buffer) {}
+  // The next row in view order: row i of `map`.
+  const float* next(int map, int i, int cols) {
+    if (view_) {
+      const float* row = view_;
+      view_ += cols;
+      return row;
+    }
+    buffer_.resize(std::max<size_t>(buffer_.size(), cols));
+    normalized_row(entry_, map, i, cols, causal_, dtype_, buffer_.data());
+    return buffer_.data();
+  }
+
+ private:
+  const MapEntry& entry_;
+  const float* view_;
+  bool causal_;
+  core::DType dtype_;
+  std::vector<float>& buffer_;
+};
+
+// An entry's view at its own length (m = its token count).
+void label_view(const MapEntry& e, const LabelRows& rows, int maps, core::DType dtype, float* out) {
+  for (int map = 0; map < maps; ++map) {
+    for (int i = 0; i < rows.m; i += rows.stride) {
+      normalized_row(e, map, i, rows.cols(i), rows.causal, dtype, out);
+      out += rows.cols(i);
     }
   }
-  return static_cast<float>(tv_sum / std::max(1L, rows)) +
-         options.length_weight * static_cast<float>(std::abs(a.n_tokens - b.n_tokens));
+}
+
+float label_of(LabelSide a, LabelSide b, const LabelRows& rows, int maps, int n_a, int n_b,
+               const PairLabel& options) {
+  double tv_sum = 0;
+  for (int map = 0; map < maps; ++map) {
+    for (int i = 0; i < rows.m; i += rows.stride) {
+      const int cols = rows.cols(i);
+      const float* ra = a.next(map, i, cols);
+      tv_sum += row_tv(ra, b.next(map, i, cols), cols);
+    }
+  }
+  const long compared = static_cast<long>(maps) * rows.count;
+  return static_cast<float>(tv_sum / std::max(1L, compared)) +
+         options.length_weight * static_cast<float>(std::abs(n_a - n_b));
+}
+
+// A batch whose entries' views would take more memory than this is labelled row by row.
+constexpr size_t kLabelViewBytes = size_t(1) << 30;
+
+}  // namespace
+
+float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, bool causal,
+                 core::DType dtype, const PairLabel& options) {
+  const LabelRows rows(std::min(a.n_tokens, b.n_tokens), causal, options.max_rows);
+  std::vector<float> buffer_a, buffer_b;
+  return label_of(LabelSide(a, nullptr, causal, dtype, buffer_a),
+                  LabelSide(b, nullptr, causal, dtype, buffer_b), rows, layers * heads, a.n_tokens,
+                  b.n_tokens, options);
+}
+
+std::vector<std::vector<float>> label_batches(const std::function<MapEntry(int)>& entry,
+                                              const std::vector<std::vector<int>>& batches,
+                                              int layers, int heads, bool causal, core::DType dtype,
+                                              const PairLabel& options, core::Progress* progress) {
+  const int maps = layers * heads;
+  std::vector<std::vector<float>> labels(batches.size());
+  std::vector<float> views;
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const int count = static_cast<int>(batches[b].size());
+    std::vector<std::pair<int, int>> pairs;
+    for (int i = 0; i < count; ++i) {
+      for (int j = i + 1; j < count; ++j) pairs.emplace_back(i, j);
+    }
+    labels[b].resize(pairs.size());
+    std::vector<MapEntry> entries(count);
+    std::vector<LabelRows> own;  // each entry's rows at its own length
+    std::vector<size_t> view_offset(count + 1, 0);
+    for (int i = 0; i < count; ++i) {
+      entries[i] = entry(batches[b][i]);
+      own.emplace_back(entries[i].n_tokens, causal, options.max_rows);
+      view_offset[i + 1] = view_offset[i] + own[i].per_map * maps;
+    }
+    // The shorter entry of a pair compares all its view's rows; the longer one's rows at the
+    // shorter length are its own only when the lengths are equal (mostly, in length-sorted
+    // batches), and are decoded pair by pair otherwise.
+    const bool use_views = view_offset[count] * sizeof(float) <= kLabelViewBytes;
+    if (use_views) {
+      views.resize(view_offset[count]);
+#pragma omp parallel for schedule(dynamic)
+      for (int i = 0; i < count; ++i) {
+        label_view(entries[i], own[i], maps, dtype, views.data() + view_offset[i]);
+      }
+    }
+#pragma omp parallel for schedule(dynamic)
+    for (size_t p = 0; p < pairs.size(); ++p) {
+      const auto [i, j] = pairs[p];
+      const MapEntry &x = entries[i], &y = entries[j];
+      const int m = std::min(x.n_tokens, y.n_tokens);
+      auto view = [&](int k) {
+        return use_views && entries[k].n_tokens == m ? views.data() + view_offset[k] : nullptr;
+      };
+      thread_local std::vector<float> buffer_x, buffer_y;
+      const LabelRows& rows = own[x.n_tokens == m ? i : j];
+      labels[b][p] = label_of(LabelSide(x, view(i), causal, dtype, buffer_x),
+                              LabelSide(y, view(j), causal, dtype, buffer_y), rows, maps,
+                              x.n_tokens, y.n_tokens, options);
+    }
+    if (progress) progress->advance(pairs.size());
+  }
+  return labels;
 }
 
 BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::string>& texts,
@@ -299,17 +424,13 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
   {
     size_t total_pairs = 0;
     for (const auto& b : batches) total_pairs += b.size() * (b.size() - 1) / 2;
-    // Labels (computed during the first epoch) are nearly all of the training time.
+    // Labels are nearly all of the training time.
     core::Progress progress("labelling projector pairs", total_pairs, options.progress);
-    report.training = projector.train(
-        pooled, batches,
-        [&](int a, int b) {
-          progress.advance(1);
-          return pair_label(entry(a), entry(b), layers, heads, causal, options.map_dtype,
-                            options.label);
-        },
-        options.train);
+    const auto labels = label_batches(entry, batches, layers, heads, causal, options.map_dtype,
+                                      options.label, &progress);
     progress.finish();
+    report.label_seconds = watch.seconds();
+    report.training = projector.train(pooled, batches, labels, options.train);
   }
   projector.save((fs::path(dir) / files["projector"].get<std::string>()).string());
   report.train_seconds = watch.seconds();

@@ -29,6 +29,7 @@
 #include "attncache/prefill_model.h"
 #include "core/dtype.h"
 #include "core/nearest_index.h"
+#include "core/progress.h"
 #include "core/record_store.h"
 
 namespace attncache::memo {
@@ -75,6 +76,7 @@ struct BuildOptions {
 struct BuildReport {
   size_t lines = 0, empty_lines = 0, duplicates = 0, truncated = 0, entries = 0;
   double collect_seconds = 0, train_seconds = 0, index_seconds = 0;
+  double label_seconds = 0;  // the part of train_seconds spent labelling pairs
   TrainReport training;
   uint64_t bytes = 0;
 };
@@ -129,5 +131,13 @@ class MapDatabase {
 // The pair label above, for two entries of a model with `layers` × `heads` maps of `dtype`.
 float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, bool causal,
                  core::DType dtype, const PairLabel& options);
+
+// pair_label of every pair (i < j, in row-major order) of each batch of entry ids, equal to it
+// value for value. Each entry's rows are decoded once per batch and the pairs are labelled on the
+// OpenMP threads. `progress` (may be null) advances by each batch's pairs.
+std::vector<std::vector<float>> label_batches(const std::function<MapEntry(int)>& entry,
+                                              const std::vector<std::vector<int>>& batches,
+                                              int layers, int heads, bool causal, core::DType dtype,
+                                              const PairLabel& options, core::Progress* progress);
 
 }  // namespace attncache::memo

@@ -138,8 +138,15 @@ void bn_backward(const float* dy, const float* xhat, int m, int n, const std::ve
 
 TrainReport Projector::train(const std::vector<float>& pooled,
                              const std::vector<std::vector<int>>& batches,
-                             const std::function<float(int, int)>& label,
+                             const std::vector<std::vector<float>>& labels,
                              const TrainOptions& options) {
+  if (labels.size() != batches.size()) core::throw_internal("one label list per batch");
+  for (size_t b = 0; b < batches.size(); ++b) {
+    const size_t n = batches[b].size();
+    if (labels[b].size() != (n < 2 ? 0 : n * (n - 1) / 2)) {
+      core::throw_internal("a label per pair of each batch");
+    }
+  }
   const int in = input_dim();
   // Parameters in a fixed order, with their gradients and momentum buffers.
   std::vector<std::vector<float>*> params = {&bn0_.gamma, &bn0_.beta, &fc1_.w, &fc1_.b,
@@ -149,8 +156,6 @@ TrainReport Projector::train(const std::vector<float>& pooled,
     grads[p].resize(params[p]->size());
     velocity[p].assign(params[p]->size(), 0.0f);
   }
-  // Labels are computed once per batch (they are the expensive part) and reused every epoch.
-  std::vector<std::vector<float>> labels(batches.size());
   TrainReport report;
   std::mt19937_64 rng(options.seed);
   std::vector<size_t> order(batches.size());
@@ -169,11 +174,6 @@ TrainReport Projector::train(const std::vector<float>& pooled,
       const std::vector<int>& items = batches[b];
       const int m = static_cast<int>(items.size());
       if (m < 2) continue;
-      if (labels[b].empty()) {
-        for (int i = 0; i < m; ++i) {
-          for (int j = i + 1; j < m; ++j) labels[b].push_back(label(items[i], items[j]));
-        }
-      }
       xhat0.resize(static_cast<size_t>(m) * in);
       a.resize(xhat0.size());
       for (int i = 0; i < m; ++i) {

@@ -15,7 +15,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -61,9 +60,10 @@ class Projector {
   void project(const float* pooled, float* out) const;
 
   // Trains on `pooled` ([count × input_dim()]). `batches` lists the items of each batch; every
-  // pair (i, j) inside a batch is a training pair with label `label(i, j)`. Deterministic.
+  // pair of positions p < q inside batch b is a training pair, its label in `labels[b]` in
+  // row-major order (p = 0: q = 1, 2, …; then p = 1, …). Deterministic.
   TrainReport train(const std::vector<float>& pooled, const std::vector<std::vector<int>>& batches,
-                    const std::function<float(int, int)>& label, const TrainOptions& options);
+                    const std::vector<std::vector<float>>& labels, const TrainOptions& options);
 
  private:
   struct BatchNorm {
