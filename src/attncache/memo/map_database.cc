@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <unordered_set>
 
@@ -51,26 +52,54 @@ MapEntry view_entry(std::span<const std::byte> record, int n, int d, int layers,
   return e;
 }
 
-// Collects every layer's fp32 maps of every sequence of a batch.
+// Collects every layer's fp32 maps of every sequence of a batch and converts them to the stored
+// dtype, in two buffers kept from batch to batch: the forward writes every value, so neither is
+// ever cleared (zero-filling fresh buffers per batch cost about as much as converting the maps).
 class RecordingHook : public AttentionHook {
  public:
-  RecordingHook(const PrefillModel& model, const std::vector<std::vector<int32_t>>& batch)
-      : layers_(model.num_layers()), maps_(static_cast<size_t>(layers_) * batch.size()) {
-    for (size_t s = 0; s < batch.size(); ++s) {
-      const size_t values = model.layer_map_values(static_cast<int>(batch[s].size()));
-      for (int l = 0; l < layers_; ++l) maps_[s * layers_ + l].resize(values);
+  RecordingHook(const PrefillModel& model, core::DType dtype)
+      : model_(model), layers_(model.num_layers()), dtype_(dtype) {}
+  void start(const std::vector<std::vector<int32_t>>& batch) {
+    offsets_.assign(1, 0);
+    for (const auto& ids : batch) {
+      const size_t values = model_.layer_map_values(static_cast<int>(ids.size()));
+      for (int l = 0; l < layers_; ++l) offsets_.push_back(offsets_.back() + values);
+    }
+    if (offsets_.back() > capacity_) {
+      capacity_ = offsets_.back();
+      recorded_ = std::make_unique_for_overwrite<float[]>(capacity_);
+      converted_ = std::make_unique_for_overwrite<std::byte[]>(capacity_ * es());
     }
   }
   float* record(int layer, int seq, int) override {
-    return maps_[static_cast<size_t>(seq) * layers_ + layer].data();
+    return recorded_.get() + offsets_[static_cast<size_t>(seq) * layers_ + layer];
   }
-  const std::vector<float>& maps(int seq, int layer) const {
-    return maps_[static_cast<size_t>(seq) * layers_ + layer];
+  // Converts every recorded map on the OpenMP threads.
+  void convert() {
+    const size_t maps = offsets_.size() - 1;
+#pragma omp parallel for schedule(dynamic)
+    for (size_t i = 0; i < maps; ++i) {
+      core::convert_from_f32(dtype_, recorded_.get() + offsets_[i], offsets_[i + 1] - offsets_[i],
+                             converted_.get() + offsets_[i] * es());
+    }
+  }
+  // Sequence `seq`'s converted maps, layer after layer.
+  std::span<const std::byte> converted(int seq) const {
+    const size_t first = offsets_[static_cast<size_t>(seq) * layers_];
+    const size_t last = offsets_[static_cast<size_t>(seq + 1) * layers_];
+    return {converted_.get() + first * es(), (last - first) * es()};
   }
 
  private:
+  size_t es() const { return core::dtype_size(dtype_); }
+
+  const PrefillModel& model_;
   int layers_;
-  std::vector<std::vector<float>> maps_;
+  core::DType dtype_;
+  std::vector<size_t> offsets_;  // of each (sequence, layer)'s maps, in values
+  std::unique_ptr<float[]> recorded_;
+  std::unique_ptr<std::byte[]> converted_;
+  size_t capacity_ = 0;
 };
 
 std::string new_build_id() {
@@ -337,6 +366,7 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
   {
     core::RecordStoreWriter writer(maps_path, kMapsMagic, kMapsVersion);
     core::Progress progress("collecting attention maps", items.size(), options.progress);
+    RecordingHook hook(model, options.map_dtype);
     std::vector<float> features;
     nlohmann::json lines = nlohmann::json::array();
     for (size_t b0 = 0; b0 < items.size();) {
@@ -350,23 +380,10 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
         bytes += need;
         batch.push_back(items[b1++].ids);
       }
-      RecordingHook hook(model, batch);
+      hook.start(batch);
       const std::vector<float> embeddings =
           options.forward ? options.forward(batch, hook) : model.embed(batch, &hook);
-      // Each sequence's maps in the stored dtype, converted on the OpenMP threads, then written
-      // in order.
-      const size_t es = core::dtype_size(options.map_dtype);
-      std::vector<std::vector<std::byte>> maps(batch.size());
-      for (size_t s = 0; s < batch.size(); ++s) {
-        maps[s].resize(model.layer_map_values(static_cast<int>(batch[s].size())) * layers * es);
-      }
-#pragma omp parallel for schedule(dynamic)
-      for (size_t i = 0; i < batch.size() * layers; ++i) {
-        const size_t s = i / layers, l = i % layers, per_layer = maps[s].size() / layers / es;
-        core::convert_from_f32(options.map_dtype,
-                               hook.maps(static_cast<int>(s), static_cast<int>(l)).data(),
-                               per_layer, maps[s].data() + l * per_layer * es);
-      }
+      hook.convert();
       for (size_t s = 0; s < batch.size(); ++s) {
         const int n = static_cast<int>(batch[s].size());
         features.resize(static_cast<size_t>(n) * d);
@@ -374,7 +391,7 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
         const std::span<const std::byte> pieces[] = {
             std::as_bytes(std::span<const int32_t>(batch[s])),
             std::as_bytes(std::span<const float>(embeddings.data() + s * d, d)),
-            std::as_bytes(std::span<const float>(features)), std::span<const std::byte>(maps[s])};
+            std::as_bytes(std::span<const float>(features)), hook.converted(static_cast<int>(s))};
         writer.add(static_cast<uint64_t>(n), pieces);
         lines.push_back(items[b0 + s].line + 1);
       }

@@ -1,5 +1,7 @@
 #include "attncache/model/cuda_recording.h"
 
+#include <memory>
+
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/runtime.h"
 #include "core/dtype.h"
@@ -42,8 +44,8 @@ std::vector<float> forward_recording(
   }
   std::vector<float> out = forward(plan);
 
-  std::vector<uint16_t> host(bytes / 2);
-  maps.download(host.data(), bytes);
+  const auto host = std::make_unique_for_overwrite<uint16_t[]>(bytes / 2);
+  maps.download(host.get(), bytes);
   // Unpacked and widened slot by slot on the OpenMP threads.
 #pragma omp parallel for schedule(dynamic)
   for (size_t i = 0; i < recorded.size(); ++i) {
@@ -53,7 +55,7 @@ std::vector<float> forward_recording(
     const size_t per_head = causal ? static_cast<size_t>(n) * (n + 1) / 2 : r.values;
     std::vector<uint16_t> packed(causal ? per_head : 0);
     for (int h = 0; h < heads; ++h) {
-      const uint16_t* from = host.data() + r.offset / 2 + h * r.values;
+      const uint16_t* from = host.get() + r.offset / 2 + h * r.values;
       if (causal) {
         cuda::causal_map_from_tiles(from, n, 2, packed.data());
         from = packed.data();
