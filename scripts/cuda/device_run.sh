@@ -25,7 +25,8 @@
 # (heads,kv_heads,head_dim,batch,tokens; PROFILE_GROUPED=1: the grouped reuse kernel). memo-gpu
 # builds the AttnCache workloads' databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs
 # `attncache eval --device cuda --paper` on each query stream. memo-build times `attncache build`
-# recording the maps on the GPU and on the CPU, for MiniLM and the SmolLM2-shaped decoder.
+# recording the maps on the GPU and on the CPU, for MiniLM and the SmolLM2-shaped decoder, with
+# each binary of MEMO_BUILD_BINARIES (name=path ...; default: this bundle's) in turn.
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -327,11 +328,13 @@ PY
         "$smol:--mmlu $root/tests/data/mmlu --mmlu-split test --shots 5 --map-dtype P8 --max-entries 100"; do
         m=${spec%%:*}
         for dev in cuda cpu; do
-          echo "-- $(basename "$m") --device $dev"
-          # shellcheck disable=SC2086  # the spec's options are words
-          /usr/bin/time -f "wall %e s" timeout 280 "$work/bin/attncache" build -m "$m" ${spec#*:} \
-            --epochs 1 --db "/tmp/attncache-dbs/build-$(basename "$m")-$dev" --device $dev 2>&1 |
-            grep -v "^collecting\|^training\|^labelling\|^recording"
+          for named in ${MEMO_BUILD_BINARIES:-this=$work/bin/attncache}; do
+            echo "-- $(basename "$m") --device $dev (${named%%=*})"
+            # shellcheck disable=SC2086  # the spec's options are words
+            /usr/bin/time -f "wall %e s" timeout 280 "${named#*=}" build -m "$m" ${spec#*:} \
+              --epochs 1 --db "/tmp/attncache-dbs/build-$(basename "$m")-$dev" --device $dev 2>&1 |
+              grep -v "^collecting\|^training\|^labelling\|^recording"
+          done
         done
       done
       ;;
