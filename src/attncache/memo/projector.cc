@@ -217,37 +217,57 @@ TrainReport Projector::train(const std::vector<float>& pooled,
       ++report.batches;
 
       for (auto& gr : grads) std::fill(gr.begin(), gr.end(), 0.0f);
-      // fc2
-      dg.assign(static_cast<size_t>(m) * kHidden, 0.0f);
+      // The backward products run on the OpenMP threads, each value of a gradient summed by one
+      // thread in the same order as a serial loop would: the result does not depend on the
+      // thread count. fc2:
+      dg.resize(static_cast<size_t>(m) * kHidden);
       for (int i = 0; i < m; ++i) {
+        for (int o = 0; o < kOut; ++o) grads[7][o] += dz[static_cast<size_t>(i) * kOut + o];
+      }
+#pragma omp parallel for schedule(static)
+      for (int o = 0; o < kOut; ++o) {
+        float* gw = grads[6].data() + static_cast<size_t>(o) * kHidden;
+        for (int i = 0; i < m; ++i) {
+          const float d = dz[static_cast<size_t>(i) * kOut + o];
+          const float* gi = g.data() + static_cast<size_t>(i) * kHidden;
+          for (int k = 0; k < kHidden; ++k) gw[k] += d * gi[k];
+        }
+      }
+#pragma omp parallel for schedule(static)
+      for (int i = 0; i < m; ++i) {
+        float* dgi = dg.data() + static_cast<size_t>(i) * kHidden;
+        std::fill(dgi, dgi + kHidden, 0.0f);
         for (int o = 0; o < kOut; ++o) {
           const float d = dz[static_cast<size_t>(i) * kOut + o];
-          grads[7][o] += d;
-          for (int k = 0; k < kHidden; ++k) {
-            grads[6][static_cast<size_t>(o) * kHidden + k] +=
-                d * g[static_cast<size_t>(i) * kHidden + k];
-            dg[static_cast<size_t>(i) * kHidden + k] +=
-                d * fc2_.w[static_cast<size_t>(o) * kHidden + k];
-          }
+          const float* w = fc2_.w.data() + static_cast<size_t>(o) * kHidden;
+          for (int k = 0; k < kHidden; ++k) dgi[k] += d * w[k];
         }
       }
       dh.resize(dg.size());
       bn_backward(dg.data(), xhat1.data(), m, kHidden, bn1_.gamma, inv1, grads[4].data(),
                   grads[5].data(), dh.data());
       // fc1
-      da.assign(static_cast<size_t>(m) * in, 0.0f);
+      da.resize(static_cast<size_t>(m) * in);
       for (int i = 0; i < m; ++i) {
-        const float* ai = a.data() + static_cast<size_t>(i) * in;
+        for (int o = 0; o < kHidden; ++o) grads[3][o] += dh[static_cast<size_t>(i) * kHidden + o];
+      }
+#pragma omp parallel for schedule(static)
+      for (int o = 0; o < kHidden; ++o) {
+        float* gw = grads[2].data() + static_cast<size_t>(o) * in;
+        for (int i = 0; i < m; ++i) {
+          const float d = dh[static_cast<size_t>(i) * kHidden + o];
+          const float* ai = a.data() + static_cast<size_t>(i) * in;
+          for (int k = 0; k < in; ++k) gw[k] += d * ai[k];
+        }
+      }
+#pragma omp parallel for schedule(static)
+      for (int i = 0; i < m; ++i) {
         float* dai = da.data() + static_cast<size_t>(i) * in;
+        std::fill(dai, dai + in, 0.0f);
         for (int o = 0; o < kHidden; ++o) {
           const float d = dh[static_cast<size_t>(i) * kHidden + o];
-          grads[3][o] += d;
-          float* gw = grads[2].data() + static_cast<size_t>(o) * in;
           const float* w = fc1_.w.data() + static_cast<size_t>(o) * in;
-          for (int k = 0; k < in; ++k) {
-            gw[k] += d * ai[k];
-            dai[k] += d * w[k];
-          }
+          for (int k = 0; k < in; ++k) dai[k] += d * w[k];
         }
       }
       bn_backward(da.data(), xhat0.data(), m, in, bn0_.gamma, inv0, grads[0].data(),
