@@ -83,10 +83,12 @@ DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, Device device) : cpu_(cpu) {
 }
 
 DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name,
-                               BatchFn gpu_log_probs, MapsBatchFn gpu_maps)
+                               BatchFn gpu_log_probs, MapsBatchFn gpu_maps,
+                               RecordBatchFn gpu_record)
     : cpu_(cpu),
       gpu_(std::move(gpu)),
       gpu_maps_(std::move(gpu_maps)),
+      gpu_record_(std::move(gpu_record)),
       gpu_log_probs_(std::move(gpu_log_probs)),
       where_(std::move(gpu_name)) {}
 

@@ -47,6 +47,8 @@ class DeviceEmbedder {
   using BatchFn = std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&)>;
   using MapsBatchFn = std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&,
                                                        const DeviceMapPlan*)>;
+  using RecordBatchFn =
+      std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&, AttentionHook&)>;
 
   // kCuda: throws core::Error (bad input) when this build has no CUDA backend or no GPU is
   // usable (or the model does not fit it). kAuto: the GPU when that works, else the CPU, with a
@@ -54,10 +56,12 @@ class DeviceEmbedder {
   // `cpu` is an Embedder or a Decoder (another model runs on the CPU, or is refused for kCuda).
   DeviceEmbedder(PrefillModel& cpu, Device device);
   // With `gpu` standing in for the GPU model's embed (tests), `gpu_log_probs` (if given) for
-  // its token log-probabilities ([Σ N] floats, as CudaLlamaModel::Output::kTokenLogProbs) and
-  // `gpu_maps` (if given) for its embed with stored maps.
+  // its token log-probabilities ([Σ N] floats, as CudaLlamaModel::Output::kTokenLogProbs),
+  // `gpu_maps` (if given) for its embed with stored maps and `gpu_record` (if given) for its
+  // embed recording maps.
   DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name,
-                 BatchFn gpu_log_probs = nullptr, MapsBatchFn gpu_maps = nullptr);
+                 BatchFn gpu_log_probs = nullptr, MapsBatchFn gpu_maps = nullptr,
+                 RecordBatchFn gpu_record = nullptr);
   ~DeviceEmbedder();
   DeviceEmbedder(const DeviceEmbedder&) = delete;  // the GPU path refers to this object
   DeviceEmbedder& operator=(const DeviceEmbedder&) = delete;
@@ -85,14 +89,16 @@ class DeviceEmbedder {
   bool last_on_gpu() const { return last_on_gpu_; }
   // Where the next batch runs: the GPU's description, or "cpu".
   const std::string& where() const { return where_; }
+  // Sends every later batch to the CPU without a warning: for a GPU failure that other work on
+  // this GPU met and reported (AttnCache's device map cache).
+  void drop_gpu();
 
  private:
   PrefillModel& cpu_;
   std::shared_ptr<void> gpu_model_;  // keeps the GPU model alive behind gpu_
   BatchFn gpu_;
   MapsBatchFn gpu_maps_;
-  std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&, AttentionHook&)>
-      gpu_record_;
+  RecordBatchFn gpu_record_;
   BatchFn gpu_log_probs_;
   std::string where_ = "cpu";
   bool last_on_gpu_ = false;
@@ -100,7 +106,6 @@ class DeviceEmbedder {
   // The GPU threw `e` on a batch of `inputs`, which the CPU now runs. A failure (kind internal):
   // one warning, and the CPU from now on; a refusal (bad input): a note, this batch only.
   void leave_gpu(const core::Error& e, size_t inputs);
-  void drop_gpu();
 };
 
 }  // namespace attncache

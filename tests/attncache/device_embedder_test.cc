@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 
 #include "attncache/decoder.h"
 #include "core/error.h"
@@ -132,6 +133,78 @@ TEST(DeviceEmbedder, AGpuFailureWithStoredMapsSendsTheExactPathToTheCpuQuietly) 
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
   EXPECT_EQ(gpu_calls, 0);
   EXPECT_THROW(e.embed_with_maps(batch("a red fox"), nullptr), core::Error);  // no GPU now
+}
+
+// A GPU failure that other work on the GPU met and reported (AttnCache's map cache): drop_gpu
+// sends the later batches to the CPU without a warning of its own.
+TEST(DeviceEmbedder, DroppingTheGpuSendsLaterBatchesToTheCpuQuietly) {
+  int gpu_calls = 0;
+  DeviceEmbedder e(
+      minilm(),
+      [&](const std::vector<std::vector<int32_t>>& b) {
+        ++gpu_calls;
+        return minilm().embed(b);
+      },
+      "test GPU");
+  e.drop_gpu();
+  EXPECT_FALSE(e.on_gpu());
+  EXPECT_EQ(e.where(), "cpu");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(e.embed(batch("a lazy dog")), minilm().embed(batch("a lazy dog")));
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  EXPECT_FALSE(e.last_on_gpu());
+  EXPECT_EQ(gpu_calls, 0);
+}
+
+// Every map the hook asks for, kept per (layer, sequence).
+class KeepingHook : public AttentionHook {
+ public:
+  float* record(int layer, int seq, int n_tokens) override {
+    auto& map = maps[{layer, seq}];
+    map.assign(static_cast<size_t>(minilm().num_heads()) * n_tokens * n_tokens, -1.0f);
+    return map.data();
+  }
+  std::map<std::pair<int, int>, std::vector<float>> maps;
+};
+
+// Recording maps (the database build) falls back as embed does: a batch the GPU refuses runs on
+// the CPU after a note, a GPU failure sends it and every later batch there after one warning,
+// and the hook then holds the CPU engine's maps.
+TEST(DeviceEmbedder, RecordingFallsBackToTheCpuAsEmbedDoes) {
+  int gpu_calls = 0;
+  DeviceEmbedder e(
+      minilm(), [](const std::vector<std::vector<int32_t>>& b) { return minilm().embed(b); },
+      "test GPU", nullptr, nullptr,
+      [&](const std::vector<std::vector<int32_t>>&, AttentionHook&) -> std::vector<float> {
+        if (++gpu_calls == 1) core::throw_bad_input("too little GPU memory for the maps");
+        core::throw_internal("CUDA error: an illegal memory access");
+      });
+  const auto two = [] {
+    auto b = batch("a red fox");
+    b.push_back(batch("jumps over the lazy dog")[0]);
+    return b;
+  }();
+  KeepingHook want;
+  const std::vector<float> want_out = minilm().embed(two, &want);
+  for (int call = 0; call < 3; ++call) {
+    SCOPED_TRACE("call " + std::to_string(call));
+    KeepingHook got;
+    testing::internal::CaptureStderr();
+    EXPECT_EQ(e.embed_recording(two, got), want_out);
+    const std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(got.maps, want.maps);
+    EXPECT_FALSE(e.last_on_gpu());
+    if (call == 0) {
+      EXPECT_NE(err.find("too little GPU memory"), std::string::npos) << err;
+      EXPECT_TRUE(e.on_gpu());  // a refusal: this batch only
+    } else if (call == 1) {
+      EXPECT_NE(err.find("illegal memory access"), std::string::npos) << err;
+      EXPECT_FALSE(e.on_gpu());  // a failure: the CPU from now on
+    } else {
+      EXPECT_EQ(err, "");
+    }
+  }
+  EXPECT_EQ(gpu_calls, 2);
 }
 
 // A decoder's token log-probabilities: the GPU model returns one row per token ([Σ N], 0 for each

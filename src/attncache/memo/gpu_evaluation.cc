@@ -110,7 +110,14 @@ class GpuAttnCache {
       sorted_entries[i] = entries[order[i]];
     }
     core::Stopwatch watch;
-    DeviceMapPlan plan = maps_->plan(sorted_entries);
+    DeviceMapPlan plan;
+    try {
+      plan = maps_->plan(sorted_entries);
+    } catch (const core::Error& e) {
+      // The caller reports the failure and falls back; the exact path should not meet it again.
+      if (e.kind() == core::ErrorKind::kInternal) gpu_.drop_gpu();
+      throw;
+    }
     phases_.maps += watch.seconds();
     const size_t nseq = batch.size();
     for (int l = 0; l < layers_; ++l) {
