@@ -458,6 +458,7 @@ TEST_F(ServeTest, FullQueueIs503) {
   o.batcher.max_queue = 2;
   o.batcher.max_batch = 64;
   o.batcher.max_wait = std::chrono::milliseconds(1500);  // the first request waits to batch
+  o.batcher.wait = attncache::serve::BatchWait::kAlways;
   RunningServer s(minilm(), o, nullptr, no_db());
   auto first = std::async(std::launch::async, [&] {
     return s.client().Post("/v1/embeddings", embeddings_body(json::array({"one", "two"})),
@@ -479,6 +480,7 @@ TEST_F(ServeTest, TenantBeyondItsShareIs429) {
   o.max_inflight_per_tenant = 1;
   o.batcher.max_batch = 64;
   o.batcher.max_wait = std::chrono::milliseconds(1500);
+  o.batcher.wait = attncache::serve::BatchWait::kAlways;
   RunningServer s(minilm(), o, keys(), no_db());
   auto first = std::async(std::launch::async, [&] {
     return s.client().Post("/v1/embeddings", {{"Authorization", "Bearer sk-a1"}},
@@ -501,6 +503,7 @@ TEST_F(ServeTest, RequestsAreBatchedTogether) {
   ServerOptions o;
   o.batcher.max_batch = 4;
   o.batcher.max_wait = std::chrono::milliseconds(2000);
+  o.batcher.wait = attncache::serve::BatchWait::kAlways;
   RunningServer s(minilm(), o, nullptr, no_db());
   // Four one-input requests fill one batch of 4 long before the wait ends.
   std::vector<std::future<httplib::Result>> replies;
@@ -538,6 +541,7 @@ TEST_F(ServeTest, StopFinishesRequestsInFlight) {
   ServerOptions o;
   o.batcher.max_batch = 64;
   o.batcher.max_wait = std::chrono::milliseconds(1000);
+  o.batcher.wait = attncache::serve::BatchWait::kAlways;
   auto s = std::make_unique<RunningServer>(minilm(), o, nullptr, no_db());
   auto in_flight = std::async(std::launch::async, [&] {
     return s->client().Post("/v1/embeddings", embeddings_body("finish me"), "application/json");
@@ -624,7 +628,8 @@ TEST_F(ServeTest, ABatchTheDeviceRefusesRunsOnTheCpu) {
   auto one = s.client().Post("/v1/embeddings", embeddings_body("alone"), "application/json");
   ASSERT_TRUE(one);
   ASSERT_EQ(one->status, 200) << one->body;
-  EXPECT_NEAR(vectors_of(one->body).at(0).at(0), -minilm().embed({minilm().tokenize("alone", 256).ids})[0], 1e-6);
+  EXPECT_NEAR(vectors_of(one->body).at(0).at(0),
+              -minilm().embed({minilm().tokenize("alone", 256).ids})[0], 1e-6);
   EXPECT_TRUE(s.wait_for_metric("attncache_batches_total{device=\"gpu\"} 1"));
 }
 
@@ -670,6 +675,81 @@ TEST(BatcherTest, GroupsByNamespaceAndDrainsOnStop) {
   }
   EXPECT_EQ(total, 7u);
   ASSERT_GE(batches.size(), 3u);
+}
+
+// By default a batch that is not full waits only for requests on their way (Arrivals): a lone
+// job runs at once however long max_wait is; one waits for an arrival, which joins its batch;
+// an arrival that ends without a job (a refused request) lets the waiting batch go.
+TEST(BatcherTest, ABatchWaitsOnlyForRequestsOnTheirWay) {
+  using attncache::serve::Batcher;
+  using attncache::serve::Job;
+  std::mutex mu;
+  std::vector<size_t> batches;  // jobs per batch
+  attncache::serve::BatcherOptions o;
+  o.max_batch = 8;
+  o.max_wait = std::chrono::seconds(120);
+  Batcher b(o, [&](const std::vector<Job*>& jobs) {
+    std::lock_guard lock(mu);
+    batches.push_back(jobs.size());
+  });
+  struct Queued {
+    std::shared_ptr<Job> job = std::make_shared<Job>();
+    std::future<void> done = job->done.get_future();
+    Queued() { job->inputs.resize(1); }
+    bool ran(std::chrono::milliseconds within) {
+      return done.wait_for(within) == std::future_status::ready;
+    }
+  };
+  Queued lone;
+  ASSERT_EQ(b.submit(lone.job), Batcher::Admission::kAccepted);
+  EXPECT_TRUE(lone.ran(std::chrono::seconds(60)));  // not after the 120 s window
+
+  Queued first, second;
+  {
+    Batcher::Arrival coming = b.arrival();
+    ASSERT_EQ(b.submit(first.job), Batcher::Admission::kAccepted);
+    EXPECT_FALSE(first.ran(std::chrono::milliseconds(300)));  // waits for `coming`
+    ASSERT_EQ(b.submit(second.job, &coming), Batcher::Admission::kAccepted);
+  }
+  EXPECT_TRUE(first.ran(std::chrono::seconds(60)));
+  EXPECT_TRUE(second.ran(std::chrono::seconds(60)));
+
+  Queued third;
+  {
+    Batcher::Arrival refused = b.arrival();
+    ASSERT_EQ(b.submit(third.job), Batcher::Admission::kAccepted);
+    EXPECT_FALSE(third.ran(std::chrono::milliseconds(300)));
+  }  // its request was refused before it queued a job
+  EXPECT_TRUE(third.ran(std::chrono::seconds(60)));
+  b.stop();
+  std::lock_guard lock(mu);
+  EXPECT_EQ(batches, (std::vector<size_t>{1, 2, 1}));
+}
+
+// BatchWait::kAlways: a fixed window; a lone job waits it out unless the batch fills.
+TEST(BatcherTest, AFixedWindowWaitsForAFullBatch) {
+  using attncache::serve::Batcher;
+  using attncache::serve::Job;
+  attncache::serve::BatcherOptions o;
+  o.max_batch = 2;
+  o.max_wait = std::chrono::seconds(120);
+  o.wait = attncache::serve::BatchWait::kAlways;
+  std::atomic<int> calls = 0;
+  Batcher b(o, [&](const std::vector<Job*>& jobs) {
+    ++calls;
+    EXPECT_EQ(jobs.size(), 2u);
+  });
+  auto first = std::make_shared<Job>(), second = std::make_shared<Job>();
+  first->inputs.resize(1);
+  second->inputs.resize(1);
+  ASSERT_EQ(b.submit(first), Batcher::Admission::kAccepted);
+  EXPECT_EQ(first->done.get_future().wait_for(std::chrono::milliseconds(300)),
+            std::future_status::timeout);
+  ASSERT_EQ(b.submit(second), Batcher::Admission::kAccepted);
+  EXPECT_EQ(second->done.get_future().wait_for(std::chrono::seconds(60)),
+            std::future_status::ready);
+  b.stop();
+  EXPECT_EQ(calls, 1);
 }
 
 TEST(ApiKeysTest, FileFormatAndErrors) {

@@ -29,6 +29,7 @@ struct ServeCliOptions {
   std::string api_key_file;
   std::string device = "cpu";
   int max_wait_ms = 5;
+  std::string batch_wait = "arrivals";
   int threads = 0;
   bool no_truncate = false;
   bool paper_mode = false;
@@ -95,6 +96,8 @@ void run_serve(ServeCliOptions o) {
   o.server.model_name = o.served_name.empty() ? default_model_name(o.model) : o.served_name;
   o.server.truncate = !o.no_truncate;
   o.server.batcher.max_wait = std::chrono::milliseconds(o.max_wait_ms);
+  o.server.batcher.wait =
+      o.batch_wait == "always" ? serve::BatchWait::kAlways : serve::BatchWait::kForArrivals;
   o.server.reuse.verification = {!o.paper_mode, o.server.reuse.verification.max_tv};
   if (o.server.max_inputs > o.server.batcher.max_queue) {
     core::throw_bad_input("--max-inputs ", o.server.max_inputs, " exceeds --max-queue ",
@@ -193,9 +196,15 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 24));
   cmd->add_option("--max-wait-ms", o->max_wait_ms,
-                  "how long the oldest queued request waits for its batch to fill")
+                  "how long the oldest queued request may wait for its batch to fill")
       ->capture_default_str()
       ->check(CLI::Range(0, 10000));
+  cmd->add_option("--batch-wait", o->batch_wait,
+                  "which batches that are not full wait for more requests: 'arrivals' (only "
+                  "while a request is being received; a lone request runs at once) or 'always' "
+                  "(a fixed --max-wait-ms window)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"arrivals", "always"}));
   cmd->add_option("--max-queue", o->server.batcher.max_queue,
                   "inputs waiting for the model; beyond it requests get 503")
       ->capture_default_str()

@@ -12,22 +12,49 @@ Batcher::Batcher(BatcherOptions options, Runner runner, DepthObserver observer)
 
 Batcher::~Batcher() { stop(); }
 
-Batcher::Admission Batcher::submit(const std::shared_ptr<Job>& job) {
-  size_t depth;
+Batcher::Arrival Batcher::arrival() {
+  std::lock_guard lock(mu_);
+  ++arriving_;
+  return Arrival(this);
+}
+
+Batcher::Arrival::~Arrival() {
+  if (batcher_ == nullptr) return;
+  Batcher* batcher = batcher_;
+  {
+    std::lock_guard lock(batcher->mu_);
+    batcher->end_arrival(*this);
+  }
+  batcher->cv_.notify_one();  // a batch may have been waiting for this request alone
+}
+
+void Batcher::end_arrival(Arrival& arrival) {
+  if (arrival.batcher_ == nullptr) return;
+  arrival.batcher_ = nullptr;
+  --arriving_;
+}
+
+Batcher::Admission Batcher::submit(const std::shared_ptr<Job>& job, Arrival* arrival) {
+  Admission admission = Admission::kAccepted;
   {
     std::lock_guard lock(mu_);
-    if (stopping_) return Admission::kStopped;
-    // An oversized request is still admitted into an empty queue: it could never run otherwise.
-    if (depth_ > 0 && depth_ + job->inputs.size() > options_.max_queue) {
-      return Admission::kQueueFull;
+    if (arrival != nullptr) end_arrival(*arrival);
+    if (stopping_) {
+      admission = Admission::kStopped;
+    } else if (depth_ > 0 && depth_ + job->inputs.size() > options_.max_queue) {
+      // An oversized request is still admitted into an empty queue: it could never run otherwise.
+      admission = Admission::kQueueFull;
+    } else {
+      job->enqueued = std::chrono::steady_clock::now();
+      queue_.push_back(job);
+      depth_ += job->inputs.size();
+      // Under the lock, so that the worker's report of a smaller depth cannot come first.
+      if (observer_) observer_(depth_);
     }
-    job->enqueued = std::chrono::steady_clock::now();
-    queue_.push_back(job);
-    depth = depth_ += job->inputs.size();
   }
+  // The worker may be waiting for this job, queued or not (a refused one ends its arrival too).
   cv_.notify_one();
-  if (observer_) observer_(depth);
-  return Admission::kAccepted;
+  return admission;
 }
 
 void Batcher::stop() {
@@ -75,20 +102,19 @@ std::vector<std::shared_ptr<Job>> Batcher::take_group() {
 void Batcher::work() {
   for (;;) {
     std::vector<std::shared_ptr<Job>> group;
-    size_t depth;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
       if (queue_.empty()) return;  // stopping, and everything queued has run
       const auto deadline = queue_.front()->enqueued + options_.max_wait;
       while (!stopping_ && group_inputs() < options_.max_batch &&
+             (options_.wait == BatchWait::kAlways || arriving_ > 0) &&
              std::chrono::steady_clock::now() < deadline) {
         cv_.wait_until(lock, deadline);
       }
       group = take_group();
-      depth = depth_;
+      if (observer_) observer_(depth_);
     }
-    if (observer_) observer_(depth);
     std::vector<Job*> jobs;
     for (const auto& job : group) jobs.push_back(job.get());
     try {

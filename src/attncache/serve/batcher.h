@@ -1,7 +1,10 @@
 // Dynamic batching: requests wait in one bounded queue; a single worker thread (the only one
 // that touches the model) takes the oldest request and every other queued request of the same
-// task and map namespace, up to `max_batch` inputs, waiting at most `max_wait` after the oldest
-// request arrived for the batch to fill, and runs them as one forward batch.
+// task and map namespace, up to `max_batch` inputs, and runs them as one forward batch. A batch
+// that is not full waits for more, at most `max_wait` after its oldest request arrived, only while
+// some request is on its way (an Arrival: its body being read, parsed, tokenized): a lone request
+// runs at once, and batches fill from what arrives while the model is busy (BatchWait::kAlways
+// waits out the window regardless, as a fixed batching window does).
 //
 // The queue is bounded in inputs: a request that would take it past `max_queue` is refused at
 // once (the server answers 503), so latency stays bounded under overload instead of growing
@@ -42,10 +45,17 @@ struct Job {
   std::promise<void> done;
 };
 
+// Which batches that are not full wait for more requests (up to max_wait).
+enum class BatchWait {
+  kForArrivals,  // only while a request is on its way (Batcher::Arrival)
+  kAlways,       // every one: a fixed window
+};
+
 struct BatcherOptions {
   size_t max_batch = 32;                     // inputs per forward batch
   std::chrono::microseconds max_wait{5000};  // how long the oldest request may wait
   size_t max_queue = 1024;                   // inputs queued, not yet running
+  BatchWait wait = BatchWait::kForArrivals;
 };
 
 class Batcher {
@@ -53,7 +63,8 @@ class Batcher {
   // Runs one group of jobs (same task, same namespace) as a batch and fills their results. May
   // throw: the batcher then sets every job's error to the message.
   using Runner = std::function<void(const std::vector<Job*>&)>;
-  // Called with the queue depth (inputs) whenever it changes.
+  // Called with the queue depth (inputs) whenever it changes, in order (under the queue's lock:
+  // it must not call back into the batcher).
   using DepthObserver = std::function<void(size_t)>;
 
   Batcher(BatcherOptions options, Runner runner, DepthObserver observer = {});
@@ -61,9 +72,25 @@ class Batcher {
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
+  // A request on its way to submit(), from when its handler starts until submit() (given it) or
+  // its destruction, whichever comes first.
+  class Arrival {
+   public:
+    ~Arrival();
+    Arrival(const Arrival&) = delete;
+    Arrival& operator=(const Arrival&) = delete;
+
+   private:
+    friend class Batcher;
+    explicit Arrival(Batcher* batcher) : batcher_(batcher) {}
+    Batcher* batcher_;  // null once it arrived
+  };
+  Arrival arrival();
+
   enum class Admission { kAccepted, kQueueFull, kStopped };
   // Queues a job (stamping `enqueued`); on kAccepted its `done` future becomes ready once it ran.
-  Admission submit(const std::shared_ptr<Job>& job);
+  // `arrival` (may be null): the job's Arrival, which ends here whatever the admission.
+  Admission submit(const std::shared_ptr<Job>& job, Arrival* arrival = nullptr);
   // Refuses new jobs, runs every queued one, joins the worker. Idempotent.
   void stop();
   size_t depth() const;
@@ -74,6 +101,7 @@ class Batcher {
   bool same_group(const Job& a, const Job& b) const { return a.task == b.task && a.ns == b.ns; }
   size_t group_inputs() const;  // inputs queued in the oldest job's group; holds mu_
   std::vector<std::shared_ptr<Job>> take_group();  // holds mu_
+  void end_arrival(Arrival& arrival);              // holds mu_
 
   BatcherOptions options_;
   Runner runner_;
@@ -82,6 +110,7 @@ class Batcher {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   size_t depth_ = 0;
+  size_t arriving_ = 0;  // Arrivals not yet ended
   bool stopping_ = false;
   std::thread worker_;
 };

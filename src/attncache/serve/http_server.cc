@@ -163,7 +163,7 @@ std::string Server::admit(const httplib::Request& req, httplib::Response& res,
   return *tenant;
 }
 
-void Server::run(const std::shared_ptr<Job>& job) {
+void Server::run(const std::shared_ptr<Job>& job, Batcher::Arrival& arriving) {
   // Per-tenant share of the server: 429 beyond it.
   struct TenantSlot {
     Server* server;
@@ -189,7 +189,7 @@ void Server::run(const std::shared_ptr<Job>& job) {
     slot.held = true;
   }
   std::future<void> done = job->done.get_future();
-  switch (batcher_.submit(job)) {
+  switch (batcher_.submit(job, &arriving)) {
     case Batcher::Admission::kAccepted:
       break;
     case Batcher::Admission::kQueueFull:
@@ -209,8 +209,8 @@ void Server::run(const std::shared_ptr<Job>& job) {
   }
 }
 
-void Server::embeddings(const std::string& body, const std::string& tenant,
-                        httplib::Response& res) {
+void Server::embeddings(const std::string& body, const std::string& tenant, httplib::Response& res,
+                        Batcher::Arrival& arriving) {
   EmbeddingsRequest r = parse_embeddings_request(body, options_.max_inputs);
   check_model(r.model);
   if (model_.causal()) {
@@ -241,7 +241,7 @@ void Server::embeddings(const std::string& body, const std::string& tenant,
     tokens += e.ids.size();
     job->inputs.push_back(std::move(e.ids));
   }
-  run(job);
+  run(job, arriving);
   metrics_.add_tokens("/v1/embeddings", tokens);
   res.set_header("X-AttnCache-Hits", std::to_string(job->hits));
   res.set_content(embeddings_response(options_.model_name, job->vectors, job->inputs.size(),
@@ -249,8 +249,8 @@ void Server::embeddings(const std::string& body, const std::string& tenant,
                   "application/json");
 }
 
-void Server::completions(const std::string& body, const std::string& tenant,
-                         httplib::Response& res) {
+void Server::completions(const std::string& body, const std::string& tenant, httplib::Response& res,
+                         Batcher::Arrival& arriving) {
   CompletionsRequest r = parse_completions_request(body, options_.max_inputs);
   check_model(r.model);
   auto* decoder = dynamic_cast<Decoder*>(&model_);
@@ -276,7 +276,7 @@ void Server::completions(const std::string& body, const std::string& tenant,
     tokens += e.ids.size();
     job->inputs.push_back(std::move(e.ids));
   }
-  run(job);
+  run(job, arriving);
   metrics_.add_tokens("/v1/completions", tokens);
   std::vector<ScoredPrompt> scored(r.prompts.size());
   for (size_t i = 0; i < scored.size(); ++i) {
@@ -298,10 +298,11 @@ void Server::add_routes() {
     http_->Post(route, [this, route, handler](const httplib::Request& req, httplib::Response& res,
                                               const httplib::ContentReader& reader) {
       const auto start = Clock::now();
+      Batcher::Arrival arriving = batcher_.arrival();
       try {
         std::string body;
         const std::string tenant = admit(req, res, reader, &body);
-        (this->*handler)(body, tenant, res);
+        (this->*handler)(body, tenant, res, arriving);
         res.status = 200;
       } catch (const ApiError& e) {
         set_error(res, e);

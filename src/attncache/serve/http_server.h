@@ -83,10 +83,13 @@ class Server {
   // Reads the body within the limit, checks the key; returns the tenant. Throws ApiError.
   std::string admit(const httplib::Request& req, httplib::Response& res,
                     const httplib::ContentReader& reader, std::string* body);
-  void embeddings(const std::string& body, const std::string& tenant, httplib::Response& res);
-  void completions(const std::string& body, const std::string& tenant, httplib::Response& res);
+  // `arriving`: the request's Batcher::Arrival, which submitting its job ends.
+  void embeddings(const std::string& body, const std::string& tenant, httplib::Response& res,
+                  Batcher::Arrival& arriving);
+  void completions(const std::string& body, const std::string& tenant, httplib::Response& res,
+                   Batcher::Arrival& arriving);
   // Queues a job and waits for it. Throws ApiError (429, 503, 500).
-  void run(const std::shared_ptr<Job>& job);
+  void run(const std::shared_ptr<Job>& job, Batcher::Arrival& arriving);
   void check_model(const std::string& name) const;
   void update_mapped_bytes();
 
