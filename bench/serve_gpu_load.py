@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""`attncache serve --device cuda` against `--device cpu` on the same machine, under wrk on
-loopback: an encoder's embeddings and a decoder's scoring (`/v1/completions`, echo), one text
-per request, at 1, 8 and 64 concurrent clients (the two servers take turns point by point).
+"""Two `attncache serve` configurations on the same machine, by default `--device cuda` against
+`--device cpu`, under wrk on loopback: an encoder's embeddings and a decoder's scoring
+(`/v1/completions`, echo), one text per request, at 1, 8 and 64 concurrent clients (the two
+servers take turns point by point).
 
     python3 bench/serve_gpu_load.py --binary build/attncache --encoder models/all-MiniLM-L6-v2 \\
-        [--decoder DIR] --texts tests/data/corpus.txt --out serve_gpu_load.json
+        [--decoder DIR] --texts tests/data/corpus.txt --out serve_gpu_load.json \\
+        [--servers "fixed=--device cuda --batch-wait always" "arrivals=--device cuda"]
 
 Runs on the GPU machine (scripts/cuda/device_run.sh serve-load). Texts: one per line, cut to
 --max-chars characters; the servers truncate to 128 tokens. Reuses bench/serve_load.py's server
@@ -15,6 +17,7 @@ import datetime
 import json
 import os
 import pathlib
+import shlex
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -49,15 +52,21 @@ def main():
     ap.add_argument("--warmup", type=int, default=2,
                     help="seconds of load at the most clients on each server before the points "
                          "(CUDA graphs and GEMM plans of the shapes that load brings)")
-    ap.add_argument("--devices", default="cuda,cpu", help="two --device values, compared")
+    ap.add_argument("--servers", nargs=2, metavar="NAME=OPTIONS",
+                    default=["cuda=--device cuda", "cpu=--device cpu"],
+                    help="the two servers compared: a name, '=', and their `attncache serve` "
+                         "options")
     ap.add_argument("--work", type=pathlib.Path, default=pathlib.Path("/tmp/serve-gpu-load"))
     ap.add_argument("--out", type=pathlib.Path, required=True)
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
-    devices = a.devices.split(",")
+    configs = []
+    for spec in a.servers:
+        name, sep, options = spec.partition("=")
+        if not sep or not name or "-" in name:
+            sys.exit(f"--servers: '{spec}' is not NAME=OPTIONS (a name without '-')")
+        configs.append((name, shlex.split(options)))
     client_counts = [int(c) for c in a.clients.split(",")]
-    if len(devices) != 2:
-        sys.exit("--devices: two values, e.g. cuda,cpu")
     texts = [l.strip()[:a.max_chars] for l in open(a.texts, encoding="utf-8") if l.strip()]
     result = {
         "date": datetime.date.today().isoformat(),
@@ -70,6 +79,7 @@ def main():
                  "is refused (the longest is 380 MiniLM and 759 SmolLM2 tokens at 400 "
                  "characters, the median 37 and 43)",
         "server": {"max_batch": 32, "max_wait_ms": 5},
+        "servers": {name: " ".join(options) for name, options in configs},
         "points": [],
     }
     models = [("embeddings", a.encoder, 512)] + (
@@ -77,8 +87,8 @@ def main():
     for api, model, max_length in models:
         body_file = bodies(a.work / f"{api}.jsonl", texts, api)
         path = f"/v1/{api}"
-        servers = [Server(f"{api}-{d}", ["--device", d, "--served-model-name", "m"], a.binary,
-                          model, max_length) for d in devices]
+        servers = [Server(f"{api}-{name}", options + ["--served-model-name", "m"], a.binary,
+                          model, max_length) for name, options in configs]
         try:
             for s in servers:
                 wrk(s, max(client_counts), a.warmup, body_file, path=path, threads=4)
@@ -89,7 +99,7 @@ def main():
                     after = s.metrics()
                     # Where the tail lies: the server's own request times (routing to
                     # response) and its model time per batch, from its histograms.
-                    point.update(api=api, device=s.name.split("-", 1)[1],
+                    point.update(api=api, server=s.name.split("-", 1)[1],
                                  server_request_ms=quantiles(
                                      before, after, "attncache_http_request_duration_seconds",
                                      f'route="{path}"'),
@@ -111,11 +121,11 @@ def main():
                 if s.proc.poll() is None:
                     s.proc.kill()
         a.out.write_text(json.dumps(result, indent=2) + "\n")  # after each model
-    first, second = devices
+    first, second = (name for name, _ in configs)
     print(f"| api | clients | {first} req/s | {second} req/s | {first} / {second} | "
           f"{first} p50 / p99 ms | {second} p50 / p99 ms | {first} mean batch |")
     print("|---|---|---|---|---|---|---|---|")
-    pts = {(p["api"], p["clients"], p["device"]): p for p in result["points"]}
+    pts = {(p["api"], p["clients"], p["server"]): p for p in result["points"]}
     for api, _, _ in models:
         for clients in client_counts:
             g, c = pts[(api, clients, first)], pts[(api, clients, second)]

@@ -20,8 +20,9 @@
 # with --device cuda and cpu and compares them, then serves embeddings
 # and scoring from the GPU. serve-load puts the server on the GPU and on the CPU under wrk
 # (bench/serve_gpu_load.py; SERVE_SECONDS per point, SERVE_ARGS more of its options, SERVE_TAG a
-# suffix for its JSON). profile runs Nsight Compute (all
-# sections) on the exact and reuse attention kernels at PROFILE_SHAPE
+# suffix for its JSON, SERVE_SERVERS two quoted NAME=OPTIONS servers to compare instead of cuda
+# and cpu). profile runs Nsight Compute (all sections) on the exact and reuse attention kernels
+# at PROFILE_SHAPE
 # (heads,kv_heads,head_dim,batch,tokens; PROFILE_GROUPED=1: the grouped reuse kernel). memo-gpu
 # builds the AttnCache workloads' databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs
 # `attncache eval --device cuda --paper` on each query stream. memo-build times `attncache build`
@@ -302,10 +303,13 @@ PY
       ;;
     serve-load)  # attncache serve on the GPU vs the CPU under wrk (bench/serve_gpu_load.py)
       make_smol
+      servers=()  # SERVE_SERVERS: two quoted NAME=OPTIONS words instead of cuda vs cpu
+      [[ -n ${SERVE_SERVERS:-} ]] && eval "servers=(--servers $SERVE_SERVERS)"
+      # shellcheck disable=SC2086  # SERVE_ARGS are words
       PATH=$work/bin:$PATH timeout 300 python3 "$root/bench/serve_gpu_load.py" \
         --binary "$work/bin/attncache" --encoder "$model" --decoder "$smol" \
         --texts "$root/tests/data/corpus.txt" --duration "${SERVE_SECONDS:-5}" ${SERVE_ARGS:-} \
-        --out "$out/serve_gpu_load${SERVE_TAG:-}.json" 2>&1 | grep -v "^+ \|^  \["
+        "${servers[@]}" --out "$out/serve_gpu_load${SERVE_TAG:-}.json" 2>&1 | grep -v "^+ \|^  \["
       ;;
     memo-gpu)
       for spec in ${MEMO_WORKLOADS:-short:0:F16 passage128:128:F16 passage512:512:F16 passage512:512:P8}; do
