@@ -18,7 +18,9 @@ def render(r):
     lines = [
         f"{r['model']}, {r['workload']}; {m['cpu']}, {m['cores']} cores ({m['note']}), "
         f"{r['date']}. Server: batches of up to {r['server']['max_batch']} inputs, "
-        f"{r['server']['max_wait_ms']} ms gathering; AttnCache database of "
+        + (f"gathering up to {r['server']['max_wait_ms']} ms while requests are arriving"
+           if r["server"].get("batch_wait") == "arrivals" else
+           f"{r['server']['max_wait_ms']} ms gathering") + "; AttnCache database of "
         f"{r['server']['db_entries']} passages, {r['server']['map_dtype']} maps.",
         "",
         "| clients | path | requests/s | p50 ms | p99 ms | mean batch | hit rate | non-200 | "

@@ -70,7 +70,7 @@ def main():
     texts = [l.strip()[:a.max_chars] for l in open(a.texts, encoding="utf-8") if l.strip()]
     result = {
         "date": datetime.date.today().isoformat(),
-        "command": "python3 bench/serve_gpu_load.py " + " ".join(sys.argv[1:]),
+        "command": "python3 bench/serve_gpu_load.py " + shlex.join(sys.argv[1:]),
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                     "note": "servers and wrk share the machine's cores on loopback; the CPU "
                             "server uses all of them"},

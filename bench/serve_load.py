@@ -199,8 +199,8 @@ def main():
         "model": MODEL,
         "workload": "passage128 stream (300 queries: 25% repeats, 50% near-duplicates, 25% "
                     "fresh), 128 tokens, one text per request",
-        "server": {"max_batch": 32, "max_wait_ms": 5, "max_queue": 1024, "db_entries": 600,
-                   "map_dtype": "P8"},
+        "server": {"max_batch": 32, "max_wait_ms": 5, "batch_wait": "arrivals", "max_queue": 1024,
+                   "db_entries": 600, "map_dtype": "P8"},
         "points": [],
     }
     try:

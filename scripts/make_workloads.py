@@ -42,6 +42,8 @@ def lines_of(path):
 
 def english_fortunes():
     """(file, fortune text on one line) for every English fortune, in file order."""
+    if not ROOT.is_dir():
+        raise SystemExit(f"no fortunes under {ROOT}: apt-get install fortunes fortunes-min")
     out = []
     for path in sorted(ROOT.iterdir()):
         if (not path.is_file() or path.is_symlink() or path.suffix in (".dat", ".u8")

@@ -7,6 +7,7 @@
 #                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli] [memo-gpu]
 #                                  [attention-1B] [attention-3B] [serve-load] [profile]
 #                                  [variants] [decoder-alt-1B] [decoder-alt-3B] [memo-build]
+#                                  [serve-probe]
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
@@ -21,7 +22,8 @@
 # and scoring from the GPU. serve-load puts the server on the GPU and on the CPU under wrk
 # (bench/serve_gpu_load.py; SERVE_SECONDS per point, SERVE_ARGS more of its options, SERVE_TAG a
 # suffix for its JSON, SERVE_SERVERS two quoted NAME=OPTIONS servers to compare instead of cuda
-# and cpu). profile runs Nsight Compute (all sections) on the exact and reuse attention kernels
+# and cpu). serve-probe runs bench/serve_probe.py (one keep-alive client, raw latencies, the slow
+# requests listed) against the GPU server (PROBE_REQUESTS) and the CPU one. profile runs Nsight Compute (all sections) on the exact and reuse attention kernels
 # at PROFILE_SHAPE
 # (heads,kv_heads,head_dim,batch,tokens; PROFILE_GROUPED=1: the grouped reuse kernel). memo-gpu
 # builds the AttnCache workloads' databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs
@@ -310,6 +312,28 @@ PY
         --binary "$work/bin/attncache" --encoder "$model" --decoder "$smol" \
         --texts "$root/tests/data/corpus.txt" --duration "${SERVE_SECONDS:-5}" ${SERVE_ARGS:-} \
         "${servers[@]}" --out "$out/serve_gpu_load${SERVE_TAG:-}.json" 2>&1 | grep -v "^+ \|^  \["
+      ;;
+    serve-probe)  # raw per-request latencies of one keep-alive client (bench/serve_probe.py)
+      # against the GPU and the CPU server: how many slow requests make wrk's 1-client tails
+      python3 -c 'import json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    if line.strip(): print(json.dumps({"model": "m", "input": line.strip()[:400]}))' \
+        "$root/tests/data/corpus.txt" > "$work/probe_bodies.jsonl"
+      for spec in cuda:${PROBE_REQUESTS:-20000} cpu:3000; do
+        dev=${spec%%:*}
+        "$work/bin/attncache" serve --model "$model" --device "$dev" --port 18200 \
+          --max-length 512 --served-model-name m 2> "$out/serve_probe_$dev.err" &
+        pid=$!
+        for _ in $(seq 100); do
+          python3 -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:18200/health")' \
+            2>/dev/null && break
+          sleep 0.3
+        done
+        echo "-- $dev server"
+        python3 "$root/bench/serve_probe.py" --port 18200 --bodies "$work/probe_bodies.jsonl" \
+          --requests "${spec#*:}" --out "$out/serve_probe_$dev.json"
+        kill $pid; wait $pid 2>/dev/null
+      done
       ;;
     memo-gpu)
       for spec in ${MEMO_WORKLOADS:-short:0:F16 passage128:128:F16 passage512:512:F16 passage512:512:P8}; do
