@@ -112,9 +112,11 @@ void run_build(const BuildCliOptions& o) {
       o.db.c_str(), r.entries, r.lines, r.empty_lines, r.duplicates, r.truncated,
       options.max_tokens);
   const auto& loss = r.training.epoch_loss;
-  std::printf("  maps %.1f s, projector %.1f s (labels %.1f s; %zu epochs, loss %.4f -> %.4f)",
-              r.collect_seconds, r.train_seconds, r.label_seconds, loss.size(),
-              loss.empty() ? 0.0 : loss.front(), loss.empty() ? 0.0 : loss.back());
+  std::printf(
+      "  maps %.1f s (forward %.1f s, conversion %.1f s), projector %.1f s (labels %.1f s; %zu "
+      "epochs, loss %.4f -> %.4f)",
+      r.collect_seconds, r.forward_seconds, r.convert_seconds, r.train_seconds, r.label_seconds,
+      loss.size(), loss.empty() ? 0.0 : loss.front(), loss.empty() ? 0.0 : loss.back());
   std::printf(", index %.2f s\n  %.1f MB on disk, %.2f MB per entry\n", r.index_seconds,
               r.bytes / 1e6, r.bytes / 1e6 / r.entries);
 }

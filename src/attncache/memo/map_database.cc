@@ -381,9 +381,13 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
         batch.push_back(items[b1++].ids);
       }
       hook.start(batch);
+      core::Stopwatch forward_watch;
       const std::vector<float> embeddings =
           options.forward ? options.forward(batch, hook) : model.embed(batch, &hook);
+      report.forward_seconds += forward_watch.seconds();
+      core::Stopwatch convert_watch;
       hook.convert();
+      report.convert_seconds += convert_watch.seconds();
       for (size_t s = 0; s < batch.size(); ++s) {
         const int n = static_cast<int>(batch[s].size());
         features.resize(static_cast<size_t>(n) * d);

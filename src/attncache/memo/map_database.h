@@ -76,6 +76,9 @@ struct BuildOptions {
 struct BuildReport {
   size_t lines = 0, empty_lines = 0, duplicates = 0, truncated = 0, entries = 0;
   double collect_seconds = 0, train_seconds = 0, index_seconds = 0;
+  // Parts of collect_seconds: the forward passes that record the maps (with a GPU's, copying
+  // them back), and converting them to the stored dtype; the rest is writing.
+  double forward_seconds = 0, convert_seconds = 0;
   double label_seconds = 0;  // the part of train_seconds spent labelling pairs
   TrainReport training;
   uint64_t bytes = 0;
