@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include "attncache/serve/http_server.h"
 #include "attncache/serve/tenant_namespaces.h"
 #include "core/error.h"
+#include "core/stopwatch.h"
 
 namespace attncache::cli {
 namespace {
@@ -44,6 +46,36 @@ std::string default_model_name(const std::string& model) {
   std::string name = p.filename().string();
   if (p.extension() == ".gguf") name = p.stem().string();
   return name;
+}
+
+// Runs the GPU model once on a batch of 1 and on a batch of as many sequences as a batch takes,
+// at 8, 16, 32, … tokens up to `max_tokens`: the kernels (loaded lazily) and GEMM plans of those
+// sizes are ready before the first request, which otherwise paid 15–80 ms for them
+// (bench/serve_probe.py on the H100). Each shape runs once, so none takes a CUDA graph's slot.
+void warm_up_gpu(DeviceEmbedder& gpu, bool causal, const std::vector<int32_t>& words,
+                 int max_tokens, const serve::ServerOptions& options) {
+  core::Stopwatch watch;
+  std::vector<int> lengths;
+  for (int n = 8; n < max_tokens; n *= 2) lengths.push_back(n);
+  lengths.push_back(max_tokens);
+  int shapes = 0;
+  for (const int n : lengths) {
+    std::vector<int32_t> ids(n);
+    for (int i = 0; i < n; ++i) ids[i] = words[i % words.size()];
+    const size_t most =
+        std::min(options.batcher.max_batch, std::max<size_t>(1, options.max_batch_tokens / n));
+    for (const size_t count : most > 1 ? std::vector<size_t>{1, most} : std::vector<size_t>{1}) {
+      const std::vector<std::vector<int32_t>> batch(count, ids);
+      if (causal) {
+        gpu.token_log_probs(batch);
+      } else {
+        gpu.embed(batch);
+      }
+      ++shapes;
+    }
+  }
+  std::fprintf(stderr, "attncache serve: GPU warmed up on %d batch shapes in %.1f s\n", shapes,
+               watch.seconds());
 }
 
 // SIGINT, SIGTERM and SIGHUP go through a pipe to one thread: the handler only writes the
@@ -106,12 +138,13 @@ void run_serve(ServeCliOptions o) {
   const size_t key_count = keys ? keys->size() : 0;
   serve::Server server(*model, o.server, std::move(keys), namespaces, gpu.get());
   const int port = server.bind();
-  const std::vector<std::vector<int32_t>> warm_up = {model->tokenize("warm up", 8).ids};
-  model->embed(warm_up);  // page in weights, size buffers
-  if (gpu && model->causal()) {
-    gpu->token_log_probs(warm_up);
-  } else if (gpu) {
-    gpu->embed(warm_up);
+  const std::vector<int32_t> words = model->tokenize("warm up", 8).ids;
+  model->embed({words});  // page in weights, size buffers
+  if (gpu) {
+    // The longest inputs the server takes (decoders: up to 2,048 tokens of their context here).
+    const int longest =
+        o.server.max_tokens > 0 ? o.server.max_tokens : std::min(model->max_tokens(), 2048);
+    warm_up_gpu(*gpu, model->causal(), words, longest, o.server);
   }
 
   const std::string where =
