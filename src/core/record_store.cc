@@ -74,37 +74,20 @@ void RecordStoreWriter::add(uint64_t key, std::span<const std::byte> bytes) {
   add(key, pieces);
 }
 
-namespace {
-// Zero bytes that align the next piece of a record that holds `bytes` so far.
-uint64_t piece_pad(uint64_t bytes) { return bytes == 0 ? 0 : (kAlign - bytes % kAlign) % kAlign; }
-const std::byte kZeros[kAlign] = {};
-}  // namespace
-
-uint32_t RecordStoreWriter::record_crc(std::span<const std::span<const std::byte>> pieces) {
-  uint32_t crc = 0;
-  uint64_t bytes = 0;
-  for (const auto& piece : pieces) {
-    const uint64_t pad = piece_pad(bytes);
-    crc = crc32(kZeros, pad, crc);
-    crc = crc32(piece.data(), piece.size(), crc);
-    bytes += pad + piece.size();
-  }
-  return crc;
-}
-
 void RecordStoreWriter::add(uint64_t key, std::span<const std::span<const std::byte>> pieces) {
-  add(key, pieces, record_crc(pieces));
-}
-
-void RecordStoreWriter::add(uint64_t key, std::span<const std::span<const std::byte>> pieces,
-                            uint32_t crc) {
   pad_to(kAlign);
-  Entry e{position_, 0, key, crc};
+  Entry e{position_, 0, key, 0};
+  static const std::byte zeros[kAlign] = {};
   for (const auto& piece : pieces) {
-    const uint64_t pad = piece_pad(e.bytes);
-    put(kZeros, pad);
+    const uint64_t pad = (kAlign - (position_ - e.offset) % kAlign) % kAlign;
+    if (pad != 0 && e.bytes != 0) {
+      put(zeros, pad);
+      e.crc = crc32(zeros, pad, e.crc);
+      e.bytes += pad;
+    }
     put(piece.data(), piece.size());
-    e.bytes += pad + piece.size();
+    e.crc = crc32(piece.data(), piece.size(), e.crc);
+    e.bytes += piece.size();
   }
   table_.push_back(e);
 }

@@ -32,10 +32,6 @@ class RecordStoreWriter {
   void add(uint64_t key, std::span<const std::byte> bytes);
   // Same, from several pieces laid out back to back, each 64-byte aligned inside the record.
   void add(uint64_t key, std::span<const std::span<const std::byte>> pieces);
-  // Same, with the record's CRC-32 computed ahead by record_crc(pieces) (on other threads).
-  void add(uint64_t key, std::span<const std::span<const std::byte>> pieces, uint32_t crc);
-  // The CRC-32 that add() stores for a record of `pieces`.
-  static uint32_t record_crc(std::span<const std::span<const std::byte>> pieces);
   size_t count() const { return table_.size(); }
   // Writes metadata and table, then renames the file into place. Throws core::Error.
   void finish(const nlohmann::json& meta);

@@ -66,28 +66,6 @@ TEST(RecordStore, RoundTripsRecordsKeysAndMetadataAligned) {
   EXPECT_NO_THROW(s.verify());
 }
 
-// A CRC computed ahead (record_crc, as the map database does on its threads) is the one add()
-// would store: the records verify; a wrong one does not.
-TEST(RecordStore, ACrcComputedAheadIsTheOneAddStores) {
-  testing_support::TempDir dir;
-  const auto a = bytes({1, 2, 3});
-  const std::vector<float> f = {1.5f, -2.0f};
-  const std::span<const std::byte> pieces[] = {std::as_bytes(std::span<const float>(f)), a, a};
-  for (const uint32_t delta : {0u, 1u}) {
-    const std::string path = dir.path("ahead" + std::to_string(delta));
-    RecordStoreWriter w(path, "TEST", 3);
-    w.add(9, pieces, RecordStoreWriter::record_crc(pieces) + delta);
-    w.finish({});
-    RecordStore s = RecordStore::open(path, "TEST", 3);
-    ASSERT_EQ(s.record(0).size(), 131u);  // 8 bytes, pad to 64, 3 bytes, pad to 128, 3 bytes
-    if (delta == 0) {
-      EXPECT_NO_THROW(s.verify());
-    } else {
-      EXPECT_NE(error_of([&] { s.verify(); }).find("record 0"), std::string::npos);
-    }
-  }
-}
-
 TEST(RecordStore, NamesEachKindOfDamage) {
   testing_support::TempDir dir;
   const std::string path = dir.path("s.bin");

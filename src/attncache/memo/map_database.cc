@@ -1,7 +1,6 @@
 #include "attncache/memo/map_database.h"
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -368,7 +367,7 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
     core::RecordStoreWriter writer(maps_path, kMapsMagic, kMapsVersion);
     core::Progress progress("collecting attention maps", items.size(), options.progress);
     RecordingHook hook(model, options.map_dtype);
-    std::vector<std::vector<float>> features;  // each sequence's layer-0 attention input
+    std::vector<float> features;
     nlohmann::json lines = nlohmann::json::array();
     for (size_t b0 = 0; b0 < items.size();) {
       std::vector<std::vector<int32_t>> batch;
@@ -389,24 +388,15 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
       core::Stopwatch convert_watch;
       hook.convert();
       report.convert_seconds += convert_watch.seconds();
-      // Each record's pieces; their CRCs on the OpenMP threads, then the records in order.
-      features.resize(batch.size());
-      std::vector<std::array<std::span<const std::byte>, 4>> pieces(batch.size());
       for (size_t s = 0; s < batch.size(); ++s) {
-        features[s].resize(batch[s].size() * d);
-        model.layer0_input(batch[s], features[s].data());
-        pieces[s] = {std::as_bytes(std::span<const int32_t>(batch[s])),
-                     std::as_bytes(std::span<const float>(embeddings.data() + s * d, d)),
-                     std::as_bytes(std::span<const float>(features[s])),
-                     hook.converted(static_cast<int>(s))};
-      }
-      std::vector<uint32_t> crcs(batch.size());
-#pragma omp parallel for schedule(dynamic)
-      for (size_t s = 0; s < batch.size(); ++s) {
-        crcs[s] = core::RecordStoreWriter::record_crc(pieces[s]);
-      }
-      for (size_t s = 0; s < batch.size(); ++s) {
-        writer.add(static_cast<uint64_t>(batch[s].size()), pieces[s], crcs[s]);
+        const int n = static_cast<int>(batch[s].size());
+        features.resize(static_cast<size_t>(n) * d);
+        model.layer0_input(batch[s], features.data());
+        const std::span<const std::byte> pieces[] = {
+            std::as_bytes(std::span<const int32_t>(batch[s])),
+            std::as_bytes(std::span<const float>(embeddings.data() + s * d, d)),
+            std::as_bytes(std::span<const float>(features)), hook.converted(static_cast<int>(s))};
+        writer.add(static_cast<uint64_t>(n), pieces);
         lines.push_back(items[b0 + s].line + 1);
       }
       progress.advance(batch.size());
