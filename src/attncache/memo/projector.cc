@@ -25,6 +25,37 @@ void affine(const float* x, const std::vector<float>& w, const std::vector<float
   }
 }
 
+// Gradients of y = x·wᵀ + b for a batch of m rows (x: m × in, w: out × in): adds dy's products
+// to grad_w and grad_b and sets dx (m × in). The products run on the OpenMP threads, each value
+// summed by one thread in the order a serial loop would use, so the result does not depend on
+// the thread count.
+void linear_backward(const float* dy, const float* x, const float* w, int m, int in, int out,
+                     float* grad_w, float* grad_b, std::vector<float>& dx) {
+  for (int i = 0; i < m; ++i) {
+    for (int o = 0; o < out; ++o) grad_b[o] += dy[static_cast<size_t>(i) * out + o];
+  }
+#pragma omp parallel for schedule(static)
+  for (int o = 0; o < out; ++o) {
+    float* gw = grad_w + static_cast<size_t>(o) * in;
+    for (int i = 0; i < m; ++i) {
+      const float d = dy[static_cast<size_t>(i) * out + o];
+      const float* xi = x + static_cast<size_t>(i) * in;
+      for (int k = 0; k < in; ++k) gw[k] += d * xi[k];
+    }
+  }
+  dx.resize(static_cast<size_t>(m) * in);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < m; ++i) {
+    float* dxi = dx.data() + static_cast<size_t>(i) * in;
+    std::fill(dxi, dxi + in, 0.0f);
+    for (int o = 0; o < out; ++o) {
+      const float d = dy[static_cast<size_t>(i) * out + o];
+      const float* wo = w + static_cast<size_t>(o) * in;
+      for (int k = 0; k < in; ++k) dxi[k] += d * wo[k];
+    }
+  }
+}
+
 std::span<const std::byte> bytes_of(const std::vector<float>& v) {
   return std::as_bytes(std::span<const float>(v));
 }
@@ -217,59 +248,13 @@ TrainReport Projector::train(const std::vector<float>& pooled,
       ++report.batches;
 
       for (auto& gr : grads) std::fill(gr.begin(), gr.end(), 0.0f);
-      // The backward products run on the OpenMP threads, each value of a gradient summed by one
-      // thread in the same order as a serial loop would: the result does not depend on the
-      // thread count. fc2:
-      dg.resize(static_cast<size_t>(m) * kHidden);
-      for (int i = 0; i < m; ++i) {
-        for (int o = 0; o < kOut; ++o) grads[7][o] += dz[static_cast<size_t>(i) * kOut + o];
-      }
-#pragma omp parallel for schedule(static)
-      for (int o = 0; o < kOut; ++o) {
-        float* gw = grads[6].data() + static_cast<size_t>(o) * kHidden;
-        for (int i = 0; i < m; ++i) {
-          const float d = dz[static_cast<size_t>(i) * kOut + o];
-          const float* gi = g.data() + static_cast<size_t>(i) * kHidden;
-          for (int k = 0; k < kHidden; ++k) gw[k] += d * gi[k];
-        }
-      }
-#pragma omp parallel for schedule(static)
-      for (int i = 0; i < m; ++i) {
-        float* dgi = dg.data() + static_cast<size_t>(i) * kHidden;
-        std::fill(dgi, dgi + kHidden, 0.0f);
-        for (int o = 0; o < kOut; ++o) {
-          const float d = dz[static_cast<size_t>(i) * kOut + o];
-          const float* w = fc2_.w.data() + static_cast<size_t>(o) * kHidden;
-          for (int k = 0; k < kHidden; ++k) dgi[k] += d * w[k];
-        }
-      }
+      linear_backward(dz.data(), g.data(), fc2_.w.data(), m, kHidden, kOut, grads[6].data(),
+                      grads[7].data(), dg);
       dh.resize(dg.size());
       bn_backward(dg.data(), xhat1.data(), m, kHidden, bn1_.gamma, inv1, grads[4].data(),
                   grads[5].data(), dh.data());
-      // fc1
-      da.resize(static_cast<size_t>(m) * in);
-      for (int i = 0; i < m; ++i) {
-        for (int o = 0; o < kHidden; ++o) grads[3][o] += dh[static_cast<size_t>(i) * kHidden + o];
-      }
-#pragma omp parallel for schedule(static)
-      for (int o = 0; o < kHidden; ++o) {
-        float* gw = grads[2].data() + static_cast<size_t>(o) * in;
-        for (int i = 0; i < m; ++i) {
-          const float d = dh[static_cast<size_t>(i) * kHidden + o];
-          const float* ai = a.data() + static_cast<size_t>(i) * in;
-          for (int k = 0; k < in; ++k) gw[k] += d * ai[k];
-        }
-      }
-#pragma omp parallel for schedule(static)
-      for (int i = 0; i < m; ++i) {
-        float* dai = da.data() + static_cast<size_t>(i) * in;
-        std::fill(dai, dai + in, 0.0f);
-        for (int o = 0; o < kHidden; ++o) {
-          const float d = dh[static_cast<size_t>(i) * kHidden + o];
-          const float* w = fc1_.w.data() + static_cast<size_t>(o) * in;
-          for (int k = 0; k < in; ++k) dai[k] += d * w[k];
-        }
-      }
+      linear_backward(dh.data(), a.data(), fc1_.w.data(), m, in, kHidden, grads[2].data(),
+                      grads[3].data(), da);
       bn_backward(da.data(), xhat0.data(), m, in, bn0_.gamma, inv0, grads[0].data(),
                   grads[1].data(), nullptr);
       // SGD with momentum, as torch.optim.SGD: v = μ·v + g; θ -= lr·v.
