@@ -54,7 +54,8 @@ MapEntry view_entry(std::span<const std::byte> record, int n, int d, int layers,
 
 // Collects every layer's fp32 maps of every sequence of a batch and converts them to the stored
 // dtype, in two buffers kept from batch to batch: the forward writes every value, so neither is
-// ever cleared (zero-filling fresh buffers per batch cost about as much as converting the maps).
+// ever cleared (allocating and zero-filling fresh buffers per batch was about 6% of a local CPU
+// build's perf samples).
 class RecordingHook : public AttentionHook {
  public:
   RecordingHook(const PrefillModel& model, core::DType dtype)
