@@ -799,6 +799,50 @@ TEST(ForwardRecording, RefusesAHookWithStoredMaps) {
   EXPECT_FALSE(ran);
 }
 
+// The graph cache keeps the graphs of shapes that recur while a server's one-off batch shapes
+// stream past: more than kMaxSeen shapes seen once, and more than kMaxGraphs shapes seen twice,
+// neither push out a shape replayed all along (before, either limit cleared every graph).
+TEST(GraphCache, KeepsTheGraphsOfRecurringShapesAmongManyOthers) {
+  SKIP_WITHOUT_GPU();
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  cuda::DeviceBuffer buffer(4, "test buffer");
+  // Each shape's graph sets the buffer's bytes to its own value.
+  auto fill = [&](int value) {
+    return [&, value] { cuda::check(cudaMemsetAsync(buffer.data(), value, 4, stream), "memset"); };
+  };
+  auto bytes_now = [&] {
+    uint8_t out[4];
+    EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(out, buffer.data(), 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    return out[0];
+  };
+  cuda_forward::GraphCache cache;
+  const std::vector<int64_t> hot = {1, 7};
+  EXPECT_FALSE(cache.replay(hot, stream, fill(0x11)));  // first sighting: run eagerly
+  EXPECT_TRUE(cache.replay(hot, stream, fill(0x11)));   // second: captured and launched
+  EXPECT_EQ(bytes_now(), 0x11);
+  const int one_off = static_cast<int>(cuda_forward::GraphCache::kMaxSeen) * 2;
+  const int twice = static_cast<int>(cuda_forward::GraphCache::kMaxGraphs) + 50;
+  for (int i = 0; i < one_off + twice; ++i) {
+    const std::vector<int64_t> other = {2, i};
+    EXPECT_FALSE(cache.replay(other, stream, fill(0x22)));  // first sighting
+    if (i >= one_off) {
+      EXPECT_TRUE(cache.replay(other, stream, fill(0x22)));  // seen twice: captured
+    }
+    if (i % 64 == 0) {
+      ASSERT_TRUE(cache.replay(hot, stream, fill(0x11))) << "after " << i << " other shapes";
+      EXPECT_EQ(bytes_now(), 0x11);
+    }
+  }
+  EXPECT_LE(cache.graphs(), cuda_forward::GraphCache::kMaxGraphs);
+  EXPECT_TRUE(cache.replay(hot, stream, fill(0x11)));
+  EXPECT_EQ(bytes_now(), 0x11);
+  cache.clear();
+  EXPECT_EQ(cache.graphs(), 0u);
+  EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+}
+
 // The host image of a GPU model's weights (no device needed): the storing pass lays tensors out
 // where the measuring pass said, converts them (bf16 rounding to nearest even), zeroes the
 // alignment gaps, and refuses a layout that outgrows the measured size.

@@ -144,16 +144,24 @@ bool PinnedBuffer::reserve(size_t bytes, const char* what) {
 }
 
 void GraphCache::clear() {
-  for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+  for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph.exec);
   graphs_.clear();
   seen_.clear();
 }
 
 bool GraphCache::replay(const std::vector<int64_t>& key, cudaStream_t stream,
                         const std::function<void()>& enqueue) {
-  if (graphs_.size() >= 256 || seen_.size() >= 4096) clear();  // many distinct shapes
   auto it = graphs_.find(key);
-  if (it == graphs_.end() && ++seen_[key] >= 2) {
+  if (it == graphs_.end()) {
+    if (seen_.size() >= kMaxSeen) seen_.clear();
+    if (++seen_[key] < 2) return false;
+    if (graphs_.size() >= kMaxGraphs) {
+      auto oldest = std::min_element(
+          graphs_.begin(), graphs_.end(),
+          [](const auto& a, const auto& b) { return a.second.last_used < b.second.last_used; });
+      cudaGraphExecDestroy(oldest->second.exec);
+      graphs_.erase(oldest);
+    }
     cudaGraph_t graph = nullptr;
     cuda::check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
                 "cudaStreamBeginCapture");
@@ -169,10 +177,11 @@ bool GraphCache::replay(const std::vector<int64_t>& key, cudaStream_t stream,
     const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     cuda::check(status, "cudaGraphInstantiate");
-    it = graphs_.emplace(key, exec).first;
+    seen_.erase(key);
+    it = graphs_.emplace(key, Graph{exec, 0}).first;
   }
-  if (it == graphs_.end()) return false;
-  cuda::check(cudaGraphLaunch(it->second, stream), "cudaGraphLaunch");
+  it->second.last_used = ++clock_;
+  cuda::check(cudaGraphLaunch(it->second.exec, stream), "cudaGraphLaunch");
   return true;
 }
 

@@ -115,19 +115,30 @@ class PinnedBuffer {
 
 // One CUDA graph per batch shape: a shape runs eagerly the first time it is seen (lazy
 // initialization in cuBLASLt and module loading stay out of the capture), is captured on its
-// second run and replayed from then on.
+// second run and replayed from then on. At most kMaxGraphs graphs are kept, the least recently
+// replayed one giving way to a new one; past kMaxSeen shapes seen once, those are forgotten (a
+// server's batches of mixed lengths are mostly one-off shapes: they must not push out the
+// graphs of the shapes that recur).
 class GraphCache {
  public:
+  static constexpr size_t kMaxGraphs = 256, kMaxSeen = 4096;
   ~GraphCache() { clear(); }
+  // Drops every graph (their buffers moved) and every shape seen.
   void clear();
   // Launches the graph of `key`, capturing `enqueue` first if this is the key's second run.
   // Returns false (and launches nothing) when the caller should run `enqueue` eagerly.
   bool replay(const std::vector<int64_t>& key, cudaStream_t stream,
               const std::function<void()>& enqueue);
+  size_t graphs() const { return graphs_.size(); }
 
  private:
-  std::map<std::vector<int64_t>, cudaGraphExec_t> graphs_;
-  std::map<std::vector<int64_t>, int> seen_;
+  struct Graph {
+    cudaGraphExec_t exec;
+    uint64_t last_used;
+  };
+  std::map<std::vector<int64_t>, Graph> graphs_;
+  std::map<std::vector<int64_t>, int> seen_;  // shapes without a graph, and how often seen
+  uint64_t clock_ = 0;
 };
 
 // Events recorded at phase boundaries of an eager forward; collect() adds the intervals to a
