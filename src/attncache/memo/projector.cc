@@ -118,49 +118,67 @@ void Projector::project(const float* pooled, float* out) const {
 namespace {
 
 // BatchNorm over a batch in training mode: normalizes x in place into x̂ (kept for backward),
-// writes γ·x̂ + β to y, and updates the running statistics as PyTorch does.
+// writes γ·x̂ + β to y, and updates the running statistics as PyTorch does. Row by row, so each
+// pass reads memory in order; each feature's sums still run over the rows in order.
 void bn_train_forward(float* xhat, float* y, int m, int n, const std::vector<float>& gamma,
                       const std::vector<float>& beta, std::vector<float>& run_mean,
                       std::vector<float>& run_var, std::vector<float>& inv_std) {
+  std::vector<double> mean(n, 0.0), var(n, 0.0);
+  for (int i = 0; i < m; ++i) {
+    const float* row = xhat + static_cast<size_t>(i) * n;
+    for (int j = 0; j < n; ++j) mean[j] += row[j];
+  }
+  for (int j = 0; j < n; ++j) mean[j] /= m;
+  for (int i = 0; i < m; ++i) {
+    const float* row = xhat + static_cast<size_t>(i) * n;
+    for (int j = 0; j < n; ++j) {
+      const double dx = row[j] - mean[j];
+      var[j] += dx * dx;
+    }
+  }
   inv_std.resize(n);
   for (int j = 0; j < n; ++j) {
-    double mean = 0, var = 0;
-    for (int i = 0; i < m; ++i) mean += xhat[static_cast<size_t>(i) * n + j];
-    mean /= m;
-    for (int i = 0; i < m; ++i) {
-      const double dx = xhat[static_cast<size_t>(i) * n + j] - mean;
-      var += dx * dx;
+    var[j] /= m;
+    inv_std[j] = static_cast<float>(1.0 / std::sqrt(var[j] + kEps));
+  }
+  for (int i = 0; i < m; ++i) {
+    float* row = xhat + static_cast<size_t>(i) * n;
+    float* out = y + static_cast<size_t>(i) * n;
+    for (int j = 0; j < n; ++j) {
+      row[j] = static_cast<float>((row[j] - mean[j]) * inv_std[j]);
+      out[j] = gamma[j] * row[j] + beta[j];
     }
-    var /= m;
-    inv_std[j] = static_cast<float>(1.0 / std::sqrt(var + kEps));
-    for (int i = 0; i < m; ++i) {
-      float& v = xhat[static_cast<size_t>(i) * n + j];
-      v = static_cast<float>((v - mean) * inv_std[j]);
-      y[static_cast<size_t>(i) * n + j] = gamma[j] * v + beta[j];
-    }
-    run_mean[j] = (1 - kStatMomentum) * run_mean[j] + kStatMomentum * static_cast<float>(mean);
+  }
+  for (int j = 0; j < n; ++j) {
+    run_mean[j] = (1 - kStatMomentum) * run_mean[j] + kStatMomentum * static_cast<float>(mean[j]);
     run_var[j] = (1 - kStatMomentum) * run_var[j] +
-                 kStatMomentum * static_cast<float>(var * m / std::max(1, m - 1));
+                 kStatMomentum * static_cast<float>(var[j] * m / std::max(1, m - 1));
   }
 }
 
-// Gradients of BatchNorm (training mode): fills dgamma, dbeta and, when dx is set, dx.
+// Gradients of BatchNorm (training mode): fills dgamma, dbeta and, when dx is set, dx. Row by
+// row, as bn_train_forward.
 void bn_backward(const float* dy, const float* xhat, int m, int n, const std::vector<float>& gamma,
                  const std::vector<float>& inv_std, float* dgamma, float* dbeta, float* dx) {
-  for (int j = 0; j < n; ++j) {
-    double sum_dy = 0, sum_dy_xhat = 0;
-    for (int i = 0; i < m; ++i) {
-      const size_t k = static_cast<size_t>(i) * n + j;
-      sum_dy += dy[k];
-      sum_dy_xhat += dy[k] * xhat[k];
+  std::vector<double> sum_dy(n, 0.0), sum_dy_xhat(n, 0.0);
+  for (int i = 0; i < m; ++i) {
+    const size_t row = static_cast<size_t>(i) * n;
+    for (int j = 0; j < n; ++j) {
+      sum_dy[j] += dy[row + j];
+      sum_dy_xhat[j] += dy[row + j] * xhat[row + j];
     }
-    dgamma[j] = static_cast<float>(sum_dy_xhat);
-    dbeta[j] = static_cast<float>(sum_dy);
-    if (dx == nullptr) continue;
-    for (int i = 0; i < m; ++i) {
-      const size_t k = static_cast<size_t>(i) * n + j;
-      dx[k] = static_cast<float>(gamma[j] * inv_std[j] / m *
-                                 (m * dy[k] - sum_dy - xhat[k] * sum_dy_xhat));
+  }
+  for (int j = 0; j < n; ++j) {
+    dgamma[j] = static_cast<float>(sum_dy_xhat[j]);
+    dbeta[j] = static_cast<float>(sum_dy[j]);
+  }
+  if (dx == nullptr) return;
+  for (int i = 0; i < m; ++i) {
+    const size_t row = static_cast<size_t>(i) * n;
+    for (int j = 0; j < n; ++j) {
+      dx[row + j] =
+          static_cast<float>(gamma[j] * inv_std[j] / m *
+                             (m * dy[row + j] - sum_dy[j] - xhat[row + j] * sum_dy_xhat[j]));
     }
   }
 }
