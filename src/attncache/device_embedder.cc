@@ -84,7 +84,7 @@ DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, Device device) : cpu_(cpu) {
 
 DeviceEmbedder::DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name,
                                BatchFn gpu_log_probs, MapsBatchFn gpu_maps,
-                               RecordBatchFn gpu_record)
+                               RecordingForward gpu_record)
     : cpu_(cpu),
       gpu_(std::move(gpu)),
       gpu_maps_(std::move(gpu_maps)),

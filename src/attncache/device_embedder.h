@@ -47,8 +47,6 @@ class DeviceEmbedder {
   using BatchFn = std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&)>;
   using MapsBatchFn = std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&,
                                                        const DeviceMapPlan*)>;
-  using RecordBatchFn =
-      std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&, AttentionHook&)>;
 
   // kCuda: throws core::Error (bad input) when this build has no CUDA backend or no GPU is
   // usable (or the model does not fit it). kAuto: the GPU when that works, else the CPU, with a
@@ -61,7 +59,7 @@ class DeviceEmbedder {
   // embed recording maps.
   DeviceEmbedder(PrefillModel& cpu, BatchFn gpu, std::string gpu_name,
                  BatchFn gpu_log_probs = nullptr, MapsBatchFn gpu_maps = nullptr,
-                 RecordBatchFn gpu_record = nullptr);
+                 RecordingForward gpu_record = nullptr);
   ~DeviceEmbedder();
   DeviceEmbedder(const DeviceEmbedder&) = delete;  // the GPU path refers to this object
   DeviceEmbedder& operator=(const DeviceEmbedder&) = delete;
@@ -98,7 +96,7 @@ class DeviceEmbedder {
   std::shared_ptr<void> gpu_model_;  // keeps the GPU model alive behind gpu_
   BatchFn gpu_;
   MapsBatchFn gpu_maps_;
-  RecordBatchFn gpu_record_;
+  RecordingForward gpu_record_;
   BatchFn gpu_log_probs_;
   std::string where_ = "cpu";
   bool last_on_gpu_ = false;

@@ -106,17 +106,32 @@ TEST(DeviceEmbedder, ABatchTheGpuRefusesRunsOnTheCpu) {
   EXPECT_TRUE(e.on_gpu());
 }
 
+// A stand-in GPU embed that counts its calls and returns the CPU engine's vectors.
+DeviceEmbedder::BatchFn counting_gpu(int& calls) {
+  return [&calls](const std::vector<std::vector<int32_t>>& b) {
+    ++calls;
+    return minilm().embed(b);
+  };
+}
+
+// Once the GPU is gone: where() says so, and embed() runs on the CPU without a word on stderr
+// and without calling the stand-in (`gpu_calls` stays 0).
+void expect_quietly_on_the_cpu(DeviceEmbedder& e, const int& gpu_calls) {
+  EXPECT_FALSE(e.on_gpu());
+  EXPECT_EQ(e.where(), "cpu");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(e.embed(batch("a lazy dog")), minilm().embed(batch("a lazy dog")));
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  EXPECT_FALSE(e.last_on_gpu());
+  EXPECT_EQ(gpu_calls, 0);
+}
+
 // A GPU failure with stored maps (AttnCache on the GPU) is passed on for the caller to fall
 // back and warn; the exact path's later batches then run on the CPU without a second warning.
 TEST(DeviceEmbedder, AGpuFailureWithStoredMapsSendsTheExactPathToTheCpuQuietly) {
   int gpu_calls = 0;
   DeviceEmbedder e(
-      minilm(),
-      [&](const std::vector<std::vector<int32_t>>& b) {
-        ++gpu_calls;
-        return minilm().embed(b);
-      },
-      "test GPU", nullptr,
+      minilm(), counting_gpu(gpu_calls), "test GPU", nullptr,
       [](const std::vector<std::vector<int32_t>>&, const DeviceMapPlan*) -> std::vector<float> {
         core::throw_internal("CUDA error: an illegal memory access");
       });
@@ -126,12 +141,7 @@ TEST(DeviceEmbedder, AGpuFailureWithStoredMapsSendsTheExactPathToTheCpuQuietly) 
   } catch (const core::Error& error) {
     EXPECT_EQ(error.kind(), core::ErrorKind::kInternal);
   }
-  EXPECT_FALSE(e.on_gpu());
-  EXPECT_EQ(e.where(), "cpu");
-  testing::internal::CaptureStderr();
-  EXPECT_EQ(e.embed(batch("a lazy dog")), minilm().embed(batch("a lazy dog")));
-  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
-  EXPECT_EQ(gpu_calls, 0);
+  expect_quietly_on_the_cpu(e, gpu_calls);
   EXPECT_THROW(e.embed_with_maps(batch("a red fox"), nullptr), core::Error);  // no GPU now
 }
 
@@ -139,21 +149,9 @@ TEST(DeviceEmbedder, AGpuFailureWithStoredMapsSendsTheExactPathToTheCpuQuietly) 
 // sends the later batches to the CPU without a warning of its own.
 TEST(DeviceEmbedder, DroppingTheGpuSendsLaterBatchesToTheCpuQuietly) {
   int gpu_calls = 0;
-  DeviceEmbedder e(
-      minilm(),
-      [&](const std::vector<std::vector<int32_t>>& b) {
-        ++gpu_calls;
-        return minilm().embed(b);
-      },
-      "test GPU");
+  DeviceEmbedder e(minilm(), counting_gpu(gpu_calls), "test GPU");
   e.drop_gpu();
-  EXPECT_FALSE(e.on_gpu());
-  EXPECT_EQ(e.where(), "cpu");
-  testing::internal::CaptureStderr();
-  EXPECT_EQ(e.embed(batch("a lazy dog")), minilm().embed(batch("a lazy dog")));
-  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
-  EXPECT_FALSE(e.last_on_gpu());
-  EXPECT_EQ(gpu_calls, 0);
+  expect_quietly_on_the_cpu(e, gpu_calls);
 }
 
 // Every map the hook asks for, kept per (layer, sequence).

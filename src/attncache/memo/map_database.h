@@ -66,11 +66,9 @@ struct BuildOptions {
   PairLabel label;
   TrainOptions train;
   bool progress = false;
-  // Runs a batch with `hook` recording its maps (AttentionHook::record) and returns its vectors,
-  // as model.embed(batch, &hook), which runs when this is unset: where the maps are computed
-  // (DeviceEmbedder::embed_recording puts them on the GPU).
-  std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&, AttentionHook&)>
-      forward;
+  // Where the maps are computed (DeviceEmbedder::embed_recording puts them on the GPU); unset:
+  // model.embed(batch, &hook).
+  RecordingForward forward;
 };
 
 struct BuildReport {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "attncache/kernels/cpu/attention.h"
@@ -32,6 +33,12 @@ class AttentionHook {
     return nullptr;
   }
 };
+
+// A forward pass over a batch that records the maps `hook` asks for and returns the batch's
+// vectors, as PrefillModel::embed(batch, &hook) does (the map database's build takes one; the
+// GPU's is DeviceEmbedder::embed_recording).
+using RecordingForward =
+    std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&, AttentionHook&)>;
 
 // Asks `hook` (may be null) what each sequence of the batch records and reuses at `layer`, and
 // sets the sequences' record and stored fields. Returns, per sequence, whether every one of its

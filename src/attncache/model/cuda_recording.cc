@@ -52,7 +52,7 @@ std::vector<float> forward_recording(
     const Recorded& r = recorded[i];
     if (r.to == nullptr) continue;
     const int n = static_cast<int>(batch[i % nseq].size());
-    const size_t per_head = causal ? static_cast<size_t>(n) * (n + 1) / 2 : r.values;
+    const size_t per_head = cpu::attention_map_size(n, causal);
     std::vector<uint16_t> packed(causal ? per_head : 0);
     for (int h = 0; h < heads; ++h) {
       const uint16_t* from = host.get() + r.offset / 2 + h * r.values;
