@@ -141,6 +141,16 @@ Batch random_batch(const LlamaConfig& c, uint32_t seed) {
   return batch;
 }
 
+// Each sequence's last row of an every-token output (rows of width d).
+std::vector<float> last_rows(const std::vector<float>& all, const Batch& batch, int d) {
+  std::vector<float> last;
+  for (size_t s = 0, row = 0; s < batch.size(); row += batch[s].size(), ++s) {
+    const size_t r = row + batch[s].size() - 1;
+    last.insert(last.end(), all.begin() + r * d, all.begin() + (r + 1) * d);
+  }
+  return last;
+}
+
 TEST(CudaLlamaModel, NoDeviceIsAClearError) {
   if (cuda::device_count() != 0) GTEST_SKIP() << "a CUDA device is present";
   auto cpu = LlamaModel::load(testing_paths::data_dir() + "/llama_hf/llama3");
@@ -160,12 +170,7 @@ TEST(CudaLlamaModel, ExactPathMatchesTheCpuEngine) {
     const Batch batch = random_batch(c, 3);
     LlamaWorkspace ws;
     const std::vector<float> all = m.cpu->forward(batch, ws);
-    std::vector<float> last_cpu;
-    for (size_t s = 0, row = 0; s < batch.size(); row += batch[s].size(), ++s) {
-      const size_t r = row + batch[s].size() - 1;
-      last_cpu.insert(last_cpu.end(), all.begin() + r * c.hidden_size,
-                      all.begin() + (r + 1) * c.hidden_size);
-    }
+    const std::vector<float> last_cpu = last_rows(all, batch, c.hidden_size);
     std::vector<float> logits_cpu(batch.size() * c.vocab_size);
     m.cpu->logits(last_cpu.data(), static_cast<int>(batch.size()), logits_cpu.data());
 
@@ -490,6 +495,60 @@ TEST(CudaLlamaModel, ReusingOwnMapsOfLongInputsMatchesTheExactPath) {
             m.name.c_str(), batch.size(), lengths[0], w_full, w_p8);
         EXPECT_GE(w_full, 0.999) << m.name;
         EXPECT_GE(w_p8, 0.995) << m.name;
+      }
+    }
+  }
+}
+
+// An output of last rows runs the last layer on those rows only (its keys and values still over
+// every token): it gives the every-token output's last rows, exactly computed or from reused P8
+// maps (every sequence's, every other one's), short inputs and long ones (where the other layers
+// take the 128-row and grouped kernels), eager and from the captured graph.
+TEST(CudaLlamaModel, LastRowOutputsAreTheLastRowsOfTheEveryTokenOutput) {
+  SKIP_WITHOUT_GPU();
+  for (TestModel& m : models()) {
+    const LlamaConfig& c = m.cpu->config();
+    const int d = c.hidden_size;
+    std::vector<Batch> batches{random_batch(c, 17)};
+    if (m.name == "dh64" || m.name == "dh128") {
+      std::mt19937 rng(37);
+      std::uniform_int_distribution<int32_t> id(0, c.vocab_size - 1);
+      Batch& long_batch = batches.emplace_back();
+      for (const int n : {1100, 1030}) {
+        long_batch.emplace_back(n);
+        for (auto& x : long_batch.back()) x = id(rng);
+      }
+    }
+    for (const Batch& batch : batches) {
+      DeviceMaps maps(*m.gpu, batch, core::DType::kBF16);
+      const DeviceMapPlan record = maps.record_plan();
+      m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &record);
+      DeviceMaps p8(*m.gpu, batch, core::DType::kP8);
+      for (size_t i = 0; i < p8.buffers.size(); ++i) {
+        cuda::maps_to_p8(maps.buffers[i].data(), p8.buffers[i].data(), p8.buffers[i].size(),
+                         nullptr);
+      }
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      std::vector<bool> alternate(batch.size());
+      for (size_t s = 0; s < batch.size(); ++s) alternate[s] = s % 2 == 0;
+      const DeviceMapPlan all_p8 =
+          p8.reuse_plan(~0ull, std::vector<bool>(batch.size(), true), core::DType::kP8);
+      const DeviceMapPlan some_p8 = p8.reuse_plan(~0ull, alternate, core::DType::kP8);
+      for (const DeviceMapPlan* plan : {static_cast<const DeviceMapPlan*>(nullptr), &all_p8,
+                                        &some_p8}) {
+        for (int run = 0; run < 2; ++run) {  // eager, then the captured graph
+          const auto every = m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, plan);
+          const auto last = m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, plan);
+          ASSERT_EQ(last.size(), batch.size() * d) << m.name;
+          const double worst = worst_cosine(last_rows(every, batch, d), last, d);
+          if (run == 1) {
+            std::printf("  %-7s %zu sequences, %s: last rows vs every token's, worst cosine %.6f\n",
+                        m.name.c_str(), batch.size(),
+                        plan == nullptr ? "exact" : plan == &all_p8 ? "P8 maps" : "P8 maps, some",
+                        worst);
+          }
+          EXPECT_GE(worst, 0.9999) << m.name << " " << batch.size() << " sequences, run " << run;
+        }
       }
     }
   }

@@ -75,7 +75,8 @@ struct MapStaging {
 };
 
 // The batch tables, at these offsets in one upload: ids, positions, sequence offsets, lengths,
-// last rows, work items, next-token targets (int32), then the map slots.
+// last rows, work items (every query block; the last block of each sequence), next-token
+// targets (int32), then the map slots.
 struct BatchLayout {
   enum {
     kIds,
@@ -84,6 +85,7 @@ struct BatchLayout {
     kLengths,
     kLast,
     kItems,
+    kLastItems,
     kWideItems,
     kTargets,
     kSlots,
@@ -421,6 +423,7 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
       static_cast<size_t>(nseq) * 4,
       static_cast<size_t>(nseq) * 4,
       static_cast<size_t>(b.num_items) * 8,
+      static_cast<size_t>(nseq) * 8,
       static_cast<size_t>(b.num_wide_items) * 8,
       static_cast<size_t>(b.total) * 4,
       b.maps != nullptr ? b.maps->slots.size() * sizeof(cuda::DeviceMapSlot) : 0};
@@ -446,11 +449,14 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
   int* lens = reinterpret_cast<int*>(h + L.at[BatchLayout::kLengths]);
   int* last = reinterpret_cast<int*>(h + L.at[BatchLayout::kLast]);
   int* items = reinterpret_cast<int*>(h + L.at[BatchLayout::kItems]);
+  int* last_items = reinterpret_cast<int*>(h + L.at[BatchLayout::kLastItems]);
   int* targets = reinterpret_cast<int*>(h + L.at[BatchLayout::kTargets]);
   for (int s = 0, row = 0; s < nseq; ++s) {
     offsets[s] = row;
     lens[s] = b.lengths[s];
     last[s] = row + b.lengths[s] - 1;
+    last_items[2 * s] = s;
+    last_items[2 * s + 1] = (b.lengths[s] - 1) / kRows;
     for (int i = 0; i < b.lengths[s]; ++i, ++row) {
       ids[row] = batch[s][i];
       positions[row] = i;
@@ -528,6 +534,7 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
   const int* lens = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kLengths]);
   const int* last = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kLast]);
   const int* items = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kItems]);
+  const int* last_items = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kLastItems]);
   const int* wide_items = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kWideItems]);
   const int* targets = reinterpret_cast<const int*>(dm + L.at[BatchLayout::kTargets]);
   const auto* dev_slots =
@@ -568,12 +575,19 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
   uint16_t* y = tmp.as<uint16_t>();  // the residual stream after attention
   uint16_t* nrm = normed.as<uint16_t>();
   uint16_t* q = qkv.as<uint16_t>();
+  const OutputLayout out_layout = output_layout(output, c, b.total, nseq);
+  // Whether the last layer ran on each sequence's last row only (its keys and values still
+  // cover every token): x then holds one row per sequence.
+  bool last_rows_only = false;
   cuda::embed_rows(ids, w<uint16_t>(embedding), x, b.total, d, stream);
   std::vector<char> v_only;
   for (int li = 0; li < c.num_layers; ++li) {
     const LayerWeights& l = layers[li];
     const cuda_forward::LayerReuse reuse =
         cuda_forward::layer_reuse(slots, li, nseq, all_heads, &v_only);
+    // An output of last rows needs nothing of the last layer's other rows past their keys and
+    // values, unless the layer records its maps.
+    last_rows_only = li == c.num_layers - 1 && !out_layout.every_token && !reuse.any_record;
     if (streamed) stage_layer(li + 1);
     mark(Phase::kOther);
     cuda::rmsnorm(x, nullptr, w<float>(l.attn_norm), c.rms_norm_eps, nrm, nullptr, b.total, d,
@@ -605,10 +619,10 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
     args.ctx = ctx.data();
     args.seq_offset = offsets;
     args.seq_len = lens;
-    args.items = items;
-    args.num_items = b.num_items;
-    args.wide_items = b.num_wide_items > 0 ? wide_items : nullptr;
-    args.num_wide_items = b.num_wide_items;
+    args.items = last_rows_only ? last_items : items;
+    args.num_items = last_rows_only ? nseq : b.num_items;
+    args.wide_items = b.num_wide_items > 0 && !last_rows_only ? wide_items : nullptr;
+    args.num_wide_items = args.wide_items != nullptr ? b.num_wide_items : 0;
     args.num_heads = c.num_heads;
     args.num_kv_heads = c.num_kv_heads;
     args.head_dim = c.head_dim;
@@ -626,7 +640,7 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
     if (streamed) {
       cuda::check(cudaStreamWaitEvent(stream, staging.copied[li % 2]), "cudaStreamWaitEvent");
     }
-    if (b.reuse_grouped) {
+    if (b.reuse_grouped && !last_rows_only) {
       cuda::AttentionArgs grouped = args;
       grouped.wide_items = nullptr;
       grouped.num_wide_items = 0;
@@ -639,28 +653,40 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
     }
     if (streamed) cuda::check(cudaEventRecord(staging.consumed[li % 2], stream), "cudaEventRecord");
 
+    // The rest of the layer on every row, or on the last rows gathered: their attention output
+    // into the spent Q/K/V buffer, their residual rows into the normed one.
+    const void* attended = ctx.data();
+    const uint16_t* residual = x;
+    int rows = b.total;
+    if (last_rows_only) {
+      mark(Phase::kOther);
+      cuda::embed_rows(last, ctx.data(), q, nseq, q_width, stream);
+      cuda::embed_rows(last, x, nrm, nseq, d, stream);
+      attended = q;
+      residual = nrm;
+      rows = nseq;
+    }
     mark(Phase::kGemm);
-    gemm->linear(ctx.data(), q_width, w<uint16_t>(l.o_w), q_width, y, d, cuda::OutType::kBF16,
-                 b.total, d, q_width, cuda::Epilogue::kNone, nullptr, stream, x);
+    gemm->linear(attended, q_width, w<uint16_t>(l.o_w), q_width, y, d, cuda::OutType::kBF16, rows,
+                 d, q_width, cuda::Epilogue::kNone, nullptr, stream, residual);
     mark(Phase::kOther);
-    cuda::rmsnorm(y, nullptr, w<float>(l.ffn_norm), c.rms_norm_eps, nrm, nullptr, b.total, d,
-                  stream);
+    cuda::rmsnorm(y, nullptr, w<float>(l.ffn_norm), c.rms_norm_eps, nrm, nullptr, rows, d, stream);
     mark(Phase::kGemm);
     gemm->linear(nrm, d, w<uint16_t>(l.gate_up_w), d, gate_up.data(), 2 * ff, cuda::OutType::kBF16,
-                 b.total, 2 * ff, d, cuda::Epilogue::kNone, nullptr, stream);
-    cuda::silu_mul(gate_up.data(), act.data(), b.total, ff, stream);
-    gemm->linear(act.data(), ff, w<uint16_t>(l.down_w), ff, x, d, cuda::OutType::kBF16, b.total, d,
-                 ff, cuda::Epilogue::kNone, nullptr, stream, y);
+                 rows, 2 * ff, d, cuda::Epilogue::kNone, nullptr, stream);
+    cuda::silu_mul(gate_up.data(), act.data(), rows, ff, stream);
+    gemm->linear(act.data(), ff, w<uint16_t>(l.down_w), ff, x, d, cuda::OutType::kBF16, rows, d, ff,
+                 cuda::Epilogue::kNone, nullptr, stream, y);
   }
 
   mark(Phase::kOther);
-  const OutputLayout out_layout = output_layout(output, c, b.total, nseq);
+  const int* final_rows = last_rows_only ? nullptr : last;
   const int rows = static_cast<int>(out_layout.rows);
   float* out_f32 = out.as<float>();
   uint16_t* out_bf16 =
       reinterpret_cast<uint16_t*>(reinterpret_cast<char*>(out.data()) + out_layout.normed_at());
   if (output == Output::kLastLogits) {
-    cuda::rmsnorm(x, last, w<float>(output_norm), c.rms_norm_eps, out_bf16, nullptr, rows, d,
+    cuda::rmsnorm(x, final_rows, w<float>(output_norm), c.rms_norm_eps, out_bf16, nullptr, rows, d,
                   stream);
     gemm->linear(out_bf16, d, w<uint16_t>(lm_head), d, out_f32, c.vocab_size, cuda::OutType::kF32,
                  rows, c.vocab_size, d, cuda::Epilogue::kNone, nullptr, stream);
@@ -677,8 +703,8 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
                             stream);
     }
   } else {
-    cuda::rmsnorm(x, out_layout.every_token ? nullptr : last, w<float>(output_norm), c.rms_norm_eps,
-                  out_bf16, out_f32, rows, d, stream);
+    cuda::rmsnorm(x, out_layout.every_token ? nullptr : final_rows, w<float>(output_norm),
+                  c.rms_norm_eps, out_bf16, out_f32, rows, d, stream);
   }
   cuda::check(cudaMemcpyAsync(host_out.data(), out_f32, out_layout.result_bytes(),
                               cudaMemcpyDeviceToHost, stream),
