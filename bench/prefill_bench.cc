@@ -14,7 +14,6 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -54,18 +53,14 @@ int main(int argc, char** argv) {
     const attncache::LlamaConfig& c = model->config();
     const int d = c.hidden_size, vocab = c.vocab_size;
     attncache::LlamaWorkspace ws;
-    std::vector<float> last(static_cast<size_t>(batch_size) * d);
     std::vector<float> logits(static_cast<size_t>(batch_size) * vocab);
     double lm_head_seconds = 0;
-    // One prefill: all tokens through the decoder, then the LM head on each sequence's last row.
+    // One prefill: all tokens through the decoder (its last layer past attention on each
+    // sequence's last row only, as llama.cpp's graph does), then the LM head on those rows.
     auto prefill = [&] {
-      const std::vector<float>& hidden = model->forward(batch, ws);
+      const std::vector<float>& last = model->forward(batch, ws, nullptr, nullptr, nullptr,
+                                                      attncache::LlamaModel::Rows::kLast);
       core::Stopwatch head;
-      size_t row = 0;
-      for (size_t s = 0; s < batch.size(); ++s) {
-        row += batch[s].size();
-        std::memcpy(last.data() + s * d, hidden.data() + (row - 1) * d, d * sizeof(float));
-      }
       model->logits(last.data(), batch_size, logits.data());
       lm_head_seconds += head.seconds();
     };

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <optional>
 
@@ -81,24 +80,12 @@ void Decoder::layer0_input(const std::vector<int32_t>& ids, float* out) const {
 
 std::vector<float> Decoder::embed(const std::vector<std::vector<int32_t>>& batch,
                                   AttentionHook* hook) {
-  return last_hidden(batch, model_->forward(batch, workspace_, hook));
+  return model_->forward(batch, workspace_, hook, nullptr, nullptr, LlamaModel::Rows::kLast);
 }
 
 std::vector<float> Decoder::embed_after(const std::vector<std::vector<int32_t>>& batch,
                                         const KvCache* past) {
-  return last_hidden(batch, model_->forward(batch, workspace_, nullptr, past));
-}
-
-std::vector<float> Decoder::last_hidden(const std::vector<std::vector<int32_t>>& batch,
-                                        const std::vector<float>& hidden) const {
-  const int d = dim();
-  std::vector<float> out(batch.size() * d);
-  size_t offset = 0;
-  for (size_t s = 0; s < batch.size(); ++s) {
-    offset += batch[s].size();
-    std::memcpy(out.data() + s * d, hidden.data() + (offset - 1) * d, d * sizeof(float));
-  }
-  return out;
+  return model_->forward(batch, workspace_, nullptr, past, nullptr, LlamaModel::Rows::kLast);
 }
 
 nlohmann::json Decoder::fingerprint() const {

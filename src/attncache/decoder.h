@@ -64,8 +64,6 @@ class Decoder : public PrefillModel {
                                          std::span<const int32_t> candidates) const;
 
  private:
-  std::vector<float> last_hidden(const std::vector<std::vector<int32_t>>& batch,
-                                 const std::vector<float>& hidden) const;
   Decoder(std::unique_ptr<LlamaModel> model, BpeTokenizer tokenizer)
       : model_(std::move(model)), tokenizer_(std::move(tokenizer)) {}
 

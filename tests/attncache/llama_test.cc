@@ -181,6 +181,37 @@ TEST(LlamaModel, ContinuingACachedPrefixEqualsTheWholePrompt) {
   }
 }
 
+// Rows::kLast runs the last layer past attention on each sequence's last row only: the rows it
+// returns are the every-token output's last rows, for a batch and after a cached prefix.
+TEST(LlamaModel, LastRowsAloneAreTheEveryTokenOutputsLastRows) {
+  REQUIRE_SMOLLM();
+  const LlamaModel& m = *smollm();
+  const int d = m.config().hidden_size;
+  std::vector<std::vector<int32_t>> batch;
+  for (int i : {1, 5, 9}) batch.push_back(ids_of(goldens()["prompts"][i]));
+  LlamaWorkspace ws;
+  const std::vector<float> every = m.forward(batch, ws);
+  const std::vector<float> last =
+      m.forward(batch, ws, nullptr, nullptr, nullptr, LlamaModel::Rows::kLast);
+  ASSERT_EQ(last.size(), batch.size() * d);
+  size_t end = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    end += batch[s].size();
+    for (int i = 0; i < d; ++i) ASSERT_NEAR(last[s * d + i], every[(end - 1) * d + i], 1e-4) << s;
+  }
+
+  const std::vector<int32_t> ids = ids_of(goldens()["prompts"].back());
+  const size_t split = 300;
+  const std::vector<float> whole = m.forward({ids}, ws);
+  KvCache cache;
+  m.forward({std::vector<int32_t>(ids.begin(), ids.begin() + split)}, ws, nullptr, nullptr, &cache);
+  const std::vector<float>& rest =
+      m.forward({std::vector<int32_t>(ids.begin() + split, ids.end())}, ws, nullptr, &cache,
+                nullptr, LlamaModel::Rows::kLast);
+  ASSERT_EQ(rest.size(), static_cast<size_t>(d));
+  for (int i = 0; i < d; ++i) ASSERT_NEAR(rest[i], whole[(ids.size() - 1) * d + i], 1e-4) << i;
+}
+
 // Records every layer's maps, then feeds them back: Q and K are skipped and the output stays.
 class RecordThenReuse : public AttentionHook {
  public:

@@ -505,7 +505,8 @@ std::unique_ptr<LlamaModel> LlamaModel::load_hf(const std::string& dir) {
 
 const std::vector<float>& LlamaModel::forward(const std::vector<std::vector<int32_t>>& batch,
                                               LlamaWorkspace& ws, AttentionHook* hook,
-                                              const KvCache* past, KvCache* save) const {
+                                              const KvCache* past, KvCache* save,
+                                              Rows rows_out) const {
   const LlamaConfig& c = config_;
   const int d = c.hidden_size, ff = c.intermediate_size;
   const cpu::AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, true};
@@ -558,7 +559,10 @@ const std::vector<float>& LlamaModel::forward(const std::vector<std::vector<int3
                          (static_cast<double>(s.length) * (s.length + 1) / 2 +
                           static_cast<double>(past_len) * s.length);
     }
-    ws.timings.gemm_flops += 2.0 * total * (1.0 * q_width * d + 3.0 * d * ff) * c.num_layers;
+    const double after_attention = 2.0 * (1.0 * q_width * d + 3.0 * d * ff);
+    ws.timings.gemm_flops +=
+        after_attention * (static_cast<double>(total) * (c.num_layers - 1) +
+                           (rows_out == Rows::kLast ? static_cast<double>(batch.size()) : total));
     ws.timings.attention_flops += attention_flops * c.num_layers;
   }
   for (size_t s = 0; s < batch.size(); ++s) {
@@ -626,19 +630,35 @@ const std::vector<float>& LlamaModel::forward(const std::vector<std::vector<int3
       ws.timings.layer_attention_seconds.resize(c.num_layers);
       ws.timings.layer_attention_seconds[li] += block;
     }
-    cpu::linear(ws.ctx.data(), l.o_w.data(), ws.hidden.data(), total, d, q_width, true);
+    // The last layer past attention on each sequence's last row alone, where only those are
+    // wanted: moved to the front, in order (row s's source, its last token, is at or after s).
+    int rows = total;
+    if (rows_out == Rows::kLast && li == c.num_layers - 1) {
+      rows = static_cast<int>(seqs.size());
+      for (int s = 0; s < rows; ++s) {
+        const size_t src = static_cast<size_t>(seqs[s].offset) + seqs[s].length - 1;
+        std::memmove(ws.ctx.data() + static_cast<size_t>(s) * q_width,
+                     ws.ctx.data() + src * q_width, q_width * sizeof(float));
+        std::memmove(ws.hidden.data() + static_cast<size_t>(s) * d, ws.hidden.data() + src * d,
+                     d * sizeof(float));
+      }
+    }
+    cpu::linear(ws.ctx.data(), l.o_w.data(), ws.hidden.data(), rows, d, q_width, true);
     timer.mark(&ForwardProfile::gemm_seconds);
-    cpu::rmsnorm(ws.hidden.data(), l.ffn_norm.data(), c.rms_norm_eps, ws.normed.data(), total, d);
+    cpu::rmsnorm(ws.hidden.data(), l.ffn_norm.data(), c.rms_norm_eps, ws.normed.data(), rows, d);
     timer.mark(&ForwardProfile::other_seconds);
-    cpu::linear(ws.normed.data(), l.gate_up_w.data(), ws.gate_up.data(), total, 2 * ff, d);
+    cpu::linear(ws.normed.data(), l.gate_up_w.data(), ws.gate_up.data(), rows, 2 * ff, d);
     timer.mark(&ForwardProfile::gemm_seconds);
-    cpu::silu_mul(ws.gate_up.data(), ws.act.data(), total, ff);
+    cpu::silu_mul(ws.gate_up.data(), ws.act.data(), rows, ff);
     timer.mark(&ForwardProfile::other_seconds);
-    cpu::linear(ws.act.data(), l.down_w.data(), ws.hidden.data(), total, d, ff, true);
+    cpu::linear(ws.act.data(), l.down_w.data(), ws.hidden.data(), rows, d, ff, true);
     timer.mark(&ForwardProfile::gemm_seconds);
   }
   if (save != nullptr) save->length += seqs[0].length;
-  cpu::rmsnorm(ws.hidden.data(), output_norm_.data(), c.rms_norm_eps, ws.hidden.data(), total, d);
+  const int out_rows = rows_out == Rows::kLast ? static_cast<int>(seqs.size()) : total;
+  ws.hidden.resize(static_cast<size_t>(out_rows) * d);
+  cpu::rmsnorm(ws.hidden.data(), output_norm_.data(), c.rms_norm_eps, ws.hidden.data(), out_rows,
+               d);
   timer.mark(&ForwardProfile::other_seconds);
   return ws.hidden;
 }

@@ -102,9 +102,13 @@ class LlamaModel {
   // `save`: the keys and values of the batch's single sequence are appended to it.
   // `hook`: as for the encoder; a sequence whose maps cover every head skips Q and K (and their
   // rotary embedding). Maps are H packed lower triangles. Not combined with `past`.
+  // `rows`: Rows::kLast returns each sequence's last row only ([batch size × hidden]); the last
+  // layer's output projection and MLP then run on those rows alone.
+  enum class Rows { kEveryToken, kLast };
   const std::vector<float>& forward(const std::vector<std::vector<int32_t>>& batch,
                                     LlamaWorkspace& ws, AttentionHook* hook = nullptr,
-                                    const KvCache* past = nullptr, KvCache* save = nullptr) const;
+                                    const KvCache* past = nullptr, KvCache* save = nullptr,
+                                    Rows rows = Rows::kEveryToken) const;
 
   // The token embeddings of `ids` (valid ids: forward checks them), [ids.size() × hidden].
   void embed_tokens(const std::vector<int32_t>& ids, float* out) const;
