@@ -13,8 +13,8 @@ random weights, on the same device and the same token ids.
           (what users run), eager and captured as one CUDA graph;
         - "plain": the same weights in a minimal functional Llama (fused QKV and gate/up F.linear,
           F.rms_norm, transformers' rotary tables, F.scaled_dot_product_attention(is_causal=True,
-          enable_gqa=True), LM head on the last token only), eager and as one CUDA graph: the
-          strongest hand-written PyTorch baseline.
+          enable_gqa=True), the last layer past its keys and values and the LM head on the last
+          token only), eager and as one CUDA graph: the strongest hand-written PyTorch baseline.
         plus SDPA's flash kernel alone on one layer's shapes (CUDA events, 20 back-to-back calls),
         and with --ours-logits the agreement of gpu_decoder_bench's logits with HF eager's.
     gpu_decoder_torch.py attention --size 1B|3B [--batches …] [--lengths …] [--out FILE]
@@ -96,15 +96,19 @@ class PlainLlama:
         pos = torch.arange(n, device=ids.device)[None]
         cos, sin = self.rotary(x, pos)
         d = x.shape[-1]
-        for l in self.layers:
+        for i, l in enumerate(self.layers):
             y = F.rms_norm(x, (d,), l["n1"], self.eps)
             q, k, v = F.linear(y, l["wqkv"]).split([h * dh, kv * dh, kv * dh], dim=-1)
             q = q.view(b, n, h, dh).transpose(1, 2)
             k = k.view(b, n, kv, dh).transpose(1, 2)
             v = v.view(b, n, kv, dh).transpose(1, 2)
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-            x = x + F.linear(a.transpose(1, 2).reshape(b, n, h * dh), l["wo"])
+            if i + 1 < len(self.layers):
+                a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            else:  # only the last token's row is wanted: its query sees every key
+                x = x[:, -1:]
+                a = F.scaled_dot_product_attention(q[:, :, -1:], k, v, enable_gqa=True)
+            x = x + F.linear(a.transpose(1, 2).reshape(b, x.shape[1], h * dh), l["wo"])
             g, u = F.linear(F.rms_norm(x, (d,), l["n2"], self.eps), l["wgu"]).chunk(2, dim=-1)
             x = x + F.linear(F.silu(g) * u, l["wd"])
         last = F.rms_norm(x[:, -1], (d,), self.norm, self.eps)

@@ -67,12 +67,15 @@ def main():
         pv = min(a[k] for k in ("reuse_p8_ms", "reuse_p8_128_rows_ms", "reuse_p8_grouped_ms",
                                 "reuse_p8_grouped_persistent_ms") if a.get(k) is not None)
         p8 = ms(r, "reuse_device_p8")
-        left = p8 - c["layers"] * pv if p8 else 0.0  # a hit's time without P·V
+        # Layers whose P·V covers every query block (the last one's covers one block per
+        # sequence where the run says so, counted as left).
+        pv_layers = c["layers"] - (1 if ours.get("last_layer_on_last_rows") else 0)
+        left = p8 - pv_layers * pv if p8 else 0.0  # a hit's time without P·V
         bound = exact / left if left > 0 else None
         # One layer's P8 maps (half the bf16 bytes) and its value rows, read once.
         pv_bytes = (a["map_bytes_per_layer"] / 2
                     + r["batch"] * r["tokens"] * c["kv_heads"] * c["head_dim"] * 2)
-        floor = (exact / (left + c["layers"] * pv_bytes / (peak * 1e9))
+        floor = (exact / (left + pv_layers * pv_bytes / (peak * 1e9))
                  if peak and left > 0 else None)
 
         def hit(key):

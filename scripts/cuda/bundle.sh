@@ -39,7 +39,15 @@ if [[ -f $smol/config.json ]]; then
 else
   echo "bundle.sh: no $smol (scripts/reference/gguf_to_hf.py makes it); the cli stage lacks it" >&2
 fi
-tar -C "$stage" -cf - . | xz -T2 -9 > "$dest/bundle.tar.xz"
+# BUNDLE_ALT="NAME=PATH ...": other gpu_decoder_bench builds for the decoder-alt stages, as alt/NAME.
+# Inside the bundle xz stores what they share with this build once; a separate archive of each
+# would not fit beside the model in the 64 MiB the device tool carries.
+for alt in ${BUNDLE_ALT:-}; do
+  mkdir -p "$stage/alt"
+  cp "${alt#*=}" "$stage/alt/${alt%%=*}"
+  strip "$stage/alt/${alt%%=*}"
+done
+tar -C "$stage" -cf - . | xz -T2 -9e > "$dest/bundle.tar.xz"
 cp "$here/scripts/cuda/device_run.sh" "$dest/device_run.sh"
 
 # The model changes rarely: rebuild its archive only when missing.

@@ -87,11 +87,12 @@ make_decoder() {
   [[ -f $dir/config.json ]] || timeout 300 python3 "$work/gpu_decoder_torch.py" make --size "$1" --dir "$dir"
 }
 
-# The gpu_decoder_bench builds of $carry/alt.tar.xz (alt/NAME) and the bundle's own as
-# alt/bundle, in $work/variants/alt.
+# The gpu_decoder_bench builds of $carry/alt.tar.xz (alt/NAME) and of the bundle's alt/ (bundle.sh
+# BUNDLE_ALT), and the bundle's own as alt/bundle, in $work/variants/alt.
 unpack_variants() {
-  rm -rf "$work/variants"; mkdir -p "$work/variants"
-  tar -C "$work/variants" -xJf "$carry/alt.tar.xz"
+  rm -rf "$work/variants"; mkdir -p "$work/variants/alt"
+  [[ -f $carry/alt.tar.xz ]] && tar -C "$work/variants" -xJf "$carry/alt.tar.xz"
+  [[ -d $work/alt ]] && cp "$work"/alt/* "$work/variants/alt/"  # bundle.sh's BUNDLE_ALT
   [[ -e $work/variants/alt/bundle ]] || cp "$work/bin/gpu_decoder_bench" "$work/variants/alt/bundle"
 }
 
@@ -118,8 +119,8 @@ for stage in $stages; do
       PYTHONUNBUFFERED=1 timeout 360 python3 "$work/gpu_torch_bench.py" --model "$model" \
         --ids "$work/ids.json" --out "$out/torch_bench.json" --compile > /dev/null
       ;;
-    decoder-alt-*)  # end-to-end decoder timings of the bundle's build and of every alt/NAME in
-      # $carry/alt.tar.xz (see variants), one after the other on the same model; maps in GPU
+    decoder-alt-*)  # end-to-end decoder timings of the bundle's build and of every alt/NAME
+      # (see unpack_variants), one after the other on the same model; maps in GPU
       # memory only (no host streaming), DECODER_BATCHES / DECODER_LENGTHS as for decoder-SIZE.
       size=${stage#decoder-alt-}
       make_decoder "$size"
@@ -163,8 +164,8 @@ for stage in $stages; do
         --out "$out/gpu_attention_torch_$size.json"
       ;;
     variants)  # the attention kernels of other builds, same shapes, two interleaved rounds:
-      # $carry/alt.tar.xz holds alt/NAME, gpu_decoder_bench binaries built from other commits;
-      # the bundle's own is timed beside them as alt/bundle.
+      # alt/NAME, gpu_decoder_bench binaries built from other commits (see unpack_variants); the
+      # bundle's own is timed beside them as alt/bundle.
       unpack_variants
       for round in 1 2; do
         for bin in "$work"/variants/alt/*; do
