@@ -305,6 +305,24 @@ struct DeviceMaps {
   }
 };
 
+// The batch's own maps, recorded by the GPU decoder (bf16).
+DeviceMaps recorded_maps(CudaLlamaModel& gpu, const Batch& batch) {
+  DeviceMaps maps(gpu, batch, core::DType::kBF16);
+  const DeviceMapPlan record = maps.record_plan();
+  gpu.forward(batch, CudaLlamaModel::Output::kLastHidden, &record);
+  return maps;
+}
+
+// P8 copies of bf16 maps, finished on return (the model's stream does not wait for them).
+DeviceMaps p8_copies(const CudaLlamaModel& gpu, const Batch& batch, const DeviceMaps& bf16) {
+  DeviceMaps p8(gpu, batch, core::DType::kP8);
+  for (size_t i = 0; i < p8.buffers.size(); ++i) {
+    cuda::maps_to_p8(bf16.buffers[i].data(), p8.buffers[i].data(), p8.buffers[i].size(), nullptr);
+  }
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return p8;
+}
+
 // Records the CPU engine's fp32 probabilities (packed lower triangles).
 class RecordHook : public AttentionHook {
  public:
@@ -409,20 +427,14 @@ TEST(CudaLlamaModel, ReusingOwnMapsMatchesTheExactPath) {
     const int d = c.hidden_size;
     const Batch batch = random_batch(c, 13);
     const auto exact = m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden);
-    DeviceMaps maps(*m.gpu, batch, core::DType::kBF16);
-    const DeviceMapPlan record = maps.record_plan();
-    m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &record);
+    const DeviceMaps maps = recorded_maps(*m.gpu, batch);
     const std::vector<bool> all(batch.size(), true);
     std::vector<bool> alternate(batch.size());
     for (size_t s = 0; s < batch.size(); ++s) alternate[s] = s % 2 == 0;
     const DeviceMapPlan full = maps.reuse_plan(~0ull, all);
     const DeviceMapPlan some_heads = maps.reuse_plan(0b01, all);
     const DeviceMapPlan some_seqs = maps.reuse_plan(~0ull, alternate);
-    // P8 copies of the same maps.
-    DeviceMaps p8(*m.gpu, batch, core::DType::kP8);
-    for (size_t i = 0; i < p8.buffers.size(); ++i) {
-      cuda::maps_to_p8(maps.buffers[i].data(), p8.buffers[i].data(), p8.buffers[i].size(), nullptr);
-    }
+    const DeviceMaps p8 = p8_copies(*m.gpu, batch, maps);
     DeviceMaps fp8(*m.gpu, batch, core::DType::kFP8);
     for (size_t i = 0; i < fp8.buffers.size(); ++i) {
       cuda::maps_to_fp8(maps.buffers[i].data(), fp8.buffers[i].data(), fp8.buffers[i].size(),
@@ -471,15 +483,8 @@ TEST(CudaLlamaModel, ReusingOwnMapsOfLongInputsMatchesTheExactPath) {
         for (auto& x : batch.back()) x = id(rng);
       }
       const auto exact = m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden);
-      DeviceMaps maps(*m.gpu, batch, core::DType::kBF16);
-      const DeviceMapPlan record = maps.record_plan();
-      m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &record);
-      DeviceMaps p8(*m.gpu, batch, core::DType::kP8);
-      for (size_t i = 0; i < p8.buffers.size(); ++i) {
-        cuda::maps_to_p8(maps.buffers[i].data(), p8.buffers[i].data(), p8.buffers[i].size(),
-                         nullptr);
-      }
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const DeviceMaps maps = recorded_maps(*m.gpu, batch);
+      const DeviceMaps p8 = p8_copies(*m.gpu, batch, maps);
       const std::vector<bool> all(batch.size(), true);
       const DeviceMapPlan full = maps.reuse_plan(~0ull, all);
       const DeviceMapPlan full_p8 = p8.reuse_plan(~0ull, all, core::DType::kP8);
@@ -520,15 +525,7 @@ TEST(CudaLlamaModel, LastRowOutputsAreTheLastRowsOfTheEveryTokenOutput) {
       }
     }
     for (const Batch& batch : batches) {
-      DeviceMaps maps(*m.gpu, batch, core::DType::kBF16);
-      const DeviceMapPlan record = maps.record_plan();
-      m.gpu->forward(batch, CudaLlamaModel::Output::kLastHidden, &record);
-      DeviceMaps p8(*m.gpu, batch, core::DType::kP8);
-      for (size_t i = 0; i < p8.buffers.size(); ++i) {
-        cuda::maps_to_p8(maps.buffers[i].data(), p8.buffers[i].data(), p8.buffers[i].size(),
-                         nullptr);
-      }
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const DeviceMaps p8 = p8_copies(*m.gpu, batch, recorded_maps(*m.gpu, batch));
       std::vector<bool> alternate(batch.size());
       for (size_t s = 0; s < batch.size(); ++s) alternate[s] = s % 2 == 0;
       const DeviceMapPlan all_p8 =
