@@ -160,6 +160,46 @@ TEST(LlamaHf, TinyModelsMatchTransformers) {
   EXPECT_EQ(LlamaModel::load(data("smollm"))->weight_files().size(), 4u);
 }
 
+// Rows::kLast runs the last layer past attention on each sequence's last row only. Its rows give
+// transformers' last-token logits, and, for a batch of short sequences (length-1 ones next to each
+// other, where a row moved to the front could overwrite one not yet moved), the every-token
+// output's last rows.
+TEST(LlamaHf, LastRowsAloneGiveTheLastTokensOutput) {
+  for (const char* name : {"llama3", "smollm", "qwen2"}) {
+    const auto m = LlamaModel::load(data(name));
+    const int d = m->config().hidden_size, vocab = m->config().vocab_size;
+    const nlohmann::json golden = core::read_json_file(data(std::string(name) + ".goldens.json"));
+    std::vector<std::vector<int32_t>> batch;
+    for (const auto& p : golden["prompts"]) batch.push_back(p["ids"].get<std::vector<int32_t>>());
+    LlamaWorkspace ws;
+    const std::vector<float> last =
+        m->forward(batch, ws, nullptr, nullptr, nullptr, LlamaModel::Rows::kLast);
+    ASSERT_EQ(last.size(), batch.size() * d) << name;
+    std::vector<float> logits(batch.size() * vocab), want(batch.size() * vocab);
+    m->logits(last.data(), static_cast<int>(batch.size()), logits.data());
+    std::ifstream in(data(std::string(name) + ".logits.f32"), std::ios::binary);
+    in.read(reinterpret_cast<char*>(want.data()), want.size() * sizeof(float));
+    ASSERT_TRUE(in.good()) << name;
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(logits[i], want[i], 1e-4) << name << i;
+
+    std::vector<std::vector<int32_t>> short_batch;
+    for (const int n : {3, 1, 1, 2, 1}) {
+      short_batch.emplace_back(batch[0].begin() + 2, batch[0].begin() + 2 + n);
+    }
+    const std::vector<float> every = m->forward(short_batch, ws);
+    const std::vector<float> short_last =
+        m->forward(short_batch, ws, nullptr, nullptr, nullptr, LlamaModel::Rows::kLast);
+    ASSERT_EQ(short_last.size(), short_batch.size() * d) << name;
+    size_t end = 0;
+    for (size_t s = 0; s < short_batch.size(); ++s) {
+      end += short_batch[s].size();
+      for (int i = 0; i < d; ++i) {
+        ASSERT_NEAR(short_last[s * d + i], every[(end - 1) * d + i], 1e-5) << name << " " << s;
+      }
+    }
+  }
+}
+
 TEST(LlamaHf, DecoderTokenizesAndScoresAsTransformers) {
   for (const char* name : {"llama3", "smollm", "qwen2"}) {
     std::unique_ptr<Decoder> d = Decoder::load(data(name));

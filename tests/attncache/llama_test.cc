@@ -144,18 +144,12 @@ TEST(LlamaModel, FullLogitRowMatchesTransformers) {
   std::cout << "[ parity ] full row of " << vocab << " logits: max |delta| " << max_delta << "\n";
 }
 
-// Three golden prompts of different lengths.
-std::vector<std::vector<int32_t>> three_prompts() {
-  std::vector<std::vector<int32_t>> batch;
-  for (int i : {1, 5, 9}) batch.push_back(ids_of(goldens()["prompts"][i]));
-  return batch;
-}
-
 TEST(LlamaModel, BatchedSequencesEqualSeparateRuns) {
   REQUIRE_SMOLLM();
   const LlamaModel& m = *smollm();
   const int d = m.config().hidden_size;
-  const std::vector<std::vector<int32_t>> batch = three_prompts();
+  std::vector<std::vector<int32_t>> batch;
+  for (int i : {1, 5, 9}) batch.push_back(ids_of(goldens()["prompts"][i]));
   LlamaWorkspace ws;
   const std::vector<float> together = m.forward(batch, ws);
   size_t offset = 0;
@@ -185,31 +179,13 @@ TEST(LlamaModel, ContinuingACachedPrefixEqualsTheWholePrompt) {
   for (size_t i = 0; i < (ids.size() - split) * d; ++i) {
     ASSERT_NEAR(rest[i], whole[split * d + i], 1e-4) << i;
   }
-  // Its last row alone (the last layer past attention on that row only).
+  // Its last row alone (the last layer past attention on that row only; batches of last rows:
+  // llama_hf_test.cc).
   const std::vector<float>& last =
       m.forward({std::vector<int32_t>(ids.begin() + split, ids.end())}, ws, nullptr, &cache,
                 nullptr, LlamaModel::Rows::kLast);
   ASSERT_EQ(last.size(), static_cast<size_t>(d));
   for (int i = 0; i < d; ++i) ASSERT_NEAR(last[i], whole[(ids.size() - 1) * d + i], 1e-4) << i;
-}
-
-// Rows::kLast runs the last layer past attention on each sequence's last row only: the rows it
-// returns are the every-token output's last rows (after a cached prefix: the test above).
-TEST(LlamaModel, LastRowsAloneAreTheEveryTokenOutputsLastRows) {
-  REQUIRE_SMOLLM();
-  const LlamaModel& m = *smollm();
-  const int d = m.config().hidden_size;
-  const std::vector<std::vector<int32_t>> batch = three_prompts();
-  LlamaWorkspace ws;
-  const std::vector<float> every = m.forward(batch, ws);
-  const std::vector<float> last =
-      m.forward(batch, ws, nullptr, nullptr, nullptr, LlamaModel::Rows::kLast);
-  ASSERT_EQ(last.size(), batch.size() * d);
-  size_t end = 0;
-  for (size_t s = 0; s < batch.size(); ++s) {
-    end += batch[s].size();
-    for (int i = 0; i < d; ++i) ASSERT_NEAR(last[s * d + i], every[(end - 1) * d + i], 1e-4) << s;
-  }
 }
 
 // Records every layer's maps, then feeds them back: Q and K are skipped and the output stays.

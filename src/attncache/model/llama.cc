@@ -632,10 +632,10 @@ const std::vector<float>& LlamaModel::forward(const std::vector<std::vector<int3
     }
     // The last layer past attention on each sequence's last row alone, where only those are
     // wanted: moved to the front, in order (row s's source, its last token, is at or after s).
-    int rows = total;
+    int layer_rows = total;
     if (rows_out == Rows::kLast && li == c.num_layers - 1) {
-      rows = static_cast<int>(seqs.size());
-      for (int s = 0; s < rows; ++s) {
+      layer_rows = static_cast<int>(seqs.size());
+      for (int s = 0; s < layer_rows; ++s) {
         const size_t src = static_cast<size_t>(seqs[s].offset) + seqs[s].length - 1;
         std::memmove(ws.ctx.data() + static_cast<size_t>(s) * q_width,
                      ws.ctx.data() + src * q_width, q_width * sizeof(float));
@@ -643,15 +643,16 @@ const std::vector<float>& LlamaModel::forward(const std::vector<std::vector<int3
                      d * sizeof(float));
       }
     }
-    cpu::linear(ws.ctx.data(), l.o_w.data(), ws.hidden.data(), rows, d, q_width, true);
+    cpu::linear(ws.ctx.data(), l.o_w.data(), ws.hidden.data(), layer_rows, d, q_width, true);
     timer.mark(&ForwardProfile::gemm_seconds);
-    cpu::rmsnorm(ws.hidden.data(), l.ffn_norm.data(), c.rms_norm_eps, ws.normed.data(), rows, d);
+    cpu::rmsnorm(ws.hidden.data(), l.ffn_norm.data(), c.rms_norm_eps, ws.normed.data(), layer_rows,
+                 d);
     timer.mark(&ForwardProfile::other_seconds);
-    cpu::linear(ws.normed.data(), l.gate_up_w.data(), ws.gate_up.data(), rows, 2 * ff, d);
+    cpu::linear(ws.normed.data(), l.gate_up_w.data(), ws.gate_up.data(), layer_rows, 2 * ff, d);
     timer.mark(&ForwardProfile::gemm_seconds);
-    cpu::silu_mul(ws.gate_up.data(), ws.act.data(), rows, ff);
+    cpu::silu_mul(ws.gate_up.data(), ws.act.data(), layer_rows, ff);
     timer.mark(&ForwardProfile::other_seconds);
-    cpu::linear(ws.act.data(), l.down_w.data(), ws.hidden.data(), rows, d, ff, true);
+    cpu::linear(ws.act.data(), l.down_w.data(), ws.hidden.data(), layer_rows, d, ff, true);
     timer.mark(&ForwardProfile::gemm_seconds);
   }
   if (save != nullptr) save->length += seqs[0].length;

@@ -93,22 +93,25 @@ class LlamaModel {
   uint32_t weights_crc32() const;
   const cpu::Rope& rope() const { return rope_; }
 
-  // Runs `batch` and returns the final hidden states (after the output RMSNorm) of all tokens,
-  // packed in order ([sum of lengths × hidden], a view into `ws`). Throws core::Error (bad input)
-  // for empty sequences, out-of-vocabulary ids, or a sequence that with `past` runs past the
-  // context length.
+  // Which rows forward() returns: every token's, or each sequence's last.
+  enum class Rows { kEveryToken, kLast };
+
+  // Runs `batch` and returns the final hidden states (after the output RMSNorm) of all tokens
+  // (by default; see `rows_out`), packed in order ([sum of lengths × hidden], a view into `ws`).
+  // Throws core::Error (bad input) for empty sequences, out-of-vocabulary ids, or a sequence that
+  // with `past` runs past the context length.
   //
   // `past`: every sequence continues this cached prefix (positions start at past->length).
   // `save`: the keys and values of the batch's single sequence are appended to it.
   // `hook`: as for the encoder; a sequence whose maps cover every head skips Q and K (and their
   // rotary embedding). Maps are H packed lower triangles. Not combined with `past`.
-  // `rows`: Rows::kLast returns each sequence's last row only ([batch size × hidden]); the last
-  // layer's output projection and MLP then run on those rows alone.
-  enum class Rows { kEveryToken, kLast };
+  // `rows_out`: Rows::kLast returns each sequence's last row only ([batch size × hidden]); the
+  // last layer's output projection and MLP then run on those rows alone (its attention still
+  // covers every row, so a hook records whole maps).
   const std::vector<float>& forward(const std::vector<std::vector<int32_t>>& batch,
                                     LlamaWorkspace& ws, AttentionHook* hook = nullptr,
                                     const KvCache* past = nullptr, KvCache* save = nullptr,
-                                    Rows rows = Rows::kEveryToken) const;
+                                    Rows rows_out = Rows::kEveryToken) const;
 
   // The token embeddings of `ids` (valid ids: forward checks them), [ids.size() × hidden].
   void embed_tokens(const std::vector<int32_t>& ids, float* out) const;

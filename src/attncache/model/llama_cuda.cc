@@ -660,6 +660,7 @@ void CudaLlamaModel::Impl::enqueue_batch(const Batch& b, Output output) {
     int rows = b.total;
     if (last_rows_only) {
       mark(Phase::kOther);
+      // embed_rows gathers rows of any bf16 table: here the activations.
       cuda::embed_rows(last, ctx.data(), q, nseq, q_width, stream);
       cuda::embed_rows(last, x, nrm, nseq, d, stream);
       attended = q;

@@ -152,7 +152,8 @@ std::vector<McRun> score_mc(Decoder& decoder, const McPrompts& prompts,
       core::Stopwatch watch;
       const std::vector<int32_t> head(prompts.header_ids[g0].begin(),
                                       prompts.header_ids[g0].begin() + prefix);
-      decoder.model().forward({head}, decoder.workspace(), nullptr, nullptr, &header);
+      decoder.model().forward({head}, decoder.workspace(), nullptr, nullptr, &header,
+                              LlamaModel::Rows::kLast);  // only its keys and values are kept
       run.seconds += watch.seconds();
       run.kv_cache_bytes = std::max(run.kv_cache_bytes, header.bytes());
     }
