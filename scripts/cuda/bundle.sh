@@ -47,7 +47,7 @@ for alt in ${BUNDLE_ALT:-}; do
   cp "${alt#*=}" "$stage/alt/${alt%%=*}"
   strip "$stage/alt/${alt%%=*}"
 done
-tar -C "$stage" -cf - . | xz -T2 -9e > "$dest/bundle.tar.xz"
+tar -C "$stage" -cf - . | xz -T2 -9 > "$dest/bundle.tar.xz"
 cp "$here/scripts/cuda/device_run.sh" "$dest/device_run.sh"
 
 # The model changes rarely: rebuild its archive only when missing.
