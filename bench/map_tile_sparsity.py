@@ -55,13 +55,13 @@ def main():
             maps = model(ids, output_attentions=True).attentions  # per layer [1, H, n, n]
         blocks = (n + TILE - 1) // TILE
         lower = torch.tril(torch.ones(blocks, blocks, dtype=torch.bool))
+        causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
         zero = total = 0
         zero_values = values = 0
         per_layer = []
         for layer in maps:
             p = layer[0]
             q = torch.round(255 * torch.sqrt(p.clamp(0, 1)))
-            causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
             zero_values += ((q == 0) & causal).sum().item()
             values += causal.sum().item() * p.shape[0]
             padded = torch.zeros(p.shape[0], blocks * TILE, blocks * TILE)
