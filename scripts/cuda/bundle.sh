@@ -18,8 +18,15 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 
 mkdir -p "$stage/bin" "$stage/lib"
-cp "$build/tests/gpu_tests" "$build/bench/gpu_bench" "$build/bench/gpu_decoder_bench" \
-  "$build/attncache" "$stage/bin/"
+# BUNDLE_BINS="gpu_tests ...": pack only these binaries, when all of them with the model would
+# pass the 64 MiB the device tool carries (a tests-only call needs only gpu_tests).
+for bin in ${BUNDLE_BINS:-gpu_tests gpu_bench gpu_decoder_bench attncache}; do
+  case $bin in
+    gpu_tests) cp "$build/tests/gpu_tests" "$stage/bin/" ;;
+    attncache) cp "$build/attncache" "$stage/bin/" ;;
+    *) cp "$build/bench/$bin" "$stage/bin/" ;;
+  esac
+done
 strip "$stage"/bin/*  # the device tool carries at most 64 MiB
 cp "$here/bench/gpu_torch_bench.py" "$here/bench/gpu_decoder_torch.py" "$here/bench/torch_timing.py" \
   "$stage/"
