@@ -1,7 +1,7 @@
 // Times the GPU decoder on a Llama-shaped model (a Hugging Face directory; the benchmark uses
 // seeded random weights written by bench/gpu_decoder_torch.py): for each batch × tokens, the
 // exact path (CUDA graph), AttnCache per hit with every layer's maps read from device memory
-// (bf16 and P8) and streamed from page-locked host memory (bf16 and P8), the phases of an eager
+// and streamed from page-locked host memory (bf16, P8, FP8 and P4), the phases of an eager
 // forward, and the attention kernels alone. One JSON object out; gpu_decoder_torch.py times
 // PyTorch on the same ids for the ratio and checks our logits against its own.
 //
@@ -243,9 +243,11 @@ int main(int argc, char** argv) {
                                    {"attention_ms", p.attention_ms / p.calls},
                                    {"gemm_ms", p.gemm_ms / p.calls},
                                    {"other_ms", p.other_ms / p.calls}};
-        for (const core::DType dtype : {core::DType::kBF16, core::DType::kP8, core::DType::kFP8}) {
+        for (const core::DType dtype :
+             {core::DType::kBF16, core::DType::kP8, core::DType::kFP8, core::DType::kP4}) {
           const std::string name = dtype == core::DType::kP8    ? "p8"
                                    : dtype == core::DType::kFP8 ? "fp8"
+                                   : dtype == core::DType::kP4  ? "p4"
                                                                 : "bf16";
           const size_t bytes = model->map_bytes(n, dtype);
           r["map_bytes_per_hit_" + name] = double(bytes) * c.num_layers;
@@ -256,15 +258,16 @@ int main(int argc, char** argv) {
             r["reuse_device_" + name + "_speedup_per_hit"] = exact.median_ms / hit.median_ms;
             std::fprintf(stderr, "  device %s %.2fx", name.c_str(),
                          exact.median_ms / hit.median_ms);
-            if (dtype == core::DType::kP8) {
+            if (dtype == core::DType::kP8 || dtype == core::DType::kP4) {
               // The per-hit ratio again, exact and hit calls alternating: the runs above
               // come one after the other, and clocks drift between them by a few percent.
               const gpu_bench::PairedTiming paired = gpu_bench::time_pairs(
                   [&] { model->forward(batch, Output::kLastLogits, nullptr); },
                   [&] { model->forward(batch, Output::kLastLogits, &plan); }, min_seconds);
-              r["reuse_device_p8_alternating"] = {{"exact", timing_json(paired.a)},
-                                                  {"hit", timing_json(paired.b)},
-                                                  {"speedup_per_hit", paired.median_ratio}};
+              r["reuse_device_" + name + "_alternating"] = {
+                  {"exact", timing_json(paired.a)},
+                  {"hit", timing_json(paired.b)},
+                  {"speedup_per_hit", paired.median_ratio}};
               std::fprintf(stderr, " (alternating %.2fx)", paired.median_ratio);
             }
           }
@@ -281,12 +284,14 @@ int main(int argc, char** argv) {
         }
         r["attention_kernels_one_layer"] =
             gpu_bench::attention_only(b, n, c.num_heads, c.num_kv_heads, c.head_dim, true);
-        std::fprintf(stderr, "  attention %.1f us (128 rows %.1f, reuse %.1f, P8 %.1f, FP8 %.1f)\n",
+        std::fprintf(stderr,
+                     "  attention %.1f us (128 rows %.1f, reuse %.1f, P8 %.1f, FP8 %.1f, P4 %.1f)\n",
                      r["attention_kernels_one_layer"]["exact_ms"].get<double>() * 1e3,
                      r["attention_kernels_one_layer"]["exact_128_rows_ms"].get<double>() * 1e3,
                      r["attention_kernels_one_layer"]["reuse_ms"].get<double>() * 1e3,
                      r["attention_kernels_one_layer"]["reuse_p8_ms"].get<double>() * 1e3,
-                     r["attention_kernels_one_layer"]["reuse_fp8_ms"].get<double>() * 1e3);
+                     r["attention_kernels_one_layer"]["reuse_fp8_ms"].get<double>() * 1e3,
+                     r["attention_kernels_one_layer"]["reuse_p4_ms"].get<double>() * 1e3);
         out["results"].push_back(r);
         if (!out_path.empty()) std::ofstream(out_path) << out.dump(1) << "\n";  // so far
       }

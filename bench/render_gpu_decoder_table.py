@@ -23,6 +23,48 @@ def cell(v, fmt="{:.2f}"):
     return "–" if v is None else fmt.format(v)
 
 
+def print_p4(ours, peak):
+    """P4 maps (4-bit codes and a scale per row) against P8, per hit, maps in GPU memory."""
+    c = ours["config"]
+    pv_layers = c["layers"] - (1 if ours.get("last_layer_on_last_rows") else 0)
+    print("\nP4 maps (4 bits a value and one fp32 scale per row) against P8, maps in GPU memory, "
+          "ms per call and speed-up over our exact path; back to back and with exact calls "
+          "alternating. The floor: the P4 hit if its P·V ran at the DRAM floor of its map and "
+          "value reads. One layer's reuse kernel alone (µs): P8's fastest variant, P4 with "
+          "64-row blocks and grouped (persistent, four bands):\n")
+    print("| batch × tokens | exact | P8 | P8 alternating | P4 | P4 alternating | P4 floor | "
+          "P4, maps in host memory | map bytes per hit (P8 / P4) | one layer: P8 / P4 / P4 grouped |")
+    print("|---" * 10 + "|")
+    for r in ours["results"]:
+        exact = ms(r, "exact_graph")
+        a = r["attention_kernels_one_layer"]
+        p4 = ms(r, "reuse_device_p4")
+        pv8 = min(a[k] for k in ("reuse_p8_ms", "reuse_p8_128_rows_ms", "reuse_p8_grouped_ms",
+                                 "reuse_p8_grouped_persistent_ms") if a.get(k) is not None)
+        pv4 = min(a[k] for k in ("reuse_p4_ms", "reuse_p4_grouped_bands_4_persistent_ms")
+                  if a.get(k) is not None)
+        left = p4 - pv_layers * pv4 if p4 else 0.0
+        pv_bytes = (a["p4_map_bytes_per_layer"]
+                    + r["batch"] * r["tokens"] * c["kv_heads"] * c["head_dim"] * 2)
+        floor = (exact / (left + pv_layers * pv_bytes / (peak * 1e9))
+                 if peak and left > 0 else None)
+
+        def hit(key):
+            t = ms(r, key)
+            return "–" if t is None else f"{t:.2f} ({exact / t:.2f}×)"
+
+        def alt(key):
+            v = r.get(key)
+            return cell(v["speedup_per_hit"] if v else None, "{:.2f}×")
+        grouped = a.get("reuse_p4_grouped_bands_4_persistent_ms")
+        print(f"| {r['batch']} × {r['tokens']} | {exact:.2f} | {hit('reuse_device_p8')} | "
+              f"{alt('reuse_device_p8_alternating')} | {hit('reuse_device_p4')} | "
+              f"{alt('reuse_device_p4_alternating')} | {cell(floor, '{:.2f}×')} | "
+              f"{hit('reuse_host_p4')} | {r['map_bytes_per_hit_p8'] / 1e9:.2f} / "
+              f"{r['map_bytes_per_hit_p4'] / 1e9:.2f} GB | {pv8 * 1e3:.1f} / "
+              f"{a['reuse_p4_ms'] * 1e3:.1f} / {cell(grouped * 1e3 if grouped else None, '{:.1f}')} |")
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -93,6 +135,9 @@ def main():
               f"{hit('reuse_host_bf16')} | "
               f"{hit('reuse_host_p8')} | "
               f"{r['map_bytes_per_hit_bf16'] / 1e9:.2f} / {r['map_bytes_per_hit_p8'] / 1e9:.2f} GB |")
+
+    if any("reuse_device_p4" in r for r in ours["results"]):
+        print_p4(ours, peak)
 
     # Newer runs also time the grouped reuse kernel, one CTA per unit and persistent (null
     # where it does not apply).

@@ -24,6 +24,8 @@ size_t dtype_size(DType dtype) {
     case DType::kP8:
     case DType::kFP8:
       return 1;
+    case DType::kP4:
+      return 0;
   }
   return 0;
 }
@@ -44,6 +46,8 @@ std::string_view dtype_name(DType dtype) {
       return "P8";
     case DType::kFP8:
       return "FP8";
+    case DType::kP4:
+      return "P4";
   }
   return "?";
 }
@@ -127,6 +131,7 @@ void convert_to_f32_serial(DType dtype, const void* src, size_t count, float* ds
     }
     case DType::kI64:
     case DType::kI32:
+    case DType::kP4:
       break;
   }
 }
@@ -160,6 +165,7 @@ void convert_from_f32_serial(DType dtype, const float* src, size_t count, void* 
       return;
     case DType::kI64:
     case DType::kI32:
+    case DType::kP4:
       break;
   }
 }

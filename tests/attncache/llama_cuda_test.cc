@@ -323,6 +323,17 @@ DeviceMaps p8_copies(const CudaLlamaModel& gpu, const Batch& batch, const Device
   return p8;
 }
 
+// P4 copies of bf16 maps, finished on return.
+DeviceMaps p4_copies(const CudaLlamaModel& gpu, const Batch& batch, const DeviceMaps& bf16) {
+  DeviceMaps p4(gpu, batch, core::DType::kP4);
+  for (size_t i = 0; i < p4.buffers.size(); ++i) {
+    cuda::maps_to_p4(bf16.buffers[i].data(), static_cast<int>(batch[i % batch.size()].size()),
+                     gpu.config().num_heads, p4.buffers[i].data(), nullptr);
+  }
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return p4;
+}
+
 // Records the CPU engine's fp32 probabilities (packed lower triangles).
 class RecordHook : public AttentionHook {
  public:
@@ -441,8 +452,10 @@ TEST(CudaLlamaModel, ReusingOwnMapsMatchesTheExactPath) {
                         nullptr);
     }
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // the model's stream does not wait for it
+    const DeviceMaps p4 = p4_copies(*m.gpu, batch, maps);
     const DeviceMapPlan full_p8 = p8.reuse_plan(~0ull, all, core::DType::kP8);
     const DeviceMapPlan full_fp8 = fp8.reuse_plan(~0ull, all, core::DType::kFP8);
+    const DeviceMapPlan full_p4 = p4.reuse_plan(~0ull, all, core::DType::kP4);
     const double w_full =
         worst_cosine(exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full), d);
     const double w_heads = worst_cosine(
@@ -453,15 +466,18 @@ TEST(CudaLlamaModel, ReusingOwnMapsMatchesTheExactPath) {
         worst_cosine(exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full_p8), d);
     const double w_fp8 = worst_cosine(
         exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full_fp8), d);
+    const double w_p4 =
+        worst_cosine(exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full_p4), d);
     std::printf(
         "  %-7s reuse of own maps, worst token cosine: all %.5f, head 0 %.5f, "
-        "every other sequence %.5f, P8 %.5f, FP8 %.5f\n",
-        m.name.c_str(), w_full, w_heads, w_seqs, w_p8, w_fp8);
+        "every other sequence %.5f, P8 %.5f, FP8 %.5f, P4 %.5f\n",
+        m.name.c_str(), w_full, w_heads, w_seqs, w_p8, w_fp8, w_p4);
     EXPECT_GE(w_full, 0.999) << m.name;
     EXPECT_GE(w_heads, 0.999) << m.name;
     EXPECT_GE(w_seqs, 0.999) << m.name;
     EXPECT_GE(w_p8, 0.995) << m.name;
     EXPECT_GE(w_fp8, 0.99) << m.name;
+    EXPECT_GE(w_p4, 0.98) << m.name;
   }
 }
 
@@ -485,9 +501,11 @@ TEST(CudaLlamaModel, ReusingOwnMapsOfLongInputsMatchesTheExactPath) {
       const auto exact = m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden);
       const DeviceMaps maps = recorded_maps(*m.gpu, batch);
       const DeviceMaps p8 = p8_copies(*m.gpu, batch, maps);
+      const DeviceMaps p4 = p4_copies(*m.gpu, batch, maps);
       const std::vector<bool> all(batch.size(), true);
       const DeviceMapPlan full = maps.reuse_plan(~0ull, all);
       const DeviceMapPlan full_p8 = p8.reuse_plan(~0ull, all, core::DType::kP8);
+      const DeviceMapPlan full_p4 = p4.reuse_plan(~0ull, all, core::DType::kP4);
       const int d = c.hidden_size;
       // Twice each: eager, then the captured graph.
       for (int run = 0; run < 2; ++run) {
@@ -495,11 +513,15 @@ TEST(CudaLlamaModel, ReusingOwnMapsOfLongInputsMatchesTheExactPath) {
             exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full), d);
         const double w_p8 = worst_cosine(
             exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full_p8), d);
+        const double w_p4 = worst_cosine(
+            exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &full_p4), d);
         std::printf(
-            "  %-7s %zu × %d tokens, reuse of own maps, worst token cosine: %.5f, P8 %.5f\n",
-            m.name.c_str(), batch.size(), lengths[0], w_full, w_p8);
+            "  %-7s %zu × %d tokens, reuse of own maps, worst token cosine: %.5f, P8 %.5f, "
+            "P4 %.5f\n",
+            m.name.c_str(), batch.size(), lengths[0], w_full, w_p8, w_p4);
         EXPECT_GE(w_full, 0.999) << m.name;
         EXPECT_GE(w_p8, 0.995) << m.name;
+        EXPECT_GE(w_p4, 0.98) << m.name;
       }
     }
   }
@@ -1060,23 +1082,28 @@ TEST(DeviceMapCache, MapsTheCpuEngineRecordedRunThroughTheCache) {
       core::convert_from_f32(core::DType::kF16, f32.data(), f32.size(), stored[s].data() + at);
     }
   }
-  memo::DeviceMapCache cache(
-      [&](int64_t e) {
-        return memo::HostMaps{static_cast<int>(batch[e].size()), stored[e].data(),
-                              core::DType::kF16};
-      },
-      c.num_layers, c.num_heads, true, size_t{64} << 20);
+  auto source = [&](int64_t e) {
+    return memo::HostMaps{static_cast<int>(batch[e].size()), stored[e].data(), core::DType::kF16};
+  };
   std::vector<int64_t> entries(batch.size());
   for (size_t s = 0; s < batch.size(); ++s) entries[s] = static_cast<int64_t>(s);
-  const DeviceMapPlan plan = cache.plan(entries);
-  const double w =
-      worst_cosine(m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden),
-                   m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &plan), c.hidden_size);
-  std::printf(
-      "  CPU maps (fp16 packed) through the device cache: worst token cosine to exact "
-      "%.5f\n",
-      w);
-  EXPECT_GE(w, 0.999);
+  const auto exact = m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden);
+  // As the source stores them (bf16 on the device), and as P4.
+  for (const bool p4 : {false, true}) {
+    memo::DeviceMapCache cache(source, c.num_layers, c.num_heads, true, size_t{64} << 20, p4);
+    const DeviceMapPlan plan = cache.plan(entries);
+    EXPECT_EQ(plan.slots[0].dtype, p4 ? core::DType::kP4 : core::DType::kBF16);
+    const double w = worst_cosine(
+        exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &plan), c.hidden_size);
+    std::printf(
+        "  CPU maps (fp16 packed) through the device cache%s: worst token cosine to exact "
+        "%.5f\n",
+        p4 ? " as P4" : "", w);
+    EXPECT_GE(w, p4 ? 0.98 : 0.999);
+  }
+  // Bidirectional maps have no P4 form.
+  EXPECT_THROW(memo::DeviceMapCache(source, c.num_layers, c.num_heads, false, 1 << 20, true),
+               core::Error);
 }
 
 TEST(CudaLlamaModel, BadBatchesAndPlansAreRefused) {

@@ -56,6 +56,7 @@ struct EvalCliOptions {
   float max_tv = 0.02f;
   std::string device = "cpu";
   size_t gpu_cache_mib = 4096;
+  std::string gpu_maps = "stored";
 };
 
 std::unique_ptr<PrefillModel> load_model(const std::string& model, int threads) {
@@ -291,6 +292,7 @@ void run_eval(const EvalCliOptions& o) {
     gpu_options.batch = options.batch;
     gpu_options.policy = options.policy;
     gpu_options.cache_bytes = o.gpu_cache_mib << 20;
+    gpu_options.p4_maps = o.gpu_maps == "p4";
     gpu_options.progress = true;
     report = memo::evaluate_on_gpu(*model, gpu, db, queries, gpu_options);
   } else {
@@ -425,6 +427,10 @@ void add_eval_command(CLI::App& app) {
                   "on the GPU: its memory for stored maps (least recently used out)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--gpu-maps", o->gpu_maps,
+                  "on the GPU, how its map cache holds a decoder's maps: stored (as the database: bf16 for fp16 or bf16, else P8 or FP8); p4 (4 bits a value and a scale per row, a quarter of bf16's bytes; docs/gpu.md measures what it costs in accuracy)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"stored", "p4"}));
   cmd->callback([o] { run_eval(*o); });
 }
 

@@ -30,6 +30,7 @@ struct MmluOptions {
   std::string paths = "exact,prefix_kv";
   std::string db;
   std::string device = "cpu";
+  std::string gpu_maps = "stored";
   std::string json;
   int shots = 5;
   int limit = 0;
@@ -156,6 +157,7 @@ void run_mmlu(const MmluOptions& o) {
       memo::GpuEvalOptions gpu_options;
       gpu_options.threshold = o.threshold;
       gpu_options.batch = o.batch;
+      gpu_options.p4_maps = o.gpu_maps == "p4";
       options.attncache_embed = memo::with_cpu_fallback(
           memo::gpu_attncache(*decoder, device, *db, gpu_options),
           [&]() -> memo::GpuAttnCacheFn {
@@ -404,6 +406,10 @@ void add_score_command(CLI::App& app) {
           "--paper, maps in GPU memory); prefix_kv and AttnCache's layer-0 check run on the CPU")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  mmlu->add_option("--gpu-maps", o->gpu_maps,
+                   "on the GPU, how its map cache holds a decoder's maps: stored (as the database: bf16 for fp16 or bf16, else P8 or FP8); p4 (4 bits a value and a scale per row, a quarter of bf16's bytes; docs/gpu.md measures what it costs in accuracy)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"stored", "p4"}));
   mmlu->add_option("-b,--batch", o->batch, "prompts per forward pass")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));

@@ -17,7 +17,8 @@ namespace attncache::memo {
 namespace {
 
 // One-byte formats go to the device as they are; fp16 becomes bf16, which the kernels read.
-core::DType device_dtype(core::DType source) {
+core::DType device_dtype(core::DType source, bool p4) {
+  if (p4) return core::DType::kP4;
   return source == core::DType::kP8 || source == core::DType::kFP8 ? source : core::DType::kBF16;
 }
 
@@ -30,7 +31,7 @@ constexpr int kStaging = 2;
 struct DeviceMapCache::Impl {
   Source source;
   int layers = 0, heads = 0;
-  bool causal = false;
+  bool causal = false, p4 = false;
   core::LruBudget lru;
   cudaStream_t stream = nullptr;
 
@@ -47,8 +48,8 @@ struct DeviceMapCache::Impl {
   int next_staging = 0;
   Stats counts;
 
-  Impl(Source s, int l, int h, bool c, size_t capacity)
-      : source(std::move(s)), layers(l), heads(h), causal(c), lru(capacity) {}
+  Impl(Source s, int l, int h, bool c, size_t capacity, bool p)
+      : source(std::move(s)), layers(l), heads(h), causal(c), p4(p), lru(capacity) {}
   ~Impl() {
     for (auto& [entry, r] : resident) {
       if (r.ready != nullptr) cudaEventDestroy(r.ready);
@@ -64,8 +65,9 @@ struct DeviceMapCache::Impl {
   }
   // One layer's maps, padded to 256 bytes: every layer's maps start aligned for the kernels.
   size_t layer_bytes(int n, core::DType dtype) const {
-    const size_t b =
-        static_cast<size_t>(heads) * head_elements(n) * core::dtype_size(device_dtype(dtype));
+    const size_t b = p4 ? cuda::p4_map_bytes(n, heads)
+                        : static_cast<size_t>(heads) * head_elements(n) *
+                              core::dtype_size(device_dtype(dtype, false));
     return (b + 255) / 256 * 256;
   }
   size_t bytes(int n, core::DType dtype) const { return layers * layer_bytes(n, dtype); }
@@ -76,7 +78,8 @@ struct DeviceMapCache::Impl {
     const size_t in_elements =
         causal ? static_cast<size_t>(n) * (n + 1) / 2 : static_cast<size_t>(n) * n;
     const size_t in_bytes = core::dtype_size(host.dtype);
-    const core::DType dtype = device_dtype(host.dtype);
+    if (p4) return convert_to_p4(host, in_elements * in_bytes, out);
+    const core::DType dtype = device_dtype(host.dtype, false);
     const int out_bytes = static_cast<int>(core::dtype_size(dtype));
     const size_t stride = layer_bytes(n, host.dtype);
     const size_t used = static_cast<size_t>(heads) * head_elements(n) * out_bytes;
@@ -106,6 +109,23 @@ struct DeviceMapCache::Impl {
     }
   }
 
+  // convert() for P4: each layer's heads (`head_bytes` each in the source) to fp32, then encoded.
+  void convert_to_p4(const HostMaps& host, size_t head_bytes, void* out) const {
+    const int n = host.n_tokens;
+    const size_t stride = layer_bytes(n, host.dtype), used = cuda::p4_map_bytes(n, heads);
+    const size_t values = head_bytes / core::dtype_size(host.dtype) * heads;
+#pragma omp parallel for schedule(dynamic)
+    for (int l = 0; l < layers; ++l) {
+      std::vector<float> f32(values);
+      core::convert_to_f32(host.dtype,
+                           static_cast<const unsigned char*>(host.maps) + l * heads * head_bytes,
+                           values, f32.data());
+      unsigned char* layer = static_cast<unsigned char*>(out) + l * stride;
+      cuda::causal_maps_to_p4(f32.data(), n, heads, layer);
+      std::memset(layer + used, 0, stride - used);
+    }
+  }
+
   // Makes `entry` resident (evicting others), its copy queued; returns it.
   Resident& load(int64_t entry) {
     if (lru.touch(entry)) {
@@ -130,7 +150,7 @@ struct DeviceMapCache::Impl {
     try {
       Resident r;
       r.n_tokens = host.n_tokens;
-      r.dtype = device_dtype(host.dtype);
+      r.dtype = device_dtype(host.dtype, p4);
       r.maps = cuda::DeviceBuffer(size, "cached attention maps");
       const int k = next_staging;
       next_staging = (next_staging + 1) % kStaging;
@@ -155,9 +175,10 @@ struct DeviceMapCache::Impl {
 };
 
 DeviceMapCache::DeviceMapCache(Source source, int layers, int heads, bool causal,
-                               size_t capacity_bytes)
-    : impl_(std::make_unique<Impl>(std::move(source), layers, heads, causal, capacity_bytes)) {
+                               size_t capacity_bytes, bool p4)
+    : impl_(std::make_unique<Impl>(std::move(source), layers, heads, causal, capacity_bytes, p4)) {
   if (heads > 64) core::throw_bad_input("the device map cache supports at most 64 heads");
+  if (p4 && !causal) core::throw_bad_input("P4 maps are for causal decoders only");
   cuda::check(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   for (cudaEvent_t& e : impl_->staged) {
     cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");

@@ -2,8 +2,9 @@
 // input: every layer's maps) is copied to the device on first use and kept, least recently used
 // out, within a byte budget. The source holds maps as the map database does (fp16, bf16, P8, FP8;
 // causal maps as packed lower triangles); the device holds what the kernels read (bf16 for
-// fp16/bf16 sources, P8 and FP8 as they are; causal maps as block triangles): entries are converted
-// on the host into page-locked staging and copied on the cache's own stream.
+// fp16/bf16 sources, P8 and FP8 as they are; causal maps as block triangles; or, when asked, causal
+// maps of any source as P4, a quarter of bf16's bytes): entries are converted on the host into
+// page-locked staging and copied on the cache's own stream.
 //
 // prefetch() queues copies ahead of need, e.g. the next batch's hits while this batch computes
 // (a GPU model's forward blocks the calling thread, so: prefetch(next), forward(this),
@@ -39,9 +40,13 @@ class DeviceMapCache {
  public:
   using Source = std::function<HostMaps(int64_t entry)>;
 
-  DeviceMapCache(Source source, int layers, int heads, bool causal, size_t capacity_bytes);
+  // `p4`: hold causal maps as P4 (attncache/kernels/cuda/attention.h) whatever the source's type;
+  // bad input for bidirectional maps.
+  DeviceMapCache(Source source, int layers, int heads, bool causal, size_t capacity_bytes,
+                 bool p4 = false);
   // Entries of a map database (entry i: its i-th stored input).
-  static std::unique_ptr<DeviceMapCache> for_database(const MapDatabase& db, size_t capacity_bytes);
+  static std::unique_ptr<DeviceMapCache> for_database(const MapDatabase& db, size_t capacity_bytes,
+                                                      bool p4 = false);
   ~DeviceMapCache();
 
   // Starts copying the entries (−1: none) that are not resident, as far as they fit beside the

@@ -7,7 +7,7 @@
 namespace attncache::memo {
 
 std::unique_ptr<DeviceMapCache> DeviceMapCache::for_database(const MapDatabase& db,
-                                                             size_t capacity_bytes) {
+                                                             size_t capacity_bytes, bool p4) {
   auto source = [&db](int64_t i) {
     if (i < 0 || static_cast<size_t>(i) >= db.size()) {
       core::throw_bad_input("map database entry ", i, " does not exist (", db.size(), " entries)");
@@ -16,7 +16,7 @@ std::unique_ptr<DeviceMapCache> DeviceMapCache::for_database(const MapDatabase& 
     return HostMaps{e.n_tokens, e.maps, db.map_dtype()};
   };
   return std::make_unique<DeviceMapCache>(source, db.layers(), db.heads(), db.causal(),
-                                          capacity_bytes);
+                                          capacity_bytes, p4);
 }
 
 }  // namespace attncache::memo

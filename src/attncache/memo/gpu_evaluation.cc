@@ -72,7 +72,7 @@ class GpuAttnCache {
                const GpuEvalOptions& options)
       : lookups_(model, db, options.threshold, options.policy, {false, 0.0f}),
         gpu_(gpu),
-        maps_(DeviceMapCache::for_database(db, options.cache_bytes)),
+        maps_(DeviceMapCache::for_database(db, options.cache_bytes, options.p4_maps)),
         policy_(options.policy),
         layers_(db.layers()) {}
 

@@ -36,6 +36,7 @@ struct GpuEvalOptions {
   ReusePolicy policy;
   int batch = 32;
   size_t cache_bytes = size_t{4} << 30;  // the device map cache's budget
+  bool p4_maps = false;  // the device map cache holds (causal) maps as P4, not as stored
   int per_hit_queries = 256;             // forced reuse of same-length candidates, timed
   bool progress = false;
 };

@@ -157,6 +157,7 @@ size_t CudaBertEncoder::activation_bytes() const {
 const CudaProfile& CudaBertEncoder::profile() const { return impl_->totals; }
 void CudaBertEncoder::reset_profile() { impl_->totals = {}; }
 size_t CudaBertEncoder::map_bytes(int n_tokens, core::DType dtype) const {
+  if (dtype == core::DType::kP4) core::throw_bad_input("P4 maps are for causal decoders only");
   return static_cast<size_t>(impl_->config.bert.num_heads) * n_tokens * n_tokens *
          core::dtype_size(dtype);
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
@@ -73,9 +74,11 @@ void check_map_plan(const DeviceMapPlan& plan, int layers, int nseq, const char*
     if (reinterpret_cast<uintptr_t>(slot.stored) % 16 != 0) {
       core::throw_bad_input("stored attention maps must be 16-byte aligned on the device");
     }
+    const bool p4 = slot.dtype == core::DType::kP4 && std::string_view(model) == "decoder";
     if (slot.dtype != core::DType::kBF16 && slot.dtype != core::DType::kP8 &&
-        slot.dtype != core::DType::kFP8) {
-      core::throw_bad_input("the GPU ", model, " reuses BF16, P8 or FP8 maps, not ",
+        slot.dtype != core::DType::kFP8 && !p4) {
+      core::throw_bad_input("the GPU ", model, " reuses BF16, P8 or FP8 maps",
+                            std::string_view(model) == "decoder" ? " (or P4)" : "", ", not ",
                             core::dtype_name(slot.dtype));
     }
   }

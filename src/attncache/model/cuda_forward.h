@@ -50,6 +50,7 @@ inline uint64_t all_heads_mask(int heads) { return heads >= 64 ? ~0ull : (1ull <
 inline cuda::MapFormat map_format(core::DType dtype) {
   return dtype == core::DType::kP8    ? cuda::MapFormat::kP8
          : dtype == core::DType::kFP8 ? cuda::MapFormat::kFP8
+         : dtype == core::DType::kP4  ? cuda::MapFormat::kP4
                                       : cuda::MapFormat::kBF16;
 }
 inline cuda::DeviceMapSlot device_slot(const DeviceMapPlan::Slot& slot, const void* stored) {

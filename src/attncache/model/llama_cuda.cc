@@ -229,6 +229,7 @@ struct CudaLlamaModel::Impl {
   }
 
   size_t map_bytes(core::DType dtype, int n) const {
+    if (dtype == core::DType::kP4) return cuda::p4_map_bytes(n, config.num_heads);
     return static_cast<size_t>(config.num_heads) * cuda::causal_map_elements(n) *
            core::dtype_size(dtype);
   }

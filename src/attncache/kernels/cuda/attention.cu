@@ -235,10 +235,30 @@ template <MapFormat kFormat>
 __device__ __forceinline__ uint32_t byte_pair(uint32_t w, int half) {
   return kFormat == MapFormat::kP8 ? p8_pair_squares(w, half) : fp8_pair(w, half);
 }
+// The scale to undo after P·V: P8's pairs hold p · 255², FP8's p · 256; P4's scale is per row.
 template <MapFormat kFormat>
 constexpr float kMapScale = kFormat == MapFormat::kP8    ? 1.0f / (255.0f * 255.0f)
                             : kFormat == MapFormat::kFP8 ? 1.0f / 256.0f
                                                          : 1.0f;
+
+// Four P4 codes (bytes 2·step and 2·step + 1 of w, keys 4g … 4g + 3 stored as the nibbles
+// (4g | 4g+2, 4g+1 | 4g+3), see p4_map_bytes) as the bf16 pairs q², q² of keys 4g, 4g + 1
+// (`first`) and 4g + 2, 4g + 3 (`second`). A code's bits under 0x4300 are the bf16 128 + q;
+// subtracting 128 is exact, and so is the square (at most 225: 8 significant bits). Four
+// values cost one byte permute, two masks, a shift and four bf16 pair operations.
+__device__ __forceinline__ void p4_pairs(uint32_t w, int step, uint32_t& first,
+                                         uint32_t& second) {
+  constexpr uint32_t kBias = 0x43004300u;  // the bf16 pair 128, 128
+  const uint32_t x = __byte_perm(w, 0, step == 0 ? 0x4140 : 0x4342);
+  const uint32_t lo_bits = (x & 0x000F000Fu) | kBias, hi_bits = ((x >> 4) & 0x000F000Fu) | kBias;
+  const __nv_bfloat162 bias = *reinterpret_cast<const __nv_bfloat162*>(&kBias);
+  __nv_bfloat162 lo = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&lo_bits), bias);
+  __nv_bfloat162 hi = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&hi_bits), bias);
+  lo = __hmul2(lo, lo);
+  hi = __hmul2(hi, hi);
+  first = *reinterpret_cast<const uint32_t*>(&lo);
+  second = *reinterpret_cast<const uint32_t*>(&hi);
+}
 
 // Hopper's warpgroup MMA (wgmma) for the exact and reuse kernels of head sizes 64 and 128: only
 // in the sm_90a image of this file (CMakeLists.txt adds it beside sm_90); the other images run
@@ -459,29 +479,62 @@ constexpr size_t exact_smem() {
 }
 // bf16 rows are padded for ldmatrix; byte rows are read 16 bytes per lane (two rows per 8
 // lanes, 128 bytes), which is conflict-free unpadded.
-template <int kBytes, int BM>
-using PTile = unsigned char[BM][kRows * kBytes + (kBytes == 1 ? 0 : 16)];
-template <int D, int kBytes, int BM>
+// kRowBytes: the bytes of a tile row of 64 values (128 bf16, 64 P8/FP8, 32 P4).
+template <int kRowBytes, int BM>
+using PTile = unsigned char[BM][kRowBytes + (kRowBytes == 2 * kRows ? 16 : 0)];
+template <int D, int kRowBytes, int BM>
 constexpr size_t reuse_smem() {
-  return 2 * sizeof(PTile<kBytes, BM>) + 2 * sizeof(Tile<D>);
+  return 2 * sizeof(PTile<kRowBytes, BM>) + 2 * sizeof(Tile<D>);
 }
 template <MapFormat kFormat>
-constexpr int kMapBytes = kFormat == MapFormat::kBF16 ? 2 : 1;
+constexpr int kMapRowBytes = kFormat == MapFormat::kBF16 ? 2 * kRows
+                             : kFormat == MapFormat::kP4 ? kRows / 2
+                                                         : kRows;
+// Bytes of `values` map values (whole pairs for P4).
+template <MapFormat kFormat>
+__host__ __device__ __forceinline__ size_t map_value_bytes(size_t values) {
+  return values * kMapRowBytes<kFormat> / kRows;
+}
+// The compact formats' keys run in permuted_key order (V's rows are gathered to match).
+template <MapFormat kFormat>
+constexpr bool kPermutedKeys = kFormat != MapFormat::kBF16;
 
-// The 16-row slice of a map tile that starts at `row`, as a lane's P·V operands. Byte maps: the
-// lane reads bytes 16t … 16t + 15 (t = lane % 4) of rows r0 = row + lane / 4 and r0 + 8 once per
-// key block, four keys per k-step.
-template <int kBytes, int BM>
-__device__ __forceinline__ void map_words(uint32_t (&words)[2][4], const PTile<kBytes, BM>& tile,
-                                          int row, int lane) {
+// P4 maps: where a sequence's row scales start (after every head's tiles of 32-byte rows), and
+// head h's scale of `row` (0 past n).
+__host__ __device__ __forceinline__ size_t p4_scales_offset(int n, int heads) {
+  return static_cast<size_t>(heads) * causal_tiles(n) * kRows * kMapRowBytes<MapFormat::kP4>;
+}
+__device__ __forceinline__ float p4_row_scale(const void* stored, int n, int heads, int h,
+                                              int row) {
+  if (row >= n) return 0.0f;
+  const int padded_rows = (n + kRows - 1) / kRows * kRows;
+  return reinterpret_cast<const float*>(static_cast<const unsigned char*>(stored) +
+                                        p4_scales_offset(n, heads))[h * padded_rows + row];
+}
+
+// The 16-row slice of a map tile that starts at `row`, as a lane's P·V operands. Compact maps:
+// the lane reads keys 16t … 16t + 15 (t = lane % 4) of rows r0 = row + lane / 4 and r0 + 8 once
+// per key block, four keys per k-step: 16 bytes (P8, FP8; word kk for k-step kk) or 8 (P4; the
+// half kk % 2 of word kk / 2).
+template <int kRowBytes, int BM>
+__device__ __forceinline__ void map_words(uint32_t (&words)[2][4],
+                                          const PTile<kRowBytes, BM>& tile, int row, int lane) {
+  constexpr int kLaneBytes = kRowBytes / 4;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const uint4 v =
-        *reinterpret_cast<const uint4*>(&tile[row + lane / 4 + 8 * half][16 * (lane % 4)]);
-    words[half][0] = v.x;
-    words[half][1] = v.y;
-    words[half][2] = v.z;
-    words[half][3] = v.w;
+    const unsigned char* at = &tile[row + lane / 4 + 8 * half][kLaneBytes * (lane % 4)];
+    if constexpr (kLaneBytes == 8) {
+      const uint2 v = *reinterpret_cast<const uint2*>(at);
+      words[half][0] = v.x;
+      words[half][1] = v.y;
+      words[half][2] = words[half][3] = 0;
+    } else {
+      const uint4 v = *reinterpret_cast<const uint4*>(at);
+      words[half][0] = v.x;
+      words[half][1] = v.y;
+      words[half][2] = v.z;
+      words[half][3] = v.w;
+    }
   }
 }
 // The slice's A fragment of k-step kk (the m16n8k16 A layout, which wgmma's register A shares):
@@ -489,9 +542,12 @@ __device__ __forceinline__ void map_words(uint32_t (&words)[2][4], const PTile<k
 // 2t + 8, 2t + 9, in permuted_key order), or bf16 straight from the tile by ldmatrix.
 template <MapFormat kFormat, int BM>
 __device__ __forceinline__ void map_fragment(uint32_t (&pa)[4], const uint32_t (&words)[2][4],
-                                             const PTile<kMapBytes<kFormat>, BM>& tile, int row,
-                                             int kk, int lane) {
-  if constexpr (kFormat != MapFormat::kBF16) {
+                                             const PTile<kMapRowBytes<kFormat>, BM>& tile,
+                                             int row, int kk, int lane) {
+  if constexpr (kFormat == MapFormat::kP4) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) p4_pairs(words[half][kk / 2], kk % 2, pa[half], pa[half + 2]);
+  } else if constexpr (kFormat != MapFormat::kBF16) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) pa[i] = byte_pair<kFormat>(words[i % 2][kk], i / 2);
   } else {
@@ -810,8 +866,11 @@ __global__ void __launch_bounds__(kThreads) flash_forward(AttentionArgs a, float
 // stored and loads as zeros, and the warps that own those rows skip it.
 template <int D, MapFormat kFormat, bool kCausal, int BM>
 __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
+  static_assert(kCausal || kFormat != MapFormat::kP4, "P4 maps are causal block triangles");
   constexpr int kMT = BM / kRows;  // row tiles per warp
-  constexpr int kBytes = kMapBytes<kFormat>;
+  constexpr int kRowBytes = kMapRowBytes<kFormat>;
+  constexpr bool kPermuted = kPermutedKeys<kFormat>;
+  const auto bytes = [](size_t values) { return map_value_bytes<kFormat>(values); };
   const int* items = BM == kRows ? a.items : a.wide_items;
   const int seq = items[2 * blockIdx.x], qb = items[2 * blockIdx.x + 1];
   const int h = blockIdx.y;
@@ -824,13 +883,13 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
       static_cast<const uint16_t*>(a.qkv) + static_cast<size_t>(off) * stride + col.v;
   const unsigned char* p =
       static_cast<const unsigned char*>(slot.stored) +
-      (kCausal ? h * causal_tiles(n) * kRows * kRows : static_cast<size_t>(h) * n * n) * kBytes;
+      bytes(kCausal ? h * causal_tiles(n) * kRows * kRows : static_cast<size_t>(h) * n * n);
   const int q0 = qb * BM;
   const int row_blocks = (n + kRows - 1) / kRows;
 
   extern __shared__ __align__(16) unsigned char smem[];
-  auto* ps = reinterpret_cast<PTile<kBytes, BM>*>(smem);
-  Tile<D>* vs = reinterpret_cast<Tile<D>*>(smem + 2 * sizeof(PTile<kBytes, BM>));
+  auto* ps = reinterpret_cast<PTile<kRowBytes, BM>*>(smem);
+  Tile<D>* vs = reinterpret_cast<Tile<D>*>(smem + 2 * sizeof(PTile<kRowBytes, BM>));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, t = lane % 4;
   const int wrow = warp * 16 * kMT;  // this warp's first row in the block (mma.sync)
   // wgmma: the two V tiles in the wgmma_tile_offset layout, 1 KB-aligned, where the padded ones
@@ -840,7 +899,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   static_assert(!kWgmma || 2 * sizeof(Tile<D>) + 16 >= 2 * kVBytes + kWgmmaAtomBytes, "room");
   const uint32_t v_tiles = (smem_addr(vs) + kWgmmaAtomBytes - 1) & ~(kWgmmaAtomBytes - 1u);
   auto tile_row = [&](int m) { return kWgmma ? kRows * m + 16 * warp : wrow + 16 * m; };
-  constexpr int kPerChunk = 16 / kBytes;  // values per 16-byte copy
+  constexpr int kPerChunk = 16 * kRows / kRowBytes;  // values per 16-byte copy
   constexpr int kChunksPerRow = kRows / kPerChunk;
   // Rows of P start 16-byte aligned (always, in a block triangle's tiles).
   const bool vector_rows = kCausal || n % kPerChunk == 0;
@@ -865,8 +924,8 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
         const int past = j * kPRowsPerPass;  // rows past plane.row
         const int m = past / kRows, rb = q0 / kRows + m;
         const bool valid = kb <= rb && rb < row_blocks;
-        cp_async16(&ps[buf][plane.row + past][plane.col * kBytes],
-                   p + (valid ? causal_chunk_offset(p_start[m], past % kRows, kb) * kBytes : 0),
+        cp_async16(&ps[buf][plane.row + past][bytes(plane.col)],
+                   p + (valid ? bytes(causal_chunk_offset(p_start[m], past % kRows, kb)) : 0),
                    valid);
       }
     } else if (vector_rows) {
@@ -875,14 +934,14 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
         const int r = plane.row + j * kPRowsPerPass;
         const bool valid = q0 + r < n && k0 + plane.col < n;
         const size_t at = p_start[0] + static_cast<size_t>(j * kPRowsPerPass) * n + k0;
-        cp_async16(&ps[buf][r][plane.col * kBytes], p + (valid ? at * kBytes : 0), valid);
+        cp_async16(&ps[buf][r][bytes(plane.col)], p + (valid ? bytes(at) : 0), valid);
       }
     } else {
       for (int i = threadIdx.x; i < BM * kRows; i += kThreads) {
         const int r = i / kRows, c = i % kRows;
         const bool valid = q0 + r < n && k0 + c < n;
-        const size_t at = (static_cast<size_t>(q0 + r) * n + k0 + c) * kBytes;
-        if constexpr (kBytes == 1) {
+        const size_t at = bytes(static_cast<size_t>(q0 + r) * n + k0 + c);
+        if constexpr (kRowBytes == kRows) {
           ps[buf][r][c] = valid ? p[at] : 0;
         } else {
           *reinterpret_cast<uint16_t*>(&ps[buf][r][2 * c]) =
@@ -891,9 +950,9 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
       }
     }
     if constexpr (kWgmma) {
-      load_wgmma_tile<D>(v_tiles + buf * kVBytes, vbase, stride, k0, n, kBytes == 1);
+      load_wgmma_tile<D>(v_tiles + buf * kVBytes, vbase, stride, k0, n, kPermuted);
     } else {
-      load_tile<D, kRows, kBytes == 1>(vs[buf], vbase, stride, k0, n);
+      load_tile<D, kRows, kPermuted>(vs[buf], vbase, stride, k0, n);
     }
     cp_async_commit();
   };
@@ -904,7 +963,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
     for (int jd = 0; jd < D / 8; ++jd) o[m][jd][0] = o[m][jd][1] = o[m][jd][2] = o[m][jd][3] = 0.0f;
   }
   uint32_t v_rows[kVRowAddresses<D>];
-  if constexpr (kBytes == 1) v_row_addresses<D>(v_rows, vs[0], lane);
+  if constexpr (kPermuted) v_row_addresses<D>(v_rows, vs[0], lane);
   const int key_blocks = kCausal ? min((qb + 1) * (BM / kRows), row_blocks) : row_blocks;
   // Causal: the key blocks this warp's rows reach (its rows lie in one 64-row block; with wgmma
   // each row tile is skipped past its diagonal instead).
@@ -912,7 +971,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
   // Byte maps: each row tile's words for the key block (map_words).
   auto load_words = [&](uint32_t(&words)[kMT][2][4], int buf) {
 #pragma unroll
-    for (int m = 0; m < kMT; ++m) map_words<kBytes, BM>(words[m], ps[buf], tile_row(m), lane);
+    for (int m = 0; m < kMT; ++m) map_words<kRowBytes, BM>(words[m], ps[buf], tile_row(m), lane);
   };
   // Row tile m's A fragment of k-step kk.
   auto a_fragment = [&](uint32_t(&pa)[4], const uint32_t(&words)[2][4], int buf, int m, int kk) {
@@ -937,7 +996,7 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
       // (bench/results/attention_variants_h100_unconditional).
       auto reaches = [&](int m) { return !kCausal || kMT == 1 || kb <= q0 / kRows + m; };
       uint32_t words[kMT][2][4];
-      if constexpr (kBytes == 1) load_words(words, buf);
+      if constexpr (kPermuted) load_words(words, buf);
       // Each k-step's fragments are decoded while the previous steps' products run.
       uint32_t pa[4][kMT][4];
 #pragma unroll
@@ -953,13 +1012,13 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
       wgmma_commit_and_wait(o, pa);
     } else if (kb < warp_blocks) {
       uint32_t words[kMT][2][4];
-      if constexpr (kBytes == 1) load_words(words, buf);
+      if constexpr (kPermuted) load_words(words, buf);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         uint32_t pa[kMT][4];
 #pragma unroll
         for (int m = 0; m < kMT; ++m) a_fragment(pa[m], words[m], buf, m, kk);
-        if constexpr (kBytes == 1) {
+        if constexpr (kPermuted) {
           accumulate_pv_permuted<D, kMT>(o, pa, kk, v_rows, buf * sizeof(Tile<D>));
         } else {
           accumulate_pv<D, kMT>(o, pa, kk, vs[buf], lane);
@@ -968,10 +1027,15 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
     }
     __syncthreads();
   }
-  constexpr float kScale = kMapScale<kFormat>;
 #pragma unroll
   for (int m = 0; m < kMT; ++m) {
-    store_rows<D>(a, o[m], off, n, q0 + tile_row(m) + lane / 4, h, kScale, kScale, t);
+    const int row = q0 + tile_row(m) + lane / 4;
+    if constexpr (kFormat == MapFormat::kP4) {
+      store_rows<D>(a, o[m], off, n, row, h, p4_row_scale(slot.stored, n, a.num_heads, h, row),
+                    p4_row_scale(slot.stored, n, a.num_heads, h, row + 8), t);
+    } else {
+      store_rows<D>(a, o[m], off, n, row, h, kMapScale<kFormat>, kMapScale<kFormat>, t);
+    }
   }
 }
 
@@ -1010,9 +1074,9 @@ __global__ void __launch_bounds__(kThreads) reuse_pv(AttentionArgs a) {
 // The grouped reuse kernel's ring of key-block buffers, each a value tile (wgmma layout, 1 KB
 // aligned) and the G query heads' 64×64 map tiles.
 constexpr int kGroupStages = 4;
-template <int D, int kBytes, int G>
+template <int D, int kRowBytes, int G>
 constexpr size_t grouped_smem() {
-  return kGroupStages * (kRows * D * 2 + G * sizeof(PTile<kBytes, kRows>)) + kWgmmaAtomBytes +
+  return kGroupStages * (kRows * D * 2 + G * sizeof(PTile<kRowBytes, kRows>)) + kWgmmaAtomBytes +
          2 * kGroupStages * sizeof(uint64_t);
 }
 
@@ -1041,9 +1105,10 @@ constexpr size_t grouped_smem() {
 template <int D, MapFormat kFormat, int G>
 __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(AttentionArgs a) {
 #if ATTNCACHE_WGMMA
-  constexpr int kBytes = kMapBytes<kFormat>;
+  constexpr int kRowBytes = kMapRowBytes<kFormat>;
+  constexpr bool kPermuted = kPermutedKeys<kFormat>;
   constexpr uint32_t kVBytes = kRows * D * 2;
-  using PT = PTile<kBytes, kRows>;
+  using PT = PTile<kRowBytes, kRows>;
   const int groups = a.num_heads / G, units = a.num_items * groups;
   const int stride = (a.num_heads + 2 * a.num_kv_heads) * D;
 
@@ -1087,7 +1152,7 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
 
   if (wg == 0) {
     // P tiles are stored whole (zeros above the diagonal and past n), 64 × 64 values each.
-    constexpr int kPerChunk = 16 / kBytes, kChunksPerRow = kRows / kPerChunk;
+    constexpr int kPerChunk = 16 * kRows / kRowBytes, kChunksPerRow = kRows / kPerChunk;
     constexpr int kPRowsPerPass = kThreads / kChunksPerRow;
     const ChunkLane plane = chunk_lane(tid, kThreads, kChunksPerRow, kPerChunk);
     for (int r = 0, u; (u = grouped_unit(r, blockIdx.x, gridDim.x)) < units; ++r) {
@@ -1103,17 +1168,18 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
       for (int kb = 0; kb <= w.qb; ++kb, ++ring) {
         const int s = ring % kGroupStages;
         mbarrier_wait(empty(s), ((ring / kGroupStages) & 1) ^ 1);
-        load_wgmma_tile<D>(v_tiles + s * kVBytes, vbase, stride, kb * kRows, n, kBytes == 1, tid);
+        load_wgmma_tile<D>(v_tiles + s * kVBytes, vbase, stride, kb * kRows, n, kPermuted, tid);
 #pragma unroll
         for (int g = 0; g < G; ++g) {
           if (((w.heads >> g) & 1) == 0) continue;
-          const unsigned char* tile = p + ((w.h0 + g) * head_values + tile_offset(w.qb, kb) +
-                                           plane.row * kRows + plane.col) *
-                                              kBytes;
+          const unsigned char* tile =
+              p + map_value_bytes<kFormat>((w.h0 + g) * head_values + tile_offset(w.qb, kb) +
+                                           plane.row * kRows + plane.col);
 #pragma unroll
           for (int j = 0; j < kRows / kPRowsPerPass; ++j) {
-            cp_async16(&p_tiles[s * G + g][plane.row + j * kPRowsPerPass][plane.col * kBytes],
-                       tile + j * kPRowsPerPass * kRows * kBytes, true);
+            cp_async16(&p_tiles[s * G + g][plane.row + j * kPRowsPerPass]
+                                [map_value_bytes<kFormat>(plane.col)],
+                       tile + j * kPRowsPerPass * kRowBytes, true);
           }
         }
         cp_async_arrive(full(s));
@@ -1140,7 +1206,7 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
         fence_proxy_async_shared();  // the producer's cp.async writes, before wgmma reads V
         const PT& ps = p_tiles[s * G + g];
         uint32_t words[2][4];
-        if constexpr (kBytes == 1) map_words<kBytes, kRows>(words, ps, 16 * warp, lane);
+        if constexpr (kPermuted) map_words<kRowBytes, kRows>(words, ps, 16 * warp, lane);
         uint32_t pa[4][4];
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
@@ -1154,8 +1220,14 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
       if (lane == 0) mbarrier_arrive(empty(s));
     }
     if (active) {
-      store_rows<D>(a, o, a.seq_offset[w.seq], a.seq_len[w.seq], w.qb * kRows + row, w.h0 + g,
-                    kMapScale<kFormat>, kMapScale<kFormat>, t);
+      const int n = a.seq_len[w.seq], first = w.qb * kRows + row;
+      float scale0 = kMapScale<kFormat>, scale1 = kMapScale<kFormat>;
+      if constexpr (kFormat == MapFormat::kP4) {
+        const void* stored = a.maps[w.seq].stored;
+        scale0 = p4_row_scale(stored, n, a.num_heads, w.h0 + g, first);
+        scale1 = p4_row_scale(stored, n, a.num_heads, w.h0 + g, first + 8);
+      }
+      store_rows<D>(a, o, a.seq_offset[w.seq], n, first, w.h0 + g, scale0, scale1, t);
     }
   }
 #else
@@ -1177,6 +1249,61 @@ __global__ void to_fp8_kernel(const __nv_bfloat16* in, unsigned char* out, size_
   const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
   if (i >= count) return;
   out[i] = __nv_cvt_float_to_fp8(__bfloat162float(in[i]) * 256.0f, __NV_SATFINITE, __NV_E4M3);
+}
+
+// The P4 code of key k of a tile row: nibble (k >> 1) & 1 of byte 2·(k / 4) + (k & 1)
+// (p4_map_bytes); `m` the row's largest probability.
+__host__ __device__ __forceinline__ int p4_byte(int k) { return 2 * (k / 4) + (k & 1); }
+__host__ __device__ __forceinline__ int p4_shift(int k) { return 4 * ((k >> 1) & 1); }
+__host__ __device__ __forceinline__ unsigned p4_code(float p, float m) {
+  return m > 0.0f ? static_cast<unsigned>(rintf(15.0f * sqrtf(fminf(fmaxf(p, 0.0f) / m, 1.0f))))
+                  : 0u;
+}
+
+// One CTA per (row block, head) of one sequence's bf16 block triangles, a thread per row: the
+// row's largest probability over its key blocks, then its codes, 32 bytes per tile row, and
+// its scale.
+__global__ void to_p4_kernel(const __nv_bfloat16* in, int n, int heads, unsigned char* out) {
+  const int rb = blockIdx.x, h = blockIdx.y, r = threadIdx.x;
+  const size_t head_values = causal_tiles(n) * kRows * kRows;
+  auto row_values = [&](int kb, float (&v)[kRows]) {
+    const auto* at = reinterpret_cast<const uint4*>(in + h * head_values + tile_offset(rb, kb) +
+                                                    static_cast<size_t>(r) * kRows);
+#pragma unroll
+    for (int c = 0; c < kRows / 8; ++c) {
+      const uint4 chunk = at[c];
+      const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&chunk);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 f = __bfloat1622float2(pairs[j]);
+        v[8 * c + 2 * j] = f.x;
+        v[8 * c + 2 * j + 1] = f.y;
+      }
+    }
+  };
+  float v[kRows];
+  float m = 0.0f;
+  for (int kb = 0; kb <= rb; ++kb) {
+    row_values(kb, v);
+#pragma unroll
+    for (int k = 0; k < kRows; ++k) m = fmaxf(m, v[k]);
+  }
+  for (int kb = 0; kb <= rb; ++kb) {
+    row_values(kb, v);
+    uint32_t words[8] = {};
+#pragma unroll
+    for (int k = 0; k < kRows; ++k) {
+      words[p4_byte(k) / 4] |= p4_code(v[k], m) << (8 * (p4_byte(k) % 4) + p4_shift(k));
+    }
+    auto* to = reinterpret_cast<uint4*>(
+        out + map_value_bytes<MapFormat::kP4>(h * head_values + tile_offset(rb, kb)) +
+        static_cast<size_t>(r) * kMapRowBytes<MapFormat::kP4>);
+    to[0] = make_uint4(words[0], words[1], words[2], words[3]);
+    to[1] = make_uint4(words[4], words[5], words[6], words[7]);
+  }
+  const int padded_rows = gridDim.x * kRows;
+  reinterpret_cast<float*>(out + p4_scales_offset(n, heads))[h * padded_rows + rb * kRows + r] =
+      m / 225.0f;
 }
 
 // Launches with `smem` bytes of dynamic shared memory, raising the kernel's limit once when
@@ -1230,9 +1357,11 @@ void launch_exact(const AttentionArgs& args, bool record, cudaStream_t stream) {
 
 template <int D, MapFormat kFormat, int BM>
 void launch_reuse_rows(const AttentionArgs& args, dim3 grid, cudaStream_t stream) {
-  constexpr size_t smem = reuse_smem<D, kMapBytes<kFormat>, BM>();
+  constexpr size_t smem = reuse_smem<D, kMapRowBytes<kFormat>, BM>();
   if (args.causal) {
     launch<reuse_pv<D, kFormat, true, BM>>(grid, smem, stream, "reuse_pv", args);
+  } else if constexpr (kFormat == MapFormat::kP4) {
+    core::throw_bad_input("P4 maps are for causal attention only");
   } else {
     launch<reuse_pv<D, kFormat, false, BM>>(grid, smem, stream, "reuse_pv", args);
   }
@@ -1258,7 +1387,7 @@ namespace {
 
 template <int D, MapFormat kFormat, int G>
 void launch_reuse_grouped(const AttentionArgs& args, cudaStream_t stream) {
-  constexpr size_t smem = grouped_smem<D, kMapBytes<kFormat>, G>();
+  constexpr size_t smem = grouped_smem<D, kMapRowBytes<kFormat>, G>();
   int64_t ctas = static_cast<int64_t>(args.num_items) * (args.num_heads / G);
   if (args.grouped_ctas > 0) ctas = std::min<int64_t>(ctas, args.grouped_ctas);
   launch<reuse_pv_grouped<D, kFormat, G>, (G + 1) * kThreads>(
@@ -1296,6 +1425,8 @@ void launch_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t stre
       return launch_reuse_format<D, MapFormat::kP8>(args, stream);
     case MapFormat::kFP8:
       return launch_reuse_format<D, MapFormat::kFP8>(args, stream);
+    case MapFormat::kP4:
+      return launch_reuse_format<D, MapFormat::kP4>(args, stream);
   }
 }
 
@@ -1355,6 +1486,34 @@ void causal_map_to_tiles(const void* packed, int n, int bytes, void* tiles) {
   });
 }
 
+size_t p4_map_bytes(int n, int heads) {
+  const size_t padded_rows = static_cast<size_t>(n + kRows - 1) / kRows * kRows;
+  return p4_scales_offset(n, heads) + heads * padded_rows * sizeof(float);
+}
+
+void causal_maps_to_p4(const float* packed, int n, int heads, void* p4) {
+  auto* out = static_cast<unsigned char*>(p4);
+  std::memset(out, 0, p4_map_bytes(n, heads));
+  const size_t head_values = causal_map_elements(n);
+  const int padded_rows = (n + kRows - 1) / kRows * kRows;
+  auto* scales = reinterpret_cast<float*>(out + p4_scales_offset(n, heads));
+  for (int h = 0; h < heads; ++h) {
+    const float* head = packed + static_cast<size_t>(h) * n * (n + 1) / 2;
+    for (int i = 0; i < n; ++i) {
+      const float* row = head + static_cast<size_t>(i) * (i + 1) / 2;
+      float m = 0.0f;
+      for (int k = 0; k <= i; ++k) m = std::max(m, row[k]);
+      for (int k = 0; k <= i; ++k) {
+        const size_t tile_row = h * head_values + tile_offset(i / kRows, k / kRows) +
+                                static_cast<size_t>(i % kRows) * kRows;
+        out[map_value_bytes<MapFormat::kP4>(tile_row) + p4_byte(k % kRows)] |=
+            static_cast<unsigned char>(p4_code(row[k], m) << p4_shift(k % kRows));
+      }
+      scales[static_cast<size_t>(h) * padded_rows + i] = m / 225.0f;
+    }
+  }
+}
+
 void causal_map_from_tiles(const void* tiles, int n, int bytes, void* packed) {
   const auto* in = static_cast<const unsigned char*>(tiles);
   auto* out = static_cast<unsigned char*>(packed);
@@ -1412,6 +1571,13 @@ void maps_to_fp8(const void* bf16, void* fp8, size_t count, cudaStream_t stream)
   to_fp8_kernel<<<static_cast<unsigned>((count + threads - 1) / threads), threads, 0, stream>>>(
       static_cast<const __nv_bfloat16*>(bf16), static_cast<unsigned char*>(fp8), count);
   check_launch("maps_to_fp8");
+}
+
+void maps_to_p4(const void* bf16, int n, int heads, void* p4, cudaStream_t stream) {
+  if (n <= 0 || heads <= 0) return;
+  to_p4_kernel<<<dim3((n + kRows - 1) / kRows, heads), kRows, 0, stream>>>(
+      static_cast<const __nv_bfloat16*>(bf16), n, heads, static_cast<unsigned char*>(p4));
+  check_launch("maps_to_p4");
 }
 
 }  // namespace attncache::cuda

@@ -19,7 +19,9 @@
 // heads; the two kernels together cover every head of every sequence. Maps are bf16, P8 (one
 // byte, q = round(255·√p), the map database's compact format) or FP8 (one byte, fp8 e4m3 of
 // 256·p, decoded by Hopper's cvt instruction): the one-byte formats halve the bytes the reuse
-// kernel streams, which is what bounds it.
+// kernel streams, which is what bounds it. P4 (causal maps only) halves them again: a 4-bit code
+// q = round(15·√(p / m)) relative to the row's largest probability m, and one fp32 scale m / 225
+// per row that the kernel applies to the output row after P·V (layout at p4_map_bytes).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -30,8 +32,8 @@ namespace attncache::cuda {
 
 constexpr int kAttentionRows = 64;  // query rows per CTA (and keys per block)
 
-enum class MapFormat : int { kBF16 = 0, kP8 = 1, kFP8 = 2 };
-constexpr int kMapFormats = 3;
+enum class MapFormat : int { kBF16 = 0, kP8 = 1, kFP8 = 2, kP4 = 3 };
+constexpr int kMapFormats = 4;
 
 // One sequence's maps at one layer, in device memory.
 struct DeviceMapSlot {
@@ -98,6 +100,17 @@ void causal_map_to_tiles(const void* packed, int n, int bytes, void* tiles);
 // The inverse: block triangle → packed lower triangle (n(n+1)/2 values).
 void causal_map_from_tiles(const void* tiles, int n, int bytes, void* packed);
 
+// Bytes of one sequence's P4 maps (`heads` causal maps of n tokens): first every head's block
+// triangle of 64×64 codes, 32 bytes a row, then every head's R·64 row scales (fp32, R = ⌈n/64⌉;
+// rows past n scale 0). Within a tile row, key k's code is nibble (k >> 1) & 1 (low first) of
+// byte 2·(k / 4) + (k & 1): a byte pair holds keys 4g … 4g + 3 as (4g | 4g+2, 4g+1 | 4g+3), so
+// the decoder spreads a pair into two bf16 pairs with one mask each.
+size_t p4_map_bytes(int n, int heads);
+// The P4 copy of `heads` causal maps given as packed lower triangles of fp32 probabilities
+// (head after head, as the CPU engine records them), on the host: the reference encoder, and
+// the device map cache's.
+void causal_maps_to_p4(const float* packed, int n, int heads, void* p4);
+
 // Exact attention for every head not reused; with `record`, also writes P where a slot asks.
 void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream);
 // Query heads per CTA of attention_reuse with these arguments when it runs the grouped kernel
@@ -113,5 +126,7 @@ void attention_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t s
 void maps_to_p8(const void* bf16, void* p8, size_t count, cudaStream_t stream);
 // FP8 copies: the fp8 e4m3 encoding of 256·p (saturating), as core::convert_from_f32.
 void maps_to_fp8(const void* bf16, void* fp8, size_t count, cudaStream_t stream);
+// P4 copies of one sequence's `heads` bf16 causal maps (block triangles): as causal_maps_to_p4.
+void maps_to_p4(const void* bf16, int n, int heads, void* p4, cudaStream_t stream);
 
 }  // namespace attncache::cuda
