@@ -48,22 +48,29 @@ std::vector<float> random_maps(int n, int heads, float spread, std::mt19937& rng
   return maps;
 }
 
-// Head h's decoded probability of row i, key k, read by the layout attention.h documents.
-double decoded(const std::vector<unsigned char>& p4, int n, int heads, int h, int i, int k) {
+// Head h's code of row i, key k, and the row's scale, read by the layout attention.h documents.
+int code(const std::vector<unsigned char>& p4, int n, int h, int i, int k) {
   const size_t rows = (n + kTile - 1) / kTile, tiles = rows * (rows + 1) / 2;
   const size_t tile = static_cast<size_t>(i / kTile) * (i / kTile + 1) / 2 + k / kTile;
   const size_t row_start = (h * tiles + tile) * kTile * kTile / 2 + (i % kTile) * kTile / 2;
   const int kk = k % kTile;
-  const int q = (p4[row_start + 2 * (kk / 4) + (kk & 1)] >> (4 * ((kk >> 1) & 1))) & 15;
+  return (p4[row_start + 2 * (kk / 4) + (kk & 1)] >> (4 * ((kk >> 1) & 1))) & 15;
+}
+float row_scale(const std::vector<unsigned char>& p4, int n, int heads, int h, int i) {
+  const size_t rows = (n + kTile - 1) / kTile, tiles = rows * (rows + 1) / 2;
   float scale;
-  const size_t scales = heads * tiles * kTile * kTile / 2;
-  std::memcpy(&scale, &p4[scales + 4 * (h * rows * kTile + i)], 4);
-  return double(q) * q * scale;
+  std::memcpy(&scale, &p4[heads * tiles * kTile * kTile / 2 + 4 * (h * rows * kTile + i)], 4);
+  return scale;
+}
+// The decoded probability: q² · scale.
+double decoded(const std::vector<unsigned char>& p4, int n, int heads, int h, int i, int k) {
+  const int q = code(p4, n, h, i, k);
+  return double(q) * q * row_scale(p4, n, heads, h, i);
 }
 
-// The host encoder: every probability comes back within its code's rounding, √p within
-// √m / 30 of the stored value (m the row's largest), the largest exactly, nothing above the
-// diagonal or past n, and the bytes are p4_map_bytes.
+// The host encoder: every code is 15·√(p / m) rounded to nearest (m the row's largest), the
+// row's scale 1 / Σ q² (so the decoded row sums to 1), codes above the diagonal and rows past
+// n are zero, and the bytes are p4_map_bytes.
 TEST(P4Maps, HostEncoderFollowsTheDocumentedLayout) {
   std::mt19937 rng(5);
   for (const int n : {1, 63, 64, 65, 200}) {
@@ -80,14 +87,17 @@ TEST(P4Maps, HostEncoderFollowsTheDocumentedLayout) {
         const float* row = maps.data() + at;
         at += i + 1;
         const float m = *std::max_element(row, row + i + 1);
+        int squares = 0;
+        double sum = 0;
         for (int k = 0; k <= i; ++k) {
-          const double p = decoded(p4, n, heads, h, i, k);
-          EXPECT_LE(std::fabs(std::sqrt(p) - std::sqrt(double(row[k]))), std::sqrt(m) / 30 + 1e-6)
+          const int q = code(p4, n, h, i, k);
+          EXPECT_LE(std::fabs(q - 15 * std::sqrt(double(row[k]) / m)), 0.5 + 1e-5)
               << n << " " << h << " " << i << " " << k;
-          if (row[k] == m) {
-            EXPECT_NEAR(p, m, 1e-6 * m);
-          }
+          squares += q * q;
+          sum += decoded(p4, n, heads, h, i, k);
         }
+        EXPECT_EQ(row_scale(p4, n, heads, h, i), 1.0f / static_cast<float>(squares));
+        EXPECT_NEAR(sum, 1.0, 1e-5) << n << " " << h << " " << i;
         for (int k = i + 1; k < static_cast<int>(rows) * kTile; ++k) {
           if (k / kTile <= i / kTile) {
             EXPECT_EQ(decoded(p4, n, heads, h, i, k), 0.0) << n << " " << k;

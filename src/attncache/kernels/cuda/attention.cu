@@ -1260,6 +1260,13 @@ __host__ __device__ __forceinline__ unsigned p4_code(float p, float m) {
                   : 0u;
 }
 
+// The scale of a P4 row whose codes' squares sum to `squares`: the decoded row q² · scale sums
+// to 1, which restores the mass the codes round away (half the KL divergence of the scale m/225
+// on MMLU, bench/results/map_formats). The sum is an exact integer, so host and device agree.
+__host__ __device__ __forceinline__ float p4_scale(unsigned squares) {
+  return squares > 0 ? 1.0f / static_cast<float>(squares) : 0.0f;
+}
+
 // One CTA per (row block, head) of one sequence's bf16 block triangles, a thread per row: the
 // row's largest probability over its key blocks, then its codes, 32 bytes per tile row, and
 // its scale.
@@ -1288,12 +1295,15 @@ __global__ void to_p4_kernel(const __nv_bfloat16* in, int n, int heads, unsigned
 #pragma unroll
     for (int k = 0; k < kRows; ++k) m = fmaxf(m, v[k]);
   }
+  unsigned squares = 0;
   for (int kb = 0; kb <= rb; ++kb) {
     row_values(kb, v);
     uint32_t words[8] = {};
 #pragma unroll
     for (int k = 0; k < kRows; ++k) {
-      words[p4_byte(k) / 4] |= p4_code(v[k], m) << (8 * (p4_byte(k) % 4) + p4_shift(k));
+      const unsigned q = p4_code(v[k], m);
+      squares += q * q;
+      words[p4_byte(k) / 4] |= q << (8 * (p4_byte(k) % 4) + p4_shift(k));
     }
     auto* to = reinterpret_cast<uint4*>(
         out + map_value_bytes<MapFormat::kP4>(h * head_values + tile_offset(rb, kb)) +
@@ -1303,7 +1313,7 @@ __global__ void to_p4_kernel(const __nv_bfloat16* in, int n, int heads, unsigned
   }
   const int padded_rows = gridDim.x * kRows;
   reinterpret_cast<float*>(out + p4_scales_offset(n, heads))[h * padded_rows + rb * kRows + r] =
-      m / 225.0f;
+      p4_scale(squares);
 }
 
 // Launches with `smem` bytes of dynamic shared memory, raising the kernel's limit once when
@@ -1503,13 +1513,16 @@ void causal_maps_to_p4(const float* packed, int n, int heads, void* p4) {
       const float* row = head + static_cast<size_t>(i) * (i + 1) / 2;
       float m = 0.0f;
       for (int k = 0; k <= i; ++k) m = std::max(m, row[k]);
+      unsigned squares = 0;
       for (int k = 0; k <= i; ++k) {
         const size_t tile_row = h * head_values + tile_offset(i / kRows, k / kRows) +
                                 static_cast<size_t>(i % kRows) * kRows;
+        const unsigned q = p4_code(row[k], m);
+        squares += q * q;
         out[map_value_bytes<MapFormat::kP4>(tile_row) + p4_byte(k % kRows)] |=
-            static_cast<unsigned char>(p4_code(row[k], m) << p4_shift(k % kRows));
+            static_cast<unsigned char>(q << p4_shift(k % kRows));
       }
-      scales[static_cast<size_t>(h) * padded_rows + i] = m / 225.0f;
+      scales[static_cast<size_t>(h) * padded_rows + i] = p4_scale(squares);
     }
   }
 }

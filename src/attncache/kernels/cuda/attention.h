@@ -20,8 +20,9 @@
 // byte, q = round(255·√p), the map database's compact format) or FP8 (one byte, fp8 e4m3 of
 // 256·p, decoded by Hopper's cvt instruction): the one-byte formats halve the bytes the reuse
 // kernel streams, which is what bounds it. P4 (causal maps only) halves them again: a 4-bit code
-// q = round(15·√(p / m)) relative to the row's largest probability m, and one fp32 scale m / 225
-// per row that the kernel applies to the output row after P·V (layout at p4_map_bytes).
+// q = round(15·√(p / m)) relative to the row's largest probability m, and one fp32 scale per
+// row, 1 / Σ q², that the kernel applies to the output row after P·V, so each decoded row sums
+// to 1 (layout at p4_map_bytes).
 #pragma once
 
 #include <cuda_runtime.h>
