@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""What storing attention maps in fewer bits costs a real decoder's answers.
+
+Runs SmolLM2-135M-Instruct (transformers, fp32, CPU) on MMLU prompts twice: exactly, and with
+every layer's and head's softmax output P replaced by its round trip through a map format before
+P·V. That is an AttnCache hit on the input's own maps, so what differs from the exact run is the
+format's error alone, not a neighbour's. Per format it reports how often the answer (argmax of the
+A-D logits) changes, the mean KL divergence of the A-D distribution from the exact one, the mean
+|change| of the log-probability of the right answer, and the accuracy.
+
+Formats (p is a probability; q an integer code):
+  bf16       p rounded to bf16
+  p8         q = round(255 sqrt p), p' = (q/255)^2 (the map database's compact format)
+  fp8        fp8 e4m3 of 256 p, divided by 256
+  p4         q = round(15 sqrt p), p' = (q/15)^2: 4 bits, no scale
+  p4-row     q = round(15 sqrt(p / m)), m the row's maximum: one scale per row, which a kernel
+             applies to the output row after P·V
+  p4-rownorm as p4-row, then the row is rescaled to sum to 1 (the scale is 1 / sum of q^2)
+  p4-tile    q = round(15 sqrt(p / m)), m the maximum of each row's 64-key block rounded up to
+             a power of two: one exponent per row and key block, applied while decoding
+  p8-rownorm as p8, then the row is rescaled to sum to 1
+
+    bench/map_format_accuracy.py [--questions 57] [--shots 5] [--formats bf16,p8,...]
+Longer prompts: --shots N takes the subject's 5 dev questions and then test questions other
+than the one asked. Needs scripts/reference/requirements.txt, the model in Hugging Face form
+(scripts/reference/gguf_to_hf.py) and scripts/fetch-datasets.sh mmlu.
+"""
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface, AutoModelForCausalLM, AutoTokenizer
+
+FORMATS = ["bf16", "p8", "fp8", "p8-rownorm", "p4", "p4-row", "p4-rownorm", "p4-tile"]
+TILE = 64
+
+
+def sqrt_code(p, levels, scale=None):
+    """Round trip through q = round(levels * sqrt(p / scale))."""
+    s = torch.ones_like(p[..., :1]) if scale is None else scale
+    q = torch.round(levels * torch.sqrt((p / s).clamp(0, 1)))
+    return (q / levels) ** 2 * s
+
+
+def row_normalized(p):
+    total = p.sum(dim=-1, keepdim=True)
+    return torch.where(total > 0, p / total, p)
+
+
+def round_trip(p, fmt):
+    if fmt == "bf16":
+        return p.to(torch.bfloat16).float()
+    if fmt == "p8":
+        return sqrt_code(p, 255)
+    if fmt == "p8-rownorm":
+        return row_normalized(sqrt_code(p, 255))
+    if fmt == "fp8":
+        return (p * 256).to(torch.float8_e4m3fn).float() / 256
+    if fmt == "p4":
+        return sqrt_code(p, 15)
+    if fmt in ("p4-row", "p4-rownorm"):
+        m = p.amax(dim=-1, keepdim=True).clamp_min(1e-30)
+        out = sqrt_code(p, 15, m)
+        return row_normalized(out) if fmt == "p4-rownorm" else out
+    if fmt == "p4-tile":
+        n = p.shape[-1]
+        pad = (-n) % TILE
+        blocks = F.pad(p, (0, pad)).unflatten(-1, (-1, TILE))
+        m = blocks.amax(dim=-1, keepdim=True).clamp_min(1e-30)
+        m = torch.exp2(torch.ceil(torch.log2(m)))
+        return sqrt_code(blocks, 15, m).flatten(-2)[..., :n]
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+CURRENT = {"format": None}
+
+
+def quantized_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **_):
+    groups = module.num_key_value_groups
+    key = key.repeat_interleave(groups, dim=1)
+    value = value.repeat_interleave(groups, dim=1)
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    p = F.softmax(scores, dim=-1, dtype=torch.float32)
+    if CURRENT["format"] is not None:
+        p = round_trip(p, CURRENT["format"])
+    out = torch.matmul(p.to(query.dtype), value)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def question(row, answered=True):
+    text = row[0] + "\n" + "".join(f"{l}. {t}\n" for l, t in zip("ABCD", row[1:5])) + "Answer:"
+    return text + (" " + row[5] + "\n\n" if answered else "")
+
+
+def prompts(data, count, shots):
+    dev_files = sorted(glob.glob(os.path.join(data, "dev", "*_dev.csv")))
+    if not dev_files:
+        raise SystemExit(f"no MMLU dev files under {data}: scripts/fetch-datasets.sh mmlu")
+    out = []
+    per_subject = max(1, math.ceil(count / len(dev_files)))
+    for path in dev_files:
+        subject = os.path.basename(path)[:-len("_dev.csv")]
+        dev = list(csv.reader(open(path)))
+        test = list(csv.reader(open(os.path.join(data, "test", subject + "_test.csv"))))
+        for i, asked in enumerate(test[:per_subject]):
+            examples = (dev + [r for j, r in enumerate(test) if j != i])[:shots]
+            text = (f"The following are multiple choice questions (with answers) about "
+                    f"{subject.replace('_', ' ')}.\n\n"
+                    + "".join(question(r) for r in examples) + question(asked, answered=False))
+            out.append((subject, text, "ABCD".index(asked[5])))
+    step = len(out) / count
+    return [out[int(i * step)] for i in range(count)] if count < len(out) else out
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=os.path.join(root, "models/SmolLM2-135M-Instruct-hf"))
+    ap.add_argument("--data", default=os.path.join(root, "data/mmlu"))
+    ap.add_argument("--questions", type=int, default=57, help="spread over the subjects")
+    ap.add_argument("--shots", type=int, default=5)
+    ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--json", help="write the results here as well")
+    args = ap.parse_args()
+    formats = args.formats.split(",")
+    for f in formats:
+        if f not in FORMATS:
+            raise SystemExit(f"unknown format {f!r}; known: {', '.join(FORMATS)}")
+    AttentionInterface.register("map_format", quantized_attention)
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32,
+                                                 attn_implementation="map_format").eval()
+    choice_ids = [tok(" " + c, add_special_tokens=False).input_ids[-1] for c in "ABCD"]
+    stats = {f: {"changed": 0, "kl": 0.0, "dlogp": 0.0, "right": 0} for f in ["exact"] + formats}
+    items = prompts(args.data, args.questions, args.shots)
+    lengths = []
+    start = time.time()
+    for k, (subject, text, answer) in enumerate(items):
+        ids = tok(text, return_tensors="pt").input_ids
+        lengths.append(ids.shape[1])
+        logp = {}
+        with torch.no_grad():
+            for f in ["exact"] + formats:
+                CURRENT["format"] = None if f == "exact" else f
+                logits = model(ids, logits_to_keep=1).logits[0, -1, choice_ids]
+                logp[f] = F.log_softmax(logits.double(), dim=-1)
+        ref = logp["exact"]
+        for f, lp in logp.items():
+            s = stats[f]
+            s["changed"] += int(lp.argmax() != ref.argmax())
+            s["kl"] += float((ref.exp() * (ref - lp)).sum())
+            s["dlogp"] += abs(float(lp[answer] - ref[answer]))
+            s["right"] += int(lp.argmax() == answer)
+        print(f"[{k + 1}/{len(items)}] {subject} {ids.shape[1]} tokens, "
+              f"{time.time() - start:.0f} s", file=sys.stderr, flush=True)
+    n = len(items)
+    print(f"{n} questions, {args.shots} shots, {min(lengths)}-{max(lengths)} tokens "
+          f"(mean {sum(lengths) / n:.0f}), SmolLM2-135M-Instruct fp32")
+    print(f"{'format':12s} {'bits':>5s} {'answers changed':>16s} {'mean KL':>10s} "
+          f"{'mean |dlogp|':>13s} {'accuracy':>9s}")
+    bits = {"exact": 32, "bf16": 16, "p8": 8, "fp8": 8, "p8-rownorm": 8}
+    results = []
+    for f, s in stats.items():
+        row = {"format": f, "bits": bits.get(f, 4), "answers_changed": s["changed"],
+               "mean_kl": s["kl"] / n, "mean_abs_dlogp": s["dlogp"] / n,
+               "accuracy": s["right"] / n}
+        results.append(row)
+        print(f"{f:12s} {row['bits']:5d} {s['changed']:9d} of {n:<4d} {row['mean_kl']:10.2e} "
+              f"{row['mean_abs_dlogp']:13.2e} {row['accuracy']:9.3f}")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"model": os.path.basename(args.model), "questions": n,
+                       "shots": args.shots, "tokens_min": min(lengths),
+                       "tokens_max": max(lengths), "tokens_mean": sum(lengths) / n,
+                       "command": " ".join(sys.argv), "results": results}, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
