@@ -2,7 +2,8 @@
 """Markdown tables from gpu_decoder_bench's JSON and gpu_decoder_torch.py's JSON for one model.
 
     bench/render_gpu_decoder_table.py bench/results/gpu_decoder_bench_3B_h100.json \\
-        bench/results/gpu_decoder_torch_3B_h100.json
+        [bench/results/gpu_decoder_torch_3B_h100.json]
+Without PyTorch's JSON (a run with DECODER_TORCH=0) its columns read "–".
 """
 import json
 import sys
@@ -66,10 +67,11 @@ def print_p4(ours, peak):
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
     ours = json.load(open(sys.argv[1]))
-    torch = {(r["batch"], r["tokens"]): r for r in json.load(open(sys.argv[2]))["results"]}
+    torch = ({(r["batch"], r["tokens"]): r for r in json.load(open(sys.argv[2]))["results"]}
+             if len(sys.argv) == 3 else {})
     c = ours["config"]
     print(f"{ours['model']}: {c['layers']} layers, hidden {c['hidden']}, {c['heads']} heads "
           f"({c['kv_heads']} KV) of {c['head_dim']}, vocab {c['vocab']}; {ours['device']}\n")
