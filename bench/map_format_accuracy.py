@@ -36,6 +36,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from mmlu_prompts import prompt
 from transformers import AttentionInterface, AutoModelForCausalLM, AutoTokenizer
 
 FORMATS = ["bf16", "p8", "fp8", "p8-rownorm", "p4", "p4-row", "p4-rownorm", "p4-tile"]
@@ -96,11 +97,6 @@ def quantized_attention(module, query, key, value, attention_mask, scaling, drop
     return out.transpose(1, 2).contiguous(), None
 
 
-def question(row, answered=True):
-    text = row[0] + "\n" + "".join(f"{l}. {t}\n" for l, t in zip("ABCD", row[1:5])) + "Answer:"
-    return text + (" " + row[5] + "\n\n" if answered else "")
-
-
 def prompts(data, count, shots):
     dev_files = sorted(glob.glob(os.path.join(data, "dev", "*_dev.csv")))
     if not dev_files:
@@ -113,10 +109,7 @@ def prompts(data, count, shots):
         test = list(csv.reader(open(os.path.join(data, "test", subject + "_test.csv"))))
         for i, asked in enumerate(test[:per_subject]):
             examples = (dev + [r for j, r in enumerate(test) if j != i])[:shots]
-            text = (f"The following are multiple choice questions (with answers) about "
-                    f"{subject.replace('_', ' ')}.\n\n"
-                    + "".join(question(r) for r in examples) + question(asked, answered=False))
-            out.append((subject, text, "ABCD".index(asked[5])))
+            out.append((subject, prompt(subject, examples, asked), "ABCD".index(asked[5])))
     step = len(out) / count
     return [out[int(i * step)] for i in range(count)] if count < len(out) else out
 

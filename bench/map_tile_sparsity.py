@@ -18,14 +18,10 @@ import glob
 import os
 
 import torch
+from mmlu_prompts import prompt
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 TILE = 64
-
-
-def question(row, answered=True):
-    text = row[0] + "\n" + "".join(f"{l}. {t}\n" for l, t in zip("ABCD", row[1:5])) + "Answer:"
-    return text + (" " + row[5] + "\n\n" if answered else "")
 
 
 def main():
@@ -46,10 +42,7 @@ def main():
         subject = os.path.basename(path)[:-len("_dev.csv")]
         shots = list(csv.reader(open(path)))
         test = next(csv.reader(open(os.path.join(args.data, "test", subject + "_test.csv"))))
-        prompt = (f"The following are multiple choice questions (with answers) about "
-                  f"{subject.replace('_', ' ')}.\n\n"
-                  + "".join(question(r) for r in shots) + question(test, answered=False))
-        ids = tok(prompt, return_tensors="pt").input_ids
+        ids = tok(prompt(subject, shots, test), return_tensors="pt").input_ids
         n = ids.shape[1]
         with torch.no_grad():
             maps = model(ids, output_attentions=True).attentions  # per layer [1, H, n, n]
