@@ -284,14 +284,14 @@ int main(int argc, char** argv) {
         }
         r["attention_kernels_one_layer"] =
             gpu_bench::attention_only(b, n, c.num_heads, c.num_kv_heads, c.head_dim, true);
-        std::fprintf(stderr,
-                     "  attention %.1f us (128 rows %.1f, reuse %.1f, P8 %.1f, FP8 %.1f, P4 %.1f)\n",
-                     r["attention_kernels_one_layer"]["exact_ms"].get<double>() * 1e3,
-                     r["attention_kernels_one_layer"]["exact_128_rows_ms"].get<double>() * 1e3,
-                     r["attention_kernels_one_layer"]["reuse_ms"].get<double>() * 1e3,
-                     r["attention_kernels_one_layer"]["reuse_p8_ms"].get<double>() * 1e3,
-                     r["attention_kernels_one_layer"]["reuse_fp8_ms"].get<double>() * 1e3,
-                     r["attention_kernels_one_layer"]["reuse_p4_ms"].get<double>() * 1e3);
+        std::fprintf(
+            stderr, "  attention %.1f us (128 rows %.1f, reuse %.1f, P8 %.1f, FP8 %.1f, P4 %.1f)\n",
+            r["attention_kernels_one_layer"]["exact_ms"].get<double>() * 1e3,
+            r["attention_kernels_one_layer"]["exact_128_rows_ms"].get<double>() * 1e3,
+            r["attention_kernels_one_layer"]["reuse_ms"].get<double>() * 1e3,
+            r["attention_kernels_one_layer"]["reuse_p8_ms"].get<double>() * 1e3,
+            r["attention_kernels_one_layer"]["reuse_fp8_ms"].get<double>() * 1e3,
+            r["attention_kernels_one_layer"]["reuse_p4_ms"].get<double>() * 1e3);
         out["results"].push_back(r);
         if (!out_path.empty()) std::ofstream(out_path) << out.dump(1) << "\n";  // so far
       }

@@ -428,7 +428,9 @@ void add_eval_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 24));
   cmd->add_option("--gpu-maps", o->gpu_maps,
-                  "on the GPU, how its map cache holds a decoder's maps: stored (as the database: bf16 for fp16 or bf16, else P8 or FP8); p4 (4 bits a value and a scale per row, a quarter of bf16's bytes; docs/gpu.md measures what it costs in accuracy)")
+                  "on the GPU, how its map cache holds a decoder's maps: stored (as the database: "
+                  "bf16 for fp16 or bf16, else P8 or FP8); p4 (4 bits a value and a scale per row, "
+                  "a quarter of bf16's bytes; docs/gpu.md measures what it costs in accuracy)")
       ->capture_default_str()
       ->check(CLI::IsMember({"stored", "p4"}));
   cmd->callback([o] { run_eval(*o); });

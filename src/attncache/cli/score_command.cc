@@ -406,8 +406,11 @@ void add_score_command(CLI::App& app) {
           "--paper, maps in GPU memory); prefix_kv and AttnCache's layer-0 check run on the CPU")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
-  mmlu->add_option("--gpu-maps", o->gpu_maps,
-                   "on the GPU, how its map cache holds a decoder's maps: stored (as the database: bf16 for fp16 or bf16, else P8 or FP8); p4 (4 bits a value and a scale per row, a quarter of bf16's bytes; docs/gpu.md measures what it costs in accuracy)")
+  mmlu->add_option(
+          "--gpu-maps", o->gpu_maps,
+          "on the GPU, how its map cache holds a decoder's maps: stored (as the database: bf16 for "
+          "fp16 or bf16, else P8 or FP8); p4 (4 bits a value and a scale per row, a quarter of "
+          "bf16's bytes; docs/gpu.md measures what it costs in accuracy)")
       ->capture_default_str()
       ->check(CLI::IsMember({"stored", "p4"}));
   mmlu->add_option("-b,--batch", o->batch, "prompts per forward pass")

@@ -246,8 +246,7 @@ constexpr float kMapScale = kFormat == MapFormat::kP8    ? 1.0f / (255.0f * 255.
 // (`first`) and 4g + 2, 4g + 3 (`second`). A code's bits under 0x4300 are the bf16 128 + q;
 // subtracting 128 is exact, and so is the square (at most 225: 8 significant bits). Four
 // values cost one byte permute, two masks, a shift and four bf16 pair operations.
-__device__ __forceinline__ void p4_pairs(uint32_t w, int step, uint32_t& first,
-                                         uint32_t& second) {
+__device__ __forceinline__ void p4_pairs(uint32_t w, int step, uint32_t& first, uint32_t& second) {
   constexpr uint32_t kBias = 0x43004300u;  // the bf16 pair 128, 128
   const uint32_t x = __byte_perm(w, 0, step == 0 ? 0x4140 : 0x4342);
   const uint32_t lo_bits = (x & 0x000F000Fu) | kBias, hi_bits = ((x >> 4) & 0x000F000Fu) | kBias;
@@ -478,7 +477,7 @@ constexpr size_t exact_smem() {
   return sizeof(Tile<D, BM>) + 4 * sizeof(Tile<D>);
 }
 // bf16 rows are padded for ldmatrix; byte rows are read 16 bytes per lane (two rows per 8
-// lanes, 128 bytes), which is conflict-free unpadded.
+// lanes, 128 bytes) and P4 rows 8 (four rows per 16 lanes), which is conflict-free unpadded.
 // kRowBytes: the bytes of a tile row of 64 values (128 bf16, 64 P8/FP8, 32 P4).
 template <int kRowBytes, int BM>
 using PTile = unsigned char[BM][kRowBytes + (kRowBytes == 2 * kRows ? 16 : 0)];
@@ -517,8 +516,8 @@ __device__ __forceinline__ float p4_row_scale(const void* stored, int n, int hea
 // per key block, four keys per k-step: 16 bytes (P8, FP8; word kk for k-step kk) or 8 (P4; the
 // half kk % 2 of word kk / 2).
 template <int kRowBytes, int BM>
-__device__ __forceinline__ void map_words(uint32_t (&words)[2][4],
-                                          const PTile<kRowBytes, BM>& tile, int row, int lane) {
+__device__ __forceinline__ void map_words(uint32_t (&words)[2][4], const PTile<kRowBytes, BM>& tile,
+                                          int row, int lane) {
   constexpr int kLaneBytes = kRowBytes / 4;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -542,11 +541,12 @@ __device__ __forceinline__ void map_words(uint32_t (&words)[2][4],
 // 2t + 8, 2t + 9, in permuted_key order), or bf16 straight from the tile by ldmatrix.
 template <MapFormat kFormat, int BM>
 __device__ __forceinline__ void map_fragment(uint32_t (&pa)[4], const uint32_t (&words)[2][4],
-                                             const PTile<kMapRowBytes<kFormat>, BM>& tile,
-                                             int row, int kk, int lane) {
+                                             const PTile<kMapRowBytes<kFormat>, BM>& tile, int row,
+                                             int kk, int lane) {
   if constexpr (kFormat == MapFormat::kP4) {
 #pragma unroll
-    for (int half = 0; half < 2; ++half) p4_pairs(words[half][kk / 2], kk % 2, pa[half], pa[half + 2]);
+    for (int half = 0; half < 2; ++half)
+      p4_pairs(words[half][kk / 2], kk % 2, pa[half], pa[half + 2]);
   } else if constexpr (kFormat != MapFormat::kBF16) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) pa[i] = byte_pair<kFormat>(words[i % 2][kk], i / 2);
@@ -1178,7 +1178,7 @@ __global__ void __launch_bounds__((G + 1) * kThreads, 1) reuse_pv_grouped(Attent
 #pragma unroll
           for (int j = 0; j < kRows / kPRowsPerPass; ++j) {
             cp_async16(&p_tiles[s * G + g][plane.row + j * kPRowsPerPass]
-                                [map_value_bytes<kFormat>(plane.col)],
+                               [map_value_bytes<kFormat>(plane.col)],
                        tile + j * kPRowsPerPass * kRowBytes, true);
           }
         }
@@ -1273,7 +1273,7 @@ __host__ __device__ __forceinline__ float p4_scale(unsigned squares) {
 __global__ void to_p4_kernel(const __nv_bfloat16* in, int n, int heads, unsigned char* out) {
   const int rb = blockIdx.x, h = blockIdx.y, r = threadIdx.x;
   const size_t head_values = causal_tiles(n) * kRows * kRows;
-  auto row_values = [&](int kb, float (&v)[kRows]) {
+  auto row_values = [&](int kb, float(&v)[kRows]) {
     const auto* at = reinterpret_cast<const uint4*>(in + h * head_values + tile_offset(rb, kb) +
                                                     static_cast<size_t>(r) * kRows);
 #pragma unroll
