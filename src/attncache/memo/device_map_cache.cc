@@ -16,7 +16,8 @@
 namespace attncache::memo {
 namespace {
 
-// One-byte formats go to the device as they are; fp16 becomes bf16, which the kernels read.
+// One-byte formats go to the device as they are; fp16 becomes bf16, which the kernels read;
+// with `p4` every source becomes P4.
 core::DType device_dtype(core::DType source, bool p4) {
   if (p4) return core::DType::kP4;
   return source == core::DType::kP8 || source == core::DType::kFP8 ? source : core::DType::kBF16;
