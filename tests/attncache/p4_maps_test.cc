@@ -17,7 +17,9 @@
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
+#include "attncache/model/cuda_forward.h"
 #include "core/dtype.h"
+#include "core/error.h"
 
 namespace attncache {
 namespace {
@@ -259,6 +261,24 @@ TEST(P4Maps, ReuseKernelsMultiplyTheDecodedMapsByV) {
       args.grouped_ctas = 0;
       args.grouped_band_items = 0;
     }
+  }
+}
+
+// A plan of P4 maps passes the decoder's check and is bad input for the encoder, before anything
+// runs (no device needed).
+TEST(P4Maps, OnlyADecodersPlanMayHoldThem) {
+  alignas(16) static const unsigned char maps[16] = {};
+  DeviceMapPlan plan;
+  plan.slots.push_back({maps, nullptr, ~0ull, core::DType::kP4});
+  EXPECT_NO_THROW(cuda_forward::check_map_plan(plan, 1, 1, /*causal=*/true));
+  try {
+    cuda_forward::check_map_plan(plan, 1, 1, /*causal=*/false);
+    FAIL() << "no error";
+  } catch (const core::Error& e) {
+    EXPECT_EQ(e.kind(), core::ErrorKind::kBadInput);
+    EXPECT_NE(std::string(e.what()).find("encoder reuses BF16, P8 or FP8 maps, not P4"),
+              std::string::npos)
+        << e.what();
   }
 }
 

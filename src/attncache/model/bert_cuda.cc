@@ -270,7 +270,7 @@ std::vector<float> CudaBertEncoder::Impl::run(const std::vector<std::vector<int3
     if (maps->host_resident) {
       core::throw_bad_input("the GPU encoder reuses maps in device memory only");
     }
-    cuda_forward::check_map_plan(*maps, c.num_layers, nseq, "encoder");
+    cuda_forward::check_map_plan(*maps, c.num_layers, nseq, /*causal=*/false);
     slots = &maps->slots;
   }
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <string_view>
 
 #include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
@@ -64,7 +63,7 @@ void check_batch(const std::vector<std::vector<int32_t>>& batch, int max_tokens,
   }
 }
 
-void check_map_plan(const DeviceMapPlan& plan, int layers, int nseq, const char* model) {
+void check_map_plan(const DeviceMapPlan& plan, int layers, int nseq, bool causal) {
   if (plan.slots.size() != static_cast<size_t>(layers) * nseq) {
     core::throw_bad_input("a device map plan for ", nseq, " sequences and ", layers,
                           " layers needs ", layers * nseq, " slots, not ", plan.slots.size());
@@ -74,11 +73,10 @@ void check_map_plan(const DeviceMapPlan& plan, int layers, int nseq, const char*
     if (reinterpret_cast<uintptr_t>(slot.stored) % 16 != 0) {
       core::throw_bad_input("stored attention maps must be 16-byte aligned on the device");
     }
-    const bool p4 = slot.dtype == core::DType::kP4 && std::string_view(model) == "decoder";
     if (slot.dtype != core::DType::kBF16 && slot.dtype != core::DType::kP8 &&
-        slot.dtype != core::DType::kFP8 && !p4) {
-      core::throw_bad_input("the GPU ", model, " reuses BF16, P8 or FP8 maps",
-                            std::string_view(model) == "decoder" ? " (or P4)" : "", ", not ",
+        slot.dtype != core::DType::kFP8 && !(causal && slot.dtype == core::DType::kP4)) {
+      core::throw_bad_input("the GPU ", causal ? "decoder" : "encoder",
+                            " reuses BF16, P8 or FP8 maps", causal ? " (or P4)" : "", ", not ",
                             core::dtype_name(slot.dtype));
     }
   }

@@ -39,8 +39,9 @@ void check_batch(const std::vector<std::vector<int32_t>>& batch, int max_tokens,
                  const char* limit_words);
 
 // Throws core::Error (bad input) when `plan` has not layers × nseq slots, or stored maps that are
-// misaligned or of a type the kernels do not read. `model`: "encoder", "decoder".
-void check_map_plan(const DeviceMapPlan& plan, int layers, int nseq, const char* model);
+// misaligned or of a type the kernels do not read. `causal`: a decoder's plan, whose maps may
+// also be P4 (an encoder's may not).
+void check_map_plan(const DeviceMapPlan& plan, int layers, int nseq, bool causal);
 
 // Bit h set for each of `heads` heads.
 inline uint64_t all_heads_mask(int heads) { return heads >= 64 ? ~0ull : (1ull << heads) - 1; }

@@ -43,7 +43,7 @@ struct DeviceMapPlan {
     const void* stored = nullptr;  // H maps to reuse (16-byte aligned), or null
     void* record = nullptr;        // bf16 H maps receiving the exact P, or null
     uint64_t heads = ~0ull;        // bit h: head h reuses `stored`
-    // of `stored`: kBF16, kP8 (q = round(255·√p)) or kFP8 (e4m3 of 256·p)
+    // of `stored`: kBF16, kP8 (q = round(255·√p)), kFP8 (e4m3 of 256·p) or, decoders only, kP4
     core::DType dtype = core::DType::kBF16;
   };
   std::vector<Slot> slots;  // empty: no reuse, nothing recorded

@@ -393,7 +393,7 @@ std::vector<float> CudaLlamaModel::Impl::run(const std::vector<std::vector<int32
   }
   const uint64_t all_heads = cuda_forward::all_heads_mask(c.num_heads);
   if (maps != nullptr && !maps->slots.empty()) {
-    cuda_forward::check_map_plan(*maps, c.num_layers, nseq, "decoder");
+    cuda_forward::check_map_plan(*maps, c.num_layers, nseq, /*causal=*/true);
     if (maps->host_resident) {
       for (const auto& slot : maps->slots) {
         if (slot.record != nullptr) {
