@@ -79,7 +79,7 @@ struct DeviceMapCache::Impl {
     const size_t in_elements =
         causal ? static_cast<size_t>(n) * (n + 1) / 2 : static_cast<size_t>(n) * n;
     const size_t in_bytes = core::dtype_size(host.dtype);
-    if (p4) return convert_to_p4(host, in_elements * in_bytes, out);
+    if (p4) return convert_to_p4(host, in_elements, out);
     const core::DType dtype = device_dtype(host.dtype, false);
     const int out_bytes = static_cast<int>(core::dtype_size(dtype));
     const size_t stride = layer_bytes(n, host.dtype);
@@ -110,16 +110,18 @@ struct DeviceMapCache::Impl {
     }
   }
 
-  // convert() for P4: each layer's heads (`head_bytes` each in the source) to fp32, then encoded.
-  void convert_to_p4(const HostMaps& host, size_t head_bytes, void* out) const {
+  // convert() for P4: each layer's heads (`head_values` each, packed triangles in the source) to
+  // fp32, then encoded.
+  void convert_to_p4(const HostMaps& host, size_t head_values, void* out) const {
     const int n = host.n_tokens;
     const size_t stride = layer_bytes(n, host.dtype), used = cuda::p4_map_bytes(n, heads);
-    const size_t values = head_bytes / core::dtype_size(host.dtype) * heads;
+    const size_t values = head_values * heads;
 #pragma omp parallel for schedule(dynamic)
     for (int l = 0; l < layers; ++l) {
       std::vector<float> f32(values);
       core::convert_to_f32(host.dtype,
-                           static_cast<const unsigned char*>(host.maps) + l * heads * head_bytes,
+                           static_cast<const unsigned char*>(host.maps) +
+                               l * values * core::dtype_size(host.dtype),
                            values, f32.data());
       unsigned char* layer = static_cast<unsigned char*>(out) + l * stride;
       cuda::causal_maps_to_p4(f32.data(), n, heads, layer);
