@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """What storing attention maps in fewer bits costs a real decoder's answers.
 
-Runs SmolLM2-135M-Instruct (transformers, fp32, CPU) on MMLU prompts twice: exactly, and with
-every layer's and head's softmax output P replaced by its round trip through a map format before
-P·V. That is an AttnCache hit on the input's own maps, so what differs from the exact run is the
-format's error alone, not a neighbour's. Per format it reports how often the answer (argmax of the
+Runs SmolLM2-135M-Instruct (transformers, fp32, CPU) on MMLU prompts: exactly, keeping every
+layer's queries and keys, and then once per map format with every layer's and head's P replaced
+by the round trip through the format of the exact run's P (softmax of the kept QKᵀ) before P·V
+with the run's own V. That is an AttnCache hit on the input's own maps, so what differs from the
+exact run is the format's error alone, not a neighbour's. Per format it reports how often the answer (argmax of the
 A-D logits) changes, the mean KL divergence of the A-D distribution from the exact one, the mean
 |change| of the log-probability of the right answer, and the accuracy.
 
@@ -80,16 +81,29 @@ def round_trip(p, fmt):
     raise ValueError(f"unknown format {fmt!r}")
 
 
-CURRENT = {"format": None}
+# format: None for the exact run, which keeps each layer's (query, key) in `exact`; a format's
+# run takes P from them.
+CURRENT = {"format": None, "exact": {}}
 
 
 def quantized_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **_):
+    if CURRENT["format"] is None:
+        CURRENT["exact"][module.layer_idx] = (query, key)
+    else:
+        query, key = CURRENT["exact"][module.layer_idx]
     groups = module.num_key_value_groups
     key = key.repeat_interleave(groups, dim=1)
     value = value.repeat_interleave(groups, dim=1)
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         scores = scores + attention_mask
+    elif module.is_causal:
+        # transformers passes no mask to a registered attention function when the batch needs
+        # only causal masking (as for SDPA's is_causal): query row i (the last q rows of the
+        # keys) sees keys 0 .. i + k - q.
+        q, k = scores.shape[-2], scores.shape[-1]
+        scores = scores.masked_fill(
+            torch.ones(q, k, dtype=torch.bool).triu(k - q + 1), float("-inf"))
     p = F.softmax(scores, dim=-1, dtype=torch.float32)
     if CURRENT["format"] is not None:
         p = round_trip(p, CURRENT["format"])
@@ -133,6 +147,8 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32,
                                                  attn_implementation="map_format").eval()
     choice_ids = [tok(" " + c, add_special_tokens=False).input_ids[-1] for c in "ABCD"]
+    reference = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32,
+                                                     attn_implementation="sdpa").eval()
     stats = {f: {"changed": 0, "kl": 0.0, "dlogp": 0.0, "right": 0} for f in ["exact"] + formats}
     items = prompts(args.data, args.questions, args.shots)
     lengths = []
@@ -146,6 +162,11 @@ def main():
                 CURRENT["format"] = None if f == "exact" else f
                 logits = model(ids, logits_to_keep=1).logits[0, -1, choice_ids]
                 logp[f] = F.log_softmax(logits.double(), dim=-1)
+            if k == 0:  # the exact run is the model's own attention (causal), not another one
+                sdpa = reference(ids, logits_to_keep=1).logits[0, -1, choice_ids]
+                gap = float((F.log_softmax(sdpa.double(), dim=-1) - logp["exact"]).abs().max())
+                if gap > 1e-3:
+                    raise SystemExit(f"the exact run differs from transformers' SDPA by {gap}")
         ref = logp["exact"]
         for f, lp in logp.items():
             s = stats[f]
