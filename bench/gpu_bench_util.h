@@ -308,8 +308,8 @@ inline nlohmann::json attention_only(int batch, int n, int heads, int kv_heads, 
     std::vector<cuda::DeviceMapSlot> reuse4(batch * copies4);
     for (size_t i = 0; i < reuse4.size(); ++i) {
       void* to = static_cast<char*>(maps4.data()) + p4_bytes * i;
-      cuda::maps_to_p4(static_cast<const char*>(maps.data()) + map_bytes * (i % batch), n, heads,
-                       to, nullptr);
+      cuda::maps_to_p4(static_cast<const char*>(maps.data()) + map_bytes * (i % batch),
+                       cuda::MapFormat::kBF16, n, heads, to, nullptr);
       reuse4[i].stored = to;
       reuse4[i].format = cuda::MapFormat::kP4;
     }

@@ -15,9 +15,10 @@ namespace core {
 // kFP8 is ours too: a probability p as the OCP fp8 e4m3 encoding of p·256 (the scale keeps
 // probabilities down to 2^-17 nonzero; relative error ≤ 1/16). It is what Hopper's tensor-core
 // and conversion instructions read; P8 is as compact and more accurate on large probabilities.
-// kP4 exists only as GPU causal map tiles: 4-bit codes relative to each row's largest
-// probability plus one fp32 scale per row (attncache/kernels/cuda/attention.h), so it has no
-// per-element size (dtype_size is 0) and no conversion here.
+// kP4 is for causal attention maps only: 4-bit codes relative to each row's largest
+// probability plus one fp32 scale per row (attncache/kernels/stored_maps.h on the host,
+// attncache/kernels/cuda/attention.h on the GPU), so it has no per-element size (dtype_size is
+// 0) and no conversion here.
 enum class DType { kF32, kF16, kBF16, kI64, kI32, kP8, kFP8, kP4 };
 
 // Scale of kFP8: stored value = p · kFP8Scale.

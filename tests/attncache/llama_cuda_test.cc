@@ -22,6 +22,7 @@
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
+#include "attncache/kernels/stored_maps.h"
 #include "attncache/memo/device_map_cache.h"
 #include "attncache/model/cuda_forward.h"
 #include "attncache/model/cuda_recording.h"
@@ -327,8 +328,9 @@ DeviceMaps p8_copies(const CudaLlamaModel& gpu, const Batch& batch, const Device
 DeviceMaps p4_copies(const CudaLlamaModel& gpu, const Batch& batch, const DeviceMaps& bf16) {
   DeviceMaps p4(gpu, batch, core::DType::kP4);
   for (size_t i = 0; i < p4.buffers.size(); ++i) {
-    cuda::maps_to_p4(bf16.buffers[i].data(), static_cast<int>(batch[i % batch.size()].size()),
-                     gpu.config().num_heads, p4.buffers[i].data(), nullptr);
+    cuda::maps_to_p4(bf16.buffers[i].data(), cuda::MapFormat::kBF16,
+                     static_cast<int>(batch[i % batch.size()].size()), gpu.config().num_heads,
+                     p4.buffers[i].data(), nullptr);
   }
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   return p4;
@@ -963,7 +965,7 @@ TEST(WeightImage, StoresWhereItMeasuredConvertedWithZeroGaps) {
 }
 
 // Random attention rows (each sums to one) for `layers` × `heads` maps of n tokens, in `dtype`:
-// packed lower triangles when causal, else N×N.
+// packed lower triangles when causal, else N×N; P4 rows for kP4.
 std::vector<uint8_t> random_maps(int layers, int heads, int n, bool causal, core::DType dtype,
                                  uint32_t seed) {
   std::mt19937 rng(seed);
@@ -978,14 +980,39 @@ std::vector<uint8_t> random_maps(int layers, int heads, int n, bool causal, core
       for (float& x : row) p.push_back(x / sum);
     }
   }
-  std::vector<uint8_t> out(p.size() * core::dtype_size(dtype));
-  core::convert_from_f32(dtype, p.data(), p.size(), out.data());
+  const size_t layer = stored_layer_bytes(n, heads, causal, dtype);
+  std::vector<uint8_t> out(layers * layer);
+  for (int l = 0; l < layers; ++l) {
+    store_layer(dtype, p.data() + p.size() / layers * l, n, heads, causal, out.data() + l * layer);
+  }
   return out;
+}
+
+// What the cache must hold on the device for those maps held as P4: each layer's P4 block
+// triangles (made from P4 rows as they are, else from the values the maps decode to), each
+// layer's bytes padded to 256.
+std::vector<uint8_t> device_p4_layout(const std::vector<uint8_t>& host, int layers, int heads,
+                                      int n, core::DType dtype) {
+  const size_t layer = (cuda::p4_map_bytes(n, heads) + 255) / 256 * 256;
+  const size_t in_layer = stored_layer_bytes(n, heads, true, dtype);
+  std::vector<uint8_t> result(layers * layer, 0);
+  for (int l = 0; l < layers; ++l) {
+    const uint8_t* in = host.data() + l * in_layer;
+    if (dtype == core::DType::kP4) {
+      cuda::p4_rows_to_tiles(in, n, heads, result.data() + l * layer);
+    } else {
+      std::vector<float> f32(heads * cpu::attention_map_size(n, true));
+      core::convert_to_f32(dtype, in, f32.size(), f32.data());
+      cuda::causal_maps_to_p4(f32.data(), n, heads, result.data() + l * layer);
+    }
+  }
+  return result;
 }
 
 // What the cache must hold on the device for those maps.
 std::vector<uint8_t> device_layout(const std::vector<uint8_t>& host, int layers, int heads, int n,
-                                   bool causal, core::DType dtype) {
+                                   bool causal, core::DType dtype, bool p4) {
+  if (p4 || dtype == core::DType::kP4) return device_p4_layout(host, layers, heads, n, dtype);
   const size_t in_elements = causal ? size_t(n) * (n + 1) / 2 : size_t(n) * n;
   std::vector<float> f32(in_elements * layers * heads);
   core::convert_to_f32(dtype, host.data(), f32.size(), f32.data());
@@ -1013,53 +1040,67 @@ std::vector<uint8_t> device_layout(const std::vector<uint8_t>& host, int layers,
   return result;
 }
 
+// Every source type, held as stored and as P4 (causal maps only): the device bytes, the LRU's
+// hits, misses and evictions.
 TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
   SKIP_WITHOUT_GPU();
   for (const bool causal : {true, false}) {
-    for (const core::DType dtype : {core::DType::kF16, core::DType::kP8, core::DType::kFP8}) {
-      const int layers = 2, heads = 3;
-      const std::vector<int> lengths = {5, 70, 130};
-      std::vector<std::vector<uint8_t>> host;
-      for (size_t e = 0; e < lengths.size(); ++e) {
-        host.push_back(random_maps(layers, heads, lengths[e], causal, dtype, 7 + e));
-      }
-      auto source = [&](int64_t e) { return memo::HostMaps{lengths[e], host[e].data(), dtype}; };
-      // Room for entries 1 and 2 together, not for all three.
-      memo::DeviceMapCache probe(source, layers, heads, causal, 1);
-      const size_t room = probe.entry_bytes(70, dtype) + probe.entry_bytes(130, dtype);
-      memo::DeviceMapCache cache(source, layers, heads, causal, room);
-      const DeviceMapPlan plan = cache.plan({0, -1, 1});
-      ASSERT_EQ(plan.slots.size(), static_cast<size_t>(layers) * 3);
-      for (int s : {0, 2}) {
-        const int e = s == 0 ? 0 : 1;
-        const auto want = device_layout(host[e], layers, heads, lengths[e], causal, dtype);
-        for (int l = 0; l < layers; ++l) {
-          const auto& slot = plan.slots[l * 3 + s];
-          ASSERT_NE(slot.stored, nullptr);
-          EXPECT_EQ(reinterpret_cast<uintptr_t>(slot.stored) % 16, 0u);
-          EXPECT_EQ(slot.dtype, dtype == core::DType::kF16 ? core::DType::kBF16 : dtype);
-          const size_t layer_bytes = want.size() / layers;
-          std::vector<uint8_t> got(layer_bytes);
-          ASSERT_EQ(cudaMemcpy(got.data(), slot.stored, layer_bytes, cudaMemcpyDeviceToHost),
-                    cudaSuccess);
-          EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + l * layer_bytes))
-              << "entry " << e << " layer " << l << (causal ? " causal" : "");
+    for (const core::DType dtype :
+         {core::DType::kF16, core::DType::kP8, core::DType::kFP8, core::DType::kP4}) {
+      for (const bool p4 : {false, true}) {
+        if (!causal && (p4 || dtype == core::DType::kP4)) continue;
+        if (p4 && dtype == core::DType::kP4) continue;  // held as P4 either way
+        SCOPED_TRACE(std::string(core::dtype_name(dtype)) + (p4 ? " as P4" : "") +
+                     (causal ? ", causal" : ""));
+        const int layers = 2, heads = 3;
+        const std::vector<int> lengths = {5, 70, 130};
+        std::vector<std::vector<uint8_t>> host;
+        for (size_t e = 0; e < lengths.size(); ++e) {
+          host.push_back(random_maps(layers, heads, lengths[e], causal, dtype, 7 + e));
         }
+        auto source = [&](int64_t e) { return memo::HostMaps{lengths[e], host[e].data(), dtype}; };
+        // Room for entries 1 and 2 together, not for all three.
+        memo::DeviceMapCache probe(source, layers, heads, causal, 1, p4);
+        const size_t room = probe.entry_bytes(70, dtype) + probe.entry_bytes(130, dtype);
+        memo::DeviceMapCache cache(source, layers, heads, causal, room, p4);
+        const DeviceMapPlan plan = cache.plan({0, -1, 1});
+        ASSERT_EQ(plan.slots.size(), static_cast<size_t>(layers) * 3);
+        for (int s : {0, 2}) {
+          const int e = s == 0 ? 0 : 1;
+          const auto want = device_layout(host[e], layers, heads, lengths[e], causal, dtype, p4);
+          const bool held_as_p4 = p4 || dtype == core::DType::kP4;
+          for (int l = 0; l < layers; ++l) {
+            const auto& slot = plan.slots[l * 3 + s];
+            ASSERT_NE(slot.stored, nullptr);
+            EXPECT_EQ(reinterpret_cast<uintptr_t>(slot.stored) % 16, 0u);
+            EXPECT_EQ(slot.dtype, held_as_p4                   ? core::DType::kP4
+                                  : dtype == core::DType::kF16 ? core::DType::kBF16
+                                                               : dtype);
+            const size_t layer_bytes = want.size() / layers;
+            // P4 layers are made on the device: the padding after them is never written.
+            const size_t used = held_as_p4 ? cuda::p4_map_bytes(lengths[e], heads) : layer_bytes;
+            std::vector<uint8_t> got(used);
+            ASSERT_EQ(cudaMemcpy(got.data(), slot.stored, used, cudaMemcpyDeviceToHost),
+                      cudaSuccess);
+            EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + l * layer_bytes))
+                << "entry " << e << " layer " << l;
+          }
+        }
+        EXPECT_EQ(plan.slots[1].stored, nullptr);  // −1: exact
+        cache.plan({1});                           // a hit; entry 0 is no longer in use
+        cache.prefetch({2});                       // evicts entry 0, the least recently used
+        cache.plan({1, 2});                        // two hits
+        const auto st = cache.stats();
+        EXPECT_EQ(st.misses, 3u);
+        EXPECT_EQ(st.hits, 3u);
+        EXPECT_EQ(st.evictions, 1u);
+        EXPECT_EQ(st.resident_entries, 2u);
+        EXPECT_EQ(st.resident_bytes, room);
+        // A batch whose entries do not fit together, an entry larger than the cache.
+        EXPECT_THROW(cache.plan({0, 1, 2}), core::Error);
+        memo::DeviceMapCache small(source, layers, heads, causal, 1024, p4);
+        EXPECT_THROW(small.plan({2}), core::Error);
       }
-      EXPECT_EQ(plan.slots[1].stored, nullptr);  // −1: exact
-      cache.plan({1});                           // a hit; entry 0 is no longer in use
-      cache.prefetch({2});                       // evicts entry 0, the least recently used
-      cache.plan({1, 2});                        // two hits
-      const auto st = cache.stats();
-      EXPECT_EQ(st.misses, 3u);
-      EXPECT_EQ(st.hits, 3u);
-      EXPECT_EQ(st.evictions, 1u);
-      EXPECT_EQ(st.resident_entries, 2u);
-      EXPECT_EQ(st.resident_bytes, room);
-      // A batch whose entries do not fit together, an entry larger than the cache.
-      EXPECT_THROW(cache.plan({0, 1, 2}), core::Error);
-      memo::DeviceMapCache small(source, layers, heads, causal, 1024);
-      EXPECT_THROW(small.plan({2}), core::Error);
     }
   }
 }

@@ -1,6 +1,7 @@
 // P4 maps (4-bit codes relative to each row's largest probability, one fp32 scale per row; causal
 // block triangles only, attncache/kernels/cuda/attention.h): the host encoder against the
-// layout the header documents (no device needed), the device encoder against the host one, the
+// layout the header documents (no device needed), the device encoders (from bf16, P8 and FP8
+// block triangles, and from the map database's P4 rows) against the host's, the
 // reuse kernels (64 and 128 query rows, grouped, mma.sync and wgmma head sizes) against the
 // decoded maps times V computed here, and a decoder reusing its own maps in P4. Every test that
 // needs a GPU skips without one.
@@ -12,11 +13,13 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
+#include "attncache/kernels/stored_maps.h"
 #include "attncache/model/cuda_forward.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -113,27 +116,60 @@ TEST(P4Maps, HostEncoderFollowsTheDocumentedLayout) {
   }
 }
 
-// maps_to_p4 on bf16 block triangles gives the host encoder's bytes.
+// maps_to_p4 on bf16, P8 and FP8 block triangles gives the host encoder's bytes for the values
+// they decode to.
 TEST(P4Maps, DeviceEncoderGivesTheHostEncodersBytes) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(6);
+  const std::pair<core::DType, cuda::MapFormat> formats[] = {
+      {core::DType::kBF16, cuda::MapFormat::kBF16},
+      {core::DType::kP8, cuda::MapFormat::kP8},
+      {core::DType::kFP8, cuda::MapFormat::kFP8}};
   for (const int n : {1, 64, 65, 300}) {
     const int heads = 4;
     const std::vector<float> maps = random_maps(n, heads, 3.0f, rng);
     const size_t head_values = cuda::causal_map_elements(n);
-    std::vector<uint16_t> tiles(heads * head_values);
-    for (int h = 0; h < heads; ++h) {
-      const size_t packed = static_cast<size_t>(n) * (n + 1) / 2;
-      std::vector<uint16_t> bf16(packed);
-      core::convert_from_f32(core::DType::kBF16, maps.data() + h * packed, packed, bf16.data());
-      cuda::causal_map_to_tiles(bf16.data(), n, 2, tiles.data() + h * head_values);
+    const size_t packed = static_cast<size_t>(n) * (n + 1) / 2;
+    for (const auto& [dtype, format] : formats) {
+      const int bytes = static_cast<int>(core::dtype_size(dtype));
+      std::vector<unsigned char> stored(maps.size() * bytes), tiles(heads * head_values * bytes);
+      core::convert_from_f32(dtype, maps.data(), maps.size(), stored.data());
+      for (int h = 0; h < heads; ++h) {
+        cuda::causal_map_to_tiles(stored.data() + h * packed * bytes, n, bytes,
+                                  tiles.data() + h * head_values * bytes);
+      }
+      std::vector<float> decoded(maps.size());
+      core::convert_to_f32(dtype, stored.data(), stored.size() / bytes, decoded.data());
+      std::vector<unsigned char> host(cuda::p4_map_bytes(n, heads));
+      cuda::causal_maps_to_p4(decoded.data(), n, heads, host.data());
+      cuda::DeviceBuffer d_tiles(tiles.size(), "test maps"), d_p4(host.size(), "test P4");
+      d_tiles.upload(tiles.data(), tiles.size());
+      cuda::maps_to_p4(d_tiles.data(), format, n, heads, d_p4.data(), nullptr);
+      cuda::check(cudaDeviceSynchronize(), "maps_to_p4");
+      std::vector<unsigned char> device(host.size());
+      d_p4.download(device.data(), device.size());
+      EXPECT_EQ(device, host) << n << " " << core::dtype_name(dtype);
     }
-    std::vector<unsigned char> host(cuda::p4_map_bytes(n, heads));
+  }
+}
+
+// P4 rows (the map database's layout) become P4 block triangles on the device exactly as on the
+// host, and those are the host encoder's bytes for the same maps.
+TEST(P4Maps, RowsBecomeTheHostEncodersTilesOnTheDevice) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(9);
+  for (const int n : {1, 2, 63, 64, 65, 257}) {
+    const int heads = 3;
+    const std::vector<float> maps = random_maps(n, heads, 2.5f, rng);
+    std::vector<unsigned char> rows(p4_layer_bytes(n, heads));
+    store_layer(core::DType::kP4, maps.data(), n, heads, true, rows.data());
+    std::vector<unsigned char> host(cuda::p4_map_bytes(n, heads), 0xEE);
     cuda::causal_maps_to_p4(maps.data(), n, heads, host.data());
-    cuda::DeviceBuffer d_tiles(tiles.size() * 2, "test maps"), d_p4(host.size(), "test P4");
-    d_tiles.upload(tiles.data(), tiles.size() * 2);
-    cuda::maps_to_p4(d_tiles.data(), n, heads, d_p4.data(), nullptr);
-    cuda::check(cudaDeviceSynchronize(), "maps_to_p4");
+    cuda::DeviceBuffer d_rows(rows.size(), "test P4 rows"), d_p4(host.size(), "test P4");
+    d_rows.upload(rows.data(), rows.size());
+    cuda::check(cudaMemset(d_p4.data(), 0xEE, host.size()), "cudaMemset");
+    cuda::p4_rows_to_tiles(d_rows.data(), n, heads, d_p4.data(), nullptr);
+    cuda::check(cudaDeviceSynchronize(), "p4_rows_to_tiles");
     std::vector<unsigned char> device(host.size());
     d_p4.download(device.data(), device.size());
     EXPECT_EQ(device, host) << n;

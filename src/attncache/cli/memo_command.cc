@@ -345,11 +345,13 @@ void add_build_command(CLI::App& app) {
       ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--map-dtype", o->map_dtype,
                   "stored map precision: F16, BF16, P8 (one byte per probability, "
-                  "square-root companded: half of F16's bytes) or FP8 (one byte, fp8 e4m3 of "
+                  "square-root companded: half of F16's bytes), FP8 (one byte, fp8 e4m3 of "
                   "256·p: what Hopper GPUs convert in one instruction; less accurate than P8 on "
-                  "large probabilities)")
+                  "large probabilities) or, for decoders, P4 (4 bits a value relative to the "
+                  "row's largest and a scale per row: about half of P8's bytes; docs/gpu.md "
+                  "measures its accuracy)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"F16", "BF16", "P8", "FP8"}));
+      ->check(CLI::IsMember({"F16", "BF16", "P8", "FP8", "P4"}));
   cmd->add_option("--index", o->index,
                   "Faiss index: Flat (exact), IVF<lists>,Flat or HNSW<M> for large databases")
       ->capture_default_str();

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "attncache/kernels/stored_maps.h"
 #include "attncache/model/attention_hook.h"
 #include "core/error.h"
 
@@ -58,9 +59,7 @@ class StoredMapsHook : public AttentionHook {
     const int n = entry.n_tokens;
     const bool causal = db_.causal();
     const int stride = std::max(1, (n + kCheckedRows - 1) / kCheckedRows);
-    const size_t es = core::dtype_size(db_.map_dtype());
     std::vector<float> stored(static_cast<size_t>(n)), mine(static_cast<size_t>(n));
-    std::vector<std::byte> rounded(static_cast<size_t>(n) * es);
     double sum = 0;
     long rows = 0;
     for (int h = 0; h < db_.heads(); ++h) {
@@ -68,12 +67,10 @@ class StoredMapsHook : public AttentionHook {
         const size_t offset = static_cast<size_t>(h) * cpu::attention_map_size(n, causal) +
                               cpu::attention_map_row(n, i, causal);
         const int cols = causal ? i + 1 : n;
-        core::convert_to_f32(db_.map_dtype(), entry.maps + offset * es, cols, stored.data());
-        // Compare what would be stored: the measured row rounded to the database's dtype, so that
-        // storage rounding alone (large for P8) does not count as a difference.
-        core::convert_from_f32(db_.map_dtype(), recorded_[seq].data() + offset, cols,
-                               rounded.data());
-        core::convert_to_f32(db_.map_dtype(), rounded.data(), cols, mine.data());
+        stored_map_row(entry.maps, db_.map_dtype(), n, causal, h, i, cols, stored.data());
+        // Compare what would be stored: the measured row rounded to the database's format, so
+        // that storage rounding alone (large for P8 and P4) does not count as a difference.
+        stored_round_trip(db_.map_dtype(), recorded_[seq].data() + offset, cols, mine.data());
         float row = 0;
         for (int j = 0; j < cols; ++j) row += std::fabs(mine[j] - stored[j]);
         sum += row;

@@ -10,18 +10,27 @@
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
+#include "attncache/kernels/stored_maps.h"
 #include "core/error.h"
 #include "core/lru_budget.h"
 
 namespace attncache::memo {
 namespace {
 
-// One-byte formats go to the device as they are; fp16 becomes bf16, which the kernels read;
-// with `p4` every source becomes P4.
+// One-byte formats and P4 go to the device as they are; fp16 becomes bf16, which the kernels
+// read; with `p4` every source becomes P4.
 core::DType device_dtype(core::DType source, bool p4) {
-  if (p4) return core::DType::kP4;
+  if (p4 || source == core::DType::kP4) return core::DType::kP4;
   return source == core::DType::kP8 || source == core::DType::kFP8 ? source : core::DType::kBF16;
 }
+
+cuda::MapFormat tile_format(core::DType dtype) {
+  return dtype == core::DType::kP8    ? cuda::MapFormat::kP8
+         : dtype == core::DType::kFP8 ? cuda::MapFormat::kFP8
+                                      : cuda::MapFormat::kBF16;
+}
+
+size_t pad256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // Staging buffers in turn: entry k converts into buffer k % 2 once that buffer's last copy is
 // done, so conversion on the host overlaps the previous entry's copy.
@@ -45,6 +54,8 @@ struct DeviceMapCache::Impl {
   };
   std::map<int64_t, Resident> resident;
   cuda::PinnedHostBuffer staging[kStaging];
+  // One staged layer on the device, converted from there to P4 (used on `stream` only).
+  cuda::DeviceBuffer p4_source;
   cudaEvent_t staged[kStaging] = {};
   int next_staging = 0;
   Stats counts;
@@ -64,25 +75,41 @@ struct DeviceMapCache::Impl {
   size_t head_elements(int n) const {
     return causal ? cuda::causal_map_elements(n) : static_cast<size_t>(n) * n;
   }
-  // One layer's maps, padded to 256 bytes: every layer's maps start aligned for the kernels.
-  size_t layer_bytes(int n, core::DType dtype) const {
-    const size_t b = p4 ? cuda::p4_map_bytes(n, heads)
-                        : static_cast<size_t>(heads) * head_elements(n) *
-                              core::dtype_size(device_dtype(dtype, false));
-    return (b + 255) / 256 * 256;
+  // One layer's maps on the device as `dtype` (the kernels' layout), padded to 256 bytes: every
+  // layer's maps start aligned for the kernels.
+  size_t tile_layer_bytes(int n, core::DType dtype) const {
+    return pad256(dtype == core::DType::kP4
+                      ? cuda::p4_map_bytes(n, heads)
+                      : static_cast<size_t>(heads) * head_elements(n) * core::dtype_size(dtype));
   }
-  size_t bytes(int n, core::DType dtype) const { return layers * layer_bytes(n, dtype); }
+  size_t layer_bytes(int n, core::DType source) const {
+    return tile_layer_bytes(n, device_dtype(source, p4));
+  }
+  size_t bytes(int n, core::DType source) const { return layers * layer_bytes(n, source); }
+  // One layer as it is staged and copied: the device layout, except that P4 is made on the
+  // device from P4 rows (a P4 source) or from the source's own device layout.
+  size_t staged_layer_bytes(int n, core::DType source) const {
+    if (source == core::DType::kP4) return pad256(p4_layer_bytes(n, heads));
+    return tile_layer_bytes(n, device_dtype(source, false));
+  }
 
-  // The entry's maps in the device layout, written into `out`.
-  void convert(const HostMaps& host, void* out) const {
+  // The entry's maps as staged_layer_bytes lays them out, written into `out`.
+  void stage(const HostMaps& host, void* out) const {
     const int n = host.n_tokens;
+    const size_t stride = staged_layer_bytes(n, host.dtype);
+    if (host.dtype == core::DType::kP4) {
+      const size_t layer = p4_layer_bytes(n, heads);
+      for (int l = 0; l < layers; ++l) {
+        std::memcpy(static_cast<unsigned char*>(out) + l * stride,
+                    static_cast<const unsigned char*>(host.maps) + l * layer, layer);
+      }
+      return;
+    }
     const size_t in_elements =
         causal ? static_cast<size_t>(n) * (n + 1) / 2 : static_cast<size_t>(n) * n;
     const size_t in_bytes = core::dtype_size(host.dtype);
-    if (p4) return convert_to_p4(host, in_elements, out);
     const core::DType dtype = device_dtype(host.dtype, false);
     const int out_bytes = static_cast<int>(core::dtype_size(dtype));
-    const size_t stride = layer_bytes(n, host.dtype);
     const size_t used = static_cast<size_t>(heads) * head_elements(n) * out_bytes;
     for (int l = 0; l < layers; ++l) {  // the padding: staging is reused, so clear it
       std::memset(static_cast<unsigned char*>(out) + l * stride + used, 0, stride - used);
@@ -110,22 +137,33 @@ struct DeviceMapCache::Impl {
     }
   }
 
-  // convert() for P4: each layer's heads (`head_values` each, packed triangles in the source) to
-  // fp32, then encoded.
-  void convert_to_p4(const HostMaps& host, size_t head_values, void* out) const {
+  // Queues the copy of a staged entry into `device` on the cache's stream: as it is, or layer by
+  // layer through p4_source and converted to P4 there.
+  void upload(const HostMaps& host, const void* staged, void* device) {
     const int n = host.n_tokens;
-    const size_t stride = layer_bytes(n, host.dtype), used = cuda::p4_map_bytes(n, heads);
-    const size_t values = head_values * heads;
-#pragma omp parallel for schedule(dynamic)
+    const size_t stride = staged_layer_bytes(n, host.dtype);
+    if (device_dtype(host.dtype, p4) != core::DType::kP4) {
+      cuda::check(cudaMemcpyAsync(device, staged, layers * stride, cudaMemcpyHostToDevice, stream),
+                  "cudaMemcpyAsync (map cache)");
+      return;
+    }
+    if (p4_source.size() < stride) {
+      cuda::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (map cache)");
+      p4_source = {};
+      p4_source = cuda::DeviceBuffer(stride, "map cache conversion buffer");
+    }
+    const size_t out_stride = layer_bytes(n, host.dtype);
     for (int l = 0; l < layers; ++l) {
-      std::vector<float> f32(values);
-      core::convert_to_f32(host.dtype,
-                           static_cast<const unsigned char*>(host.maps) +
-                               l * values * core::dtype_size(host.dtype),
-                           values, f32.data());
-      unsigned char* layer = static_cast<unsigned char*>(out) + l * stride;
-      cuda::causal_maps_to_p4(f32.data(), n, heads, layer);
-      std::memset(layer + used, 0, stride - used);
+      cuda::check(cudaMemcpyAsync(p4_source.data(), static_cast<const char*>(staged) + l * stride,
+                                  stride, cudaMemcpyHostToDevice, stream),
+                  "cudaMemcpyAsync (map cache)");
+      void* to = static_cast<char*>(device) + l * out_stride;
+      if (host.dtype == core::DType::kP4) {
+        cuda::p4_rows_to_tiles(p4_source.data(), n, heads, to, stream);
+      } else {
+        cuda::maps_to_p4(p4_source.data(), tile_format(device_dtype(host.dtype, false)), n, heads,
+                         to, stream);
+      }
     }
   }
 
@@ -138,9 +176,13 @@ struct DeviceMapCache::Impl {
     ++counts.misses;
     const HostMaps host = source(entry);
     if (host.dtype != core::DType::kF16 && host.dtype != core::DType::kBF16 &&
-        host.dtype != core::DType::kP8 && host.dtype != core::DType::kFP8) {
-      core::throw_bad_input("the device map cache takes F16, BF16, P8 or FP8 maps, not ",
+        host.dtype != core::DType::kP8 && host.dtype != core::DType::kFP8 &&
+        host.dtype != core::DType::kP4) {
+      core::throw_bad_input("the device map cache takes F16, BF16, P8, FP8 or P4 maps, not ",
                             core::dtype_name(host.dtype));
+    }
+    if (host.dtype == core::DType::kP4 && !causal) {
+      core::throw_bad_input("P4 maps are for causal decoders only");
     }
     const size_t size = bytes(host.n_tokens, host.dtype);
     for (int64_t gone : lru.admit(entry, size)) {
@@ -158,14 +200,13 @@ struct DeviceMapCache::Impl {
       const int k = next_staging;
       next_staging = (next_staging + 1) % kStaging;
       cuda::check(cudaEventSynchronize(staged[k]), "cudaEventSynchronize (map staging)");
-      if (staging[k].size() < size) {
+      const size_t staged_size = layers * staged_layer_bytes(host.n_tokens, host.dtype);
+      if (staging[k].size() < staged_size) {
         staging[k] = {};
-        staging[k] = cuda::PinnedHostBuffer(size, "map cache staging");
+        staging[k] = cuda::PinnedHostBuffer(staged_size, "map cache staging");
       }
-      convert(host, staging[k].data());
-      cuda::check(
-          cudaMemcpyAsync(r.maps.data(), staging[k].data(), size, cudaMemcpyHostToDevice, stream),
-          "cudaMemcpyAsync (map cache)");
+      stage(host, staging[k].data());
+      upload(host, staging[k].data(), r.maps.data());
       cuda::check(cudaEventRecord(staged[k], stream), "cudaEventRecord");
       cuda::check(cudaEventCreateWithFlags(&r.ready, cudaEventDisableTiming), "cudaEventCreate");
       cuda::check(cudaEventRecord(r.ready, stream), "cudaEventRecord");

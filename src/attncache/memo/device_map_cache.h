@@ -1,10 +1,13 @@
 // AttnCache's stored maps in GPU memory, for the GPU models' DeviceMapPlans. An entry (one stored
 // input: every layer's maps) is copied to the device on first use and kept, least recently used
 // out, within a byte budget. The source holds maps as the map database does (fp16, bf16, P8, FP8;
-// causal maps as packed lower triangles); the device holds what the kernels read (bf16 for
-// fp16/bf16 sources, P8 and FP8 as they are; causal maps as block triangles; or, when asked, causal
-// maps of any source as P4, a quarter of bf16's bytes): entries are converted on the host into
-// page-locked staging and copied on the cache's own stream.
+// causal maps as packed lower triangles, or P4 rows); the device holds what the kernels read
+// (bf16 for fp16/bf16 sources, P8 and FP8 as they are; causal maps as block triangles; P4 as P4
+// block triangles; or, when asked, causal maps of any source as P4, a quarter of bf16's bytes).
+// Entries are rearranged on the host into page-locked staging (fp16 → bf16, triangles → block
+// triangles) and copied on the cache's own stream; P4 block triangles are made on the device,
+// layer by layer after the copy (from P4 rows, or by encoding the staged bf16/P8/FP8 tiles), in
+// a buffer of one staged layer that the byte budget does not count.
 //
 // prefetch() queues copies ahead of need, e.g. the next batch's hits while this batch computes
 // (a GPU model's forward blocks the calling thread, so: prefetch(next), forward(this),
@@ -33,15 +36,15 @@ class MapDatabase;
 struct HostMaps {
   int n_tokens = 0;
   const void* maps = nullptr;
-  core::DType dtype = core::DType::kF16;  // kF16, kBF16, kP8 or kFP8
+  core::DType dtype = core::DType::kF16;  // kF16, kBF16, kP8, kFP8 or (causal) kP4
 };
 
 class DeviceMapCache {
  public:
   using Source = std::function<HostMaps(int64_t entry)>;
 
-  // `p4`: hold causal maps as P4 (attncache/kernels/cuda/attention.h) whatever the source's type;
-  // bad input for bidirectional maps.
+  // `p4`: hold causal maps as P4 (attncache/kernels/cuda/attention.h) whatever the source's type
+  // (a P4 source is held as P4 either way); bad input for bidirectional maps.
   DeviceMapCache(Source source, int layers, int heads, bool causal, size_t capacity_bytes,
                  bool p4 = false);
   // Entries of a map database (entry i: its i-th stored input).

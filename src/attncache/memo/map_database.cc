@@ -8,6 +8,7 @@
 #include <random>
 #include <unordered_set>
 
+#include "attncache/kernels/stored_maps.h"
 #include "attncache/model/attention_hook.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -33,8 +34,7 @@ struct EntryLayout {
     embedding = align64(4 * static_cast<size_t>(n));
     features = align64(embedding + 4 * static_cast<size_t>(d));
     maps = align64(features + 4 * static_cast<size_t>(n) * d);
-    total = maps + static_cast<size_t>(layers) * heads * cpu::attention_map_size(n, causal) *
-                       core::dtype_size(dtype);
+    total = maps + static_cast<size_t>(layers) * stored_layer_bytes(n, heads, causal, dtype);
   }
 };
 
@@ -62,14 +62,25 @@ class RecordingHook : public AttentionHook {
       : model_(model), layers_(model.num_layers()), dtype_(dtype) {}
   void start(const std::vector<std::vector<int32_t>>& batch) {
     offsets_.assign(1, 0);
+    byte_offsets_.assign(1, 0);
+    lengths_.clear();
     for (const auto& ids : batch) {
-      const size_t values = model_.layer_map_values(static_cast<int>(ids.size()));
-      for (int l = 0; l < layers_; ++l) offsets_.push_back(offsets_.back() + values);
+      const int n = static_cast<int>(ids.size());
+      const size_t values = model_.layer_map_values(n);
+      const size_t bytes = stored_layer_bytes(n, model_.num_heads(), model_.causal(), dtype_);
+      for (int l = 0; l < layers_; ++l) {
+        offsets_.push_back(offsets_.back() + values);
+        byte_offsets_.push_back(byte_offsets_.back() + bytes);
+        lengths_.push_back(n);
+      }
     }
     if (offsets_.back() > capacity_) {
       capacity_ = offsets_.back();
       recorded_ = std::make_unique_for_overwrite<float[]>(capacity_);
-      converted_ = std::make_unique_for_overwrite<std::byte[]>(capacity_ * es());
+    }
+    if (byte_offsets_.back() > byte_capacity_) {
+      byte_capacity_ = byte_offsets_.back();
+      converted_ = std::make_unique_for_overwrite<std::byte[]>(byte_capacity_);
     }
   }
   float* record(int layer, int seq, int) override {
@@ -80,27 +91,28 @@ class RecordingHook : public AttentionHook {
     const size_t maps = offsets_.size() - 1;
 #pragma omp parallel for schedule(dynamic)
     for (size_t i = 0; i < maps; ++i) {
-      core::convert_from_f32(dtype_, recorded_.get() + offsets_[i], offsets_[i + 1] - offsets_[i],
-                             converted_.get() + offsets_[i] * es());
+      store_layer(dtype_, recorded_.get() + offsets_[i], lengths_[i], model_.num_heads(),
+                  model_.causal(), converted_.get() + byte_offsets_[i]);
     }
   }
   // Sequence `seq`'s converted maps, layer after layer.
   std::span<const std::byte> converted(int seq) const {
-    const size_t first = offsets_[static_cast<size_t>(seq) * layers_];
-    const size_t last = offsets_[static_cast<size_t>(seq + 1) * layers_];
-    return {converted_.get() + first * es(), (last - first) * es()};
+    const size_t first = byte_offsets_[static_cast<size_t>(seq) * layers_];
+    const size_t last = byte_offsets_[static_cast<size_t>(seq + 1) * layers_];
+    return {converted_.get() + first, last - first};
   }
 
  private:
-  size_t es() const { return core::dtype_size(dtype_); }
-
   const PrefillModel& model_;
   int layers_;
   core::DType dtype_;
-  std::vector<size_t> offsets_;  // of each (sequence, layer)'s maps, in values
+  // Of each (sequence, layer)'s maps: where they start, in fp32 values recorded and in bytes
+  // stored, and the sequence's tokens.
+  std::vector<size_t> offsets_, byte_offsets_;
+  std::vector<int> lengths_;
   std::unique_ptr<float[]> recorded_;
   std::unique_ptr<std::byte[]> converted_;
-  size_t capacity_ = 0;
+  size_t capacity_ = 0, byte_capacity_ = 0;
 };
 
 std::string new_build_id() {
@@ -140,6 +152,7 @@ core::DType parse_map_dtype(const std::string& name, const std::string& where) {
   if (name == "BF16") return core::DType::kBF16;
   if (name == "P8") return core::DType::kP8;
   if (name == "FP8") return core::DType::kFP8;
+  if (name == "P4") return core::DType::kP4;
   core::throw_bad_input(where, ": unknown map dtype '", name, "'");
 }
 
@@ -159,12 +172,20 @@ struct LabelRows {
   int cols(int i) const { return causal ? i + 1 : m; }
 };
 
-// Row i of one map of `e`, its first `cols` values decoded to fp32 and renormalized to sum to one.
-void normalized_row(const MapEntry& e, int map, int i, int cols, bool causal, core::DType dtype,
+// How an entry's maps are stored.
+struct MapsLayout {
+  int heads;
+  bool causal;
+  core::DType dtype;
+};
+
+// Row i of one map (layer · heads + head) of `e`, its first `cols` values decoded to fp32 and
+// renormalized to sum to one.
+void normalized_row(const MapEntry& e, const MapsLayout& layout, int map, int i, int cols,
                     float* out) {
-  const size_t offset = static_cast<size_t>(map) * cpu::attention_map_size(e.n_tokens, causal) +
-                        cpu::attention_map_row(e.n_tokens, i, causal);
-  core::convert_to_f32(dtype, e.maps + offset * core::dtype_size(dtype), cols, out);
+  const int n = e.n_tokens, layer = map / layout.heads;
+  stored_map_row(e.maps + layer * stored_layer_bytes(n, layout.heads, layout.causal, layout.dtype),
+                 layout.dtype, n, layout.causal, map % layout.heads, i, cols, out);
   float sum = 0;
   for (int j = 0; j < cols; ++j) sum += out[j];
   const float inv = sum > 0 ? 1 / sum : 0;
@@ -189,9 +210,9 @@ float row_tv(const float* a, const float* b, int cols) {
 // once) when it has one, else each row decoded into `buffer` when asked for.
 class LabelSide {
  public:
-  LabelSide(const MapEntry& e, const float* view, bool causal, core::DType dtype,
+  LabelSide(const MapEntry& e, const float* view, const MapsLayout& layout,
             std::vector<float>& buffer)
-      : entry_(e), view_(view), causal_(causal), dtype_(dtype), buffer_(buffer) {}
+      : entry_(e), view_(view), layout_(layout), buffer_(buffer) {}
   // The next row in view order: row i of `map`.
   const float* next(int map, int i, int cols) {
     if (view_) {
@@ -200,23 +221,23 @@ class LabelSide {
       return row;
     }
     buffer_.resize(std::max<size_t>(buffer_.size(), cols));
-    normalized_row(entry_, map, i, cols, causal_, dtype_, buffer_.data());
+    normalized_row(entry_, layout_, map, i, cols, buffer_.data());
     return buffer_.data();
   }
 
  private:
   const MapEntry& entry_;
   const float* view_;
-  bool causal_;
-  core::DType dtype_;
+  MapsLayout layout_;
   std::vector<float>& buffer_;
 };
 
 // An entry's view at its own length (m = its token count).
-void label_view(const MapEntry& e, const LabelRows& rows, int maps, core::DType dtype, float* out) {
+void label_view(const MapEntry& e, const LabelRows& rows, int maps, const MapsLayout& layout,
+                float* out) {
   for (int map = 0; map < maps; ++map) {
     for (int i = 0; i < rows.m; i += rows.stride) {
-      normalized_row(e, map, i, rows.cols(i), rows.causal, dtype, out);
+      normalized_row(e, layout, map, i, rows.cols(i), out);
       out += rows.cols(i);
     }
   }
@@ -246,9 +267,9 @@ float pair_label(const MapEntry& a, const MapEntry& b, int layers, int heads, bo
                  core::DType dtype, const PairLabel& options) {
   const LabelRows rows(std::min(a.n_tokens, b.n_tokens), causal, options.max_rows);
   std::vector<float> buffer_a, buffer_b;
-  return label_of(LabelSide(a, nullptr, causal, dtype, buffer_a),
-                  LabelSide(b, nullptr, causal, dtype, buffer_b), rows, layers * heads, a.n_tokens,
-                  b.n_tokens, options);
+  const MapsLayout layout{heads, causal, dtype};
+  return label_of(LabelSide(a, nullptr, layout, buffer_a), LabelSide(b, nullptr, layout, buffer_b),
+                  rows, layers * heads, a.n_tokens, b.n_tokens, options);
 }
 
 std::vector<std::vector<float>> label_batches(const std::function<MapEntry(int)>& entry,
@@ -256,6 +277,7 @@ std::vector<std::vector<float>> label_batches(const std::function<MapEntry(int)>
                                               int layers, int heads, bool causal, core::DType dtype,
                                               const PairLabel& options, core::Progress* progress) {
   const int maps = layers * heads;
+  const MapsLayout layout{heads, causal, dtype};
   std::vector<std::vector<float>> labels(batches.size());
   std::vector<float> views;
   for (size_t b = 0; b < batches.size(); ++b) {
@@ -281,7 +303,7 @@ std::vector<std::vector<float>> label_batches(const std::function<MapEntry(int)>
       views.resize(view_offset[count]);
 #pragma omp parallel for schedule(dynamic)
       for (int i = 0; i < count; ++i) {
-        label_view(entries[i], own[i], maps, dtype, views.data() + view_offset[i]);
+        label_view(entries[i], own[i], maps, layout, views.data() + view_offset[i]);
       }
     }
 #pragma omp parallel for schedule(dynamic)
@@ -294,9 +316,9 @@ std::vector<std::vector<float>> label_batches(const std::function<MapEntry(int)>
       };
       thread_local std::vector<float> buffer_x, buffer_y;
       const LabelRows& rows = own[x.n_tokens == m ? i : j];
-      labels[b][p] = label_of(LabelSide(x, view(i), causal, dtype, buffer_x),
-                              LabelSide(y, view(j), causal, dtype, buffer_y), rows, maps,
-                              x.n_tokens, y.n_tokens, options);
+      labels[b][p] =
+          label_of(LabelSide(x, view(i), layout, buffer_x), LabelSide(y, view(j), layout, buffer_y),
+                   rows, maps, x.n_tokens, y.n_tokens, options);
     }
     if (progress) progress->advance(pairs.size());
   }
@@ -311,8 +333,14 @@ BuildReport MapDatabase::build(PrefillModel& model, const std::vector<std::strin
     core::throw_internal("the database stores embeddings as wide as the hidden states");
   }
   if (options.map_dtype != core::DType::kF16 && options.map_dtype != core::DType::kBF16 &&
-      options.map_dtype != core::DType::kP8 && options.map_dtype != core::DType::kFP8) {
-    core::throw_bad_input("maps are stored as F16, BF16, P8 or FP8");
+      options.map_dtype != core::DType::kP8 && options.map_dtype != core::DType::kFP8 &&
+      options.map_dtype != core::DType::kP4) {
+    core::throw_bad_input("maps are stored as F16, BF16, P8, FP8 or (decoders) P4");
+  }
+  if (options.map_dtype == core::DType::kP4 && !causal) {
+    core::throw_bad_input(
+        "P4 maps are for causal decoders only; this model's attention is "
+        "bidirectional (store F16, BF16, P8 or FP8)");
   }
   const int max_tokens = options.max_tokens > 0 ? options.max_tokens : model.max_tokens();
   BuildReport report;
@@ -555,6 +583,9 @@ MapDatabase MapDatabase::open(const std::string& dir, const nlohmann::json& fing
     db.causal_ = m.value("causal", false);
     db.dim_ = m.at("dim").get<int>();
     db.map_dtype_ = parse_map_dtype(m.at("map_dtype").get<std::string>(), where);
+    if (db.map_dtype_ == core::DType::kP4 && !db.causal_) {
+      core::throw_bad_input(where, ": P4 maps in a database of bidirectional maps");
+    }
     db.maps_ = core::RecordStore::open(file("maps"), kMapsMagic, kMapsVersion);
     const size_t entries = m.at("entries").get<size_t>();
     if (db.maps_.count() != entries) {
@@ -614,8 +645,7 @@ std::pair<int64_t, int64_t> MapDatabase::length_range(int n) const {
 int MapDatabase::max_stored_tokens() const { return ranges_.empty() ? 0 : ranges_.rbegin()->first; }
 
 size_t MapDatabase::layer_map_bytes(int n) const {
-  return static_cast<size_t>(heads_) * cpu::attention_map_size(n, causal_) *
-         core::dtype_size(map_dtype_);
+  return stored_layer_bytes(n, heads_, causal_, map_dtype_);
 }
 
 }  // namespace attncache::memo

@@ -1,8 +1,9 @@
 // The attention-map memoization database: for each stored input, its token ids, its exact
 // sentence embedding, the projector's input (the layer-0 attention input, N×d fp32) and every
 // layer's attention probabilities (L×H×N×N at the input's own token count, or L×H packed lower
-// triangles of N(N+1)/2 for a causal model; fp16, bf16 or P8: 8-bit square-root companded, see
-// core/dtype.h), plus
+// triangles of N(N+1)/2 for a causal model; fp16, bf16, P8 (8-bit square-root companded), FP8,
+// or for a causal model P4 (4-bit codes and a scale per row): attncache/kernels/stored_maps.h),
+// plus
 // the trained projector and a Faiss index with one vector per stored input.
 //
 // On disk, a directory:
@@ -53,7 +54,7 @@ struct PairLabel {
   int max_rows = 64;
 };
 
-// A map dtype by name: "F16", "BF16", "P8" or "FP8"; bad input naming `where` otherwise.
+// A map dtype by name: "F16", "BF16", "P8", "FP8" or "P4"; bad input naming `where` otherwise.
 core::DType parse_map_dtype(const std::string& name, const std::string& where);
 
 struct BuildOptions {

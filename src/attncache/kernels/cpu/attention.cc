@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "attncache/kernels/cpu/ops.h"
+#include "attncache/kernels/stored_maps.h"
 #include "core/error.h"
 
 namespace attncache::cpu {
@@ -176,10 +177,8 @@ void attend_head(const float* qkv, float* ctx, const AttentionSeq& seq, int h,
     if (reuse) {
       for (int r = 0; r < rows; ++r) {
         const int len = visible(i0 + r);
-        const auto* stored = static_cast<const unsigned char*>(seq.stored) +
-                             map_row(i0 + r) * core::dtype_size(seq.stored_dtype);
         float* s = scores + static_cast<size_t>(r) * ld;
-        core::convert_to_f32(seq.stored_dtype, stored, len, s);
+        stored_map_row(seq.stored, seq.stored_dtype, n, causal, h, i0 + r, len, s);
         std::fill(s + len, s + cols, 0.0f);
       }
     } else {
@@ -245,6 +244,9 @@ void attention(const float* qkv, float* ctx, const AttentionSeq* seqs, int num_s
     if (seqs[s].past_length > 0 &&
         (!shape.causal || seqs[s].record != nullptr || seqs[s].stored != nullptr)) {
       core::throw_internal("attention: a cached prefix needs causal attention without maps");
+    }
+    if (seqs[s].stored != nullptr && seqs[s].stored_dtype == core::DType::kP4 && !shape.causal) {
+      core::throw_bad_input("P4 maps are for causal decoders only");
     }
   }
   switch (shape.head_dim) {

@@ -3,10 +3,11 @@
 // it sits in cache; P for the whole sequence is never materialized unless asked for.
 //
 // Per sequence, the caller may ask to *record* the softmax probabilities (written as fp32) or to
-// *replace* them with stored ones (fp32, fp16 or bf16, per-head mask), in which case QKᵀ and
-// softmax are skipped for those heads and only P·V runs. Maps are H×N×N for bidirectional
-// attention and, for causal attention, H packed lower triangles of N(N+1)/2 values (row i holds
-// its i+1 visible columns): the zero half is neither stored nor multiplied.
+// *replace* them with stored ones (per-head mask), in which case QKᵀ and softmax are skipped for
+// those heads and only P·V runs. Maps are H×N×N for bidirectional attention and, for causal
+// attention, H packed lower triangles of N(N+1)/2 values (row i holds its i+1 visible columns):
+// the zero half is neither stored nor multiplied. Stored maps may be in any format of
+// attncache/kernels/stored_maps.h (element types, or P4 for causal maps).
 //
 // Grouped-query attention: H query heads share H_kv key/value heads, query head h reading
 // key/value head h / (H / H_kv). Causal sequences may continue a cached prefix (`past_*`): their

@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "attncache/kernels/cuda/attention.h"
 #include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
 #include "attncache/kernels/cuda/tile_addressing.h"
+#include "attncache/kernels/stored_maps.h"
 
 namespace attncache::cuda {
 namespace {
@@ -1251,31 +1253,30 @@ __global__ void to_fp8_kernel(const __nv_bfloat16* in, unsigned char* out, size_
   out[i] = __nv_cvt_float_to_fp8(__bfloat162float(in[i]) * 256.0f, __NV_SATFINITE, __NV_E4M3);
 }
 
-// The P4 code of key k of a tile row: nibble (k >> 1) & 1 of byte 2·(k / 4) + (k & 1)
-// (p4_map_bytes); `m` the row's largest probability.
+// Where key k of a tile row sits in P4: nibble (k >> 1) & 1 of byte 2·(k / 4) + (k & 1)
+// (p4_map_bytes).
 __host__ __device__ __forceinline__ int p4_byte(int k) { return 2 * (k / 4) + (k & 1); }
 __host__ __device__ __forceinline__ int p4_shift(int k) { return 4 * ((k >> 1) & 1); }
-__host__ __device__ __forceinline__ unsigned p4_code(float p, float m) {
-  return m > 0.0f ? static_cast<unsigned>(rintf(15.0f * sqrtf(fminf(fmaxf(p, 0.0f) / m, 1.0f))))
-                  : 0u;
+
+// A tile row's 64 codes as the 8 words of its 32 bytes.
+struct P4TileRow {
+  uint32_t words[8] = {};
+  __host__ __device__ void put(int k, unsigned q) {
+    words[p4_byte(k) / 4] |= q << (8 * (p4_byte(k) % 4) + p4_shift(k));
+  }
+};
+__device__ __forceinline__ void store_p4_row(const P4TileRow& row, unsigned char* at) {
+  auto* to = reinterpret_cast<uint4*>(at);
+  to[0] = make_uint4(row.words[0], row.words[1], row.words[2], row.words[3]);
+  to[1] = make_uint4(row.words[4], row.words[5], row.words[6], row.words[7]);
 }
 
-// The scale of a P4 row whose codes' squares sum to `squares`: the decoded row q² · scale sums
-// to 1, which restores the mass the codes round away (half the KL divergence of the scale m/225
-// on MMLU, bench/results/map_formats). The sum is an exact integer, so host and device agree.
-__host__ __device__ __forceinline__ float p4_scale(unsigned squares) {
-  return squares > 0 ? 1.0f / static_cast<float>(squares) : 0.0f;
-}
-
-// One CTA per (row block, head) of one sequence's bf16 block triangles, a thread per row: the
-// row's largest probability over its key blocks, then its codes, 32 bytes per tile row, and
-// its scale.
-__global__ void to_p4_kernel(const __nv_bfloat16* in, int n, int heads, unsigned char* out) {
-  const int rb = blockIdx.x, h = blockIdx.y, r = threadIdx.x;
-  const size_t head_values = causal_tiles(n) * kRows * kRows;
-  auto row_values = [&](int kb, float(&v)[kRows]) {
-    const auto* at = reinterpret_cast<const uint4*>(in + h * head_values + tile_offset(rb, kb) +
-                                                    static_cast<size_t>(r) * kRows);
+// Row r's 64 values of a map tile in format kFrom (bf16, P8 or FP8) at `tile`, decoded to fp32
+// exactly as core::convert_to_f32 decodes them on the host.
+template <MapFormat kFrom>
+__device__ __forceinline__ void load_tile_row(const unsigned char* tile, int r, float (&v)[kRows]) {
+  const auto* at = reinterpret_cast<const uint4*>(tile + static_cast<size_t>(r) * kMapRowBytes<kFrom>);
+  if constexpr (kFrom == MapFormat::kBF16) {
 #pragma unroll
     for (int c = 0; c < kRows / 8; ++c) {
       const uint4 chunk = at[c];
@@ -1287,32 +1288,88 @@ __global__ void to_p4_kernel(const __nv_bfloat16* in, int n, int heads, unsigned
         v[8 * c + 2 * j + 1] = f.y;
       }
     }
+  } else {
+#pragma unroll
+    for (int c = 0; c < kRows / 16; ++c) {
+      const uint4 chunk = at[c];
+      const auto* bytes = reinterpret_cast<const unsigned char*>(&chunk);
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        if constexpr (kFrom == MapFormat::kP8) {
+          const float q = static_cast<float>(bytes[j]) * (1.0f / 255.0f);
+          v[16 * c + j] = __fmul_rn(q, q);
+        } else {
+          const __half h = __nv_cvt_fp8_to_halfraw(bytes[j], __NV_E4M3);
+          v[16 * c + j] = __half2float(h) * (1.0f / core::kFP8Scale);
+        }
+      }
+    }
+  }
+}
+
+// One CTA per (row block, head) of one sequence's block triangles in format kFrom, a thread per
+// row: the row's largest probability over its key blocks, then its codes, 32 bytes per tile row,
+// and its scale.
+template <MapFormat kFrom>
+__global__ void to_p4_kernel(const unsigned char* in, int n, int heads, unsigned char* out) {
+  const int rb = blockIdx.x, h = blockIdx.y, r = threadIdx.x;
+  const size_t head_values = causal_tiles(n) * kRows * kRows;
+  auto tile = [&](int kb) {
+    return in + map_value_bytes<kFrom>(h * head_values + tile_offset(rb, kb));
   };
   float v[kRows];
   float m = 0.0f;
   for (int kb = 0; kb <= rb; ++kb) {
-    row_values(kb, v);
+    load_tile_row<kFrom>(tile(kb), r, v);
 #pragma unroll
     for (int k = 0; k < kRows; ++k) m = fmaxf(m, v[k]);
   }
   unsigned squares = 0;
   for (int kb = 0; kb <= rb; ++kb) {
-    row_values(kb, v);
-    uint32_t words[8] = {};
+    load_tile_row<kFrom>(tile(kb), r, v);
+    P4TileRow row;
 #pragma unroll
     for (int k = 0; k < kRows; ++k) {
       const unsigned q = p4_code(v[k], m);
       squares += q * q;
-      words[p4_byte(k) / 4] |= q << (8 * (p4_byte(k) % 4) + p4_shift(k));
+      row.put(k, q);
     }
-    auto* to = reinterpret_cast<uint4*>(
-        out + map_value_bytes<MapFormat::kP4>(h * head_values + tile_offset(rb, kb)) +
-        static_cast<size_t>(r) * kMapRowBytes<MapFormat::kP4>);
-    to[0] = make_uint4(words[0], words[1], words[2], words[3]);
-    to[1] = make_uint4(words[4], words[5], words[6], words[7]);
+    store_p4_row(row, out + map_value_bytes<MapFormat::kP4>(h * head_values + tile_offset(rb, kb)) +
+                          static_cast<size_t>(r) * kMapRowBytes<MapFormat::kP4>);
   }
   const int padded_rows = gridDim.x * kRows;
   reinterpret_cast<float*>(out + p4_scales_offset(n, heads))[h * padded_rows + rb * kRows + r] =
+      p4_scale(squares);
+}
+
+// The codes of key `key` of row i in a layer of P4 rows (attncache/kernels/stored_maps.h).
+__host__ __device__ __forceinline__ unsigned p4_row_code(const unsigned char* head_rows, int i,
+                                                         int key) {
+  return (head_rows[p4_row_offset(i) + key / 2] >> (4 * (key & 1))) & 15u;
+}
+
+// One CTA per (row block, head): a layer of P4 rows (the map database's layout) → P4 block
+// triangles, a thread per row: the same codes, and the scale they imply.
+__global__ void p4_rows_to_tiles_kernel(const unsigned char* in, int n, int heads,
+                                        unsigned char* out) {
+  const int rb = blockIdx.x, h = blockIdx.y, i = rb * kRows + threadIdx.x;
+  const size_t head_values = causal_tiles(n) * kRows * kRows;
+  const unsigned char* rows = in + h * p4_row_offset(n);
+  unsigned squares = 0;
+  for (int kb = 0; kb <= rb; ++kb) {
+    P4TileRow row;
+    for (int k = 0; k < kRows; ++k) {
+      const int key = kb * kRows + k;
+      if (i < n && key <= i) {
+        const unsigned q = p4_row_code(rows, i, key);
+        squares += q * q;
+        row.put(k, q);
+      }
+    }
+    store_p4_row(row, out + map_value_bytes<MapFormat::kP4>(h * head_values + tile_offset(rb, kb)) +
+                          static_cast<size_t>(threadIdx.x) * kMapRowBytes<MapFormat::kP4>);
+  }
+  reinterpret_cast<float*>(out + p4_scales_offset(n, heads))[h * gridDim.x * kRows + i] =
       p4_scale(squares);
 }
 
@@ -1501,23 +1558,21 @@ size_t p4_map_bytes(int n, int heads) {
   return p4_scales_offset(n, heads) + heads * padded_rows * sizeof(float);
 }
 
-void causal_maps_to_p4(const float* packed, int n, int heads, void* p4) {
+void p4_rows_to_tiles(const void* rows, int n, int heads, void* p4) {
+  const auto* in = static_cast<const unsigned char*>(rows);
   auto* out = static_cast<unsigned char*>(p4);
   std::memset(out, 0, p4_map_bytes(n, heads));
   const size_t head_values = causal_map_elements(n);
   const int padded_rows = (n + kRows - 1) / kRows * kRows;
   auto* scales = reinterpret_cast<float*>(out + p4_scales_offset(n, heads));
   for (int h = 0; h < heads; ++h) {
-    const float* head = packed + static_cast<size_t>(h) * n * (n + 1) / 2;
+    const unsigned char* head = in + h * p4_row_offset(n);
     for (int i = 0; i < n; ++i) {
-      const float* row = head + static_cast<size_t>(i) * (i + 1) / 2;
-      float m = 0.0f;
-      for (int k = 0; k <= i; ++k) m = std::max(m, row[k]);
       unsigned squares = 0;
       for (int k = 0; k <= i; ++k) {
         const size_t tile_row = h * head_values + tile_offset(i / kRows, k / kRows) +
                                 static_cast<size_t>(i % kRows) * kRows;
-        const unsigned q = p4_code(row[k], m);
+        const unsigned q = p4_row_code(head, i, k);
         squares += q * q;
         out[map_value_bytes<MapFormat::kP4>(tile_row) + p4_byte(k % kRows)] |=
             static_cast<unsigned char>(q << p4_shift(k % kRows));
@@ -1525,6 +1580,12 @@ void causal_maps_to_p4(const float* packed, int n, int heads, void* p4) {
       scales[static_cast<size_t>(h) * padded_rows + i] = p4_scale(squares);
     }
   }
+}
+
+void causal_maps_to_p4(const float* packed, int n, int heads, void* p4) {
+  std::vector<unsigned char> rows(p4_layer_bytes(n, heads));
+  p4_encode_layer(packed, n, heads, rows.data());
+  p4_rows_to_tiles(rows.data(), n, heads, p4);
 }
 
 void causal_map_from_tiles(const void* tiles, int n, int bytes, void* packed) {
@@ -1586,11 +1647,33 @@ void maps_to_fp8(const void* bf16, void* fp8, size_t count, cudaStream_t stream)
   check_launch("maps_to_fp8");
 }
 
-void maps_to_p4(const void* bf16, int n, int heads, void* p4, cudaStream_t stream) {
+void maps_to_p4(const void* tiles, MapFormat from, int n, int heads, void* p4,
+                cudaStream_t stream) {
   if (n <= 0 || heads <= 0) return;
-  to_p4_kernel<<<dim3((n + kRows - 1) / kRows, heads), kRows, 0, stream>>>(
-      static_cast<const __nv_bfloat16*>(bf16), n, heads, static_cast<unsigned char*>(p4));
+  const dim3 grid((n + kRows - 1) / kRows, heads);
+  const auto* in = static_cast<const unsigned char*>(tiles);
+  auto* out = static_cast<unsigned char*>(p4);
+  switch (from) {
+    case MapFormat::kBF16:
+      to_p4_kernel<MapFormat::kBF16><<<grid, kRows, 0, stream>>>(in, n, heads, out);
+      break;
+    case MapFormat::kP8:
+      to_p4_kernel<MapFormat::kP8><<<grid, kRows, 0, stream>>>(in, n, heads, out);
+      break;
+    case MapFormat::kFP8:
+      to_p4_kernel<MapFormat::kFP8><<<grid, kRows, 0, stream>>>(in, n, heads, out);
+      break;
+    case MapFormat::kP4:
+      core::throw_internal("maps_to_p4: the maps are P4 already");
+  }
   check_launch("maps_to_p4");
+}
+
+void p4_rows_to_tiles(const void* rows, int n, int heads, void* p4, cudaStream_t stream) {
+  if (n <= 0 || heads <= 0) return;
+  p4_rows_to_tiles_kernel<<<dim3((n + kRows - 1) / kRows, heads), kRows, 0, stream>>>(
+      static_cast<const unsigned char*>(rows), n, heads, static_cast<unsigned char*>(p4));
+  check_launch("p4_rows_to_tiles");
 }
 
 }  // namespace attncache::cuda

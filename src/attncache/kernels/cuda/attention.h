@@ -108,9 +108,13 @@ void causal_map_from_tiles(const void* tiles, int n, int bytes, void* packed);
 // the decoder spreads a pair into two bf16 pairs with one mask each.
 size_t p4_map_bytes(int n, int heads);
 // The P4 copy of `heads` causal maps given as packed lower triangles of fp32 probabilities
-// (head after head, as the CPU engine records them), on the host: the reference encoder, and
-// the device map cache's.
+// (head after head, as the CPU engine records them), on the host: the reference encoder.
 void causal_maps_to_p4(const float* packed, int n, int heads, void* p4);
+// One layer of P4 rows as the map database stores them (attncache/kernels/stored_maps.h) → the
+// same codes and scales as P4 block triangles: on the host, and on the device (the map cache's
+// conversion after the copy).
+void p4_rows_to_tiles(const void* rows, int n, int heads, void* p4);
+void p4_rows_to_tiles(const void* rows, int n, int heads, void* p4, cudaStream_t stream);
 
 // Exact attention for every head not reused; with `record`, also writes P where a slot asks.
 void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream);
@@ -127,7 +131,8 @@ void attention_reuse(const AttentionArgs& args, MapFormat format, cudaStream_t s
 void maps_to_p8(const void* bf16, void* p8, size_t count, cudaStream_t stream);
 // FP8 copies: the fp8 e4m3 encoding of 256·p (saturating), as core::convert_from_f32.
 void maps_to_fp8(const void* bf16, void* fp8, size_t count, cudaStream_t stream);
-// P4 copies of one sequence's `heads` bf16 causal maps (block triangles): as causal_maps_to_p4.
-void maps_to_p4(const void* bf16, int n, int heads, void* p4, cudaStream_t stream);
+// P4 copies of one sequence's `heads` causal maps (block triangles) in format `from` (bf16, P8
+// or FP8): what causal_maps_to_p4 makes of the values they decode to.
+void maps_to_p4(const void* tiles, MapFormat from, int n, int heads, void* p4, cudaStream_t stream);
 
 }  // namespace attncache::cuda
