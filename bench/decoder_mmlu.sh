@@ -11,6 +11,9 @@
 # at barriers do not). Writes bench/results/decoder_mmlu/*.json and the table in docs/decoders.md.
 #
 #   bench/decoder_mmlu.sh        # about 40 minutes on 2 cores; needs about 1.3 GB in $TMPDIR
+#
+# MAP_DTYPE=P4 stores the maps as P4 instead (its JSON files end in _p4 and the table is not
+# rendered); MODES="paper paper-any" runs only those AttnCache modes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-models.sh SmolLM2-135M-Instruct >/dev/null
@@ -31,12 +34,14 @@ for split, part in (("validation", rows[:half]), ("test", rows[half:])):
         csv.writer(f).writerows(part)
 PY
 done
+suffix=""
+[[ ${MAP_DTYPE:-P8} == P8 ]] || suffix=_$(echo "$MAP_DTYPE" | tr A-Z a-z)
 for shots in ${SHOTS:-0 1}; do
   db="$work/db$shots"
   echo "== $shots-shot: storing the first halves"
   build/attncache build -m SmolLM2-135M-Instruct --mmlu "$work/mmlu" --mmlu-split validation \
-    --shots "$shots" --map-dtype P8 --db "$db" 2>&1 | grep -v "^collecting\|^labelling"
-  for mode in ours paper paper-any; do
+    --shots "$shots" --map-dtype "${MAP_DTYPE:-P8}" --db "$db" 2>&1 | grep -v "^collecting\|^labelling"
+  for mode in ${MODES:-ours paper paper-any}; do
     case $mode in
       ours) flags=() ;;
       paper) flags=(--paper) ;;
@@ -44,8 +49,8 @@ for shots in ${SHOTS:-0 1}; do
     esac
     echo "== $shots-shot, AttnCache $mode: the second halves"
     build/attncache score mmlu -m SmolLM2-135M-Instruct --data "$work/mmlu" --split test \
-      --shots "$shots" --db "$db" "${flags[@]}" --threads 1 --json "$out/shots${shots}_$mode.json" 2>&1 |
+      --shots "$shots" --db "$db" "${flags[@]}" --threads 1 --json "$out/shots${shots}_$mode$suffix.json" 2>&1 |
       grep -v "^scoring"
   done
 done
-python3 bench/render_decoder_mmlu.py
+[[ -n $suffix ]] || python3 bench/render_decoder_mmlu.py

@@ -7,7 +7,7 @@
 #                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli] [memo-gpu]
 #                                  [attention-1B] [attention-3B] [serve-load] [profile]
 #                                  [variants] [decoder-alt-1B] [decoder-alt-3B] [memo-build]
-#                                  [serve-probe]
+#                                  [serve-probe] [map-cache]
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
@@ -29,7 +29,9 @@
 # builds the AttnCache workloads' databases (MEMO_WORKLOADS, name:max-length:map-dtype) and runs
 # `attncache eval --device cuda --paper` on each query stream. memo-build times `attncache build`
 # recording the maps on the GPU and on the CPU, for MiniLM and the SmolLM2-shaped decoder, with
-# each binary of MEMO_BUILD_BINARIES (name=path ...; default: this bundle's) in turn.
+# each binary of MEMO_BUILD_BINARIES (name=path ...; default: this bundle's) in turn. map-cache
+# times the device map cache loading 3B-shaped entries (bench/map_cache_bench.cc;
+# MAP_CACHE_LENGTHS).
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -102,6 +104,10 @@ declare -A attention_shape=([1B]=32,8,64 [3B]=24,8,128)
 for stage in $stages; do
   echo "== $stage"
   case $stage in
+    map-cache)  # the device map cache's loads: P8, P8 encoded to P4 on the device, P4 rows
+      timeout 300 "$work/bin/map_cache_bench" --lengths "${MAP_CACHE_LENGTHS:-835,2048,4096}" \
+        --json "$out/map_cache_bench.json"
+      ;;
     tests)
       timeout 300 "$work/bin/gpu_tests" --gtest_filter="${GPU_TESTS_FILTER:-*}" 2>&1 | tee "$out/gpu_tests.log"
       echo "-- without a visible device:"

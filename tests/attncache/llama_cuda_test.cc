@@ -989,8 +989,8 @@ std::vector<uint8_t> random_maps(int layers, int heads, int n, bool causal, core
 }
 
 // What the cache must hold on the device for those maps held as P4: each layer's P4 block
-// triangles (made from P4 rows as they are, else from the values the maps decode to), each
-// layer's bytes padded to 256.
+// triangles (made from P4 rows as they are, else from the values the maps decode to, fp16 and
+// bf16 ones rounded to bf16 as the cache stages them), each layer's bytes padded to 256.
 std::vector<uint8_t> device_p4_layout(const std::vector<uint8_t>& host, int layers, int heads,
                                       int n, core::DType dtype) {
   const size_t layer = (cuda::p4_map_bytes(n, heads) + 255) / 256 * 256;
@@ -1003,6 +1003,9 @@ std::vector<uint8_t> device_p4_layout(const std::vector<uint8_t>& host, int laye
     } else {
       std::vector<float> f32(heads * cpu::attention_map_size(n, true));
       core::convert_to_f32(dtype, in, f32.size(), f32.data());
+      if (core::dtype_size(dtype) == 2) {
+        for (float& x : f32) x = core::bf16_to_f32(core::f32_to_bf16(x));
+      }
       cuda::causal_maps_to_p4(f32.data(), n, heads, result.data() + l * layer);
     }
   }
@@ -1113,35 +1116,49 @@ TEST(DeviceMapCache, MapsTheCpuEngineRecordedRunThroughTheCache) {
   RecordHook hook(c.num_heads);
   LlamaWorkspace ws;
   m.cpu->forward(batch, ws, &hook);
-  // Each sequence's maps, all layers, fp16 packed triangles: as a causal map database holds them.
+  // Each sequence's maps, all layers, as a causal map database holds them: fp16 packed
+  // triangles, and P4 rows.
   std::vector<std::vector<uint16_t>> stored(batch.size());
+  std::vector<std::vector<unsigned char>> stored_p4(batch.size());
   for (size_t s = 0; s < batch.size(); ++s) {
+    const int n = static_cast<int>(batch[s].size());
+    const size_t p4_layer = stored_layer_bytes(n, c.num_heads, true, core::DType::kP4);
+    stored_p4[s].resize(c.num_layers * p4_layer);
     for (int l = 0; l < c.num_layers; ++l) {
       const auto& f32 = hook.maps[{l, static_cast<int>(s)}];
       const size_t at = stored[s].size();
       stored[s].resize(at + f32.size());
       core::convert_from_f32(core::DType::kF16, f32.data(), f32.size(), stored[s].data() + at);
+      store_layer(core::DType::kP4, f32.data(), n, c.num_heads, true,
+                  stored_p4[s].data() + l * p4_layer);
+    }
+  }
+  std::vector<int64_t> entries(batch.size());
+  for (size_t s = 0; s < batch.size(); ++s) entries[s] = static_cast<int64_t>(s);
+  const auto exact = m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden);
+  // As the source stores them (bf16 on the device), as P4 encoded on the device, and from P4 rows.
+  for (const core::DType dtype : {core::DType::kF16, core::DType::kP4}) {
+    auto source = [&](int64_t e) {
+      const void* maps = dtype == core::DType::kP4 ? static_cast<const void*>(stored_p4[e].data())
+                                                   : static_cast<const void*>(stored[e].data());
+      return memo::HostMaps{static_cast<int>(batch[e].size()), maps, dtype};
+    };
+    for (const bool p4 : {false, true}) {
+      if (dtype == core::DType::kP4 && p4) continue;
+      const bool held_as_p4 = p4 || dtype == core::DType::kP4;
+      memo::DeviceMapCache cache(source, c.num_layers, c.num_heads, true, size_t{64} << 20, p4);
+      const DeviceMapPlan plan = cache.plan(entries);
+      EXPECT_EQ(plan.slots[0].dtype, held_as_p4 ? core::DType::kP4 : core::DType::kBF16);
+      const double w = worst_cosine(
+          exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &plan), c.hidden_size);
+      std::printf("  CPU maps (%s) through the device cache%s: worst token cosine to exact %.5f\n",
+                  dtype == core::DType::kP4 ? "P4 rows" : "fp16 packed", p4 ? " as P4" : "", w);
+      EXPECT_GE(w, held_as_p4 ? 0.98 : 0.999);
     }
   }
   auto source = [&](int64_t e) {
     return memo::HostMaps{static_cast<int>(batch[e].size()), stored[e].data(), core::DType::kF16};
   };
-  std::vector<int64_t> entries(batch.size());
-  for (size_t s = 0; s < batch.size(); ++s) entries[s] = static_cast<int64_t>(s);
-  const auto exact = m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden);
-  // As the source stores them (bf16 on the device), and as P4.
-  for (const bool p4 : {false, true}) {
-    memo::DeviceMapCache cache(source, c.num_layers, c.num_heads, true, size_t{64} << 20, p4);
-    const DeviceMapPlan plan = cache.plan(entries);
-    EXPECT_EQ(plan.slots[0].dtype, p4 ? core::DType::kP4 : core::DType::kBF16);
-    const double w = worst_cosine(
-        exact, m.gpu->forward(batch, CudaLlamaModel::Output::kAllHidden, &plan), c.hidden_size);
-    std::printf(
-        "  CPU maps (fp16 packed) through the device cache%s: worst token cosine to exact "
-        "%.5f\n",
-        p4 ? " as P4" : "", w);
-    EXPECT_GE(w, p4 ? 0.98 : 0.999);
-  }
   // Bidirectional maps have no P4 form.
   EXPECT_THROW(memo::DeviceMapCache(source, c.num_layers, c.num_heads, false, 1 << 20, true),
                core::Error);

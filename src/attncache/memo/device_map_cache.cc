@@ -99,6 +99,7 @@ struct DeviceMapCache::Impl {
     const size_t stride = staged_layer_bytes(n, host.dtype);
     if (host.dtype == core::DType::kP4) {
       const size_t layer = p4_layer_bytes(n, heads);
+#pragma omp parallel for
       for (int l = 0; l < layers; ++l) {
         std::memcpy(static_cast<unsigned char*>(out) + l * stride,
                     static_cast<const unsigned char*>(host.maps) + l * layer, layer);
