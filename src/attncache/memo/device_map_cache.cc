@@ -35,6 +35,9 @@ size_t pad256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 // Staging buffers in turn: entry k converts into buffer k % 2 once that buffer's last copy is
 // done, so conversion on the host overlaps the previous entry's copy.
 constexpr int kStaging = 2;
+// An entry is staged and copied in this many pieces (runs of layers): each piece's copy runs
+// while the host stages the next.
+constexpr int kPieces = 8;
 
 }  // namespace
 
@@ -93,16 +96,23 @@ struct DeviceMapCache::Impl {
     return tile_layer_bytes(n, device_dtype(source, false));
   }
 
-  // The entry's maps as staged_layer_bytes lays them out, written into `out`.
-  void stage(const HostMaps& host, void* out) const {
+  // Layers [l0, l1) of the entry's maps as staged_layer_bytes lays them out, written into `out`
+  // (which holds the whole entry).
+  void stage(const HostMaps& host, void* out, int l0, int l1) const {
     const int n = host.n_tokens;
     const size_t stride = staged_layer_bytes(n, host.dtype);
     if (host.dtype == core::DType::kP4) {
-      const size_t layer = p4_layer_bytes(n, heads);
+      // A piece has few layers: its copies are split into kCopyParts parts a layer, so that
+      // every thread copies.
+      constexpr int kCopyParts = 16;
+      const size_t layer = p4_layer_bytes(n, heads), part = (layer + kCopyParts - 1) / kCopyParts;
 #pragma omp parallel for
-      for (int l = 0; l < layers; ++l) {
-        std::memcpy(static_cast<unsigned char*>(out) + l * stride,
-                    static_cast<const unsigned char*>(host.maps) + l * layer, layer);
+      for (int c = l0 * kCopyParts; c < l1 * kCopyParts; ++c) {
+        const int l = c / kCopyParts;
+        const size_t from = (c % kCopyParts) * part,
+                     bytes = std::min(part, layer - std::min(layer, from));
+        std::memcpy(static_cast<unsigned char*>(out) + l * stride + from,
+                    static_cast<const unsigned char*>(host.maps) + l * layer + from, bytes);
       }
       return;
     }
@@ -112,12 +122,12 @@ struct DeviceMapCache::Impl {
     const core::DType dtype = device_dtype(host.dtype, false);
     const int out_bytes = static_cast<int>(core::dtype_size(dtype));
     const size_t used = static_cast<size_t>(heads) * head_elements(n) * out_bytes;
-    for (int l = 0; l < layers; ++l) {  // the padding: staging is reused, so clear it
+    for (int l = l0; l < l1; ++l) {  // the padding: staging is reused, so clear it
       std::memset(static_cast<unsigned char*>(out) + l * stride + used, 0, stride - used);
     }
     // A 512-token entry of MiniLM is 38 MB of fp16: its heads convert in parallel.
 #pragma omp parallel for schedule(dynamic)
-    for (int m = 0; m < layers * heads; ++m) {
+    for (int m = l0 * heads; m < l1 * heads; ++m) {
       std::vector<float> f32;
       std::vector<uint8_t> converted;
       const auto* src = static_cast<const unsigned char*>(host.maps) + m * in_elements * in_bytes;
@@ -138,13 +148,15 @@ struct DeviceMapCache::Impl {
     }
   }
 
-  // Queues the copy of a staged entry into `device` on the cache's stream: as it is, or layer by
-  // layer through p4_source and converted to P4 there.
-  void upload(const HostMaps& host, const void* staged, void* device) {
+  // Queues the copy of staged layers [l0, l1) into `device` (the entry's maps) on the cache's
+  // stream: as they are, or layer by layer through p4_source and converted to P4 there.
+  void upload(const HostMaps& host, const void* staged, void* device, int l0, int l1) {
     const int n = host.n_tokens;
     const size_t stride = staged_layer_bytes(n, host.dtype);
     if (device_dtype(host.dtype, p4) != core::DType::kP4) {
-      cuda::check(cudaMemcpyAsync(device, staged, layers * stride, cudaMemcpyHostToDevice, stream),
+      cuda::check(cudaMemcpyAsync(static_cast<char*>(device) + l0 * stride,
+                                  static_cast<const char*>(staged) + l0 * stride,
+                                  (l1 - l0) * stride, cudaMemcpyHostToDevice, stream),
                   "cudaMemcpyAsync (map cache)");
       return;
     }
@@ -154,7 +166,7 @@ struct DeviceMapCache::Impl {
       p4_source = cuda::DeviceBuffer(stride, "map cache conversion buffer");
     }
     const size_t out_stride = layer_bytes(n, host.dtype);
-    for (int l = 0; l < layers; ++l) {
+    for (int l = l0; l < l1; ++l) {
       cuda::check(cudaMemcpyAsync(p4_source.data(), static_cast<const char*>(staged) + l * stride,
                                   stride, cudaMemcpyHostToDevice, stream),
                   "cudaMemcpyAsync (map cache)");
@@ -206,8 +218,12 @@ struct DeviceMapCache::Impl {
         staging[k] = {};
         staging[k] = cuda::PinnedHostBuffer(staged_size, "map cache staging");
       }
-      stage(host, staging[k].data());
-      upload(host, staging[k].data(), r.maps.data());
+      const int piece = (layers + kPieces - 1) / kPieces;
+      for (int l0 = 0; l0 < layers; l0 += piece) {
+        const int l1 = std::min(layers, l0 + piece);
+        stage(host, staging[k].data(), l0, l1);
+        upload(host, staging[k].data(), r.maps.data(), l0, l1);
+      }
       cuda::check(cudaEventRecord(staged[k], stream), "cudaEventRecord");
       cuda::check(cudaEventCreateWithFlags(&r.ready, cudaEventDisableTiming), "cudaEventCreate");
       cuda::check(cudaEventRecord(r.ready, stream), "cudaEventRecord");

@@ -5,7 +5,8 @@
 // (bf16 for fp16/bf16 sources, P8 and FP8 as they are; causal maps as block triangles; P4 as P4
 // block triangles; or, when asked, causal maps of any source as P4, a quarter of bf16's bytes).
 // Entries are rearranged on the host into page-locked staging (fp16 → bf16, triangles → block
-// triangles) and copied on the cache's own stream; P4 block triangles are made on the device,
+// triangles) and copied on the cache's own stream, in pieces of layers so that each piece's copy
+// runs while the host stages the next; P4 block triangles are made on the device,
 // layer by layer after the copy (from P4 rows, or by encoding the staged bf16/P8/FP8 tiles), in
 // a buffer of one staged layer that the byte budget does not count.
 //
