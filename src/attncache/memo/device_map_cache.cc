@@ -36,7 +36,8 @@ size_t pad256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 // done, so conversion on the host overlaps the previous entry's copy.
 constexpr int kStaging = 2;
 // An entry is staged and copied in this many pieces (runs of layers): each piece's copy runs
-// while the host stages the next.
+// while the host stages the next. P4 rows, which staging only copies, go in one piece: in
+// pieces their loads were slower on the H100 (bench/results/map_cache/pieces_h100).
 constexpr int kPieces = 8;
 
 }  // namespace
@@ -102,8 +103,7 @@ struct DeviceMapCache::Impl {
     const int n = host.n_tokens;
     const size_t stride = staged_layer_bytes(n, host.dtype);
     if (host.dtype == core::DType::kP4) {
-      // A piece has few layers: its copies are split into kCopyParts parts a layer, so that
-      // every thread copies.
+      // Copies of kCopyParts parts a layer keep every thread busy whatever the piece's layers.
       constexpr int kCopyParts = 16;
       const size_t layer = p4_layer_bytes(n, heads), part = (layer + kCopyParts - 1) / kCopyParts;
 #pragma omp parallel for
@@ -218,7 +218,8 @@ struct DeviceMapCache::Impl {
         staging[k] = {};
         staging[k] = cuda::PinnedHostBuffer(staged_size, "map cache staging");
       }
-      const int piece = (layers + kPieces - 1) / kPieces;
+      const int pieces = host.dtype == core::DType::kP4 ? 1 : kPieces;
+      const int piece = (layers + pieces - 1) / pieces;
       for (int l0 = 0; l0 < layers; l0 += piece) {
         const int l1 = std::min(layers, l0 + piece);
         stage(host, staging[k].data(), l0, l1);
