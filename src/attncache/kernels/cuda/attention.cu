@@ -1275,7 +1275,8 @@ __device__ __forceinline__ void store_p4_row(const P4TileRow& row, unsigned char
 // exactly as core::convert_to_f32 decodes them on the host.
 template <MapFormat kFrom>
 __device__ __forceinline__ void load_tile_row(const unsigned char* tile, int r, float (&v)[kRows]) {
-  const auto* at = reinterpret_cast<const uint4*>(tile + static_cast<size_t>(r) * kMapRowBytes<kFrom>);
+  const auto* at =
+      reinterpret_cast<const uint4*>(tile + static_cast<size_t>(r) * kMapRowBytes<kFrom>);
   if constexpr (kFrom == MapFormat::kBF16) {
 #pragma unroll
     for (int c = 0; c < kRows / 8; ++c) {
@@ -1342,7 +1343,7 @@ __global__ void to_p4_kernel(const unsigned char* in, int n, int heads, unsigned
       p4_scale(squares);
 }
 
-// The codes of key `key` of row i in a layer of P4 rows (attncache/kernels/stored_maps.h).
+// The code of key `key` of row i in a layer of P4 rows (attncache/kernels/stored_maps.h).
 __host__ __device__ __forceinline__ unsigned p4_row_code(const unsigned char* head_rows, int i,
                                                          int key) {
   return (head_rows[p4_row_offset(i) + key / 2] >> (4 * (key & 1))) & 15u;
