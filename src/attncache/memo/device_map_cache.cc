@@ -11,6 +11,7 @@
 #include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
 #include "attncache/kernels/stored_maps.h"
+#include "attncache/model/cuda_forward.h"
 #include "core/error.h"
 #include "core/lru_budget.h"
 
@@ -22,12 +23,6 @@ namespace {
 core::DType device_dtype(core::DType source, bool p4) {
   if (p4 || source == core::DType::kP4) return core::DType::kP4;
   return source == core::DType::kP8 || source == core::DType::kFP8 ? source : core::DType::kBF16;
-}
-
-cuda::MapFormat tile_format(core::DType dtype) {
-  return dtype == core::DType::kP8    ? cuda::MapFormat::kP8
-         : dtype == core::DType::kFP8 ? cuda::MapFormat::kFP8
-                                      : cuda::MapFormat::kBF16;
 }
 
 size_t pad256(size_t bytes) { return (bytes + 255) / 256 * 256; }
@@ -174,8 +169,9 @@ struct DeviceMapCache::Impl {
       if (host.dtype == core::DType::kP4) {
         cuda::p4_rows_to_tiles(p4_source.data(), n, heads, to, stream);
       } else {
-        cuda::maps_to_p4(p4_source.data(), tile_format(device_dtype(host.dtype, false)), n, heads,
-                         to, stream);
+        cuda::maps_to_p4(p4_source.data(),
+                         cuda_forward::map_format(device_dtype(host.dtype, false)), n, heads, to,
+                         stream);
       }
     }
   }
