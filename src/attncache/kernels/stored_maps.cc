@@ -40,10 +40,8 @@ void p4_encode_layer(const float* packed, int n, int heads, void* out) {
   }
 }
 
-void p4_decode_row(const void* layer, int n, int h, int i, float* out) {
-  const unsigned char* codes =
-      static_cast<const unsigned char*>(layer) + h * p4_row_offset(n) + p4_row_offset(i);
-  const int len = i + 1, bytes = (len + 1) / 2;
+void p4_decode_row(const unsigned char* codes, int len, float* out) {
+  const int bytes = (len + 1) / 2;
   unsigned squares = 0;
   for (int b = 0; b < bytes; ++b) {
     const unsigned lo = codes[b] & 15u, hi = codes[b] >> 4;
@@ -71,9 +69,11 @@ void stored_map_row(const void* layer, core::DType dtype, int n, bool causal, in
                     float* out) {
   if (dtype == core::DType::kP4) {
     require_causal_p4(causal);
-    if (len == i + 1) return p4_decode_row(layer, n, h, i, out);
+    const unsigned char* codes =
+        static_cast<const unsigned char*>(layer) + h * p4_row_offset(n) + p4_row_offset(i);
+    if (len == i + 1) return p4_decode_row(codes, len, out);
     std::vector<float> row(static_cast<size_t>(i) + 1);
-    p4_decode_row(layer, n, h, i, row.data());
+    p4_decode_row(codes, i + 1, row.data());
     std::copy(row.begin(), row.begin() + len, out);
     return;
   }
@@ -86,12 +86,8 @@ void stored_map_row(const void* layer, core::DType dtype, int n, bool causal, in
 void stored_round_trip(core::DType dtype, const float* row, int len, float* out) {
   if (dtype == core::DType::kP4) {
     std::vector<unsigned char> codes((static_cast<size_t>(len) + 1) / 2);
-    const float scale = p4_scale(p4_encode_row(row, len, codes.data()));
-    for (int k = 0; k < len; ++k) {
-      const unsigned q = (codes[k / 2] >> (4 * (k & 1))) & 15u;
-      out[k] = static_cast<float>(q * q) * scale;
-    }
-    return;
+    p4_encode_row(row, len, codes.data());
+    return p4_decode_row(codes.data(), len, out);
   }
   std::vector<std::byte> stored(static_cast<size_t>(len) * core::dtype_size(dtype));
   core::convert_from_f32(dtype, row, len, stored.data());

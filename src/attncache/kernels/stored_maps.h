@@ -51,12 +51,17 @@ ATTNCACHE_HOST_DEVICE inline size_t p4_layer_bytes(int n, int heads) {
   return static_cast<size_t>(heads) * p4_row_offset(n);
 }
 
+// The code of key k in a row's codes.
+ATTNCACHE_HOST_DEVICE inline unsigned p4_row_code(const unsigned char* codes, int k) {
+  return (codes[k / 2] >> (4 * (k & 1))) & 15u;
+}
+
 // Encodes one row of `len` probabilities into ⌈len / 2⌉ bytes of codes; returns Σq².
 unsigned p4_encode_row(const float* row, int len, unsigned char* codes);
+// The inverse: a row's `len` codes decoded to q² / Σq² each.
+void p4_decode_row(const unsigned char* codes, int len, float* out);
 // One layer of P4 maps from `heads` packed lower triangles of fp32 probabilities.
 void p4_encode_layer(const float* packed, int n, int heads, void* out);
-// Row i of head h of a P4 layer of n-token maps, decoded: its i + 1 probabilities.
-void p4_decode_row(const void* layer, int n, int h, int i, float* out);
 
 // Bytes of one layer of maps stored as `dtype` (P4: causal only).
 size_t stored_layer_bytes(int n, int heads, bool causal, core::DType dtype);

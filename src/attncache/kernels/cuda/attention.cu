@@ -1343,26 +1343,20 @@ __global__ void to_p4_kernel(const unsigned char* in, int n, int heads, unsigned
       p4_scale(squares);
 }
 
-// The code of key `key` of row i in a layer of P4 rows (attncache/kernels/stored_maps.h).
-__host__ __device__ __forceinline__ unsigned p4_row_code(const unsigned char* head_rows, int i,
-                                                         int key) {
-  return (head_rows[p4_row_offset(i) + key / 2] >> (4 * (key & 1))) & 15u;
-}
-
 // One CTA per (row block, head): a layer of P4 rows (the map database's layout) → P4 block
 // triangles, a thread per row: the same codes, and the scale they imply.
 __global__ void p4_rows_to_tiles_kernel(const unsigned char* in, int n, int heads,
                                         unsigned char* out) {
   const int rb = blockIdx.x, h = blockIdx.y, i = rb * kRows + threadIdx.x;
   const size_t head_values = causal_tiles(n) * kRows * kRows;
-  const unsigned char* rows = in + h * p4_row_offset(n);
+  const unsigned char* codes = in + h * p4_row_offset(n) + p4_row_offset(i);
   unsigned squares = 0;
   for (int kb = 0; kb <= rb; ++kb) {
     P4TileRow row;
     for (int k = 0; k < kRows; ++k) {
       const int key = kb * kRows + k;
       if (i < n && key <= i) {
-        const unsigned q = p4_row_code(rows, i, key);
+        const unsigned q = p4_row_code(codes, key);
         squares += q * q;
         row.put(k, q);
       }
@@ -1569,11 +1563,12 @@ void p4_rows_to_tiles(const void* rows, int n, int heads, void* p4) {
   for (int h = 0; h < heads; ++h) {
     const unsigned char* head = in + h * p4_row_offset(n);
     for (int i = 0; i < n; ++i) {
+      const unsigned char* codes = head + p4_row_offset(i);
       unsigned squares = 0;
       for (int k = 0; k <= i; ++k) {
         const size_t tile_row = h * head_values + tile_offset(i / kRows, k / kRows) +
                                 static_cast<size_t>(i % kRows) * kRows;
-        const unsigned q = p4_row_code(head, i, k);
+        const unsigned q = p4_row_code(codes, k);
         squares += q * q;
         out[map_value_bytes<MapFormat::kP4>(tile_row) + p4_byte(k % kRows)] |=
             static_cast<unsigned char>(q << p4_shift(k % kRows));
