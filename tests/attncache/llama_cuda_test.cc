@@ -1159,9 +1159,20 @@ TEST(DeviceMapCache, MapsTheCpuEngineRecordedRunThroughTheCache) {
   auto source = [&](int64_t e) {
     return memo::HostMaps{static_cast<int>(batch[e].size()), stored[e].data(), core::DType::kF16};
   };
-  // Bidirectional maps have no P4 form.
+  // Bidirectional maps have no P4 form: neither held as P4 nor from a P4 source.
   EXPECT_THROW(memo::DeviceMapCache(source, c.num_layers, c.num_heads, false, 1 << 20, true),
                core::Error);
+  auto p4_source = [&](int64_t e) {
+    return memo::HostMaps{static_cast<int>(batch[e].size()), stored_p4[e].data(), core::DType::kP4};
+  };
+  memo::DeviceMapCache bidirectional(p4_source, c.num_layers, c.num_heads, false, 1 << 20);
+  try {
+    bidirectional.plan({0});
+    ADD_FAILURE() << "a bidirectional cache took P4 maps";
+  } catch (const core::Error& e) {
+    EXPECT_EQ(e.kind(), core::ErrorKind::kBadInput);
+    EXPECT_NE(std::string(e.what()).find("P4"), std::string::npos) << e.what();
+  }
 }
 
 TEST(CudaLlamaModel, BadBatchesAndPlansAreRefused) {

@@ -148,6 +148,19 @@ TEST_F(MemoCliTest, FormatVersionMismatchIsRejected) {
   expect_bad_input(eval(db), "format version 99");
 }
 
+// P4 maps exist for causal decoders only: a build of the (bidirectional) encoder's maps as P4,
+// and a manifest that claims P4 for its maps, are refused naming P4.
+TEST_F(MemoCliTest, P4MapsOfABidirectionalModelAreRejected) {
+  expect_bad_input(build(dir_->path("db-p4"), "", "--map-dtype P4"),
+                   "P4 maps are for causal decoders only");
+  EXPECT_FALSE(fs::exists(dir_->path("db-p4") + "/db.json"));
+  const std::string db = copy_db();
+  nlohmann::json m = nlohmann::json::parse(std::ifstream(db + "/db.json"));
+  m["map_dtype"] = "P4";
+  std::ofstream(db + "/db.json") << m.dump();
+  expect_bad_input(eval(db), "P4 maps in a database of bidirectional maps");
+}
+
 TEST_F(MemoCliTest, EmptyDatabaseAndEmptyCorpusAreRejected) {
   fs::create_directories(dir_->path("empty-db"));
   expect_bad_input(eval(dir_->path("empty-db")), "not an AttnCache database");
