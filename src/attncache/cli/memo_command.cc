@@ -348,8 +348,8 @@ void add_build_command(CLI::App& app) {
                   "square-root companded: half of F16's bytes), FP8 (one byte, fp8 e4m3 of "
                   "256·p: what Hopper GPUs convert in one instruction; less accurate than P8 on "
                   "large probabilities) or, for decoders, P4 (4 bits a value relative to the "
-                  "row's largest and a scale per row: about half of P8's bytes; docs/gpu.md "
-                  "measures its accuracy)")
+                  "row's largest, each row decoded to sum to 1: about half of P8's bytes, and "
+                  "less accurate; docs/gpu.md measures it)")
       ->capture_default_str()
       ->check(CLI::IsMember({"F16", "BF16", "P8", "FP8", "P4"}));
   cmd->add_option("--index", o->index,
