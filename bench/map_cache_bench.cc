@@ -1,14 +1,16 @@
 // Times the device map cache loading decoder entries it does not hold: what a miss costs before
 // its hit can run. Entries are Llama-3.2-3B-shaped by default (28 layers × 24 heads) of random
 // softmax rows, held in host memory as a map database holds them: P8 packed triangles, or P4
-// rows. Per length and way of holding them:
-//   P8 → P8   staged as block triangles on the host (OpenMP), copied;
-//   P8 → P4   the same copy, then encoded to P4 on the device (--gpu-maps p4 on a P8 database);
-//   P4 → P4   P4 rows copied as they are, made block triangles on the device (a P4 database).
-// A load is plan() of an entry that is not resident (the cache holds one entry, and loads
-// alternate between two), until its copies and conversions are done. Also times a plain copy of
-// the P8 entry's bytes from page-locked memory (the PCIe floor) and, on one thread, the host P4
-// encoder that a P4 database build runs per layer.
+// rows. The cache transfers them as stored and lays them out on the device; per length:
+//   P8 -> P8                   as block triangles (a P8 database);
+//   P8 -> P4 (device encode)   then encoded to P4 (--gpu-maps p4 on a P8 database);
+//   P4 rows -> P4              as P4 block triangles (a P4 database);
+// each from ordinary memory (copied into page-locked staging first, in pieces) and from
+// page-locked memory (registered in place: --pin-maps). A load is plan() of an entry that is not
+// resident (the cache holds one entry, and loads alternate between two), until its copies and
+// conversions are done. Also times a plain copy of the P8 entry's bytes from page-locked memory
+// (the PCIe floor) and, on one thread, the host P4 encoder that a P4 database build runs per
+// layer.
 //
 //   map_cache_bench [--lengths 835,2048] [--heads 24] [--layers 28] [--loads 5] [--json FILE]
 #include <omp.h>
@@ -20,6 +22,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "attncache/kernels/cuda/check.h"
@@ -136,29 +139,39 @@ int main(int argc, char** argv) {
         core::DType source;
         bool p4;
       };
-      for (const Case& c : {Case{"P8 -> P8", core::DType::kP8, false},
-                            Case{"P8 -> P4 (device encode)", core::DType::kP8, true},
-                            Case{"P4 rows -> P4", core::DType::kP4, false}}) {
-        const void* bytes = c.source == core::DType::kP4 ? p4_entry.data() : p8_entry.data();
-        auto source = [&](int64_t) { return HostMaps{n, bytes, c.source}; };
-        DeviceMapCache probe(source, layers, heads, true, 1, c.p4);
-        const size_t entry_bytes = probe.entry_bytes(n, c.source);
-        DeviceMapCache cache(source, layers, heads, true, entry_bytes, c.p4);
-        std::vector<double> ms;
-        for (int r = 0; r <= loads; ++r) {  // the first load allocates the staging: not timed
-          core::Stopwatch watch;
-          cache.plan({r % 2});
-          if (r > 0) ms.push_back(watch.seconds() * 1e3);
+      for (const bool page_locked : {false, true}) {
+        std::vector<cuda::HostRegistration> registered;
+        if (page_locked) {
+          registered.emplace_back(p8_entry.data(), p8_entry.size(), "the P8 entry");
+          registered.emplace_back(p4_entry.data(), p4_entry.size(), "the P4 entry");
         }
-        const size_t host_bytes = c.source == core::DType::kP4 ? p4_entry.size() : p8_entry.size();
-        result["cases"].push_back({{"case", c.name},
-                                   {"host_bytes", host_bytes},
-                                   {"device_bytes", entry_bytes},
-                                   {"load_ms", median(ms)},
-                                   {"host_gb_per_s", host_bytes / median(ms) / 1e6}});
-        std::printf(
-            "%5d tokens  %-26s %8.1f ms a load  (%.2f GB from host, %.2f GB on the device)\n", n,
-            c.name, median(ms), host_bytes / 1e9, entry_bytes / 1e9);
+        for (const Case& c : {Case{"P8 -> P8", core::DType::kP8, false},
+                              Case{"P8 -> P4 (device encode)", core::DType::kP8, true},
+                              Case{"P4 rows -> P4", core::DType::kP4, false}}) {
+          const void* bytes = c.source == core::DType::kP4 ? p4_entry.data() : p8_entry.data();
+          auto source = [&](int64_t) { return HostMaps{n, bytes, c.source}; };
+          DeviceMapCache probe(source, layers, heads, true, 1, c.p4);
+          const size_t entry_bytes = probe.entry_bytes(n, c.source);
+          DeviceMapCache cache(source, layers, heads, true, entry_bytes, c.p4);
+          std::vector<double> ms;
+          for (int r = 0; r <= loads; ++r) {  // the first load allocates buffers: not timed
+            core::Stopwatch watch;
+            cache.plan({r % 2});
+            if (r > 0) ms.push_back(watch.seconds() * 1e3);
+          }
+          const size_t host_bytes =
+              c.source == core::DType::kP4 ? p4_entry.size() : p8_entry.size();
+          const std::string name = std::string(c.name) + (page_locked ? ", page-locked" : "");
+          result["cases"].push_back({{"case", name},
+                                     {"page_locked_source", page_locked},
+                                     {"host_bytes", host_bytes},
+                                     {"device_bytes", entry_bytes},
+                                     {"load_ms", median(ms)},
+                                     {"host_gb_per_s", host_bytes / median(ms) / 1e6}});
+          std::printf(
+              "%5d tokens  %-40s %8.1f ms a load  (%.2f GB from host, %.2f GB on the device)\n", n,
+              name.c_str(), median(ms), host_bytes / 1e9, entry_bytes / 1e9);
+        }
       }
       std::printf(
           "%5d tokens  pinned copy of the P8 entry %8.1f ms; host P4 encode %.1f ms a layer "

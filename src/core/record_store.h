@@ -64,6 +64,8 @@ class RecordStore {
   const nlohmann::json& meta() const { return meta_; }
   const std::string& path() const { return file_.path(); }
   uint64_t file_bytes() const { return file_.size(); }
+  // The whole file as mapped (records lie inside it).
+  std::span<const std::byte> file() const { return {file_.data(), file_.size()}; }
 
   // Checks the CRC-32 of every record; throws core::Error (bad input) at the first mismatch.
   void verify() const;

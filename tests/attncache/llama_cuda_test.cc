@@ -1043,23 +1043,29 @@ std::vector<uint8_t> device_layout(const std::vector<uint8_t>& host, int layers,
   return result;
 }
 
-// Every source type, held as stored and as P4 (causal maps only): the device bytes, the LRU's
-// hits, misses and evictions.
+// Every source type, held as stored and as P4 (causal maps only), staged and from page-locked
+// memory: the device bytes, the LRU's hits, misses and evictions.
 TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
   SKIP_WITHOUT_GPU();
   for (const bool causal : {true, false}) {
-    for (const core::DType dtype :
-         {core::DType::kF16, core::DType::kP8, core::DType::kFP8, core::DType::kP4}) {
-      for (const bool p4 : {false, true}) {
+    for (const core::DType dtype : {core::DType::kF16, core::DType::kBF16, core::DType::kP8,
+                                    core::DType::kFP8, core::DType::kP4}) {
+      for (const int variant : {0, 1, 2}) {
+        const bool p4 = variant == 1, pinned = variant == 2;
         if (!causal && (p4 || dtype == core::DType::kP4)) continue;
         if (p4 && dtype == core::DType::kP4) continue;  // held as P4 either way
         SCOPED_TRACE(std::string(core::dtype_name(dtype)) + (p4 ? " as P4" : "") +
-                     (causal ? ", causal" : ""));
+                     (causal ? ", causal" : "") + (pinned ? ", page-locked" : ""));
         const int layers = 2, heads = 3;
         const std::vector<int> lengths = {5, 70, 130};
         std::vector<std::vector<uint8_t>> host;
+        std::vector<cuda::HostRegistration> registered;
         for (size_t e = 0; e < lengths.size(); ++e) {
           host.push_back(random_maps(layers, heads, lengths[e], causal, dtype, 7 + e));
+        }
+        for (const auto& h : host) {
+          if (pinned) registered.emplace_back(h.data(), h.size(), "test maps");
+          ASSERT_EQ(cuda::page_locked(h.data()), pinned);
         }
         auto source = [&](int64_t e) { return memo::HostMaps{lengths[e], host[e].data(), dtype}; };
         // Room for entries 1 and 2 together, not for all three.
@@ -1080,8 +1086,11 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
                                   : dtype == core::DType::kF16 ? core::DType::kBF16
                                                                : dtype);
             const size_t layer_bytes = want.size() / layers;
-            // P4 layers are made on the device: the padding after them is never written.
-            const size_t used = held_as_p4 ? cuda::p4_map_bytes(lengths[e], heads) : layer_bytes;
+            // Layers are made on the device: the padding after them is never written.
+            const size_t head =
+                causal ? cuda::causal_map_elements(lengths[e]) : size_t(lengths[e]) * lengths[e];
+            const size_t used = held_as_p4 ? cuda::p4_map_bytes(lengths[e], heads)
+                                           : heads * head * core::dtype_size(slot.dtype);
             std::vector<uint8_t> got(used);
             ASSERT_EQ(cudaMemcpy(got.data(), slot.stored, used, cudaMemcpyDeviceToHost),
                       cudaSuccess);

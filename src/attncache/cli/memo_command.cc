@@ -57,6 +57,7 @@ struct EvalCliOptions {
   std::string device = "cpu";
   size_t gpu_cache_mib = 4096;
   std::string gpu_maps = "stored";
+  bool pin_maps = false;
 };
 
 std::unique_ptr<PrefillModel> load_model(const std::string& model, int threads) {
@@ -234,6 +235,7 @@ void print_gpu_report(const nlohmann::json& r) {
   std::printf("device map cache (%.0f MiB): %zu entries loaded, %zu reused, %zu evicted\n",
               num(r["map_cache"]["budget_bytes"]) / (1 << 20), c["misses"].get<size_t>(),
               c["hits"].get<size_t>(), c["evictions"].get<size_t>());
+  std::printf("  entries came from: %s\n", c["host_source"].get<std::string>().c_str());
   const auto& h = r["per_hit"];
   if (h.is_object() && h.contains("end_to_end_speedup")) {
     std::printf("per hit (forced reuse of %zu same-length candidates, maps resident): %.3fx\n",
@@ -293,6 +295,7 @@ void run_eval(const EvalCliOptions& o) {
     gpu_options.policy = options.policy;
     gpu_options.cache_bytes = o.gpu_cache_mib << 20;
     gpu_options.p4_maps = o.gpu_maps == "p4";
+    gpu_options.pin_host_maps = o.pin_maps;
     gpu_options.progress = true;
     report = memo::evaluate_on_gpu(*model, gpu, db, queries, gpu_options);
   } else {
@@ -429,6 +432,12 @@ void add_eval_command(CLI::App& app) {
                   "on the GPU: its memory for stored maps (least recently used out)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 24));
+  cmd->add_flag(
+      "--pin-maps", o->pin_maps,
+      "on the GPU: page-lock the map database in host memory first (its file mapping "
+      "registered in place, or, where the driver refuses, copied into page-locked memory: "
+      "as much host memory again), so the map cache's misses transfer at full PCIe speed "
+      "with no staging copy");
   cmd->add_option("--gpu-maps", o->gpu_maps,
                   "on the GPU, how its map cache holds a decoder's maps: stored (as the database: "
                   "bf16 for fp16 or bf16, else P8 or FP8); p4 (4 bits a value and a scale per row, "

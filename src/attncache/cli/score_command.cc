@@ -31,6 +31,7 @@ struct MmluOptions {
   std::string db;
   std::string device = "cpu";
   std::string gpu_maps = "stored";
+  bool pin_maps = false;
   std::string json;
   int shots = 5;
   int limit = 0;
@@ -158,6 +159,7 @@ void run_mmlu(const MmluOptions& o) {
       gpu_options.threshold = o.threshold;
       gpu_options.batch = o.batch;
       gpu_options.p4_maps = o.gpu_maps == "p4";
+      gpu_options.pin_host_maps = o.pin_maps;
       options.attncache_embed = memo::with_cpu_fallback(
           memo::gpu_attncache(*decoder, device, *db, gpu_options),
           [&]() -> memo::GpuAttnCacheFn {
@@ -406,6 +408,12 @@ void add_score_command(CLI::App& app) {
           "--paper, maps in GPU memory); prefix_kv and AttnCache's layer-0 check run on the CPU")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  mmlu->add_flag(
+      "--pin-maps", o->pin_maps,
+      "on the GPU: page-lock the map database in host memory first (its file mapping "
+      "registered in place, or, where the driver refuses, copied into page-locked memory: "
+      "as much host memory again), so the map cache's misses transfer at full PCIe speed "
+      "with no staging copy");
   mmlu->add_option(
           "--gpu-maps", o->gpu_maps,
           "on the GPU, how its map cache holds a decoder's maps: stored (as the database: bf16 for "

@@ -27,13 +27,14 @@ core::DType device_dtype(core::DType source, bool p4) {
 
 size_t pad256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
-// Staging buffers in turn: entry k converts into buffer k % 2 once that buffer's last copy is
-// done, so conversion on the host overlaps the previous entry's copy.
+// Staging buffers in turn: entry k is copied into buffer k % 2 once that buffer's last copy is
+// done, so the host's copying overlaps the previous entry's transfer.
 constexpr int kStaging = 2;
-// An entry is staged and copied in this many pieces (runs of layers): each piece's copy runs
-// while the host stages the next. P4 rows, which staging only copies, go in one piece: in
-// pieces their loads were slower on the H100 (bench/results/map_cache/pieces_h100).
+// An entry staged through host memory goes in this many pieces (runs of layers): each piece's
+// transfer runs while the host copies the next. Each layer's host copy is split in kCopyParts
+// parts, so that every OpenMP thread has work whatever a piece's layers.
 constexpr int kPieces = 8;
+constexpr int kCopyParts = 16;
 
 }  // namespace
 
@@ -53,10 +54,11 @@ struct DeviceMapCache::Impl {
   };
   std::map<int64_t, Resident> resident;
   cuda::PinnedHostBuffer staging[kStaging];
-  // One staged layer on the device, converted from there to P4 (used on `stream` only).
-  cuda::DeviceBuffer p4_source;
   cudaEvent_t staged[kStaging] = {};
   int next_staging = 0;
+  // One layer as stored, where it lands on the device before its conversion, and one layer of
+  // block triangles that are encoded to P4 from there (used on `stream` only).
+  cuda::DeviceBuffer arrival, tiles;
   Stats counts;
 
   Impl(Source s, int l, int h, bool c, size_t capacity, bool p)
@@ -71,107 +73,75 @@ struct DeviceMapCache::Impl {
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
 
-  size_t head_elements(int n) const {
-    return causal ? cuda::causal_map_elements(n) : static_cast<size_t>(n) * n;
-  }
   // One layer's maps on the device as `dtype` (the kernels' layout), padded to 256 bytes: every
   // layer's maps start aligned for the kernels.
   size_t tile_layer_bytes(int n, core::DType dtype) const {
-    return pad256(dtype == core::DType::kP4
-                      ? cuda::p4_map_bytes(n, heads)
-                      : static_cast<size_t>(heads) * head_elements(n) * core::dtype_size(dtype));
+    if (dtype == core::DType::kP4) return pad256(cuda::p4_map_bytes(n, heads));
+    const size_t head = causal ? cuda::causal_map_elements(n) : static_cast<size_t>(n) * n;
+    return pad256(heads * head * core::dtype_size(dtype));
   }
   size_t layer_bytes(int n, core::DType source) const {
     return tile_layer_bytes(n, device_dtype(source, p4));
   }
   size_t bytes(int n, core::DType source) const { return layers * layer_bytes(n, source); }
-  // One layer as it is staged and copied: the device layout, except that P4 is made on the
-  // device from P4 rows (a P4 source) or from the source's own device layout.
-  size_t staged_layer_bytes(int n, core::DType source) const {
-    if (source == core::DType::kP4) return pad256(p4_layer_bytes(n, heads));
-    return tile_layer_bytes(n, device_dtype(source, false));
+  size_t stored_bytes(int n, core::DType source) const {
+    return stored_layer_bytes(n, heads, causal, source);
   }
 
-  // Layers [l0, l1) of the entry's maps as staged_layer_bytes lays them out, written into `out`
-  // (which holds the whole entry).
+  // Layers [l0, l1) of the entry as stored, copied into `out` (which holds the whole entry).
   void stage(const HostMaps& host, void* out, int l0, int l1) const {
-    const int n = host.n_tokens;
-    const size_t stride = staged_layer_bytes(n, host.dtype);
-    if (host.dtype == core::DType::kP4) {
-      // Copies of kCopyParts parts a layer keep every thread busy whatever the piece's layers.
-      constexpr int kCopyParts = 16;
-      const size_t layer = p4_layer_bytes(n, heads), part = (layer + kCopyParts - 1) / kCopyParts;
+    const size_t layer = stored_bytes(host.n_tokens, host.dtype);
+    const size_t part = (layer + kCopyParts - 1) / kCopyParts;
 #pragma omp parallel for
-      for (int c = l0 * kCopyParts; c < l1 * kCopyParts; ++c) {
-        const int l = c / kCopyParts;
-        const size_t from = (c % kCopyParts) * part,
-                     bytes = std::min(part, layer - std::min(layer, from));
-        std::memcpy(static_cast<unsigned char*>(out) + l * stride + from,
-                    static_cast<const unsigned char*>(host.maps) + l * layer + from, bytes);
-      }
-      return;
-    }
-    const size_t in_elements =
-        causal ? static_cast<size_t>(n) * (n + 1) / 2 : static_cast<size_t>(n) * n;
-    const size_t in_bytes = core::dtype_size(host.dtype);
-    const core::DType dtype = device_dtype(host.dtype, false);
-    const int out_bytes = static_cast<int>(core::dtype_size(dtype));
-    const size_t used = static_cast<size_t>(heads) * head_elements(n) * out_bytes;
-    for (int l = l0; l < l1; ++l) {  // the padding: staging is reused, so clear it
-      std::memset(static_cast<unsigned char*>(out) + l * stride + used, 0, stride - used);
-    }
-    // A 512-token entry of MiniLM is 38 MB of fp16: its heads convert in parallel.
-#pragma omp parallel for schedule(dynamic)
-    for (int m = l0 * heads; m < l1 * heads; ++m) {
-      std::vector<float> f32;
-      std::vector<uint8_t> converted;
-      const auto* src = static_cast<const unsigned char*>(host.maps) + m * in_elements * in_bytes;
-      unsigned char* head = static_cast<unsigned char*>(out) + (m / heads) * stride +
-                            (m % heads) * head_elements(n) * out_bytes;
-      if (host.dtype == core::DType::kF16) {  // → bf16
-        f32.resize(in_elements);
-        converted.resize(in_elements * 2);
-        core::convert_to_f32(host.dtype, src, in_elements, f32.data());
-        core::convert_from_f32(core::DType::kBF16, f32.data(), in_elements, converted.data());
-        src = converted.data();
-      }
-      if (causal) {
-        cuda::causal_map_to_tiles(src, n, out_bytes, head);
-      } else {
-        std::copy(src, src + in_elements * out_bytes, head);
-      }
+    for (int c = l0 * kCopyParts; c < l1 * kCopyParts; ++c) {
+      const size_t from = static_cast<size_t>(c) / kCopyParts * layer + (c % kCopyParts) * part;
+      const size_t bytes = std::min(part, layer - std::min(layer, (c % kCopyParts) * part));
+      std::memcpy(static_cast<unsigned char*>(out) + from,
+                  static_cast<const unsigned char*>(host.maps) + from, bytes);
     }
   }
 
-  // Queues the copy of staged layers [l0, l1) into `device` (the entry's maps) on the cache's
-  // stream: as they are, or layer by layer through p4_source and converted to P4 there.
-  void upload(const HostMaps& host, const void* staged, void* device, int l0, int l1) {
+  void reserve(cuda::DeviceBuffer& buffer, size_t bytes, const char* what) {
+    if (buffer.size() >= bytes) return;
+    cuda::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (map cache)");
+    buffer = {};
+    buffer = cuda::DeviceBuffer(bytes, what);
+  }
+
+  // Queues, on the cache's stream, the transfer of layers [l0, l1) of the entry as stored at
+  // `from` (page-locked) into `device` (the entry's maps), and their conversion there to the
+  // kernels' layout: straight into place when the stored layout is the kernels', else layer by
+  // layer through `arrival`.
+  void upload(const HostMaps& host, const void* from, void* device, int l0, int l1) {
     const int n = host.n_tokens;
-    const size_t stride = staged_layer_bytes(n, host.dtype);
-    if (device_dtype(host.dtype, p4) != core::DType::kP4) {
-      cuda::check(cudaMemcpyAsync(static_cast<char*>(device) + l0 * stride,
-                                  static_cast<const char*>(staged) + l0 * stride,
-                                  (l1 - l0) * stride, cudaMemcpyHostToDevice, stream),
+    const size_t stored = stored_bytes(n, host.dtype), held = layer_bytes(n, host.dtype);
+    const core::DType held_dtype = device_dtype(host.dtype, p4);
+    const auto* src = static_cast<const char*>(from);
+    auto* dst = static_cast<char*>(device);
+    auto transfer = [&](void* to, int l) {
+      cuda::check(cudaMemcpyAsync(to, src + l * stored, stored, cudaMemcpyHostToDevice, stream),
                   "cudaMemcpyAsync (map cache)");
+    };
+    if (!causal && held_dtype == host.dtype) {
+      for (int l = l0; l < l1; ++l) transfer(dst + l * held, l);
       return;
     }
-    if (p4_source.size() < stride) {
-      cuda::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (map cache)");
-      p4_source = {};
-      p4_source = cuda::DeviceBuffer(stride, "map cache conversion buffer");
-    }
-    const size_t out_stride = layer_bytes(n, host.dtype);
+    reserve(arrival, stored, "map cache arrival buffer");
+    const core::DType tile_dtype = device_dtype(host.dtype, false);
+    const bool encode = held_dtype == core::DType::kP4 && host.dtype != core::DType::kP4;
+    if (encode) reserve(tiles, tile_layer_bytes(n, tile_dtype), "map cache conversion buffer");
     for (int l = l0; l < l1; ++l) {
-      cuda::check(cudaMemcpyAsync(p4_source.data(), static_cast<const char*>(staged) + l * stride,
-                                  stride, cudaMemcpyHostToDevice, stream),
-                  "cudaMemcpyAsync (map cache)");
-      void* to = static_cast<char*>(device) + l * out_stride;
+      transfer(arrival.data(), l);
+      void* to = dst + l * held;
       if (host.dtype == core::DType::kP4) {
-        cuda::p4_rows_to_tiles(p4_source.data(), n, heads, to, stream);
-      } else {
-        cuda::maps_to_p4(p4_source.data(),
-                         cuda_forward::map_format(device_dtype(host.dtype, false)), n, heads, to,
-                         stream);
+        cuda::p4_rows_to_tiles(arrival.data(), n, heads, to, stream);
+        continue;
+      }
+      cuda::stored_maps_to_tiles(
+          arrival.data(), n, heads, causal, static_cast<int>(core::dtype_size(host.dtype)),
+          host.dtype == core::DType::kF16, encode ? tiles.data() : to, stream);
+      if (encode) {
+        cuda::maps_to_p4(tiles.data(), cuda_forward::map_format(tile_dtype), n, heads, to, stream);
       }
     }
   }
@@ -206,22 +176,25 @@ struct DeviceMapCache::Impl {
       r.n_tokens = host.n_tokens;
       r.dtype = device_dtype(host.dtype, p4);
       r.maps = cuda::DeviceBuffer(size, "cached attention maps");
-      const int k = next_staging;
-      next_staging = (next_staging + 1) % kStaging;
-      cuda::check(cudaEventSynchronize(staged[k]), "cudaEventSynchronize (map staging)");
-      const size_t staged_size = layers * staged_layer_bytes(host.n_tokens, host.dtype);
-      if (staging[k].size() < staged_size) {
-        staging[k] = {};
-        staging[k] = cuda::PinnedHostBuffer(staged_size, "map cache staging");
+      if (cuda::page_locked(host.maps)) {
+        upload(host, host.maps, r.maps.data(), 0, layers);
+      } else {
+        const int k = next_staging;
+        next_staging = (next_staging + 1) % kStaging;
+        cuda::check(cudaEventSynchronize(staged[k]), "cudaEventSynchronize (map staging)");
+        const size_t staged_size = layers * stored_bytes(host.n_tokens, host.dtype);
+        if (staging[k].size() < staged_size) {
+          staging[k] = {};
+          staging[k] = cuda::PinnedHostBuffer(staged_size, "map cache staging");
+        }
+        const int piece = (layers + kPieces - 1) / kPieces;
+        for (int l0 = 0; l0 < layers; l0 += piece) {
+          const int l1 = std::min(layers, l0 + piece);
+          stage(host, staging[k].data(), l0, l1);
+          upload(host, staging[k].data(), r.maps.data(), l0, l1);
+        }
+        cuda::check(cudaEventRecord(staged[k], stream), "cudaEventRecord");
       }
-      const int pieces = host.dtype == core::DType::kP4 ? 1 : kPieces;
-      const int piece = (layers + pieces - 1) / pieces;
-      for (int l0 = 0; l0 < layers; l0 += piece) {
-        const int l1 = std::min(layers, l0 + piece);
-        stage(host, staging[k].data(), l0, l1);
-        upload(host, staging[k].data(), r.maps.data(), l0, l1);
-      }
-      cuda::check(cudaEventRecord(staged[k], stream), "cudaEventRecord");
       cuda::check(cudaEventCreateWithFlags(&r.ready, cudaEventDisableTiming), "cudaEventCreate");
       cuda::check(cudaEventRecord(r.ready, stream), "cudaEventRecord");
       return resident.emplace(entry, std::move(r)).first->second;

@@ -4,11 +4,12 @@
 // causal maps as packed lower triangles, or P4 rows); the device holds what the kernels read
 // (bf16 for fp16/bf16 sources, P8 and FP8 as they are; causal maps as block triangles; P4 as P4
 // block triangles; or, when asked, causal maps of any source as P4, a quarter of bf16's bytes).
-// Entries are rearranged on the host into page-locked staging (fp16 → bf16, triangles → block
-// triangles) and copied on the cache's own stream, in pieces of layers so that each piece's copy
-// runs while the host stages the next; P4 block triangles are made on the device,
-// layer by layer after the copy (from P4 rows, or by encoding the staged bf16/P8/FP8 tiles), in
-// a buffer of one staged layer that the byte budget does not count.
+// The host only copies bytes: an entry is transferred as stored and laid out on the device
+// (fp16 → bf16, packed triangles or P4 rows → block triangles, encoding to P4 when asked), layer
+// by layer through a device buffer of one stored layer that the byte budget does not count. A
+// source in page-locked memory (a registered map database: for_database's `pin_host`) is
+// transferred from where it lies; any other is first copied into page-locked staging, in pieces
+// of layers so that each piece's transfer runs while the host copies the next.
 //
 // prefetch() queues copies ahead of need, e.g. the next batch's hits while this batch computes
 // (a GPU model's forward blocks the calling thread, so: prefetch(next), forward(this),
@@ -23,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "attncache/model/cuda_model.h"
@@ -33,7 +35,9 @@ namespace attncache::memo {
 class MapDatabase;
 
 // One entry's maps in host memory: `layers` layers back to back, each `heads` maps of n_tokens
-// (N×N, or packed lower triangles of N(N+1)/2 when causal).
+// (N×N, or packed lower triangles of N(N+1)/2 when causal; attncache/kernels/stored_maps.h).
+// Page-locked maps are transferred after the source returns them (until plan() returns): they
+// must stay in place.
 struct HostMaps {
   int n_tokens = 0;
   const void* maps = nullptr;
@@ -48,9 +52,12 @@ class DeviceMapCache {
   // (a P4 source is held as P4 either way); bad input for bidirectional maps.
   DeviceMapCache(Source source, int layers, int heads, bool causal, size_t capacity_bytes,
                  bool p4 = false);
-  // Entries of a map database (entry i: its i-th stored input).
+  // Entries of a map database (entry i: its i-th stored input). `pin_host`: page-lock the
+  // database's entries first, so that misses transfer from them with no staging copy: its file
+  // mapping registered in place, or, where the driver refuses that, copied into page-locked
+  // memory (as much host memory again); source_note() says which. Bad input when neither works.
   static std::unique_ptr<DeviceMapCache> for_database(const MapDatabase& db, size_t capacity_bytes,
-                                                      bool p4 = false);
+                                                      bool p4 = false, bool pin_host = false);
   ~DeviceMapCache();
 
   // Starts copying the entries (−1: none) that are not resident, as far as they fit beside the
@@ -65,12 +72,15 @@ class DeviceMapCache {
     size_t resident_bytes = 0, resident_entries = 0;
   };
   Stats stats() const;
+  // How for_database holds the source (empty when it did not pin it).
+  const std::string& source_note() const { return source_note_; }
   // Device bytes of an entry of n tokens from a source of `dtype`.
   size_t entry_bytes(int n_tokens, core::DType dtype) const;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  std::string source_note_;
 };
 
 }  // namespace attncache::memo

@@ -72,7 +72,8 @@ class GpuAttnCache {
                const GpuEvalOptions& options)
       : lookups_(model, db, options.threshold, options.policy, {false, 0.0f}),
         gpu_(gpu),
-        maps_(DeviceMapCache::for_database(db, options.cache_bytes, options.p4_maps)),
+        maps_(DeviceMapCache::for_database(db, options.cache_bytes, options.p4_maps,
+                                           options.pin_host_maps)),
         policy_(options.policy),
         layers_(db.layers()) {}
 
@@ -154,7 +155,8 @@ class GpuAttnCache {
             {"misses", s.misses},
             {"evictions", s.evictions},
             {"resident_entries", s.resident_entries},
-            {"resident_bytes", s.resident_bytes}};
+            {"resident_bytes", s.resident_bytes},
+            {"host_source", maps_->source_note().empty() ? "staged" : maps_->source_note()}};
   }
 
  private:

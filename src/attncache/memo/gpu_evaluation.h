@@ -37,6 +37,7 @@ struct GpuEvalOptions {
   int batch = 32;
   size_t cache_bytes = size_t{4} << 30;  // the device map cache's budget
   bool p4_maps = false;  // the device map cache holds (causal) maps as P4, not as stored
+  bool pin_host_maps = false;  // the database page-locked in host memory (for_database's pin_host)
   int per_hit_queries = 256;             // forced reuse of same-length candidates, timed
   bool progress = false;
 };

@@ -115,6 +115,8 @@ class MapDatabase {
   core::NearestIndex& index() { return index_; }
   const nlohmann::json& manifest() const { return manifest_; }
   uint64_t bytes_on_disk() const { return bytes_on_disk_; }
+  // The mapped file that holds every entry (entry(i).maps points into it).
+  std::span<const std::byte> entries_file() const { return maps_.file(); }
 
  private:
   MapDatabase(Projector projector) : projector_(std::move(projector)) {}

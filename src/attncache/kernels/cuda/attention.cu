@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "attncache/kernels/cuda/attention.h"
@@ -1368,6 +1369,31 @@ __global__ void p4_rows_to_tiles_kernel(const unsigned char* in, int n, int head
       p4_scale(squares);
 }
 
+// One CTA per (row of the padded block triangle, head) of a layer of stored maps (packed lower
+// triangles of kBytes-byte values, the map database's layout) → the row's tile rows of the block
+// triangle: its keys, zeros past the diagonal and in rows past n; fp16 values become bf16.
+template <int kBytes, bool kF16>
+__global__ void packed_rows_to_tiles_kernel(const unsigned char* in, int n, unsigned char* out) {
+  using Value = std::conditional_t<kBytes == 1, unsigned char, uint16_t>;
+  const int i = blockIdx.x, h = blockIdx.y, rb = i / kRows;
+  const auto* row = reinterpret_cast<const Value*>(in) + (static_cast<size_t>(h) * n * (n + 1) / 2 +
+                                                          static_cast<size_t>(i) * (i + 1) / 2);
+  auto* tiles = reinterpret_cast<Value*>(out) + h * causal_tiles(n) * kRows * kRows +
+                static_cast<size_t>(i % kRows) * kRows;
+  for (int k = threadIdx.x; k < (rb + 1) * kRows; k += blockDim.x) {
+    Value v = i < n && k <= i ? row[k] : 0;
+    if constexpr (kF16) {
+      v = __bfloat16_as_ushort(__float2bfloat16_rn(__half2float(__ushort_as_half(v))));
+    }
+    tiles[tile_offset(rb, k / kRows) + k % kRows] = v;
+  }
+}
+
+__global__ void f16_to_bf16_kernel(const __half* in, __nv_bfloat16* out, size_t count) {
+  const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  if (i < count) out[i] = __float2bfloat16_rn(__half2float(in[i]));
+}
+
 // Launches with `smem` bytes of dynamic shared memory, raising the kernel's limit once when
 // that is past the default 48 KB.
 template <auto kKernel, int kBlockThreads = kThreads, typename... Args>
@@ -1670,6 +1696,37 @@ void p4_rows_to_tiles(const void* rows, int n, int heads, void* p4, cudaStream_t
   p4_rows_to_tiles_kernel<<<dim3((n + kRows - 1) / kRows, heads), kRows, 0, stream>>>(
       static_cast<const unsigned char*>(rows), n, heads, static_cast<unsigned char*>(p4));
   check_launch("p4_rows_to_tiles");
+}
+
+void stored_maps_to_tiles(const void* stored, int n, int heads, bool causal, int bytes, bool fp16,
+                          void* out, cudaStream_t stream) {
+  if (n <= 0 || heads <= 0) return;
+  if ((bytes != 1 && bytes != 2) || (fp16 && bytes != 2)) {
+    core::throw_internal("stored_maps_to_tiles: ", bytes, "-byte values", fp16 ? " as fp16" : "");
+  }
+  const auto* in = static_cast<const unsigned char*>(stored);
+  auto* to = static_cast<unsigned char*>(out);
+  if (!causal) {
+    const size_t count = static_cast<size_t>(heads) * n * n;
+    if (fp16) {
+      f16_to_bf16_kernel<<<(count + 255) / 256, 256, 0, stream>>>(
+          reinterpret_cast<const __half*>(in), reinterpret_cast<__nv_bfloat16*>(to), count);
+      check_launch("stored_maps_to_tiles");
+    } else {
+      check(cudaMemcpyAsync(to, in, count * bytes, cudaMemcpyDeviceToDevice, stream),
+            "stored_maps_to_tiles");
+    }
+    return;
+  }
+  const dim3 grid((n + kRows - 1) / kRows * kRows, heads);
+  if (bytes == 1) {
+    packed_rows_to_tiles_kernel<1, false><<<grid, kThreads, 0, stream>>>(in, n, to);
+  } else if (fp16) {
+    packed_rows_to_tiles_kernel<2, true><<<grid, kThreads, 0, stream>>>(in, n, to);
+  } else {
+    packed_rows_to_tiles_kernel<2, false><<<grid, kThreads, 0, stream>>>(in, n, to);
+  }
+  check_launch("stored_maps_to_tiles");
 }
 
 }  // namespace attncache::cuda

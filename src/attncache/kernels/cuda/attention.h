@@ -116,6 +116,14 @@ void causal_maps_to_p4(const float* packed, int n, int heads, void* p4);
 void p4_rows_to_tiles(const void* rows, int n, int heads, void* p4);
 void p4_rows_to_tiles(const void* rows, int n, int heads, void* p4, cudaStream_t stream);
 
+// One layer of `heads` maps as the map database stores them (attncache/kernels/stored_maps.h),
+// `bytes` (1 or 2) a value, causal ones as packed lower triangles → the layout the reuse kernels
+// read: block triangles when causal, and with `fp16` the values (fp16) as bf16, rounded to
+// nearest even as core::convert_from_f32 rounds. On the device (the map cache's conversion after
+// its copy); causal_map_to_tiles is the host's.
+void stored_maps_to_tiles(const void* stored, int n, int heads, bool causal, int bytes, bool fp16,
+                          void* out, cudaStream_t stream);
+
 // Exact attention for every head not reused; with `record`, also writes P where a slot asks.
 void attention_exact(const AttentionArgs& args, bool record, cudaStream_t stream);
 // Query heads per CTA of attention_reuse with these arguments when it runs the grouped kernel

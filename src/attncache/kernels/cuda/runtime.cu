@@ -102,4 +102,50 @@ PinnedHostBuffer& PinnedHostBuffer::operator=(PinnedHostBuffer&& other) noexcept
   return *this;
 }
 
+HostRegistration::HostRegistration(const void* data, size_t bytes, const char* what) {
+  if (bytes == 0) return;
+  int read_only = 0;
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&read_only, cudaDevAttrHostRegisterReadOnlySupported, device),
+        "cudaDeviceGetAttribute");
+  void* p = const_cast<void*>(data);
+  const cudaError_t status =
+      cudaHostRegister(p, bytes, read_only ? cudaHostRegisterReadOnly : cudaHostRegisterDefault);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();
+    core::throw_bad_input("cannot page-lock the ", bytes / 1048576.0, " MiB of ", what, " (",
+                          cudaGetErrorName(status),
+                          read_only ? ""
+                                    : "; read-only registration is "
+                                      "not supported here",
+                          ")");
+  }
+  data_ = p;
+}
+
+HostRegistration::~HostRegistration() {
+  if (data_ != nullptr) (void)cudaHostUnregister(data_);
+}
+
+HostRegistration::HostRegistration(HostRegistration&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)) {}
+
+HostRegistration& HostRegistration::operator=(HostRegistration&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) (void)cudaHostUnregister(data_);
+    data_ = std::exchange(other.data_, nullptr);
+  }
+  return *this;
+}
+
+bool page_locked(const void* p) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeHost;
+}
+
 }  // namespace attncache::cuda

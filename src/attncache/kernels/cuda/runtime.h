@@ -65,4 +65,25 @@ class PinnedHostBuffer {
   size_t size_ = 0;
 };
 
+// Existing host memory page-locked in place (cudaHostRegister) until destruction, so the device
+// copies from it at full speed with no staging copy: read-only for the device where the platform
+// supports that (as a read-only file mapping needs), else as any memory. Failure throws
+// core::Error (bad input) naming `what` and the driver's reason.
+class HostRegistration {
+ public:
+  HostRegistration() = default;
+  HostRegistration(const void* data, size_t bytes, const char* what);
+  ~HostRegistration();
+  HostRegistration(HostRegistration&& other) noexcept;
+  HostRegistration& operator=(HostRegistration&& other) noexcept;
+  HostRegistration(const HostRegistration&) = delete;
+  HostRegistration& operator=(const HostRegistration&) = delete;
+
+ private:
+  void* data_ = nullptr;
+};
+
+// Whether `p` points into page-locked host memory (PinnedHostBuffer, HostRegistration).
+bool page_locked(const void* p);
+
 }  // namespace attncache::cuda
