@@ -12,9 +12,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -1059,15 +1061,24 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
         const int layers = 2, heads = 3;
         const std::vector<int> lengths = {5, 70, 130};
         std::vector<std::vector<uint8_t>> host;
+        // Page-locked: a copy of each entry in pages of its own (a page is registered once).
+        std::vector<std::unique_ptr<uint8_t, void (*)(void*)>> own_pages;
         std::vector<cuda::HostRegistration> registered;
+        std::vector<const uint8_t*> maps;
         for (size_t e = 0; e < lengths.size(); ++e) {
           host.push_back(random_maps(layers, heads, lengths[e], causal, dtype, 7 + e));
+          maps.push_back(host.back().data());
+          if (pinned) {
+            const size_t bytes = (host.back().size() + 4095) / 4096 * 4096;
+            own_pages.emplace_back(static_cast<uint8_t*>(std::aligned_alloc(4096, bytes)),
+                                   std::free);
+            std::copy(host.back().begin(), host.back().end(), own_pages.back().get());
+            registered.emplace_back(own_pages.back().get(), host.back().size(), "test maps");
+            maps.back() = own_pages.back().get();
+          }
+          ASSERT_EQ(cuda::page_locked(maps.back()), pinned);
         }
-        for (const auto& h : host) {
-          if (pinned) registered.emplace_back(h.data(), h.size(), "test maps");
-          ASSERT_EQ(cuda::page_locked(h.data()), pinned);
-        }
-        auto source = [&](int64_t e) { return memo::HostMaps{lengths[e], host[e].data(), dtype}; };
+        auto source = [&](int64_t e) { return memo::HostMaps{lengths[e], maps[e], dtype}; };
         // Room for entries 1 and 2 together, not for all three.
         memo::DeviceMapCache probe(source, layers, heads, causal, 1, p4);
         const size_t room = probe.entry_bytes(70, dtype) + probe.entry_bytes(130, dtype);
