@@ -43,7 +43,9 @@ struct DeviceMapCache::Impl {
   int layers = 0, heads = 0;
   bool causal = false, p4 = false;
   core::LruBudget lru;
-  cudaStream_t stream = nullptr;
+  // Transfers run on `stream`, conversions on `convert`, so that layer l converts while layer
+  // l + 1 arrives (in arrival[(l + 1) % 2]); `stream` ends each entry's work.
+  cudaStream_t stream = nullptr, convert = nullptr;
 
   struct Resident {
     cuda::DeviceBuffer maps;
@@ -56,9 +58,11 @@ struct DeviceMapCache::Impl {
   cuda::PinnedHostBuffer staging[kStaging];
   cudaEvent_t staged[kStaging] = {};
   int next_staging = 0;
-  // One layer as stored, where it lands on the device before its conversion, and one layer of
-  // block triangles that are encoded to P4 from there (used on `stream` only).
-  cuda::DeviceBuffer arrival, tiles;
+  // Layers as stored, where they land on the device before their conversion (in turn), and
+  // one layer of block triangles that are encoded to P4 from there.
+  cuda::DeviceBuffer arrival[2], tiles;
+  cudaEvent_t arrived[2] = {}, converted[2] = {};
+  int next_arrival = 0;
   Stats counts;
 
   Impl(Source s, int l, int h, bool c, size_t capacity, bool p)
@@ -67,10 +71,14 @@ struct DeviceMapCache::Impl {
     for (auto& [entry, r] : resident) {
       if (r.ready != nullptr) cudaEventDestroy(r.ready);
     }
-    for (cudaEvent_t e : staged) {
-      if (e != nullptr) cudaEventDestroy(e);
+    for (cudaEvent_t* e : event_slots()) {
+      if (*e != nullptr) cudaEventDestroy(*e);
     }
     if (stream != nullptr) cudaStreamDestroy(stream);
+    if (convert != nullptr) cudaStreamDestroy(convert);
+  }
+  std::vector<cudaEvent_t*> event_slots() {
+    return {&staged[0], &staged[1], &arrived[0], &arrived[1], &converted[0], &converted[1]};
   }
 
   // One layer's maps on the device as `dtype` (the kernels' layout), padded to 256 bytes: every
@@ -104,14 +112,14 @@ struct DeviceMapCache::Impl {
   void reserve(cuda::DeviceBuffer& buffer, size_t bytes, const char* what) {
     if (buffer.size() >= bytes) return;
     cuda::check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (map cache)");
+    cuda::check(cudaStreamSynchronize(convert), "cudaStreamSynchronize (map cache)");
     buffer = {};
     buffer = cuda::DeviceBuffer(bytes, what);
   }
 
-  // Queues, on the cache's stream, the transfer of layers [l0, l1) of the entry as stored at
-  // `from` (page-locked) into `device` (the entry's maps), and their conversion there to the
-  // kernels' layout: straight into place when the stored layout is the kernels', else layer by
-  // layer through `arrival`.
+  // Queues the transfer of layers [l0, l1) of the entry as stored at `from` (page-locked) into
+  // `device` (the entry's maps), and their conversion there to the kernels' layout: straight into
+  // place when the stored layout is the kernels', else layer by layer through `arrival`.
   void upload(const HostMaps& host, const void* from, void* device, int l0, int l1) {
     const int n = host.n_tokens;
     const size_t stored = stored_bytes(n, host.dtype), held = layer_bytes(n, host.dtype);
@@ -126,23 +134,31 @@ struct DeviceMapCache::Impl {
       for (int l = l0; l < l1; ++l) transfer(dst + l * held, l);
       return;
     }
-    reserve(arrival, stored, "map cache arrival buffer");
+    for (cuda::DeviceBuffer& buffer : arrival) reserve(buffer, stored, "map cache arrival buffer");
     const core::DType tile_dtype = device_dtype(host.dtype, false);
     const bool encode = held_dtype == core::DType::kP4 && host.dtype != core::DType::kP4;
     if (encode) reserve(tiles, tile_layer_bytes(n, tile_dtype), "map cache conversion buffer");
     for (int l = l0; l < l1; ++l) {
-      transfer(arrival.data(), l);
+      const int b = next_arrival;
+      next_arrival ^= 1;
+      const void* in = arrival[b].data();
+      cuda::check(cudaStreamWaitEvent(stream, converted[b]), "cudaStreamWaitEvent");
+      transfer(arrival[b].data(), l);
+      cuda::check(cudaEventRecord(arrived[b], stream), "cudaEventRecord");
+      cuda::check(cudaStreamWaitEvent(convert, arrived[b]), "cudaStreamWaitEvent");
       void* to = dst + l * held;
       if (host.dtype == core::DType::kP4) {
-        cuda::p4_rows_to_tiles(arrival.data(), n, heads, to, stream);
-        continue;
+        cuda::p4_rows_to_tiles(in, n, heads, to, convert);
+      } else {
+        cuda::stored_maps_to_tiles(
+            in, n, heads, causal, static_cast<int>(core::dtype_size(host.dtype)),
+            host.dtype == core::DType::kF16, encode ? tiles.data() : to, convert);
+        if (encode) {
+          cuda::maps_to_p4(tiles.data(), cuda_forward::map_format(tile_dtype), n, heads, to,
+                           convert);
+        }
       }
-      cuda::stored_maps_to_tiles(
-          arrival.data(), n, heads, causal, static_cast<int>(core::dtype_size(host.dtype)),
-          host.dtype == core::DType::kF16, encode ? tiles.data() : to, stream);
-      if (encode) {
-        cuda::maps_to_p4(tiles.data(), cuda_forward::map_format(tile_dtype), n, heads, to, stream);
-      }
+      cuda::check(cudaEventRecord(converted[b], convert), "cudaEventRecord");
     }
   }
 
@@ -195,6 +211,9 @@ struct DeviceMapCache::Impl {
         }
         cuda::check(cudaEventRecord(staged[k], stream), "cudaEventRecord");
       }
+      for (cudaEvent_t done : converted) {
+        cuda::check(cudaStreamWaitEvent(stream, done), "cudaStreamWaitEvent");
+      }
       cuda::check(cudaEventCreateWithFlags(&r.ready, cudaEventDisableTiming), "cudaEventCreate");
       cuda::check(cudaEventRecord(r.ready, stream), "cudaEventRecord");
       return resident.emplace(entry, std::move(r)).first->second;
@@ -210,9 +229,11 @@ DeviceMapCache::DeviceMapCache(Source source, int layers, int heads, bool causal
     : impl_(std::make_unique<Impl>(std::move(source), layers, heads, causal, capacity_bytes, p4)) {
   if (heads > 64) core::throw_bad_input("the device map cache supports at most 64 heads");
   if (p4 && !causal) core::throw_bad_input("P4 maps are for causal decoders only");
-  cuda::check(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking), "cudaStreamCreate");
-  for (cudaEvent_t& e : impl_->staged) {
-    cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+  for (cudaStream_t* s : {&impl_->stream, &impl_->convert}) {
+    cuda::check(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking), "cudaStreamCreate");
+  }
+  for (cudaEvent_t* e : impl_->event_slots()) {
+    cuda::check(cudaEventCreateWithFlags(e, cudaEventDisableTiming), "cudaEventCreate");
   }
 }
 
