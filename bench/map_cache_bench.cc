@@ -6,7 +6,9 @@
 //   P8 -> P4 (device encode)   then encoded to P4 (--gpu-maps p4 on a P8 database);
 //   P4 rows -> P4              as P4 block triangles (a P4 database);
 // each from ordinary memory (copied into page-locked staging first, in pieces) and from
-// page-locked memory (registered in place: --pin-maps). A load is plan() of an entry that is not
+// page-locked memory: the entries are written to files, mapped read-only and page-locked as
+// --pin-maps does a map database (registered in place, or copied where the driver refuses; the
+// JSON says which, and how long it took). A load is plan() of an entry that is not
 // resident (the cache holds one entry, and loads alternate between two), until its copies and
 // conversions are done. Also times a plain copy of the P8 entry's bytes from page-locked memory
 // (the PCIe floor) and, on one thread, the host P4 encoder that a P4 database build runs per
@@ -14,12 +16,15 @@
 //
 //   map_cache_bench [--lengths 835,2048] [--heads 24] [--layers 28] [--loads 5] [--json FILE]
 #include <omp.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -31,6 +36,7 @@
 #include "attncache/memo/device_map_cache.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/stopwatch.h"
 
 namespace {
@@ -100,7 +106,11 @@ int main(int argc, char** argv) {
                           {"host_threads", omp_get_max_threads()},
                           {"device", cuda::describe_device(0)},
                           {"results", nlohmann::json::array()}};
+    const std::string scratch =
+        (std::filesystem::temp_directory_path() / ("map_cache_bench." + std::to_string(getpid())))
+            .string();
     for (const int n : lengths) {
+      std::filesystem::create_directories(scratch);
       if (n < 1 || n > 8192) core::throw_bad_input("--lengths must be 1..8192, not ", n);
       const std::vector<float> f32 = random_layer(n, heads);
       std::vector<unsigned char> p8(f32.size()), p4(attncache::p4_layer_bytes(n, heads));
@@ -139,16 +149,30 @@ int main(int argc, char** argv) {
         core::DType source;
         bool p4;
       };
+      // The entries as files mapped read-only, page-locked as --pin-maps does a database.
+      std::vector<core::MappedFile> files;
+      std::vector<std::unique_ptr<cuda::PageLockedBytes>> pinned;
+      for (const auto* entry : {&p8_entry, &p4_entry}) {
+        const std::string path = scratch + "/entry" + std::to_string(files.size());
+        std::ofstream(path, std::ios::binary)
+            .write(reinterpret_cast<const char*>(entry->data()), entry->size());
+        files.push_back(core::MappedFile::open(path));
+        core::Stopwatch watch;
+        pinned.push_back(std::make_unique<cuda::PageLockedBytes>(
+            files.back().data(), files.back().size(), "a mapped entry file"));
+        result["page_lock_ms"].push_back(watch.seconds() * 1e3);
+        result["page_lock"].push_back(pinned.back()->note());
+        std::printf("%5d tokens  %s in %.1f ms\n", n, pinned.back()->note().c_str(),
+                    watch.seconds() * 1e3);
+      }
       for (const bool page_locked : {false, true}) {
-        std::vector<cuda::HostRegistration> registered;
-        if (page_locked) {
-          registered.emplace_back(p8_entry.data(), p8_entry.size(), "the P8 entry");
-          registered.emplace_back(p4_entry.data(), p4_entry.size(), "the P4 entry");
-        }
         for (const Case& c : {Case{"P8 -> P8", core::DType::kP8, false},
                               Case{"P8 -> P4 (device encode)", core::DType::kP8, true},
                               Case{"P4 rows -> P4", core::DType::kP4, false}}) {
-          const void* bytes = c.source == core::DType::kP4 ? p4_entry.data() : p8_entry.data();
+          const int which = c.source == core::DType::kP4 ? 1 : 0;
+          const void* bytes = page_locked  ? static_cast<const void*>(pinned[which]->data())
+                              : which == 0 ? static_cast<const void*>(p8_entry.data())
+                                           : static_cast<const void*>(p4_entry.data());
           auto source = [&](int64_t) { return HostMaps{n, bytes, c.source}; };
           DeviceMapCache probe(source, layers, heads, true, 1, c.p4);
           const size_t entry_bytes = probe.entry_bytes(n, c.source);
@@ -178,6 +202,9 @@ int main(int argc, char** argv) {
           "(one thread)\n",
           n, result["pinned_copy_p8_entry_ms"].get<double>(), median(encode_ms));
       out["results"].push_back(result);
+      pinned.clear();
+      files.clear();
+      std::filesystem::remove_all(scratch);
     }
     if (!json_path.empty()) std::ofstream(json_path) << out.dump(1) << "\n";
   } catch (const core::Error& e) {

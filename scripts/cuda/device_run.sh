@@ -7,7 +7,7 @@
 #                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli] [memo-gpu]
 #                                  [attention-1B] [attention-3B] [serve-load] [profile]
 #                                  [variants] [decoder-alt-1B] [decoder-alt-3B] [memo-build]
-#                                  [serve-probe] [map-cache]
+#                                  [serve-probe] [map-cache] [pin-maps]
 #
 # decoder-SIZE writes the random-weight Llama-3.2-SIZE-shaped model once (kept in /tmp while
 # the machine stays warm), runs gpu_decoder_bench on it, then PyTorch on the same ids.
@@ -31,7 +31,8 @@
 # recording the maps on the GPU and on the CPU, for MiniLM and the SmolLM2-shaped decoder, with
 # each binary of MEMO_BUILD_BINARIES (name=path ...; default: this bundle's) in turn. map-cache
 # times the device map cache loading 3B-shaped entries (bench/map_cache_bench.cc;
-# MAP_CACHE_LENGTHS).
+# MAP_CACHE_LENGTHS). pin-maps scores 20 MMLU questions through AttnCache on the GPU (P8, P4 and
+# fp16 databases of their own prompts; misses staged, with --pin-maps, held as P4) against the CPU.
 set -u
 root=$PWD
 carry=$root/.carry-cuda
@@ -107,6 +108,39 @@ for stage in $stages; do
     map-cache)  # the device map cache's loads: P8, P8 encoded to P4 on the device, P4 rows
       timeout 300 "$work/bin/map_cache_bench" --lengths "${MAP_CACHE_LENGTHS:-835,2048,4096}" \
         --json "$out/map_cache_bench.json"
+      ;;
+    pin-maps)  # AttnCache's answers on the GPU with misses staged, with --pin-maps, as P4
+      make_smol
+      bin=$work/bin/attncache
+      mm=$work/mmlu20
+      mkdir -p "$mm/dev" "$mm/test"
+      cp "$root/tests/data/mmlu/dev/us_foreign_policy_dev.csv" "$mm/dev/"
+      head -20 "$root/tests/data/mmlu/test/us_foreign_policy_test.csv" > "$mm/test/us_foreign_policy_test.csv"
+      for dt in P8 P4 F16; do
+        timeout 200 "$bin" build -m "$smol" --mmlu "$mm" --mmlu-split test --shots 1 --epochs 1 \
+          --map-dtype $dt --db "$work/db-$dt" 2>&1 | tail -1
+        for run in "cuda staged" "cuda pinned --pin-maps" "cuda p4pinned --pin-maps --gpu-maps p4" \
+          "cpu cpu"; do
+          set -- $run
+          dev=$1 tag=$2
+          shift 2
+          timeout 200 "$bin" score mmlu -m "$smol" --data "$mm" --paths exact,attncache --paper \
+            --threshold 0 --db "$work/db-$dt" --shots 1 --device $dev "$@" \
+            --json "$out/pin_${dt}_$tag.json" > "$out/pin_${dt}_$tag.log" 2>&1 ||
+            { echo "$dt $tag: exit $?"; tail -3 "$out/pin_${dt}_$tag.log"; }
+        done
+        python3 - "$out" "$dt" <<'PY'
+import json, sys
+out, dt = sys.argv[1:3]
+runs = {t: json.load(open(f"{out}/pin_{dt}_{t}.json")) for t in ("staged", "pinned", "p4pinned", "cpu")}
+def lp(r): return [a["attncache"]["log_probs"] for a in r["answers"]]
+def diff(a, b): return max(abs(u - v) for x, y in zip(lp(a), lp(b)) for u, v in zip(x, y))
+hits = sum(a["attncache"].get("hit", False) for a in runs["pinned"]["answers"])
+print(f"{dt}: --pin-maps vs staged max |d log p| {diff(runs['pinned'], runs['staged']):.2e}; "
+      f"staged vs cpu {diff(runs['staged'], runs['cpu']):.4f}; --gpu-maps p4 vs cpu "
+      f"{diff(runs['p4pinned'], runs['cpu']):.4f}; hits {hits}/{len(runs['pinned']['answers'])}")
+PY
+      done
       ;;
     tests)
       timeout 300 "$work/bin/gpu_tests" --gtest_filter="${GPU_TESTS_FILTER:-*}" 2>&1 | tee "$out/gpu_tests.log"

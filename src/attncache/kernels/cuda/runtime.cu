@@ -1,4 +1,6 @@
 #include <cstdio>
+#include <cstring>
+#include <string>
 #include <utility>
 
 #include "attncache/kernels/cuda/check.h"
@@ -137,6 +139,21 @@ HostRegistration& HostRegistration::operator=(HostRegistration&& other) noexcept
     data_ = std::exchange(other.data_, nullptr);
   }
   return *this;
+}
+
+PageLockedBytes::PageLockedBytes(const void* data, size_t bytes, const char* what) {
+  const std::string size = std::to_string(bytes / 1048576) + " MiB";
+  try {
+    registration_ = HostRegistration(data, bytes, what);
+    data_ = static_cast<const unsigned char*>(data);
+    note_ = std::string(what) + " page-locked in place (" + size + ")";
+  } catch (const core::Error& refused) {
+    copy_ = PinnedHostBuffer(bytes, what);
+    std::memcpy(copy_.data(), data, bytes);
+    data_ = static_cast<const unsigned char*>(copy_.data());
+    note_ = std::string(what) + " copied into page-locked memory (" + size + "; " + refused.what() +
+            ")";
+  }
 }
 
 bool page_locked(const void* p) {

@@ -86,4 +86,22 @@ class HostRegistration {
 // Whether `p` points into page-locked host memory (PinnedHostBuffer, HostRegistration).
 bool page_locked(const void* p);
 
+// Existing host bytes made page-locked: registered in place (HostRegistration) or, where the
+// driver refuses (a read-only file mapping on a platform without read-only registration),
+// copied into a PinnedHostBuffer. data() is where to read them; note() says which was done.
+// Throws core::Error (bad input) when neither works.
+class PageLockedBytes {
+ public:
+  PageLockedBytes(const void* data, size_t bytes, const char* what);
+  const unsigned char* data() const { return data_; }
+  bool copied() const { return copy_.data() != nullptr; }
+  const std::string& note() const { return note_; }
+
+ private:
+  HostRegistration registration_;
+  PinnedHostBuffer copy_;
+  const unsigned char* data_ = nullptr;
+  std::string note_;
+};
+
 }  // namespace attncache::cuda
