@@ -106,12 +106,22 @@ int main(int argc, char** argv) {
                           {"host_threads", omp_get_max_threads()},
                           {"device", cuda::describe_device(0)},
                           {"results", nlohmann::json::array()}};
+    for (const int n : lengths) {
+      if (n < 1 || n > 8192) core::throw_bad_input("--lengths must be 1..8192, not ", n);
+    }
+    // The entries' files, removed however the run ends.
     const std::string scratch =
         (std::filesystem::temp_directory_path() / ("map_cache_bench." + std::to_string(getpid())))
             .string();
+    struct RemoveScratch {
+      const std::string& dir;
+      ~RemoveScratch() {
+        std::error_code ignored;
+        std::filesystem::remove_all(dir, ignored);
+      }
+    } remove_scratch{scratch};
     for (const int n : lengths) {
       std::filesystem::create_directories(scratch);
-      if (n < 1 || n > 8192) core::throw_bad_input("--lengths must be 1..8192, not ", n);
       const std::vector<float> f32 = random_layer(n, heads);
       std::vector<unsigned char> p8(f32.size()), p4(attncache::p4_layer_bytes(n, heads));
       core::convert_from_f32(core::DType::kP8, f32.data(), f32.size(), p8.data());

@@ -8,6 +8,7 @@
 #include "attncache/model/llama_cuda.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -1052,8 +1053,8 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
   for (const bool causal : {true, false}) {
     for (const core::DType dtype : {core::DType::kF16, core::DType::kBF16, core::DType::kP8,
                                     core::DType::kFP8, core::DType::kP4}) {
-      for (const int variant : {0, 1, 2}) {
-        const bool p4 = variant == 1, pinned = variant == 2;
+      for (const int variant : {0, 1, 2, 3}) {
+        const bool p4 = variant % 2 == 1, pinned = variant >= 2;
         if (!causal && (p4 || dtype == core::DType::kP4)) continue;
         if (p4 && dtype == core::DType::kP4) continue;  // held as P4 either way
         SCOPED_TRACE(std::string(core::dtype_name(dtype)) + (p4 ? " as P4" : "") +
@@ -1069,8 +1070,9 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
           host.push_back(random_maps(layers, heads, lengths[e], causal, dtype, 7 + e));
           maps.push_back(host.back().data());
           if (pinned) {
-            const size_t bytes = (host.back().size() + 4095) / 4096 * 4096;
-            own_pages.emplace_back(static_cast<uint8_t*>(std::aligned_alloc(4096, bytes)),
+            const size_t page = sysconf(_SC_PAGESIZE);
+            const size_t bytes = (host.back().size() + page - 1) / page * page;
+            own_pages.emplace_back(static_cast<uint8_t*>(std::aligned_alloc(page, bytes)),
                                    std::free);
             std::copy(host.back().begin(), host.back().end(), own_pages.back().get());
             registered.emplace_back(own_pages.back().get(), host.back().size(), "test maps");

@@ -411,9 +411,10 @@ void add_score_command(CLI::App& app) {
   mmlu->add_flag(
       "--pin-maps", o->pin_maps,
       "on the GPU: page-lock the map database in host memory first (its file mapping "
-      "registered in place, or, where the driver refuses, copied into page-locked memory: "
-      "as much host memory again), so the map cache's misses transfer at full PCIe speed "
-      "with no staging copy");
+      "registered in place, or, where the driver refuses (a read-only file mapping on a GPU "
+      "that cannot register memory read-only), copied into page-locked memory: as much host "
+      "memory again), so the map cache's misses transfer at full PCIe speed with no staging "
+      "copy");
   mmlu->add_option(
           "--gpu-maps", o->gpu_maps,
           "on the GPU, how its map cache holds a decoder's maps: stored (as the database: bf16 for "

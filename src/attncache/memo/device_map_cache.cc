@@ -68,6 +68,9 @@ struct DeviceMapCache::Impl {
   Impl(Source s, int l, int h, bool c, size_t capacity, bool p)
       : source(std::move(s)), layers(l), heads(h), causal(c), p4(p), lru(capacity) {}
   ~Impl() {
+    // Transfers may still read the source's memory or the staging: let them finish first.
+    if (stream != nullptr) cudaStreamSynchronize(stream);
+    if (convert != nullptr) cudaStreamSynchronize(convert);
     for (auto& [entry, r] : resident) {
       if (r.ready != nullptr) cudaEventDestroy(r.ready);
     }
@@ -218,6 +221,9 @@ struct DeviceMapCache::Impl {
       cuda::check(cudaEventRecord(r.ready, stream), "cudaEventRecord");
       return resident.emplace(entry, std::move(r)).first->second;
     } catch (...) {
+      // Work queued before the failure may still use the entry's buffer: let it finish.
+      cudaStreamSynchronize(stream);
+      cudaStreamSynchronize(convert);
       lru.erase(entry);  // keep the books straight
       throw;
     }

@@ -6,7 +6,9 @@
 // block triangles; or, when asked, causal maps of any source as P4, a quarter of bf16's bytes).
 // The host only copies bytes: an entry is transferred as stored and laid out on the device
 // (fp16 → bf16, packed triangles or P4 rows → block triangles, encoding to P4 when asked), layer
-// by layer through a device buffer of one stored layer that the byte budget does not count. A
+// by layer through two device buffers of one stored layer each (and one layer of block
+// triangles when encoding to P4), which the byte budget does not count: 0.4 GB for a
+// 3B-shaped P8 entry of 4096 tokens. A
 // source in page-locked memory (a registered map database: for_database's `pin_host`) is
 // transferred from where it lies; any other is first copied into page-locked staging, in pieces
 // of layers so that each piece's transfer runs while the host copies the next.
@@ -36,8 +38,8 @@ class MapDatabase;
 
 // One entry's maps in host memory: `layers` layers back to back, each `heads` maps of n_tokens
 // (N×N, or packed lower triangles of N(N+1)/2 when causal; attncache/kernels/stored_maps.h).
-// Page-locked maps are transferred after the source returns them (until plan() returns): they
-// must stay in place.
+// Page-locked maps are transferred after the source returns them (a prefetched entry's until it
+// is planned or evicted): they must stay in place as long as the cache.
 struct HostMaps {
   int n_tokens = 0;
   const void* maps = nullptr;

@@ -118,16 +118,15 @@ HostRegistration::HostRegistration(const void* data, size_t bytes, const char* w
     (void)cudaGetLastError();
     core::throw_bad_input("cannot page-lock the ", bytes / 1048576.0, " MiB of ", what, " (",
                           cudaGetErrorName(status),
-                          read_only ? ""
-                                    : "; read-only registration is "
-                                      "not supported here",
-                          ")");
+                          read_only ? ")" : "; this device cannot register memory read-only)");
   }
   data_ = p;
 }
 
 HostRegistration::~HostRegistration() {
-  if (data_ != nullptr) (void)cudaHostUnregister(data_);
+  if (data_ != nullptr && cudaHostUnregister(data_) != cudaSuccess) {
+    (void)cudaGetLastError();  // not to be reported against the next kernel
+  }
 }
 
 HostRegistration::HostRegistration(HostRegistration&& other) noexcept
@@ -135,7 +134,7 @@ HostRegistration::HostRegistration(HostRegistration&& other) noexcept
 
 HostRegistration& HostRegistration::operator=(HostRegistration&& other) noexcept {
   if (this != &other) {
-    if (data_ != nullptr) (void)cudaHostUnregister(data_);
+    if (data_ != nullptr && cudaHostUnregister(data_) != cudaSuccess) (void)cudaGetLastError();
     data_ = std::exchange(other.data_, nullptr);
   }
   return *this;
@@ -143,6 +142,11 @@ HostRegistration& HostRegistration::operator=(HostRegistration&& other) noexcept
 
 PageLockedBytes::PageLockedBytes(const void* data, size_t bytes, const char* what) {
   const std::string size = std::to_string(bytes / 1048576) + " MiB";
+  if (page_locked(data)) {  // e.g. registered already, which a second registration refuses
+    data_ = static_cast<const unsigned char*>(data);
+    note_ = std::string(what) + " already page-locked (" + size + ")";
+    return;
+  }
   try {
     registration_ = HostRegistration(data, bytes, what);
     data_ = static_cast<const unsigned char*>(data);
