@@ -167,6 +167,10 @@ int main(int argc, char** argv) {
         std::ofstream(path, std::ios::binary)
             .write(reinterpret_cast<const char*>(entry->data()), entry->size());
         files.push_back(core::MappedFile::open(path));
+        if (files.back().size() != entry->size()) {
+          core::throw_bad_input(path, ": wrote ", files.back().size(), " of ", entry->size(),
+                                " bytes (disk full?)");
+        }
         core::Stopwatch watch;
         pinned.push_back(std::make_unique<cuda::PageLockedBytes>(
             files.back().data(), files.back().size(), "a mapped entry file"));
