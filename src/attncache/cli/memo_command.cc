@@ -319,6 +319,22 @@ void run_eval(const EvalCliOptions& o) {
 
 }  // namespace
 
+void add_gpu_map_cache_options(CLI::App& cmd, bool& pin_maps, std::string& gpu_maps) {
+  cmd.add_flag(
+      "--pin-maps", pin_maps,
+      "on the GPU: page-lock the map database in host memory first (its file mapping "
+      "registered in place, or, where the driver refuses (a read-only file mapping on a GPU "
+      "that cannot register memory read-only), copied into page-locked memory: as much host "
+      "memory again), so the map cache's misses transfer at full PCIe speed with no staging "
+      "copy");
+  cmd.add_option("--gpu-maps", gpu_maps,
+                 "on the GPU, how its map cache holds a decoder's maps: stored (as the database: "
+                 "bf16 for fp16 or bf16, else P8 or FP8); p4 (4 bits a value and a scale per row, "
+                 "a quarter of bf16's bytes; docs/gpu.md measures what it costs in accuracy)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"stored", "p4"}));
+}
+
 void add_build_command(CLI::App& app) {
   auto o = std::make_shared<BuildCliOptions>();
   CLI::App* cmd = app.add_subcommand(
@@ -432,19 +448,7 @@ void add_eval_command(CLI::App& app) {
                   "on the GPU: its memory for stored maps (least recently used out)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 24));
-  cmd->add_flag(
-      "--pin-maps", o->pin_maps,
-      "on the GPU: page-lock the map database in host memory first (its file mapping "
-      "registered in place, or, where the driver refuses (a read-only file mapping on a GPU "
-      "that cannot register memory read-only), copied into page-locked memory: as much host "
-      "memory again), so the map cache's misses transfer at full PCIe speed with no staging "
-      "copy");
-  cmd->add_option("--gpu-maps", o->gpu_maps,
-                  "on the GPU, how its map cache holds a decoder's maps: stored (as the database: "
-                  "bf16 for fp16 or bf16, else P8 or FP8); p4 (4 bits a value and a scale per row, "
-                  "a quarter of bf16's bytes; docs/gpu.md measures what it costs in accuracy)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"stored", "p4"}));
+  add_gpu_map_cache_options(*cmd, o->pin_maps, o->gpu_maps);
   cmd->callback([o] { run_eval(*o); });
 }
 

@@ -10,6 +10,7 @@
 #include <memory>
 #include <sstream>
 
+#include "attncache/cli/memo_command.h"
 #include "attncache/decoder.h"
 #include "attncache/device_embedder.h"
 #include "attncache/memo/gpu_evaluation.h"
@@ -408,20 +409,7 @@ void add_score_command(CLI::App& app) {
           "--paper, maps in GPU memory); prefix_kv and AttnCache's layer-0 check run on the CPU")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
-  mmlu->add_flag(
-      "--pin-maps", o->pin_maps,
-      "on the GPU: page-lock the map database in host memory first (its file mapping "
-      "registered in place, or, where the driver refuses (a read-only file mapping on a GPU "
-      "that cannot register memory read-only), copied into page-locked memory: as much host "
-      "memory again), so the map cache's misses transfer at full PCIe speed with no staging "
-      "copy");
-  mmlu->add_option(
-          "--gpu-maps", o->gpu_maps,
-          "on the GPU, how its map cache holds a decoder's maps: stored (as the database: bf16 for "
-          "fp16 or bf16, else P8 or FP8); p4 (4 bits a value and a scale per row, a quarter of "
-          "bf16's bytes; docs/gpu.md measures what it costs in accuracy)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"stored", "p4"}));
+  add_gpu_map_cache_options(*mmlu, o->pin_maps, o->gpu_maps);
   mmlu->add_option("-b,--batch", o->batch, "prompts per forward pass")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
