@@ -8,11 +8,12 @@
 // P4 stores each probability p of a row as a 4-bit code q = round(15·√(p / m)), m the row's
 // largest probability, and decodes it as q² / Σq² (the row's codes' squares), so that each
 // decoded row sums to 1 (on SmolLM2's MMLU answers renormalizing takes a quarter off the
-// divergence of scaling by m / 225 and halves the answers changed; bench/results/map_formats). The row's scale 1 / Σq² follows from its codes, so the host
-// layout stores codes only: every head's rows back to back, row i in ⌈(i + 1) / 2⌉ bytes (key k
-// in nibble k % 2 of byte k / 2, low nibble first). Half of P8's bytes. The GPU holds the same
-// codes in its block-triangle layout with the scales beside them (attncache/kernels/cuda/
-// attention.h, p4_map_bytes), so its kernels apply one multiply a row.
+// divergence of scaling by m / 225 and halves the answers changed; bench/results/map_formats).
+// The row's scale 1 / Σq² follows from its codes, so the host layout stores codes only: every
+// head's rows back to back, row i in ⌈(i + 1) / 2⌉ bytes (key k in nibble k % 2 of byte k / 2,
+// low nibble first). Half of P8's bytes. The GPU holds the same codes in its block-triangle
+// layout with the scales beside them (attncache/kernels/cuda/attention.h, p4_map_bytes), so its
+// kernels apply one multiply a row.
 #pragma once
 
 #include <math.h>

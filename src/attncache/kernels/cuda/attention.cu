@@ -1369,6 +1369,11 @@ __global__ void p4_rows_to_tiles_kernel(const unsigned char* in, int n, int head
       p4_scale(squares);
 }
 
+// fp16 bits → bf16 bits, rounded to nearest even as core::convert_from_f32 rounds.
+__device__ __forceinline__ uint16_t f16_to_bf16_bits(uint16_t h) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(__half2float(__ushort_as_half(h))));
+}
+
 // One CTA per (row of the padded block triangle, head) of a layer of stored maps (packed lower
 // triangles of kBytes-byte values, the map database's layout) → the row's tile rows of the block
 // triangle: its keys, zeros past the diagonal and in rows past n; fp16 values become bf16.
@@ -1382,16 +1387,14 @@ __global__ void packed_rows_to_tiles_kernel(const unsigned char* in, int n, unsi
                 static_cast<size_t>(i % kRows) * kRows;
   for (int k = threadIdx.x; k < (rb + 1) * kRows; k += blockDim.x) {
     Value v = i < n && k <= i ? row[k] : 0;
-    if constexpr (kF16) {
-      v = __bfloat16_as_ushort(__float2bfloat16_rn(__half2float(__ushort_as_half(v))));
-    }
+    if constexpr (kF16) v = f16_to_bf16_bits(v);
     tiles[tile_offset(rb, k / kRows) + k % kRows] = v;
   }
 }
 
-__global__ void f16_to_bf16_kernel(const __half* in, __nv_bfloat16* out, size_t count) {
+__global__ void f16_to_bf16_kernel(const uint16_t* in, uint16_t* out, size_t count) {
   const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
-  if (i < count) out[i] = __float2bfloat16_rn(__half2float(in[i]));
+  if (i < count) out[i] = f16_to_bf16_bits(in[i]);
 }
 
 // Launches with `smem` bytes of dynamic shared memory, raising the kernel's limit once when
@@ -1710,7 +1713,7 @@ void stored_maps_to_tiles(const void* stored, int n, int heads, bool causal, int
     const size_t count = static_cast<size_t>(heads) * n * n;
     if (fp16) {
       f16_to_bf16_kernel<<<(count + 255) / 256, 256, 0, stream>>>(
-          reinterpret_cast<const __half*>(in), reinterpret_cast<__nv_bfloat16*>(to), count);
+          reinterpret_cast<const uint16_t*>(in), reinterpret_cast<uint16_t*>(to), count);
       check_launch("stored_maps_to_tiles");
     } else {
       check(cudaMemcpyAsync(to, in, count * bytes, cudaMemcpyDeviceToDevice, stream),
