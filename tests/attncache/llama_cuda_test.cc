@@ -1130,6 +1130,38 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
   }
 }
 
+// Page-locking what --pin-maps page-locks: memory registered once is refused a second time,
+// naming the problem, and PageLockedBytes takes memory that is page-locked already as it is.
+TEST(DeviceMapCache, PageLockingRefusesASecondRegistrationAndReusesTheFirst) {
+  SKIP_WITHOUT_GPU();
+  const size_t page = sysconf(_SC_PAGESIZE);
+  std::unique_ptr<uint8_t, void (*)(void*)> bytes(
+      static_cast<uint8_t*>(std::aligned_alloc(page, 4 * page)), std::free);
+  std::fill_n(bytes.get(), 4 * page, uint8_t{7});
+  ASSERT_FALSE(cuda::page_locked(bytes.get()));
+  {
+    cuda::PageLockedBytes fresh(bytes.get(), 4 * page, "test bytes");
+    EXPECT_TRUE(cuda::page_locked(fresh.data()));
+    EXPECT_EQ(fresh.data()[4 * page - 1], 7);
+    if (!fresh.copied()) {
+      EXPECT_EQ(fresh.data(), bytes.get());
+    }
+  }
+  cuda::HostRegistration first(bytes.get(), 4 * page, "test bytes");
+  ASSERT_TRUE(cuda::page_locked(bytes.get()));
+  try {
+    cuda::HostRegistration second(bytes.get(), 4 * page, "test bytes");
+    ADD_FAILURE() << "memory was registered twice";
+  } catch (const core::Error& e) {
+    EXPECT_EQ(e.kind(), core::ErrorKind::kBadInput);
+    EXPECT_NE(std::string(e.what()).find("cannot page-lock"), std::string::npos) << e.what();
+  }
+  const cuda::PageLockedBytes again(bytes.get(), 4 * page, "test bytes");
+  EXPECT_FALSE(again.copied());
+  EXPECT_EQ(again.data(), bytes.get());
+  EXPECT_NE(again.note().find("already page-locked"), std::string::npos) << again.note();
+}
+
 TEST(DeviceMapCache, MapsTheCpuEngineRecordedRunThroughTheCache) {
   SKIP_WITHOUT_GPU();
   TestModel& m = models()[3];
