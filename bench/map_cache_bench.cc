@@ -6,23 +6,19 @@
 //   P8 -> P4 (device encode)   then encoded to P4 (--gpu-maps p4 on a P8 database);
 //   P4 rows -> P4              as P4 block triangles (a P4 database);
 // each from ordinary memory (copied into page-locked staging first, in pieces) and from
-// page-locked memory: the entries are written to files, mapped read-only and page-locked as
-// --pin-maps does a map database (registered in place, or copied where the driver refuses; the
-// JSON says which, and how long it took). A load is plan() of an entry that is not
-// resident (the cache holds one entry, and loads alternate between two), until its copies and
-// conversions are done. Also times a plain copy of the P8 entry's bytes from page-locked memory
-// (the PCIe floor) and, on one thread, the host P4 encoder that a P4 database build runs per
-// layer.
+// page-locked memory, where --pin-maps puts a map database (the JSON says how long the copy
+// there took). A load is plan() of an entry that is not resident (the cache holds one entry,
+// and loads alternate between two), until its copies and conversions are done. Also times a
+// plain copy of the P8 entry's bytes from page-locked memory (the PCIe floor) and, on one
+// thread, the host P4 encoder that a P4 database build runs per layer.
 //
 //   map_cache_bench [--lengths 835,2048] [--heads 24] [--layers 28] [--loads 5] [--json FILE]
 #include <omp.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -36,7 +32,6 @@
 #include "attncache/memo/device_map_cache.h"
 #include "core/dtype.h"
 #include "core/error.h"
-#include "core/mapped_file.h"
 #include "core/stopwatch.h"
 
 namespace {
@@ -96,6 +91,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100));
   app.add_option("--json", json_path, "write the results here as well");
   CLI11_PARSE(app, argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each line as it is done, into a pipe or file too
   try {
     if (cuda::device_count() == 0) core::throw_bad_input("no CUDA device");
     std::string command = "map_cache_bench";
@@ -108,20 +104,6 @@ int main(int argc, char** argv) {
                           {"results", nlohmann::json::array()}};
     for (const int n : lengths) {
       if (n < 1 || n > 8192) core::throw_bad_input("--lengths must be 1..8192, not ", n);
-    }
-    // The entries' files, removed however the run ends.
-    const std::string scratch =
-        (std::filesystem::temp_directory_path() / ("map_cache_bench." + std::to_string(getpid())))
-            .string();
-    struct RemoveScratch {
-      const std::string& dir;
-      ~RemoveScratch() {
-        std::error_code ignored;
-        std::filesystem::remove_all(dir, ignored);
-      }
-    } remove_scratch{scratch};
-    for (const int n : lengths) {
-      std::filesystem::create_directories(scratch);
       const std::vector<float> f32 = random_layer(n, heads);
       std::vector<unsigned char> p8(f32.size()), p4(attncache::p4_layer_bytes(n, heads));
       core::convert_from_f32(core::DType::kP8, f32.data(), f32.size(), p8.data());
@@ -159,25 +141,13 @@ int main(int argc, char** argv) {
         core::DType source;
         bool p4;
       };
-      // The entries as files mapped read-only, page-locked as --pin-maps does a database.
-      std::vector<core::MappedFile> files;
+      // The entries in page-locked memory, as --pin-maps holds a map database.
       std::vector<std::unique_ptr<cuda::PageLockedBytes>> pinned;
       for (const auto* entry : {&p8_entry, &p4_entry}) {
-        const std::string path = scratch + "/entry" + std::to_string(files.size());
-        std::ofstream(path, std::ios::binary)
-            .write(reinterpret_cast<const char*>(entry->data()), entry->size());
-        files.push_back(core::MappedFile::open(path));
-        if (files.back().size() != entry->size()) {
-          core::throw_bad_input(path, ": wrote ", files.back().size(), " of ", entry->size(),
-                                " bytes (disk full?)");
-        }
         core::Stopwatch watch;
-        pinned.push_back(std::make_unique<cuda::PageLockedBytes>(
-            files.back().data(), files.back().size(), "a mapped entry file"));
+        pinned.push_back(
+            std::make_unique<cuda::PageLockedBytes>(entry->data(), entry->size(), "an entry"));
         result["page_lock_ms"].push_back(watch.seconds() * 1e3);
-        result["page_lock"].push_back(pinned.back()->note());
-        std::printf("%5d tokens  %s in %.1f ms\n", n, pinned.back()->note().c_str(),
-                    watch.seconds() * 1e3);
       }
       for (const bool page_locked : {false, true}) {
         for (const Case& c : {Case{"P8 -> P8", core::DType::kP8, false},
@@ -216,9 +186,6 @@ int main(int argc, char** argv) {
           "(one thread)\n",
           n, result["pinned_copy_p8_entry_ms"].get<double>(), median(encode_ms));
       out["results"].push_back(result);
-      pinned.clear();
-      files.clear();
-      std::filesystem::remove_all(scratch);
     }
     if (!json_path.empty()) std::ofstream(json_path) << out.dump(1) << "\n";
   } catch (const core::Error& e) {

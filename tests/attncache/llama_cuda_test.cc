@@ -8,12 +8,10 @@
 #include "attncache/model/llama_cuda.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -1062,21 +1060,16 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
         const int layers = 2, heads = 3;
         const std::vector<int> lengths = {5, 70, 130};
         std::vector<std::vector<uint8_t>> host;
-        // Page-locked: a copy of each entry in pages of its own (a page is registered once).
-        std::vector<std::unique_ptr<uint8_t, void (*)(void*)>> own_pages;
-        std::vector<cuda::HostRegistration> registered;
+        std::vector<cuda::PinnedHostBuffer> page_locked;  // copies of the entries, if pinned
         std::vector<const uint8_t*> maps;
         for (size_t e = 0; e < lengths.size(); ++e) {
           host.push_back(random_maps(layers, heads, lengths[e], causal, dtype, 7 + e));
           maps.push_back(host.back().data());
           if (pinned) {
-            const size_t page = sysconf(_SC_PAGESIZE);
-            const size_t bytes = (host.back().size() + page - 1) / page * page;
-            own_pages.emplace_back(static_cast<uint8_t*>(std::aligned_alloc(page, bytes)),
-                                   std::free);
-            std::copy(host.back().begin(), host.back().end(), own_pages.back().get());
-            registered.emplace_back(own_pages.back().get(), host.back().size(), "test maps");
-            maps.back() = own_pages.back().get();
+            page_locked.emplace_back(host.back().size(), "test maps");
+            std::copy(host.back().begin(), host.back().end(),
+                      static_cast<uint8_t*>(page_locked.back().data()));
+            maps.back() = static_cast<const uint8_t*>(page_locked.back().data());
           }
           ASSERT_EQ(cuda::page_locked(maps.back()), pinned);
         }
@@ -1130,35 +1123,21 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
   }
 }
 
-// Page-locking what --pin-maps page-locks: memory registered once is refused a second time,
-// naming the problem, and PageLockedBytes takes memory that is page-locked already as it is.
-TEST(DeviceMapCache, PageLockingRefusesASecondRegistrationAndReusesTheFirst) {
+// What --pin-maps does to a map database: ordinary memory is copied into page-locked memory,
+// memory page-locked already is taken as it is.
+TEST(DeviceMapCache, PageLockedBytesCopyOrdinaryMemoryAndTakePageLockedMemoryAsItIs) {
   SKIP_WITHOUT_GPU();
-  const size_t page = sysconf(_SC_PAGESIZE);
-  std::unique_ptr<uint8_t, void (*)(void*)> bytes(
-      static_cast<uint8_t*>(std::aligned_alloc(page, 4 * page)), std::free);
-  std::fill_n(bytes.get(), 4 * page, uint8_t{7});
-  ASSERT_FALSE(cuda::page_locked(bytes.get()));
-  {
-    cuda::PageLockedBytes fresh(bytes.get(), 4 * page, "test bytes");
-    EXPECT_TRUE(cuda::page_locked(fresh.data()));
-    EXPECT_EQ(fresh.data()[4 * page - 1], 7);
-    if (!fresh.copied()) {
-      EXPECT_EQ(fresh.data(), bytes.get());
-    }
-  }
-  cuda::HostRegistration first(bytes.get(), 4 * page, "test bytes");
-  ASSERT_TRUE(cuda::page_locked(bytes.get()));
-  try {
-    cuda::HostRegistration second(bytes.get(), 4 * page, "test bytes");
-    ADD_FAILURE() << "memory was registered twice";
-  } catch (const core::Error& e) {
-    EXPECT_EQ(e.kind(), core::ErrorKind::kBadInput);
-    EXPECT_NE(std::string(e.what()).find("cannot page-lock"), std::string::npos) << e.what();
-  }
-  const cuda::PageLockedBytes again(bytes.get(), 4 * page, "test bytes");
+  std::vector<uint8_t> bytes(10000, 7);
+  ASSERT_FALSE(cuda::page_locked(bytes.data()));
+  const cuda::PageLockedBytes copied(bytes.data(), bytes.size(), "test bytes");
+  EXPECT_TRUE(copied.copied());
+  EXPECT_TRUE(cuda::page_locked(copied.data()));
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), copied.data()));
+  EXPECT_NE(copied.note().find("test bytes copied into page-locked memory"), std::string::npos)
+      << copied.note();
+  const cuda::PageLockedBytes again(copied.data(), bytes.size(), "test bytes");
   EXPECT_FALSE(again.copied());
-  EXPECT_EQ(again.data(), bytes.get());
+  EXPECT_EQ(again.data(), copied.data());
   EXPECT_NE(again.note().find("already page-locked"), std::string::npos) << again.note();
 }
 

@@ -322,9 +322,7 @@ void run_eval(const EvalCliOptions& o) {
 void add_gpu_map_cache_options(CLI::App& cmd, bool& pin_maps, std::string& gpu_maps) {
   cmd.add_flag(
       "--pin-maps", pin_maps,
-      "on the GPU: page-lock the map database in host memory first (its file mapping "
-      "registered in place, or, where the driver refuses (a read-only file mapping on a GPU "
-      "that cannot register memory read-only), copied into page-locked memory: as much host "
+      "on the GPU: copy the map database into page-locked host memory first (as much host "
       "memory again), so the map cache's misses transfer at full PCIe speed with no staging "
       "copy");
   cmd.add_option("--gpu-maps", gpu_maps,

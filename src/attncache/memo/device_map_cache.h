@@ -8,9 +8,8 @@
 // (fp16 → bf16, packed triangles or P4 rows → block triangles, encoding to P4 when asked), layer
 // by layer through two device buffers of one stored layer each (and one layer of block
 // triangles when encoding to P4), which the byte budget does not count: 0.4 GB for a
-// 3B-shaped P8 entry of 4096 tokens. A
-// source in page-locked memory (a registered map database: for_database's `pin_host`) is
-// transferred from where it lies; any other is first copied into page-locked staging, in pieces
+// 3B-shaped P8 entry of 4096 tokens. A source in page-locked memory (for_database's `pin_host`)
+// is transferred from where it lies; any other is first copied into page-locked staging, in pieces
 // of layers so that each piece's transfer runs while the host copies the next.
 //
 // prefetch() queues copies ahead of need, e.g. the next batch's hits while this batch computes
@@ -54,10 +53,9 @@ class DeviceMapCache {
   // (a P4 source is held as P4 either way); bad input for bidirectional maps.
   DeviceMapCache(Source source, int layers, int heads, bool causal, size_t capacity_bytes,
                  bool p4 = false);
-  // Entries of a map database (entry i: its i-th stored input). `pin_host`: page-lock the
-  // database's entries first, so that misses transfer from them with no staging copy: its file
-  // mapping registered in place, or, where the driver refuses that, copied into page-locked
-  // memory (as much host memory again); source_note() says which. Bad input when neither works.
+  // Entries of a map database (entry i: its i-th stored input). `pin_host`: copy the database's
+  // entries into page-locked memory first (as much host memory again), so that misses transfer
+  // from them with no staging copy; source_note() says so.
   static std::unique_ptr<DeviceMapCache> for_database(const MapDatabase& db, size_t capacity_bytes,
                                                       bool p4 = false, bool pin_host = false);
   ~DeviceMapCache();

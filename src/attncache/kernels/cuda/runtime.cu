@@ -104,60 +104,17 @@ PinnedHostBuffer& PinnedHostBuffer::operator=(PinnedHostBuffer&& other) noexcept
   return *this;
 }
 
-HostRegistration::HostRegistration(const void* data, size_t bytes, const char* what) {
-  if (bytes == 0) return;
-  int read_only = 0;
-  int device = 0;
-  check(cudaGetDevice(&device), "cudaGetDevice");
-  check(cudaDeviceGetAttribute(&read_only, cudaDevAttrHostRegisterReadOnlySupported, device),
-        "cudaDeviceGetAttribute");
-  void* p = const_cast<void*>(data);
-  const cudaError_t status =
-      cudaHostRegister(p, bytes, read_only ? cudaHostRegisterReadOnly : cudaHostRegisterDefault);
-  if (status != cudaSuccess) {
-    (void)cudaGetLastError();
-    core::throw_bad_input("cannot page-lock the ", bytes / 1048576.0, " MiB of ", what, " (",
-                          cudaGetErrorName(status),
-                          read_only ? ")" : "; this device cannot register memory read-only)");
-  }
-  data_ = p;
-}
-
-HostRegistration::~HostRegistration() {
-  if (data_ != nullptr && cudaHostUnregister(data_) != cudaSuccess) {
-    (void)cudaGetLastError();  // not to be reported against the next kernel
-  }
-}
-
-HostRegistration::HostRegistration(HostRegistration&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)) {}
-
-HostRegistration& HostRegistration::operator=(HostRegistration&& other) noexcept {
-  if (this != &other) {
-    if (data_ != nullptr && cudaHostUnregister(data_) != cudaSuccess) (void)cudaGetLastError();
-    data_ = std::exchange(other.data_, nullptr);
-  }
-  return *this;
-}
-
 PageLockedBytes::PageLockedBytes(const void* data, size_t bytes, const char* what) {
   const std::string size = std::to_string(bytes / 1048576) + " MiB";
-  if (page_locked(data)) {  // e.g. registered already, which a second registration refuses
+  if (page_locked(data)) {
     data_ = static_cast<const unsigned char*>(data);
     note_ = std::string(what) + " already page-locked (" + size + ")";
     return;
   }
-  try {
-    registration_ = HostRegistration(data, bytes, what);
-    data_ = static_cast<const unsigned char*>(data);
-    note_ = std::string(what) + " page-locked in place (" + size + ")";
-  } catch (const core::Error& refused) {
-    copy_ = PinnedHostBuffer(bytes, what);
-    std::memcpy(copy_.data(), data, bytes);
-    data_ = static_cast<const unsigned char*>(copy_.data());
-    note_ = std::string(what) + " copied into page-locked memory (" + size + "; " + refused.what() +
-            ")";
-  }
+  copy_ = PinnedHostBuffer(bytes, what);
+  std::memcpy(copy_.data(), data, bytes);
+  data_ = static_cast<const unsigned char*>(copy_.data());
+  note_ = std::string(what) + " copied into page-locked memory (" + size + ")";
 }
 
 bool page_locked(const void* p) {

@@ -65,31 +65,15 @@ class PinnedHostBuffer {
   size_t size_ = 0;
 };
 
-// Existing host memory page-locked in place (cudaHostRegister) until destruction, so the device
-// copies from it at full speed with no staging copy: read-only for the device where the platform
-// supports that (as a read-only file mapping needs), else as any memory. Failure throws
-// core::Error (bad input) naming `what` and the driver's reason.
-class HostRegistration {
- public:
-  HostRegistration() = default;
-  HostRegistration(const void* data, size_t bytes, const char* what);
-  ~HostRegistration();
-  HostRegistration(HostRegistration&& other) noexcept;
-  HostRegistration& operator=(HostRegistration&& other) noexcept;
-  HostRegistration(const HostRegistration&) = delete;
-  HostRegistration& operator=(const HostRegistration&) = delete;
-
- private:
-  void* data_ = nullptr;
-};
-
-// Whether `p` points into page-locked host memory (PinnedHostBuffer, HostRegistration).
+// Whether `p` points into page-locked host memory (a PinnedHostBuffer, or memory registered with
+// the driver).
 bool page_locked(const void* p);
 
-// Existing host bytes made page-locked: registered in place (HostRegistration) or, where the
-// driver refuses (a read-only file mapping on a platform without read-only registration),
-// copied into a PinnedHostBuffer. data() is where to read them; note() says which was done.
-// Throws core::Error (bad input) when neither works.
+// Existing host bytes in page-locked memory: taken as they are where they are page-locked
+// already, else copied into a PinnedHostBuffer. Not registered in place: on the H100 machines
+// (driver 580.159) cudaHostRegister of a read-only file mapping of 235 MB spent over 60 s in the
+// kernel without returning, and a map database is such a mapping. data() is where to read them;
+// note() says which was done.
 class PageLockedBytes {
  public:
   PageLockedBytes(const void* data, size_t bytes, const char* what);
@@ -98,7 +82,6 @@ class PageLockedBytes {
   const std::string& note() const { return note_; }
 
  private:
-  HostRegistration registration_;
   PinnedHostBuffer copy_;
   const unsigned char* data_ = nullptr;
   std::string note_;
