@@ -46,6 +46,15 @@ grep -m1 PRETTY_NAME /etc/os-release; nproc
 command -v nvcc >/dev/null && nvcc --version | tail -1
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, torch.cuda.get_device_name())' 2>&1 | tail -1
 
+# Every bounded step says so when it runs out of time, rather than ending in silence with
+# whatever it had printed still buffered (a map_cache_bench hang once read as an empty stage).
+timeout() {
+  command timeout "$@"
+  local rc=$?
+  ((rc == 124)) && echo "TIMED OUT after $1 s: ${*:2}" >&2
+  return $rc
+}
+
 work=/tmp/attncache-gpu
 rm -rf "$work"; mkdir -p "$work/src/tests"
 tar -C "$work" -xJf "$carry/bundle.tar.xz"
