@@ -1123,11 +1123,12 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
   }
 }
 
-// What --pin-maps does to a map database: ordinary memory is copied into page-locked memory,
-// memory page-locked already is taken as it is.
+// What --pin-maps does to a map database: ordinary memory is copied into page-locked memory (in
+// parts, over threads), memory page-locked already is taken as it is.
 TEST(DeviceMapCache, PageLockedBytesCopyOrdinaryMemoryAndTakePageLockedMemoryAsItIs) {
   SKIP_WITHOUT_GPU();
-  std::vector<uint8_t> bytes(10000, 7);
+  std::vector<uint8_t> bytes((size_t{40} << 20) + 3);  // over 16 MiB: copied in parts
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 131 % 251);
   ASSERT_FALSE(cuda::page_locked(bytes.data()));
   const cuda::PageLockedBytes copied(bytes.data(), bytes.size(), "test bytes");
   EXPECT_TRUE(copied.copied());
