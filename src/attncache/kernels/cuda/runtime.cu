@@ -141,7 +141,7 @@ PageLockedBytes::PageLockedBytes(const void* data, size_t bytes, const char* wha
     return;
   }
   copy_ = PinnedHostBuffer(bytes, what);
-  parallel_copy(copy_.data(), data, bytes);
+  if (bytes > 0) parallel_copy(copy_.data(), data, bytes);
   data_ = static_cast<const unsigned char*>(copy_.data());
   note_ = std::string(what) + " copied into page-locked memory (" + size + ")";
 }
