@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine, from the root of the checkout the device tool sent, with the
 # bundle of scripts/cuda/bundle.sh carried in .carry-cuda. Prints the environment, unpacks,
-# then runs the stages asked for (default: tests bench torch) and leaves logs and JSON in $OUT.
+# then runs the stages asked for (default: tests bench torch) and leaves their logs and JSON in
+# $OUT/device_results.tar.gz (files of 4 MiB and more beside it).
 #
 #   bash .carry-cuda/device_run.sh [tests] [bench] [torch] [bench-repeat] [sanitize]
 #                                  [decoder-1B] [decoder-3B] [decoder-smoke] [cli] [memo-gpu]
@@ -36,9 +37,19 @@
 set -u
 root=$PWD
 carry=$root/.carry-cuda
-out=${OUT:-/tmp/out}
-mkdir -p "$out"
 stages=${*:-tests bench torch}
+# Stages write into $out; after each one, and however the script ends, everything under 4 MiB
+# there is packed into $OUT/device_results.tar.gz and anything larger is copied beside it: the
+# device tool brings back at most 8 files from $OUT (a run once lost its logs that way).
+returned=${OUT:-/tmp/out}
+out=/tmp/attncache-out
+rm -rf "$out"; mkdir -p "$out" "$returned"
+pack() {
+  (cd "$out" && find . -type f -size -4M -print0 | tar --null -czf "$returned/device_results.tar.gz" -T -)
+  find "$out" -type f -size +4M -exec cp {} "$returned/" \;
+}
+trap pack EXIT
+trap 'exit 143' TERM INT
 
 echo "== machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
@@ -440,5 +451,6 @@ for line in open(sys.argv[1], encoding="utf-8"):
       echo "memcheck exit: ${PIPESTATUS[0]}"
       ;;
   esac
+  pack
 done
 echo "== done"
