@@ -45,8 +45,9 @@ returned=${OUT:-/tmp/out}
 out=/tmp/attncache-out
 rm -rf "$out"; mkdir -p "$out" "$returned"
 pack() {
-  (cd "$out" && find . -type f -size -4M -print0 | tar --null -czf "$returned/device_results.tar.gz" -T -)
-  find "$out" -type f -size +4M -exec cp {} "$returned/" \;
+  (cd "$out" && find . -type f -size -4194304c -print0 |
+    tar --null -czf "$returned/device_results.tar.gz" -T -)
+  find "$out" -type f ! -size -4194304c -exec cp {} "$returned/" \;
 }
 trap pack EXIT
 trap 'exit 143' TERM INT

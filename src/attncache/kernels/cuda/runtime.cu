@@ -2,7 +2,6 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -125,7 +124,7 @@ void parallel_copy(void* to, const void* from, size_t bytes) {
   size_t at = 0;
   try {
     for (; at + part < bytes; at += part) copies.emplace_back(copy, at, part);
-  } catch (const std::system_error&) {  // no more threads
+  } catch (...) {  // no more threads (std::system_error, or bad_alloc while starting one)
   }
   copy(at, bytes - at);
   for (std::thread& c : copies) c.join();
