@@ -160,6 +160,10 @@ hits = sum(a["attncache"].get("hit", False) for a in runs["pinned"]["answers"])
 print(f"{dt}: --pin-maps vs staged max |d log p| {diff(runs['pinned'], runs['staged']):.2e}; "
       f"staged vs cpu {diff(runs['staged'], runs['cpu']):.4f}; --gpu-maps p4 vs cpu "
       f"{diff(runs['p4pinned'], runs['cpu']):.4f}; hits {hits}/{len(runs['pinned']['answers'])}")
+for t in ("staged", "pinned", "p4pinned"):
+    m = runs[t].get("attncache_map_cache", {})
+    print(f"  {t}: map cache {m.get('phases', {}).get('map_cache_ms_per_query', float('nan')):.3f} "
+          f"ms a question, {m.get('misses')} misses, {m.get('host_source')}")
 PY
       done
       ;;

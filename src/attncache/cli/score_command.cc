@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -148,6 +149,7 @@ void run_mmlu(const MmluOptions& o) {
   std::unique_ptr<memo::MapDatabase> db;
   std::unique_ptr<memo::AttnCache> cache;
   bool attncache_left_gpu = false;
+  std::function<nlohmann::json(size_t)> map_cache_report;  // AttnCache on the GPU
   auto make_cpu_cache = [&] {
     cache = std::make_unique<memo::AttnCache>(*decoder, *db, o.threshold, memo::ReusePolicy{},
                                               memo::HitVerification{!o.paper_mode, o.max_tv});
@@ -162,7 +164,7 @@ void run_mmlu(const MmluOptions& o) {
       gpu_options.p4_maps = o.gpu_maps == "p4";
       gpu_options.pin_host_maps = o.pin_maps;
       options.attncache_embed = memo::with_cpu_fallback(
-          memo::gpu_attncache(*decoder, device, *db, gpu_options),
+          memo::gpu_attncache(*decoder, device, *db, gpu_options, &map_cache_report),
           [&]() -> memo::GpuAttnCacheFn {
             make_cpu_cache();
             return [c = cache.get()](const std::vector<std::vector<int32_t>>& batch,
@@ -208,6 +210,9 @@ void run_mmlu(const MmluOptions& o) {
                     {"bytes_on_disk", db->bytes_on_disk()},
                     {"threshold", o.threshold},
                     {"verification", !o.paper_mode}};
+  }
+  if (map_cache_report && !attncache_left_gpu) {
+    report["attncache_map_cache"] = map_cache_report(questions.size());
   }
   // Per-subject accuracy of the exact path, and every answer of every path.
   std::map<std::string, std::pair<int, int>> by_subject;

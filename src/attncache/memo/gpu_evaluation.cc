@@ -56,7 +56,7 @@ nlohmann::json evaluate_on_gpu(PrefillModel&, DeviceEmbedder&, const MapDatabase
 }
 
 GpuAttnCacheFn gpu_attncache(PrefillModel&, DeviceEmbedder&, const MapDatabase&,
-                             const GpuEvalOptions&) {
+                             const GpuEvalOptions&, std::function<nlohmann::json(size_t)>*) {
   no_cuda();
 }
 
@@ -216,9 +216,18 @@ nlohmann::json per_hit(DeviceEmbedder& gpu, GpuAttnCache& cache, const Batch& qu
 }  // namespace
 
 GpuAttnCacheFn gpu_attncache(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
-                             const GpuEvalOptions& options) {
+                             const GpuEvalOptions& options,
+                             std::function<nlohmann::json(size_t queries)>* report) {
   if (!gpu.on_gpu()) core::throw_bad_input("AttnCache on the GPU needs the model on a GPU");
   auto cache = std::make_shared<GpuAttnCache>(model, gpu, db, options);
+  if (report != nullptr) {
+    *report = [cache, budget = options.cache_bytes](size_t queries) {
+      nlohmann::json j = cache->stats();
+      j["budget_bytes"] = budget;
+      j["phases"] = cache->take_phases(queries);
+      return j;
+    };
+  }
   return [cache](const Batch& batch, std::vector<Lookup>* found) {
     return cache->embed(batch, found);
   };

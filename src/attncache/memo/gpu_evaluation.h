@@ -45,11 +45,15 @@ struct GpuEvalOptions {
 // AttnCache's forward pass on the GPU, one batch per call: lookups on the CPU (the paper's hit
 // rule), the hits' maps through a device map cache of `options.cache_bytes`, one GPU forward pass
 // for hits and misses together. Returns the batch's vectors ([batch × dim], as model.embed) and
-// each sequence's lookup in `found`. Throws bad input as evaluate_on_gpu does.
+// each sequence's lookup in `found`. Throws bad input as evaluate_on_gpu does. `report`, if
+// given, is set to a function that returns the map cache's counts and how its database is held
+// (as evaluate_on_gpu's "map_cache"), and the time per phase (lookup, map cache, forward) per
+// query of `queries` since the last report.
 using GpuAttnCacheFn = std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&,
                                                         std::vector<Lookup>* found)>;
 GpuAttnCacheFn gpu_attncache(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
-                             const GpuEvalOptions& options);
+                             const GpuEvalOptions& options,
+                             std::function<nlohmann::json(size_t queries)>* report = nullptr);
 
 // `on_gpu`, with the CPU behind it as DeviceEmbedder has for the exact path: a batch the GPU
 // refuses as bad input runs on the CPU after a note; a GPU failure (core::Error of kind internal)
