@@ -20,7 +20,6 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -142,11 +141,11 @@ int main(int argc, char** argv) {
         bool p4;
       };
       // The entries in page-locked memory, as --pin-maps holds a map database.
-      std::vector<std::unique_ptr<cuda::PageLockedBytes>> pinned;
+      std::vector<cuda::PinnedHostBuffer> pinned;
       for (const auto* entry : {&p8_entry, &p4_entry}) {
         core::Stopwatch watch;
         pinned.push_back(
-            std::make_unique<cuda::PageLockedBytes>(entry->data(), entry->size(), "an entry"));
+            attncache::memo::page_locked_copy(entry->data(), entry->size(), "an entry"));
         result["page_lock_ms"].push_back(watch.seconds() * 1e3);
       }
       for (const bool page_locked : {false, true}) {
@@ -154,7 +153,7 @@ int main(int argc, char** argv) {
                               Case{"P8 -> P4 (device encode)", core::DType::kP8, true},
                               Case{"P4 rows -> P4", core::DType::kP4, false}}) {
           const int which = c.source == core::DType::kP4 ? 1 : 0;
-          const void* bytes = page_locked  ? static_cast<const void*>(pinned[which]->data())
+          const void* bytes = page_locked  ? static_cast<const void*>(pinned[which].data())
                               : which == 0 ? static_cast<const void*>(p8_entry.data())
                                            : static_cast<const void*>(p4_entry.data());
           auto source = [&](int64_t) { return HostMaps{n, bytes, c.source}; };

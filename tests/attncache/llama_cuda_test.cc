@@ -1123,23 +1123,17 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
   }
 }
 
-// What --pin-maps does to a map database: ordinary memory is copied into page-locked memory (in
-// parts, over threads), memory page-locked already is taken as it is.
-TEST(DeviceMapCache, PageLockedBytesCopyOrdinaryMemoryAndTakePageLockedMemoryAsItIs) {
+// What --pin-maps makes of a map database: its bytes, in page-locked memory.
+TEST(DeviceMapCache, PageLockedCopyHoldsTheBytesInPageLockedMemory) {
   SKIP_WITHOUT_GPU();
   std::vector<uint8_t> bytes((size_t{40} << 20) + 3);  // over 16 MiB: copied in parts
   for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 131 % 251);
   ASSERT_FALSE(cuda::page_locked(bytes.data()));
-  const cuda::PageLockedBytes copied(bytes.data(), bytes.size(), "test bytes");
-  EXPECT_TRUE(copied.copied());
-  EXPECT_TRUE(cuda::page_locked(copied.data()));
-  EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), copied.data()));
-  EXPECT_NE(copied.note().find("test bytes copied into page-locked memory"), std::string::npos)
-      << copied.note();
-  const cuda::PageLockedBytes again(copied.data(), bytes.size(), "test bytes");
-  EXPECT_FALSE(again.copied());
-  EXPECT_EQ(again.data(), copied.data());
-  EXPECT_NE(again.note().find("already page-locked"), std::string::npos) << again.note();
+  const cuda::PinnedHostBuffer copy = memo::page_locked_copy(bytes.data(), bytes.size(), "test");
+  ASSERT_EQ(copy.size(), bytes.size());
+  EXPECT_TRUE(cuda::page_locked(copy.data()));
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), static_cast<const uint8_t*>(copy.data())));
+  EXPECT_EQ(memo::page_locked_copy(bytes.data(), 0, "test").data(), nullptr);
 }
 
 TEST(DeviceMapCache, MapsTheCpuEngineRecordedRunThroughTheCache) {

@@ -36,7 +36,24 @@ constexpr int kStaging = 2;
 constexpr int kPieces = 8;
 constexpr int kCopyParts = 16;
 
+// `bytes` from `from` to `to` in `parts` memcpy's over the OpenMP threads.
+void copy_in_parts(void* to, const void* from, size_t bytes, size_t parts) {
+  const size_t part = (bytes + parts - 1) / parts;
+#pragma omp parallel for
+  for (size_t c = 0; c < parts; ++c) {
+    const size_t at = std::min(bytes, c * part);
+    std::memcpy(static_cast<unsigned char*>(to) + at, static_cast<const unsigned char*>(from) + at,
+                std::min(part, bytes - at));
+  }
+}
+
 }  // namespace
+
+cuda::PinnedHostBuffer page_locked_copy(const void* data, size_t bytes, const char* what) {
+  cuda::PinnedHostBuffer copy(bytes, what);
+  if (bytes > 0) copy_in_parts(copy.data(), data, bytes, (bytes >> 24) + 1);  // 16 MiB or less
+  return copy;
+}
 
 struct DeviceMapCache::Impl {
   Source source;
@@ -102,14 +119,9 @@ struct DeviceMapCache::Impl {
   // Layers [l0, l1) of the entry as stored, copied into `out` (which holds the whole entry).
   void stage(const HostMaps& host, void* out, int l0, int l1) const {
     const size_t layer = stored_bytes(host.n_tokens, host.dtype);
-    const size_t part = (layer + kCopyParts - 1) / kCopyParts;
-#pragma omp parallel for
-    for (int c = l0 * kCopyParts; c < l1 * kCopyParts; ++c) {
-      const size_t from = static_cast<size_t>(c) / kCopyParts * layer + (c % kCopyParts) * part;
-      const size_t bytes = std::min(part, layer - std::min(layer, (c % kCopyParts) * part));
-      std::memcpy(static_cast<unsigned char*>(out) + from,
-                  static_cast<const unsigned char*>(host.maps) + from, bytes);
-    }
+    copy_in_parts(static_cast<unsigned char*>(out) + l0 * layer,
+                  static_cast<const unsigned char*>(host.maps) + l0 * layer, (l1 - l0) * layer,
+                  static_cast<size_t>(l1 - l0) * kCopyParts);
   }
 
   void reserve(cuda::DeviceBuffer& buffer, size_t bytes, const char* what) {

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "attncache/kernels/cuda/runtime.h"
 #include "attncache/model/cuda_model.h"
 #include "core/dtype.h"
 
@@ -44,6 +45,13 @@ struct HostMaps {
   const void* maps = nullptr;
   core::DType dtype = core::DType::kF16;  // kF16, kBF16, kP8, kFP8 or (causal) kP4
 };
+
+// `bytes` of host memory copied into page-locked memory, in parts over the OpenMP threads as the
+// cache stages entries: what for_database's `pin_host` makes of a database. A copy, not the
+// database's file mapping registered in place: on the H100 machines (driver 580.159)
+// cudaHostRegister of a 235 MB read-only file mapping spent over 60 s in the kernel without
+// returning. Bad input when the page-locked memory cannot be allocated.
+cuda::PinnedHostBuffer page_locked_copy(const void* data, size_t bytes, const char* what);
 
 class DeviceMapCache {
  public:

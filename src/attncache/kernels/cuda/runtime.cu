@@ -1,10 +1,5 @@
-#include <algorithm>
 #include <cstdio>
-#include <cstring>
-#include <string>
-#include <thread>
 #include <utility>
-#include <vector>
 
 #include "attncache/kernels/cuda/check.h"
 #include "attncache/kernels/cuda/runtime.h"
@@ -105,44 +100,6 @@ PinnedHostBuffer& PinnedHostBuffer::operator=(PinnedHostBuffer&& other) noexcept
     size_ = std::exchange(other.size_, 0);
   }
   return *this;
-}
-
-namespace {
-
-// memcpy in parts of at least 16 MiB over up to 16 host threads, as the map cache stages (one
-// thread copying whole layers in turn staged measurably slower: docs/gpu.md, "Staging in
-// pieces"). Where no thread can be started, this one copies the rest.
-void parallel_copy(void* to, const void* from, size_t bytes) {
-  const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16);
-  const size_t part = std::max<size_t>((bytes + threads - 1) / threads, size_t{16} << 20);
-  auto copy = [to, from](size_t at, size_t n) {
-    std::memcpy(static_cast<unsigned char*>(to) + at, static_cast<const unsigned char*>(from) + at,
-                n);
-  };
-  std::vector<std::thread> copies;
-  copies.reserve(threads);
-  size_t at = 0;
-  try {
-    for (; at + part < bytes; at += part) copies.emplace_back(copy, at, part);
-  } catch (...) {  // no more threads (std::system_error, or bad_alloc while starting one)
-  }
-  copy(at, bytes - at);
-  for (std::thread& c : copies) c.join();
-}
-
-}  // namespace
-
-PageLockedBytes::PageLockedBytes(const void* data, size_t bytes, const char* what) {
-  const std::string size = std::to_string(bytes / 1048576) + " MiB";
-  if (page_locked(data)) {
-    data_ = static_cast<const unsigned char*>(data);
-    note_ = std::string(what) + " already page-locked (" + size + ")";
-    return;
-  }
-  copy_ = PinnedHostBuffer(bytes, what);
-  if (bytes > 0) parallel_copy(copy_.data(), data, bytes);
-  data_ = static_cast<const unsigned char*>(copy_.data());
-  note_ = std::string(what) + " copied into page-locked memory (" + size + ")";
 }
 
 bool page_locked(const void* p) {

@@ -69,22 +69,4 @@ class PinnedHostBuffer {
 // the driver).
 bool page_locked(const void* p);
 
-// Existing host bytes in page-locked memory: taken as they are where they are page-locked
-// already, else copied into a PinnedHostBuffer. Not registered in place: on the H100 machines
-// (driver 580.159) cudaHostRegister of a read-only file mapping of 235 MB spent over 60 s in the
-// kernel without returning, and a map database is such a mapping. data() is where to read them;
-// note() says which was done.
-class PageLockedBytes {
- public:
-  PageLockedBytes(const void* data, size_t bytes, const char* what);
-  const unsigned char* data() const { return data_; }
-  bool copied() const { return copy_.data() != nullptr; }
-  const std::string& note() const { return note_; }
-
- private:
-  PinnedHostBuffer copy_;
-  const unsigned char* data_ = nullptr;
-  std::string note_;
-};
-
 }  // namespace attncache::cuda
