@@ -1057,7 +1057,9 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
         if (p4 && dtype == core::DType::kP4) continue;  // held as P4 either way
         SCOPED_TRACE(std::string(core::dtype_name(dtype)) + (p4 ? " as P4" : "") +
                      (causal ? ", causal" : "") + (pinned ? ", page-locked" : ""));
-        const int layers = 2, heads = 3;
+        // Nine layers: staged in pieces of two (an eighth, rounded up), the last of one, through
+        // the staging ring more than once per entry.
+        const int layers = 9, heads = 3;
         const std::vector<int> lengths = {5, 70, 130};
         std::vector<std::vector<uint8_t>> host;
         std::vector<cuda::PinnedHostBuffer> page_locked;  // copies of the entries, if pinned

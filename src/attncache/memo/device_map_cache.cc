@@ -27,13 +27,16 @@ core::DType device_dtype(core::DType source, bool p4) {
 
 size_t pad256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
-// Staging buffers in turn: entry k is copied into buffer k % 2 once that buffer's last copy is
-// done, so the host's copying overlaps the previous entry's transfer.
-constexpr int kStaging = 2;
-// An entry staged through host memory goes in this many pieces (runs of layers): each piece's
-// transfer runs while the host copies the next. Each layer's host copy is split in kCopyParts
-// parts, so that every OpenMP thread has work whatever a piece's layers.
+// A source that is not page-locked is staged in pieces (runs of whole layers) through a ring of
+// page-locked buffers of one piece each: piece k goes into buffer k % kStaging once that
+// buffer's last transfer is done, so the host copies a piece while the previous one transfers,
+// within an entry and from one entry into the next. A piece is an eighth of the entry's layers,
+// or fewer layers where that passes kPieceBytes (one layer at least): the staging holds a few
+// pieces, not whole entries (a 3B-shaped P8 entry of 4096 tokens is 5.6 GB). Each layer's host
+// copy is split in kCopyParts parts, so that every OpenMP thread has work.
+constexpr int kStaging = 3;
 constexpr int kPieces = 8;
+constexpr size_t kPieceBytes = size_t{64} << 20;
 constexpr int kCopyParts = 16;
 
 // `bytes` from `from` to `to` in `parts` memcpy's over the OpenMP threads.
@@ -98,7 +101,9 @@ struct DeviceMapCache::Impl {
     if (convert != nullptr) cudaStreamDestroy(convert);
   }
   std::vector<cudaEvent_t*> event_slots() {
-    return {&staged[0], &staged[1], &arrived[0], &arrived[1], &converted[0], &converted[1]};
+    std::vector<cudaEvent_t*> slots = {&arrived[0], &arrived[1], &converted[0], &converted[1]};
+    for (cudaEvent_t& e : staged) slots.push_back(&e);
+    return slots;
   }
 
   // One layer's maps on the device as `dtype` (the kernels' layout), padded to 256 bytes: every
@@ -116,12 +121,10 @@ struct DeviceMapCache::Impl {
     return stored_layer_bytes(n, heads, causal, source);
   }
 
-  // Layers [l0, l1) of the entry as stored, copied into `out` (which holds the whole entry).
-  void stage(const HostMaps& host, void* out, int l0, int l1) const {
-    const size_t layer = stored_bytes(host.n_tokens, host.dtype);
-    copy_in_parts(static_cast<unsigned char*>(out) + l0 * layer,
-                  static_cast<const unsigned char*>(host.maps) + l0 * layer, (l1 - l0) * layer,
-                  static_cast<size_t>(l1 - l0) * kCopyParts);
+  // Layers of the entry as stored in each staged piece.
+  int piece_layers(size_t stored_layer) const {
+    const size_t by_bytes = std::max<size_t>(1, kPieceBytes / std::max<size_t>(1, stored_layer));
+    return static_cast<int>(std::min<size_t>((layers + kPieces - 1) / kPieces, by_bytes));
   }
 
   void reserve(cuda::DeviceBuffer& buffer, size_t bytes, const char* what) {
@@ -132,7 +135,8 @@ struct DeviceMapCache::Impl {
     buffer = cuda::DeviceBuffer(bytes, what);
   }
 
-  // Queues the transfer of layers [l0, l1) of the entry as stored at `from` (page-locked) into
+  // Queues the transfer of layers [l0, l1) of the entry as stored, layer l0 at `from`
+  // (page-locked), into
   // `device` (the entry's maps), and their conversion there to the kernels' layout: straight into
   // place when the stored layout is the kernels', else layer by layer through `arrival`.
   void upload(const HostMaps& host, const void* from, void* device, int l0, int l1) {
@@ -142,8 +146,9 @@ struct DeviceMapCache::Impl {
     const auto* src = static_cast<const char*>(from);
     auto* dst = static_cast<char*>(device);
     auto transfer = [&](void* to, int l) {
-      cuda::check(cudaMemcpyAsync(to, src + l * stored, stored, cudaMemcpyHostToDevice, stream),
-                  "cudaMemcpyAsync (map cache)");
+      cuda::check(
+          cudaMemcpyAsync(to, src + (l - l0) * stored, stored, cudaMemcpyHostToDevice, stream),
+          "cudaMemcpyAsync (map cache)");
     };
     if (!causal && held_dtype == host.dtype) {
       for (int l = l0; l < l1; ++l) transfer(dst + l * held, l);
@@ -210,21 +215,22 @@ struct DeviceMapCache::Impl {
       if (cuda::page_locked(host.maps)) {
         upload(host, host.maps, r.maps.data(), 0, layers);
       } else {
-        const int k = next_staging;
-        next_staging = (next_staging + 1) % kStaging;
-        cuda::check(cudaEventSynchronize(staged[k]), "cudaEventSynchronize (map staging)");
-        const size_t staged_size = layers * stored_bytes(host.n_tokens, host.dtype);
-        if (staging[k].size() < staged_size) {
-          staging[k] = {};
-          staging[k] = cuda::PinnedHostBuffer(staged_size, "map cache staging");
-        }
-        const int piece = (layers + kPieces - 1) / kPieces;
+        const size_t layer = stored_bytes(host.n_tokens, host.dtype);
+        const int piece = piece_layers(layer);
         for (int l0 = 0; l0 < layers; l0 += piece) {
           const int l1 = std::min(layers, l0 + piece);
-          stage(host, staging[k].data(), l0, l1);
+          const int k = next_staging;
+          next_staging = (next_staging + 1) % kStaging;
+          cuda::check(cudaEventSynchronize(staged[k]), "cudaEventSynchronize (map staging)");
+          if (staging[k].size() < piece * layer) {
+            staging[k] = {};
+            staging[k] = cuda::PinnedHostBuffer(piece * layer, "map cache staging");
+          }
+          copy_in_parts(staging[k].data(), static_cast<const char*>(host.maps) + l0 * layer,
+                        (l1 - l0) * layer, static_cast<size_t>(l1 - l0) * kCopyParts);
           upload(host, staging[k].data(), r.maps.data(), l0, l1);
+          cuda::check(cudaEventRecord(staged[k], stream), "cudaEventRecord");
         }
-        cuda::check(cudaEventRecord(staged[k], stream), "cudaEventRecord");
       }
       for (cudaEvent_t done : converted) {
         cuda::check(cudaStreamWaitEvent(stream, done), "cudaStreamWaitEvent");

@@ -10,7 +10,9 @@
 // triangles when encoding to P4), which the byte budget does not count: 0.4 GB for a
 // 3B-shaped P8 entry of 4096 tokens. A source in page-locked memory (for_database's `pin_host`)
 // is transferred from where it lies; any other is first copied into page-locked staging, in
-// pieces of layers so that each piece's transfer runs while the host copies the next.
+// pieces of layers so that each piece's transfer runs while the host copies the next, through
+// three buffers of one piece each (an eighth of the entry, at most 64 MiB unless one layer is
+// larger: 0.6 GB for that 3B entry, which is 5.6 GB).
 //
 // prefetch() queues copies ahead of need, e.g. the next batch's hits while this batch computes
 // (a GPU model's forward blocks the calling thread, so: prefetch(next), forward(this),
