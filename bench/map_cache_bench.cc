@@ -168,16 +168,21 @@ int main(int argc, char** argv) {
           }
           const size_t host_bytes =
               c.source == core::DType::kP4 ? p4_entry.size() : p8_entry.size();
+          const DeviceMapCache::Stats stats = cache.stats();
           const std::string name = std::string(c.name) + (page_locked ? ", page-locked" : "");
           result["cases"].push_back({{"case", name},
                                      {"page_locked_source", page_locked},
                                      {"host_bytes", host_bytes},
                                      {"device_bytes", entry_bytes},
+                                     {"staging_bytes", stats.staging_bytes},
+                                     {"scratch_bytes", stats.scratch_bytes},
                                      {"load_ms", median(ms)},
                                      {"host_gb_per_s", host_bytes / median(ms) / 1e6}});
           std::printf(
-              "%5d tokens  %-40s %8.1f ms a load  (%.2f GB from host, %.2f GB on the device)\n", n,
-              name.c_str(), median(ms), host_bytes / 1e9, entry_bytes / 1e9);
+              "%5d tokens  %-40s %8.1f ms a load  (%.2f GB from host, %.2f GB on the device; "
+              "%.2f GB page-locked staging, %.2f GB device scratch)\n",
+              n, name.c_str(), median(ms), host_bytes / 1e9, entry_bytes / 1e9,
+              stats.staging_bytes / 1e9, stats.scratch_bytes / 1e9);
         }
       }
       std::printf(

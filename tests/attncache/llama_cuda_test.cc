@@ -1116,6 +1116,13 @@ TEST(DeviceMapCache, ConvertsEvictsTheLeastRecentlyUsedAndCountsHits) {
         EXPECT_EQ(st.evictions, 1u);
         EXPECT_EQ(st.resident_entries, 2u);
         EXPECT_EQ(st.resident_bytes, room);
+        // Staging: three pieces of two of the largest entry's layers; none for page-locked
+        // sources. Arrival buffers: two of its stored layers, wherever the device converts.
+        const size_t stored_layer = stored_layer_bytes(130, heads, causal, dtype);
+        EXPECT_EQ(st.staging_bytes, pinned ? 0 : 3 * 2 * stored_layer);
+        const bool converts = causal || dtype == core::DType::kF16;
+        EXPECT_EQ(st.scratch_bytes >= 2 * stored_layer, converts);
+        EXPECT_EQ(st.scratch_bytes == 0, !converts);
         // A batch whose entries do not fit together, an entry larger than the cache.
         EXPECT_THROW(cache.plan({0, 1, 2}), core::Error);
         memo::DeviceMapCache small(source, layers, heads, causal, 1024, p4);

@@ -311,6 +311,10 @@ DeviceMapCache::Stats DeviceMapCache::stats() const {
   Stats s = impl_->counts;
   s.resident_bytes = impl_->lru.used();
   s.resident_entries = impl_->lru.size();
+  for (const cuda::PinnedHostBuffer& b : impl_->staging) s.staging_bytes += b.size();
+  for (const cuda::DeviceBuffer* b : {&impl_->arrival[0], &impl_->arrival[1], &impl_->tiles}) {
+    s.scratch_bytes += b->size();
+  }
   return s;
 }
 

@@ -80,6 +80,9 @@ class DeviceMapCache {
   struct Stats {
     uint64_t hits = 0, misses = 0, evictions = 0;
     size_t resident_bytes = 0, resident_entries = 0;
+    // Memory the byte budget does not count: the page-locked host staging, and the device
+    // buffers that layers arrive in and are converted through.
+    size_t staging_bytes = 0, scratch_bytes = 0;
   };
   Stats stats() const;
   // How for_database holds the source (empty when it did not pin it).

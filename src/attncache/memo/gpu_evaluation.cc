@@ -156,6 +156,8 @@ class GpuAttnCache {
             {"evictions", s.evictions},
             {"resident_entries", s.resident_entries},
             {"resident_bytes", s.resident_bytes},
+            {"staging_bytes", s.staging_bytes},
+            {"scratch_bytes", s.scratch_bytes},
             {"host_source", maps_->source_note().empty() ? "staged" : maps_->source_note()}};
   }
 
