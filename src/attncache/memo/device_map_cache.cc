@@ -200,14 +200,17 @@ struct DeviceMapCache::Impl {
       core::throw_bad_input("P4 maps are for causal decoders only");
     }
     const size_t size = bytes(host.n_tokens, host.dtype);
-    for (int64_t gone : lru.admit(entry, size)) {
-      Resident& r = resident.at(gone);
-      cuda::check(cudaEventSynchronize(r.ready), "cudaEventSynchronize (map cache)");
-      cudaEventDestroy(r.ready);
-      resident.erase(gone);
-      ++counts.evictions;
-    }
+    // The LRU has dropped `evicted` and holds `entry` from here on: a failure below must leave
+    // neither in `resident` nor `entry` in the LRU.
+    const std::vector<int64_t> evicted = lru.admit(entry, size);
     try {
+      for (int64_t gone : evicted) {
+        Resident& r = resident.at(gone);
+        cuda::check(cudaEventSynchronize(r.ready), "cudaEventSynchronize (map cache)");
+        cudaEventDestroy(r.ready);
+        resident.erase(gone);
+        ++counts.evictions;
+      }
       Resident r;
       r.n_tokens = host.n_tokens;
       r.dtype = device_dtype(host.dtype, p4);
@@ -236,12 +239,22 @@ struct DeviceMapCache::Impl {
         cuda::check(cudaStreamWaitEvent(stream, done), "cudaStreamWaitEvent");
       }
       cuda::check(cudaEventCreateWithFlags(&r.ready, cudaEventDisableTiming), "cudaEventCreate");
-      cuda::check(cudaEventRecord(r.ready, stream), "cudaEventRecord");
+      const cudaError_t recorded = cudaEventRecord(r.ready, stream);
+      if (recorded != cudaSuccess) cudaEventDestroy(r.ready);
+      cuda::check(recorded, "cudaEventRecord");
       return resident.emplace(entry, std::move(r)).first->second;
     } catch (...) {
-      // Work queued before the failure may still use the entry's buffer: let it finish.
+      // Work queued before the failure may still use the entry's buffer or an evicted one's:
+      // let it finish.
       cudaStreamSynchronize(stream);
       cudaStreamSynchronize(convert);
+      for (int64_t gone : evicted) {
+        const auto it = resident.find(gone);
+        if (it == resident.end()) continue;
+        cudaEventDestroy(it->second.ready);
+        resident.erase(it);
+        ++counts.evictions;
+      }
       lru.erase(entry);  // keep the books straight
       throw;
     }
