@@ -136,9 +136,9 @@ struct DeviceMapCache::Impl {
   }
 
   // Queues the transfer of layers [l0, l1) of the entry as stored, layer l0 at `from`
-  // (page-locked), into
-  // `device` (the entry's maps), and their conversion there to the kernels' layout: straight into
-  // place when the stored layout is the kernels', else layer by layer through `arrival`.
+  // (page-locked), into `device` (the entry's maps), and their conversion there to the kernels'
+  // layout: straight into place when the stored layout is the kernels', else layer by layer
+  // through `arrival`.
   void upload(const HostMaps& host, const void* from, void* device, int l0, int l1) {
     const int n = host.n_tokens;
     const size_t stored = stored_bytes(n, host.dtype), held = layer_bytes(n, host.dtype);
