@@ -182,6 +182,15 @@ struct DeviceMapCache::Impl {
     }
   }
 
+  // Frees an evicted entry's maps, if still resident, once no work uses them.
+  void drop(int64_t gone) {
+    const auto it = resident.find(gone);
+    if (it == resident.end()) return;
+    cudaEventDestroy(it->second.ready);
+    resident.erase(it);
+    ++counts.evictions;
+  }
+
   // Makes `entry` resident (evicting others), its copy queued; returns it.
   Resident& load(int64_t entry) {
     if (lru.touch(entry)) {
@@ -205,11 +214,9 @@ struct DeviceMapCache::Impl {
     const std::vector<int64_t> evicted = lru.admit(entry, size);
     try {
       for (int64_t gone : evicted) {
-        Resident& r = resident.at(gone);
-        cuda::check(cudaEventSynchronize(r.ready), "cudaEventSynchronize (map cache)");
-        cudaEventDestroy(r.ready);
-        resident.erase(gone);
-        ++counts.evictions;
+        cuda::check(cudaEventSynchronize(resident.at(gone).ready),
+                    "cudaEventSynchronize (map cache)");
+        drop(gone);
       }
       Resident r;
       r.n_tokens = host.n_tokens;
@@ -248,13 +255,7 @@ struct DeviceMapCache::Impl {
       // let it finish.
       cudaStreamSynchronize(stream);
       cudaStreamSynchronize(convert);
-      for (int64_t gone : evicted) {
-        const auto it = resident.find(gone);
-        if (it == resident.end()) continue;
-        cudaEventDestroy(it->second.ready);
-        resident.erase(it);
-        ++counts.evictions;
-      }
+      for (int64_t gone : evicted) drop(gone);
       lru.erase(entry);  // keep the books straight
       throw;
     }
