@@ -149,7 +149,7 @@ void run_mmlu(const MmluOptions& o) {
   std::unique_ptr<memo::MapDatabase> db;
   std::unique_ptr<memo::AttnCache> cache;
   bool attncache_left_gpu = false;
-  std::function<nlohmann::json(size_t)> map_cache_report;  // AttnCache on the GPU
+  std::function<nlohmann::json()> map_cache_report;  // AttnCache on the GPU
   auto make_cpu_cache = [&] {
     cache = std::make_unique<memo::AttnCache>(*decoder, *db, o.threshold, memo::ReusePolicy{},
                                               memo::HitVerification{!o.paper_mode, o.max_tv});
@@ -212,7 +212,7 @@ void run_mmlu(const MmluOptions& o) {
                     {"verification", !o.paper_mode}};
   }
   if (map_cache_report && !attncache_left_gpu) {
-    report["attncache_map_cache"] = map_cache_report(questions.size());
+    report["attncache_map_cache"] = map_cache_report();
   }
   // Per-subject accuracy of the exact path, and every answer of every path.
   std::map<std::string, std::pair<int, int>> by_subject;

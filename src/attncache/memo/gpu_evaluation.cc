@@ -56,7 +56,7 @@ nlohmann::json evaluate_on_gpu(PrefillModel&, DeviceEmbedder&, const MapDatabase
 }
 
 GpuAttnCacheFn gpu_attncache(PrefillModel&, DeviceEmbedder&, const MapDatabase&,
-                             const GpuEvalOptions&, std::function<nlohmann::json(size_t)>*) {
+                             const GpuEvalOptions&, std::function<nlohmann::json()>*) {
   no_cuda();
 }
 
@@ -77,20 +77,28 @@ class GpuAttnCache {
         policy_(options.policy),
         layers_(db.layers()) {}
 
-  // Where the time of embed() and embed_with() went, in seconds.
+  // Where the time of embed() and embed_with() went, in seconds, and the queries they served.
   struct Phases {
     double lookup = 0, maps = 0, forward = 0;
+    size_t queries = 0;
   };
 
+  // A batch refused here runs elsewhere (on the CPU): its partial times leave no trace.
   std::vector<float> embed(const Batch& batch, std::vector<Lookup>* found) {
-    core::Stopwatch watch;
-    *found = lookups_.lookup_batch(batch);
-    phases_.lookup += watch.seconds();
-    std::vector<int64_t> entries(batch.size(), -1);
-    for (size_t s = 0; s < batch.size(); ++s) {
-      if ((*found)[s].hit) entries[s] = (*found)[s].entry;
+    const Phases before = phases_;
+    try {
+      core::Stopwatch watch;
+      *found = lookups_.lookup_batch(batch);
+      phases_.lookup += watch.seconds();
+      std::vector<int64_t> entries(batch.size(), -1);
+      for (size_t s = 0; s < batch.size(); ++s) {
+        if ((*found)[s].hit) entries[s] = (*found)[s].entry;
+      }
+      return embed_with(batch, entries);
+    } catch (...) {
+      phases_ = before;
+      throw;
     }
-    return embed_with(batch, entries);
   }
 
   // With the maps of given entries (−1: exact), bypassing lookup.
@@ -99,6 +107,7 @@ class GpuAttnCache {
       core::Stopwatch watch;
       std::vector<float> out = gpu_.embed_with_maps(batch, nullptr);
       phases_.forward += watch.seconds();
+      phases_.queries += batch.size();
       return out;
     }
     std::vector<size_t> order(batch.size());
@@ -131,6 +140,7 @@ class GpuAttnCache {
     watch.reset();
     const std::vector<float> out = gpu_.embed_with_maps(sorted, &plan);
     phases_.forward += watch.seconds();
+    phases_.queries += nseq;
     const size_t d = out.size() / nseq;
     std::vector<float> result(out.size());
     for (size_t i = 0; i < nseq; ++i) {
@@ -139,10 +149,11 @@ class GpuAttnCache {
     return result;
   }
 
-  // The time spent per phase since the last call, per query of `queries`; restarts the count.
-  nlohmann::json take_phases(size_t queries) {
-    const double q = static_cast<double>(std::max<size_t>(1, queries));
-    nlohmann::json j = {{"lookup_ms_per_query", 1e3 * phases_.lookup / q},
+  // The time spent per phase since the last call, per query served; restarts the count.
+  nlohmann::json take_phases() {
+    const double q = static_cast<double>(std::max<size_t>(1, phases_.queries));
+    nlohmann::json j = {{"queries", phases_.queries},
+                        {"lookup_ms_per_query", 1e3 * phases_.lookup / q},
                         {"map_cache_ms_per_query", 1e3 * phases_.maps / q},
                         {"forward_ms_per_query", 1e3 * phases_.forward / q}};
     phases_ = {};
@@ -219,14 +230,14 @@ nlohmann::json per_hit(DeviceEmbedder& gpu, GpuAttnCache& cache, const Batch& qu
 
 GpuAttnCacheFn gpu_attncache(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
                              const GpuEvalOptions& options,
-                             std::function<nlohmann::json(size_t queries)>* report) {
+                             std::function<nlohmann::json()>* report) {
   if (!gpu.on_gpu()) core::throw_bad_input("AttnCache on the GPU needs the model on a GPU");
   auto cache = std::make_shared<GpuAttnCache>(model, gpu, db, options);
   if (report != nullptr) {
-    *report = [cache, budget = options.cache_bytes](size_t queries) {
+    *report = [cache, budget = options.cache_bytes] {
       nlohmann::json j = cache->stats();
       j["budget_bytes"] = budget;
-      j["phases"] = cache->take_phases(queries);
+      j["phases"] = cache->take_phases();
       return j;
     };
   }
@@ -271,7 +282,7 @@ nlohmann::json evaluate_on_gpu(PrefillModel& model, DeviceEmbedder& gpu, const M
   const PathTimes &t_exact = run.exact, &t_cold = run.attncache, &t_result = run.result_cache,
                   &t_combined = run.combined;
   const nlohmann::json cold_stats = cache.stats();
-  const nlohmann::json cold_phases = cache.take_phases(q);
+  const nlohmann::json cold_phases = cache.take_phases();
 
   // Again, AttnCache with the maps the first pass left in GPU memory.
   PathTimes t_exact2, t_resident;
@@ -293,7 +304,7 @@ nlohmann::json evaluate_on_gpu(PrefillModel& model, DeviceEmbedder& gpu, const M
     progress.advance(batches[index].size());
   }
   progress.finish();
-  const nlohmann::json resident_phases = cache.take_phases(q);
+  const nlohmann::json resident_phases = cache.take_phases();
 
   size_t hits = 0, candidates = 0;
   std::vector<double> hit_cos;

@@ -48,12 +48,13 @@ struct GpuEvalOptions {
 // each sequence's lookup in `found`. Throws bad input as evaluate_on_gpu does. `report`, if
 // given, is set to a function that returns the map cache's counts and how its database is held
 // (as evaluate_on_gpu's "map_cache"), and the time per phase (lookup, map cache, forward) per
-// query of `queries` since the last report.
+// query it served since the last report (a batch it refused, which ran on the CPU, counts in
+// neither).
 using GpuAttnCacheFn = std::function<std::vector<float>(const std::vector<std::vector<int32_t>>&,
                                                         std::vector<Lookup>* found)>;
 GpuAttnCacheFn gpu_attncache(PrefillModel& model, DeviceEmbedder& gpu, const MapDatabase& db,
                              const GpuEvalOptions& options,
-                             std::function<nlohmann::json(size_t queries)>* report = nullptr);
+                             std::function<nlohmann::json()>* report = nullptr);
 
 // `on_gpu`, with the CPU behind it as DeviceEmbedder has for the exact path: a batch the GPU
 // refuses as bad input runs on the CPU after a note; a GPU failure (core::Error of kind internal)
