@@ -1,5 +1,6 @@
 // DeviceMapCache::for_database, in its own file: code that uses the cache without a database
 // (the GPU tests, which travel to a machine without Faiss) does not link the database.
+#include <cmath>
 #include <memory>
 #include <string>
 
@@ -31,8 +32,9 @@ std::unique_ptr<DeviceMapCache> DeviceMapCache::for_database(const MapDatabase& 
   auto cache = std::make_unique<DeviceMapCache>(source, db.layers(), db.heads(), db.causal(),
                                                 capacity_bytes, p4);
   if (pinned) {
-    cache->source_note_ = "the map database copied into page-locked memory (" +
-                          std::to_string(file.size() / 1048576) + " MiB)";
+    // Tenths of a MiB, so that a small database does not read as "0 MiB".
+    cache->source_note_ = core::cat("the map database copied into page-locked memory (",
+                                    std::round(file.size() / 104857.6) / 10, " MiB)");
   }
   return cache;
 }
