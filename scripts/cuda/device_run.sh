@@ -247,7 +247,7 @@ PY
       bin=$work/bin/attncache
       head -200 "$root/tests/data/corpus.txt" > "$work/texts.txt"
       for dev in cuda cpu; do
-        /usr/bin/time -f "embed --device $dev: %e s" timeout 120 "$bin" embed -m "$model" \
+        timeout 120 /usr/bin/time -f "embed --device $dev: %e s" "$bin" embed -m "$model" \
           -i "$work/texts.txt" --device $dev -o "$out/embed_$dev.jsonl"
       done
       python3 - "$out/embed_cuda.jsonl" "$out/embed_cpu.jsonl" <<'PY'
@@ -261,8 +261,8 @@ PY
       for input in short/corpus.txt passage128/corpus.txt; do
         [[ -f $work/workloads/$input ]] || continue
         for dev in cuda cpu; do
-          /usr/bin/time -f "embed $input ($(wc -l < "$work/workloads/$input") texts) --device $dev: %e s" \
-            timeout 200 "$bin" embed -m "$model" -i "$work/workloads/$input" --max-length 128 \
+          timeout 200 /usr/bin/time \
+            -f "embed $input ($(wc -l < "$work/workloads/$input") texts) --device $dev: %e s" "$bin" embed -m "$model" -i "$work/workloads/$input" --max-length 128 \
             --device $dev -o /dev/null 2>&1 | grep -v "^note"
         done
       done
@@ -271,7 +271,7 @@ PY
       sed -n 201,400p "$root/tests/data/corpus.txt" > "$work/queries.txt"
       head -50 "$work/texts.txt" >> "$work/queries.txt"
       for dev in cuda cpu; do
-        /usr/bin/time -f "build --device $dev: %e s" timeout 200 "$bin" build -m "$model" \
+        timeout 200 /usr/bin/time -f "build --device $dev: %e s" "$bin" build -m "$model" \
           --corpus "$work/texts.txt" --max-length 128 --db "$work/db-$dev" --device $dev 2>&1 |
           grep -v "^collecting\|^training"
         timeout 200 "$bin" eval -m "$model" --db "$work/db-$dev" --queries "$work/queries.txt" \
@@ -425,7 +425,7 @@ for line in open(sys.argv[1], encoding="utf-8"):
           for named in ${MEMO_BUILD_BINARIES:-this=$work/bin/attncache}; do
             echo "-- $(basename "$m") --device $dev (${named%%=*})"
             # shellcheck disable=SC2086  # the spec's options are words
-            /usr/bin/time -f "wall %e s" timeout 280 "${named#*=}" build -m "$m" ${spec#*:} \
+            timeout 280 /usr/bin/time -f "wall %e s" "${named#*=}" build -m "$m" ${spec#*:} \
               --epochs 1 --db "/tmp/attncache-dbs/build-$(basename "$m")-$dev" --device $dev 2>&1 |
               grep -v "^collecting\|^training\|^labelling\|^recording"
           done
