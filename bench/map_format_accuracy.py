@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What storing attention maps in fewer bits costs a real decoder's answers.
 
-Runs SmolLM2-135M-Instruct (transformers, fp32, CPU) on MMLU prompts: exactly, keeping every
+Runs a decoder (SmolLM2-135M-Instruct by default; --model takes a Hugging Face directory or a
+GGUF file; transformers, fp32, CPU) on MMLU prompts: exactly, keeping every
 layer's queries and keys, and then once per map format with every layer's and head's P replaced
 by the round trip through the format of the exact run's P (softmax of the kept QKᵀ) before P·V
 with the run's own V. That is an AttnCache hit on the input's own maps, so what differs from the
@@ -86,7 +87,8 @@ def round_trip(p, fmt):
 CURRENT = {"format": None, "exact": {}}
 
 
-def quantized_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **_):
+def quantized_attention(module, query, key, value, attention_mask, scaling, dropout=0.0,
+                        sliding_window=None, softcap=None, **_):
     if CURRENT["format"] is None:
         CURRENT["exact"][module.layer_idx] = (query, key)
     else:
@@ -95,15 +97,22 @@ def quantized_attention(module, query, key, value, attention_mask, scaling, drop
     key = key.repeat_interleave(groups, dim=1)
     value = value.repeat_interleave(groups, dim=1)
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attention_mask, float("-inf"))
+    elif attention_mask is not None:
         scores = scores + attention_mask
     elif module.is_causal:
         # transformers passes no mask to a registered attention function when the batch needs
-        # only causal masking (as for SDPA's is_causal): query row i (the last q rows of the
-        # keys) sees keys 0 .. i + k - q.
+        # only causal masking (as for SDPA's is_causal), and none to a sliding-window layer whose
+        # window covers the sequence: query row i (the last q rows of the keys) sees keys
+        # i + k - q - window + 1 .. i + k - q.
         q, k = scores.shape[-2], scores.shape[-1]
-        scores = scores.masked_fill(
-            torch.ones(q, k, dtype=torch.bool).triu(k - q + 1), float("-inf"))
+        hidden = torch.ones(q, k, dtype=torch.bool).triu(k - q + 1)
+        if sliding_window:
+            hidden |= torch.ones(q, k, dtype=torch.bool).tril(k - q - sliding_window)
+        scores = scores.masked_fill(hidden, float("-inf"))
     p = F.softmax(scores, dim=-1, dtype=torch.float32)
     if CURRENT["format"] is not None:
         p = round_trip(p, CURRENT["format"])
@@ -143,26 +152,34 @@ def main():
         if f not in FORMATS:
             raise SystemExit(f"unknown format {f!r}; known: {', '.join(FORMATS)}")
     AttentionInterface.register("map_format", quantized_attention)
-    tok = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32,
+    # A Hugging Face directory, or a GGUF file that transformers dequantizes to fp32.
+    if os.path.isfile(args.model):
+        source = {"pretrained_model_name_or_path": os.path.dirname(os.path.abspath(args.model)),
+                  "gguf_file": os.path.basename(args.model)}
+    else:
+        source = {"pretrained_model_name_or_path": args.model}
+    name = os.path.basename(args.model.rstrip("/"))
+    tok = AutoTokenizer.from_pretrained(**source)
+    model = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32,
                                                  attn_implementation="map_format").eval()
     choice_ids = [tok(" " + c, add_special_tokens=False).input_ids[-1] for c in "ABCD"]
-    reference = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32,
+    reference = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32,
                                                      attn_implementation="sdpa").eval()
     stats = {f: {"changed": 0, "kl": 0.0, "dlogp": 0.0, "right": 0} for f in ["exact"] + formats}
     items = prompts(args.data, args.questions, args.shots)
-    lengths = []
+    encoded = [tok(text, return_tensors="pt").input_ids for _, text, _ in items]
+    lengths = [ids.shape[1] for ids in encoded]
+    # Checked on the longest prompt, which passes a sliding window where any does.
+    checked = lengths.index(max(lengths))
     start = time.time()
-    for k, (subject, text, answer) in enumerate(items):
-        ids = tok(text, return_tensors="pt").input_ids
-        lengths.append(ids.shape[1])
+    for k, ((subject, _, answer), ids) in enumerate(zip(items, encoded)):
         logp = {}
         with torch.no_grad():
             for f in ["exact"] + formats:
                 CURRENT["format"] = None if f == "exact" else f
                 logits = model(ids, logits_to_keep=1).logits[0, -1, choice_ids]
                 logp[f] = F.log_softmax(logits.double(), dim=-1)
-            if k == 0:  # the exact run is the model's own attention (causal), not another one
+            if k == checked:  # the exact run is the model's own attention, not another one
                 sdpa = reference(ids, logits_to_keep=1).logits[0, -1, choice_ids]
                 gap = float((F.log_softmax(sdpa.double(), dim=-1) - logp["exact"]).abs().max())
                 if gap > 1e-3:
@@ -178,7 +195,7 @@ def main():
               f"{time.time() - start:.0f} s", file=sys.stderr, flush=True)
     n = len(items)
     print(f"{n} questions, {args.shots} shots, {min(lengths)}-{max(lengths)} tokens "
-          f"(mean {sum(lengths) / n:.0f}), SmolLM2-135M-Instruct fp32")
+          f"(mean {sum(lengths) / n:.0f}), {name} fp32")
     print(f"{'format':12s} {'bits':>5s} {'answers changed':>16s} {'mean KL':>10s} "
           f"{'mean |dlogp|':>13s} {'accuracy':>9s}")
     bits = {"exact": 32, "bf16": 16, "p8": 8, "fp8": 8, "p8-rownorm": 8}
@@ -192,7 +209,7 @@ def main():
               f"{row['mean_abs_dlogp']:13.2e} {row['accuracy']:9.3f}")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"model": os.path.basename(args.model), "questions": n,
+            json.dump({"model": name, "questions": n,
                        "shots": args.shots, "tokens_min": min(lengths),
                        "tokens_max": max(lengths), "tokens_mean": sum(lengths) / n,
                        "command": " ".join(sys.argv), "results": results}, out, indent=1)

