@@ -22,10 +22,14 @@ Formats (p is a probability; q an integer code):
              a power of two: one exponent per row and key block, applied while decoding
   p8-rownorm as p8, then the row is rescaled to sum to 1
 
-    bench/map_format_accuracy.py [--questions 57] [--shots 5] [--formats bf16,p8,...]
+    bench/map_format_accuracy.py [--model DIR|FILE.gguf] [--questions 57] [--shots 5]
+                                 [--formats bf16,p8,...]
 Longer prompts: --shots N takes the subject's 5 dev questions and then test questions other
-than the one asked. Needs scripts/reference/requirements.txt, the model in Hugging Face form
-(scripts/reference/gguf_to_hf.py) and scripts/fetch-datasets.sh mmlu.
+than the one asked. Needs scripts/reference/requirements.txt, scripts/fetch-datasets.sh mmlu and
+the model: SmolLM2 in Hugging Face form (scripts/reference/gguf_to_hf.py), or a GGUF file that
+transformers reads, e.g. --model models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf
+(scripts/fetch-models.sh gemma-3-270m; its sliding-window layers are masked as transformers
+masks them).
 """
 import argparse
 import csv
@@ -153,6 +157,8 @@ def main():
             raise SystemExit(f"unknown format {f!r}; known: {', '.join(FORMATS)}")
     AttentionInterface.register("map_format", quantized_attention)
     # A Hugging Face directory, or a GGUF file that transformers dequantizes to fp32.
+    if not os.path.exists(args.model):
+        raise SystemExit(f"no model at {args.model} (see --help for how to get one)")
     if os.path.isfile(args.model):
         source = {"pretrained_model_name_or_path": os.path.dirname(os.path.abspath(args.model)),
                   "gguf_file": os.path.basename(args.model)}
