@@ -262,7 +262,8 @@ PY
         [[ -f $work/workloads/$input ]] || continue
         for dev in cuda cpu; do
           timeout 200 /usr/bin/time \
-            -f "embed $input ($(wc -l < "$work/workloads/$input") texts) --device $dev: %e s" "$bin" embed -m "$model" -i "$work/workloads/$input" --max-length 128 \
+            -f "embed $input ($(wc -l < "$work/workloads/$input") texts) --device $dev: %e s" \
+            "$bin" embed -m "$model" -i "$work/workloads/$input" --max-length 128 \
             --device $dev -o /dev/null 2>&1 | grep -v "^note"
         done
       done
